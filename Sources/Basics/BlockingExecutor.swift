@@ -1,0 +1,70 @@
+import Foundation
+
+/// Runs blocking work (C calls such as `nng_recv`, `curl_easy_perform`, SQLite, `cl_scanfile`) on
+/// dedicated OS threads, so the cooperative thread pool never blocks.
+///
+/// Work is queued FIFO and served by `threadCount` threads created at init. `run` suspends the caller
+/// until the work finishes on one of them.
+public final class BlockingExecutor: @unchecked Sendable {
+    // `condition` guards `queue` and `shuttingDown`; that is why this class is @unchecked Sendable.
+    private let condition = NSCondition()
+    private var queue: [@Sendable () -> Void] = []
+    private var head = 0
+    private var shuttingDown = false
+
+    public init(name: String, threadCount: Int = 1) {
+        precondition(threadCount > 0, "a BlockingExecutor needs at least one thread")
+        for index in 0..<threadCount {
+            let thread = Thread { [self] in self.serve() }
+            thread.name = "\(name)-\(index)"
+            thread.start()
+        }
+    }
+
+    /// Stops the threads once the queued work is done. Work submitted afterwards runs inline.
+    public func shutdown() {
+        condition.lock()
+        shuttingDown = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Runs `work` on one of the executor's threads and returns its result.
+    public func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            submit { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    /// Queues `work` without waiting for it.
+    public func submit(_ work: @escaping @Sendable () -> Void) {
+        condition.lock()
+        if shuttingDown {
+            condition.unlock()
+            work()
+            return
+        }
+        queue.append(work)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func serve() {
+        while true {
+            condition.lock()
+            while head == queue.count && !shuttingDown { condition.wait() }
+            if head == queue.count {
+                condition.unlock()
+                return
+            }
+            let work = queue[head]
+            head += 1
+            if head == queue.count {
+                queue.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            condition.unlock()
+            work()
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Basics
+
+/// One observation from a sensor (or, for `.audit`, from the audit pipeline), as value types.
+///
+/// This is the single in-memory shape shared by the wire format, the rule engine and the sinks.
+public struct Event: Sendable, Hashable, Codable {
+    /// When it happened, nanoseconds since the epoch.
+    public var time: EpochNanoseconds
+    /// The node (host name) the sensor runs on.
+    public var node: String
+    public var process: ProcessInfo
+    /// The container the process runs in; nil means the host.
+    public var container: ContainerRef?
+    public var payload: Payload
+    /// How many identical events the sensor folded into this one inside its de-duplication window.
+    public var count: UInt32
+
+    public init(
+        time: EpochNanoseconds, node: String, process: ProcessInfo, container: ContainerRef? = nil,
+        payload: Payload, count: UInt32 = 1
+    ) {
+        self.time = time
+        self.node = node
+        self.process = process
+        self.container = container
+        self.payload = payload
+        self.count = count
+    }
+
+    public var kind: EventKind { payload.kind }
+}
+
+/// The process that caused an event.
+public struct ProcessInfo: Sendable, Hashable, Codable {
+    public var pid: Int32
+    public var ppid: Int32
+    public var tid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var comm: String
+    public var exe: String
+    public var cwd: String
+    /// The mount namespace inode, 0 when unknown.
+    public var mountNamespace: UInt64
+
+    public init(
+        pid: Int32 = 0, ppid: Int32 = 0, tid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0, comm: String = "",
+        exe: String = "", cwd: String = "", mountNamespace: UInt64 = 0
+    ) {
+        self.pid = pid
+        self.ppid = ppid
+        self.tid = tid
+        self.uid = uid
+        self.gid = gid
+        self.comm = comm
+        self.exe = exe
+        self.cwd = cwd
+        self.mountNamespace = mountNamespace
+    }
+}
+
+/// Which container (and pod) an event belongs to.
+public struct ContainerRef: Sendable, Hashable, Codable {
+    /// `containerd`, `cri-o`, `docker`, `podman` or another runtime name.
+    public var runtime: String
+    public var containerID: String
+    public var podUID: String
+    public var podName: String
+    public var namespace: String
+    public var containerName: String
+    public var image: String
+
+    public init(
+        runtime: String = "", containerID: String, podUID: String = "", podName: String = "", namespace: String = "",
+        containerName: String = "", image: String = ""
+    ) {
+        self.runtime = runtime
+        self.containerID = containerID
+        self.podUID = podUID
+        self.podName = podName
+        self.namespace = namespace
+        self.containerName = containerName
+        self.image = image
+    }
+}

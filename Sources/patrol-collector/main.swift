@@ -1,0 +1,3 @@
+import CollectorApp
+
+await CollectorCommand.main()

@@ -1,0 +1,3 @@
+import SensorApp
+
+await SensorCommand.main()

@@ -1,0 +1,3 @@
+import AdminApp
+
+await AdminCommand.main()

@@ -1,0 +1,43 @@
+import Testing
+@testable import Basics
+
+@Suite struct BoundedBufferTests {
+    @Test func refusesAndCountsWhenFull() async {
+        let buffer = BoundedBuffer<Int>(capacity: 2)
+        #expect(buffer.offer(1))
+        #expect(buffer.offer(2))
+        #expect(!buffer.offer(3))
+        #expect(buffer.droppedCount == 1)
+        #expect(await buffer.drain() == [1, 2])
+        buffer.finish()
+        #expect(await buffer.drain() == nil)
+    }
+
+    @Test func consumerWakesWhenProducerThreadOffers() async {
+        let buffer = BoundedBuffer<Int>(capacity: 1000)
+        let executor = BlockingExecutor(name: "producer")
+        executor.submit {
+            for i in 0..<500 { buffer.offer(i) }
+            buffer.finish()
+        }
+        var received: [Int] = []
+        while let batch = await buffer.drain(limit: 64) { received += batch }
+        #expect(received == Array(0..<500))
+        executor.shutdown()
+    }
+
+    @Test func blockingExecutorReturnsResultsAndErrors() async throws {
+        let executor = BlockingExecutor(name: "worker", threadCount: 2)
+        let value = try await executor.run { 21 * 2 }
+        #expect(value == 42)
+        await #expect(throws: BasicsError.self) {
+            try await executor.run { throw BasicsError(.io, "boom") }
+        }
+        executor.shutdown()
+    }
+
+    @Test func iso8601RendersUTCWithMicroseconds() {
+        let time: EpochNanoseconds = 1_700_000_000_123_456_789
+        #expect(time.iso8601 == "2023-11-14T22:13:20.123456Z")
+    }
+}
