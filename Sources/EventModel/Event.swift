@@ -28,6 +28,20 @@ public struct Event: Sendable, Hashable, Codable {
     }
 
     public var kind: EventKind { payload.kind }
+
+    // Replay files are written by hand, so everything but `time` and the payload may be left out.
+    private enum CodingKeys: String, CodingKey { case time, node, process, container, payload, count }
+
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            time: try values.decode(UInt64.self, forKey: .time),
+            node: try values.decodeIfPresent(String.self, forKey: .node) ?? "",
+            process: try values.decodeIfPresent(ProcessInfo.self, forKey: .process) ?? ProcessInfo(),
+            container: try values.decodeIfPresent(ContainerRef.self, forKey: .container),
+            payload: try values.decode(Payload.self, forKey: .payload),
+            count: try values.decodeIfPresent(UInt32.self, forKey: .count) ?? 1)
+    }
 }
 
 /// The process that caused an event.
@@ -56,6 +70,22 @@ public struct ProcessInfo: Sendable, Hashable, Codable {
         self.exe = exe
         self.cwd = cwd
         self.mountNamespace = mountNamespace
+    }
+
+    private enum CodingKeys: String, CodingKey { case pid, ppid, tid, uid, gid, comm, exe, cwd, mountNamespace }
+
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            pid: try values.decodeIfPresent(Int32.self, forKey: .pid) ?? 0,
+            ppid: try values.decodeIfPresent(Int32.self, forKey: .ppid) ?? 0,
+            tid: try values.decodeIfPresent(Int32.self, forKey: .tid) ?? 0,
+            uid: try values.decodeIfPresent(UInt32.self, forKey: .uid) ?? 0,
+            gid: try values.decodeIfPresent(UInt32.self, forKey: .gid) ?? 0,
+            comm: try values.decodeIfPresent(String.self, forKey: .comm) ?? "",
+            exe: try values.decodeIfPresent(String.self, forKey: .exe) ?? "",
+            cwd: try values.decodeIfPresent(String.self, forKey: .cwd) ?? "",
+            mountNamespace: try values.decodeIfPresent(UInt64.self, forKey: .mountNamespace) ?? 0)
     }
 }
 

@@ -1,5 +1,5 @@
 /// What an event says happened. One case per kind; `EventKind` names them without data.
-public enum Payload: Sendable, Hashable, Codable {
+public enum Payload: Sendable, Hashable {
     case exec(Exec)
     case exit(Exit)
     case open(FileOpen)

@@ -1,0 +1,50 @@
+import Basics
+import EventModel
+
+/// The one JSON rendering of an alert, shared by stdout, files and HTTP sinks (docs/alerts.md).
+public enum AlertDocument {
+    public static func json(_ alert: Alert) -> String {
+        var json = JSONWriter()
+        json.beginObject()
+        json.string("id", alert.id)
+        json.string("time", alert.time.iso8601)
+        json.number("time_ns", alert.time)
+        json.string("rule_id", alert.ruleID)
+        json.string("rule_name", alert.ruleName)
+        json.string("severity", alert.severity.rawValue)
+        json.string("message", alert.message)
+        json.string("fix", alert.fix)
+        json.beginArray("tags")
+        for tag in alert.tags { json.element(tag) }
+        json.endArray()
+        json.string("event_kind", alert.eventKind.rawValue)
+        json.string("node", alert.node)
+        if let container = alert.container {
+            json.beginObject("container")
+            json.string("id", container.containerID)
+            json.string("name", container.containerName)
+            json.string("runtime", container.runtime)
+            json.string("image", container.image)
+            json.string("namespace", container.namespace)
+            json.string("pod", container.podName)
+            json.string("pod_uid", container.podUID)
+            json.endObject()
+        }
+        json.beginObject("process")
+        json.number("pid", alert.process.pid)
+        json.number("ppid", alert.process.ppid)
+        json.number("uid", alert.process.uid)
+        json.number("gid", alert.process.gid)
+        json.string("comm", alert.process.comm)
+        json.string("exe", alert.process.exe)
+        json.string("cwd", alert.process.cwd)
+        json.number("mount_ns", alert.process.mountNamespace)
+        json.endObject()
+        json.beginObject("fields")
+        for key in alert.fields.keys.sorted() { json.string(key, alert.fields[key]!) }
+        json.endObject()
+        json.number("count", alert.count)
+        json.endObject()
+        return json.text
+    }
+}

@@ -1,0 +1,33 @@
+import EventModel
+import Foundation
+import Testing
+import TestSupport
+@testable import AlertSinks
+
+@Suite struct AlertDocumentTests {
+    @Test func jsonLineParsesAndCarriesEveryField() throws {
+        let alert = AlertFixtures.alert(index: 7)
+        let line = AlertDocument.json(alert)
+        #expect(!line.contains("\n"))
+        let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["id"] as? String == "alert-7")
+        #expect(object["rule_id"] as? String == "R1000")
+        #expect(object["severity"] as? String == "high")
+        #expect(object["message"] as? String == alert.message)
+        #expect(object["fix"] as? String == alert.fix)
+        #expect(object["time"] as? String == "2023-11-14T22:13:20.123456Z")
+        let container = try #require(object["container"] as? [String: Any])
+        #expect(container["pod"] as? String == "web.v2")
+        #expect(container["namespace"] as? String == "default")
+        let process = try #require(object["process"] as? [String: Any])
+        #expect(process["pid"] as? Int == 42)
+        #expect((object["fields"] as? [String: String])?["path"] == "/dev/shm/true")
+    }
+
+    @Test func controlCharactersAreEscaped() throws {
+        let alert = AlertFixtures.alert(message: "tab\there \u{1} bell \\ slash")
+        let line = AlertDocument.json(alert)
+        let object = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["message"] as? String == "tab\there \u{1} bell \\ slash")
+    }
+}

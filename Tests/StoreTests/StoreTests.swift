@@ -1,0 +1,57 @@
+import EventModel
+import Foundation
+import Testing
+import TestSupport
+@testable import Store
+
+@Suite struct StoreTests {
+    @Test func ingestCommitIsDurableAcrossReopen() async throws {
+        let dir = try ScratchDirectory("store")
+        defer { dir.remove() }
+        let path = dir.file("patrol.db")
+        do {
+            let store = try await Store.open(path: path)
+            try await store.commit(
+                IngestCommit(
+                    progress: [SensorProgress(sensorID: "s1", bootID: "b1", contiguous: 3, above: [5])],
+                    counterDeltas: ["events_ingested": 3000], alerts: [AlertFixtures.alert(index: 1)]))
+            try await store.commit(
+                IngestCommit(
+                    progress: [SensorProgress(sensorID: "s1", bootID: "b1", contiguous: 5)],
+                    counterDeltas: ["events_ingested": 2000], alerts: []))
+            await store.close()
+        }
+        let reopened = try await Store.open(path: path)
+        #expect(try await reopened.counters()["events_ingested"] == 5000)
+        #expect(try await reopened.sensorProgress() == [SensorProgress(sensorID: "s1", bootID: "b1", contiguous: 5)])
+        let outbox = try await reopened.outbox(after: 0, limit: 10)
+        #expect(outbox.map(\.alert) == [AlertFixtures.alert(index: 1)])
+        await reopened.close()
+    }
+
+    @Test func outboxCursorsAreKeptPerSink() async throws {
+        let store = try await Store.open(path: ":memory:")
+        let alerts = (0..<5).map { AlertFixtures.alert(index: $0) }
+        try await store.commit(IngestCommit(progress: [], counterDeltas: [:], alerts: alerts))
+        #expect(try await store.outboxHead() == 5)
+        try await store.setSinkCursor("csv", to: 3)
+        #expect(try await store.sinkCursor("csv") == 3)
+        #expect(try await store.sinkCursor("stdout") == 0)
+        #expect(try await store.outbox(after: 3, limit: 10).map(\.alert.id) == ["alert-3", "alert-4"])
+        await store.close()
+    }
+
+    @Test func aFileThatIsNotADatabaseGivesAClearError() async throws {
+        let dir = try ScratchDirectory("store")
+        defer { dir.remove() }
+        let path = dir.file("garbage.db")
+        try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: path))
+        do {
+            _ = try await Store.open(path: path)
+            Issue.record("opening garbage should fail")
+        } catch {
+            #expect(error.code == .corrupt)
+            #expect(error.description.contains(path))
+        }
+    }
+}
