@@ -1,0 +1,152 @@
+import Basics
+import Foundation
+import Yams
+
+/// Everything the collector can be told, from its YAML file (`--config`) and then from flags, which win.
+/// docs/configuration.md documents each key; `patrol-collector --help` documents each flag.
+public struct CollectorConfiguration: Sendable, Equatable {
+    /// NNG address sensors connect to: `tcp://`, `tls+tcp://`, `ipc://` or `inproc://`.
+    public var listen = "tcp://127.0.0.1:7600"
+    /// The embedded SQLite store.
+    public var storePath = "patrol.db"
+    /// Rule files or directories of `*.yaml`, loaded in order (later files override earlier ones).
+    public var rulePaths: [String] = ["rules"]
+    /// Server certificate, key and the CA that sensor client certificates must chain to.
+    public var tls: TLSFiles?
+    public var sinks = Sinks()
+    public var ingest = Ingest()
+    /// Start a sensor inside the collector, talking over `inproc://` (the all-in-one mode).
+    public var allInOne = false
+    /// A replay file the embedded sensor sends instead of (or before) live capture.
+    public var replayPath: String?
+
+    public struct TLSFiles: Sendable, Equatable {
+        public var certificate: String
+        public var key: String
+        public var ca: String
+    }
+
+    public struct Sinks: Sendable, Equatable {
+        public var stdout = true
+        /// Rule-alert CSV file; nil disables the CSV sink.
+        public var csvPath: String?
+        public var csvMaxBytes: UInt64 = 100 * 1024 * 1024
+        public var csvKeepFiles = 5
+    }
+
+    public struct Ingest: Sendable, Equatable {
+        /// Batches larger than this are refused before decoding.
+        public var maxMessageBytes = 16 * 1024 * 1024
+        /// How many batches may be in flight at once (NNG contexts).
+        public var parallelRequests = 8
+    }
+
+    public init() {}
+}
+
+extension CollectorConfiguration {
+    /// Reads a YAML configuration file. Unknown keys are errors, so a typo never silently does nothing.
+    public static func load(path: String) throws(BasicsError) -> CollectorConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw BasicsError(.invalidConfiguration, "cannot read configuration file \(path)", cause: .error(error))
+        }
+        return try parse(yaml: text, source: path)
+    }
+
+    public static func parse(yaml text: String, source: String) throws(BasicsError) -> CollectorConfiguration {
+        let root: Node
+        do {
+            guard let node = try Yams.compose(yaml: text) else { return CollectorConfiguration() }
+            root = node
+        } catch {
+            throw BasicsError(.invalidConfiguration, "\(source) is not valid YAML", cause: .error(error))
+        }
+        var config = CollectorConfiguration()
+        let reader = ConfigReader(source: source)
+        let top = try reader.mapping(root, path: "", allowed: ["listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay"])
+        if let node = top["listen"] { config.listen = try reader.string(node, path: "listen") }
+        if let node = top["store"] { config.storePath = try reader.string(node, path: "store") }
+        if let node = top["rules"] { config.rulePaths = try reader.strings(node, path: "rules") }
+        if let node = top["allInOne"] { config.allInOne = try reader.bool(node, path: "allInOne") }
+        if let node = top["replay"] { config.replayPath = try reader.string(node, path: "replay") }
+        if let node = top["tls"] {
+            let tls = try reader.mapping(node, path: "tls", allowed: ["certificate", "key", "ca"])
+            config.tls = TLSFiles(
+                certificate: try reader.string(try reader.required(tls, "certificate", in: "tls", at: node), path: "tls.certificate"),
+                key: try reader.string(try reader.required(tls, "key", in: "tls", at: node), path: "tls.key"),
+                ca: try reader.string(try reader.required(tls, "ca", in: "tls", at: node), path: "tls.ca"))
+        }
+        if let node = top["sinks"] {
+            let sinks = try reader.mapping(node, path: "sinks", allowed: ["stdout", "csv"])
+            if let stdout = sinks["stdout"] { config.sinks.stdout = try reader.bool(stdout, path: "sinks.stdout") }
+            if let csvNode = sinks["csv"] {
+                let csv = try reader.mapping(csvNode, path: "sinks.csv", allowed: ["path", "maxBytes", "keepFiles"])
+                config.sinks.csvPath = try reader.string(try reader.required(csv, "path", in: "sinks.csv", at: csvNode), path: "sinks.csv.path")
+                if let n = csv["maxBytes"] { config.sinks.csvMaxBytes = UInt64(try reader.int(n, path: "sinks.csv.maxBytes")) }
+                if let n = csv["keepFiles"] { config.sinks.csvKeepFiles = try reader.int(n, path: "sinks.csv.keepFiles") }
+            }
+        }
+        if let node = top["ingest"] {
+            let ingest = try reader.mapping(node, path: "ingest", allowed: ["maxMessageBytes", "parallelRequests"])
+            if let n = ingest["maxMessageBytes"] { config.ingest.maxMessageBytes = try reader.int(n, path: "ingest.maxMessageBytes") }
+            if let n = ingest["parallelRequests"] { config.ingest.parallelRequests = try reader.int(n, path: "ingest.parallelRequests") }
+        }
+        return config
+    }
+}
+
+/// Typed access to a YAML node tree with errors that name the file, line and key.
+struct ConfigReader {
+    let source: String
+
+    private func fail(_ node: Node, _ path: String, _ reason: String) -> BasicsError {
+        let line = node.mark.map { ":\($0.line)" } ?? ""
+        return BasicsError(.invalidConfiguration, "\(source)\(line): \(path.isEmpty ? "top level" : path): \(reason)")
+    }
+
+    func mapping(_ node: Node, path: String, allowed: Set<String>) throws(BasicsError) -> [String: Node] {
+        guard case .mapping(let mapping) = node else { throw fail(node, path, "expected a mapping") }
+        var result: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else { throw fail(keyNode, path, "keys must be strings") }
+            guard allowed.contains(key) else {
+                throw fail(keyNode, path, "unknown key '\(key)'; expected one of \(allowed.sorted().joined(separator: ", "))")
+            }
+            result[key] = value
+        }
+        return result
+    }
+
+    func required(_ mapping: [String: Node], _ key: String, in path: String, at node: Node) throws(BasicsError) -> Node {
+        guard let value = mapping[key] else { throw fail(node, path, "missing required key '\(key)'") }
+        return value
+    }
+
+    func string(_ node: Node, path: String) throws(BasicsError) -> String {
+        guard case .scalar(let scalar) = node else { throw fail(node, path, "expected a string") }
+        return scalar.string
+    }
+
+    func strings(_ node: Node, path: String) throws(BasicsError) -> [String] {
+        if case .scalar = node { return [try string(node, path: path)] }
+        guard case .sequence(let items) = node else { throw fail(node, path, "expected a list of strings") }
+        var result: [String] = []
+        for item in items { result.append(try string(item, path: path)) }
+        return result
+    }
+
+    func bool(_ node: Node, path: String) throws(BasicsError) -> Bool {
+        guard let value = node.bool else { throw fail(node, path, "expected true or false, found '\(node.string ?? "?")'") }
+        return value
+    }
+
+    func int(_ node: Node, path: String) throws(BasicsError) -> Int {
+        guard let value = node.int, value >= 0 else {
+            throw fail(node, path, "expected a non-negative integer, found '\(node.string ?? "?")'")
+        }
+        return value
+    }
+}
