@@ -1,8 +1,86 @@
 import ArgumentParser
+import Basics
+import Logging
 
-/// The `patrol-collector` command line.
+/// `patrol-collector`: receives sensor batches, evaluates rules and fans alerts out to sinks.
 public struct CollectorCommand: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(commandName: "patrol-collector", abstract: "Patrol")
+    public static let configuration = CommandConfiguration(
+        commandName: "patrol-collector",
+        abstract: "Patrol's central collector: ingest sensor events, evaluate rules, deliver alerts.",
+        discussion: """
+            Settings come from the YAML file given with --config (see docs/configuration.md); any flag given \
+            on the command line overrides the file. Without --config, built-in defaults apply.
+
+            Examples:
+              patrol-collector --all-in-one                    # collector + in-process sensor, alerts on stdout
+              patrol-collector --listen tcp://0.0.0.0:7600 --store /var/lib/patrol/patrol.db --csv /var/log/patrol/alerts.csv
+            """)
+
+    @Option(name: .long, help: ArgumentHelp("YAML configuration file.", valueName: "file"))
+    var config: String?
+
+    @Option(name: .long, help: ArgumentHelp("NNG address sensors connect to (tcp://, tls+tcp://, ipc://, inproc://). Default tcp://127.0.0.1:7600.", valueName: "address"))
+    var listen: String?
+
+    @Option(name: .long, help: ArgumentHelp("Path of the embedded SQLite store. Default ./patrol.db.", valueName: "path"))
+    var store: String?
+
+    @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("Rule file or directory; repeat for several, later ones override earlier. Default ./rules.", valueName: "path"))
+    var rules: [String] = []
+
+    @Flag(inversion: .prefixedNo, help: "Print alerts as JSON lines on stdout. Default on.")
+    var stdout: Bool?
+
+    @Option(name: .long, help: ArgumentHelp("Append rule alerts to this CSV file (RFC 4180, rotated by size).", valueName: "path"))
+    var csv: String?
+
+    @Option(name: .long, help: ArgumentHelp("TLS server certificate (PEM) for tls+tcp://.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .long, help: ArgumentHelp("TLS private key (PEM).", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(name: .long, help: ArgumentHelp("CA (PEM) that sensor client certificates must chain to.", valueName: "file"))
+    var tlsCA: String?
+
+    @Flag(name: .long, help: "Run a sensor inside the collector over inproc:// (all-in-one mode).")
+    var allInOne = false
+
+    @Option(name: .long, help: ArgumentHelp("With --all-in-one: replay this JSON-lines capture (docs/replay.md).", valueName: "file"))
+    var replay: String?
+
+    @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
+    var logLevel: Logger.Level = .info
+
     public init() {}
-    public func run() async throws {}
+
+    /// The file's settings with the flags applied on top.
+    func resolvedConfiguration() throws -> CollectorConfiguration {
+        var result = try config.map { try CollectorConfiguration.load(path: $0) } ?? CollectorConfiguration()
+        if let listen { result.listen = listen }
+        if let store { result.storePath = store }
+        if !rules.isEmpty { result.rulePaths = rules }
+        if let stdout { result.sinks.stdout = stdout }
+        if let csv { result.sinks.csvPath = csv }
+        if allInOne { result.allInOne = true }
+        if let replay { result.replayPath = replay }
+        switch (tlsCert, tlsKey, tlsCA) {
+        case (nil, nil, nil): break
+        case (let cert?, let key?, let ca?): result.tls = .init(certificate: cert, key: key, ca: ca)
+        default: throw ValidationError("--tls-cert, --tls-key and --tls-ca must be given together")
+        }
+        return result
+    }
+
+    public func run() async throws {
+        let configuration = try resolvedConfiguration()
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        try await Collector(configuration: configuration, logger: Logger(label: "patrol.collector")).run()
+    }
 }
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
