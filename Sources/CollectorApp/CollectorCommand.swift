@@ -83,4 +83,3 @@ public struct CollectorCommand: AsyncParsableCommand {
     }
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,8 +1,88 @@
 import ArgumentParser
+import Logging
+import ServiceLifecycle
 
-/// The `patrol-sensor` command line.
+/// `patrol-sensor`: captures events on a node and streams them to the collector.
 public struct SensorCommand: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(commandName: "patrol-sensor", abstract: "Patrol")
+    public static let configuration = CommandConfiguration(
+        commandName: "patrol-sensor",
+        abstract: "Patrol's node sensor: capture events and stream them to the collector.",
+        discussion: """
+            With --replay, sends a recorded JSON-lines capture (docs/replay.md) through the real transport \
+            instead of capturing live. Unacked batches are kept in memory and spilled to --spool-dir while \
+            the collector is unreachable; every drop is counted.
+            """)
+
+    @Option(name: .long, help: ArgumentHelp("Collector NNG address.", valueName: "address"))
+    var collector = "tcp://127.0.0.1:7600"
+
+    @Option(name: .long, help: ArgumentHelp("Sensor identity; defaults to the host name.", valueName: "id"))
+    var sensorID: String?
+
+    @Option(name: .long, help: ArgumentHelp("Node name stamped on events; defaults to the host name.", valueName: "name"))
+    var node: String?
+
+    @Option(name: .long, help: ArgumentHelp("Replay a JSON-lines capture instead of capturing live.", valueName: "file"))
+    var replay: String?
+
+    @Option(name: .long, help: ArgumentHelp("Send the replay file this many times.", valueName: "n"))
+    var `repeat` = 1
+
+    @Flag(name: .long, help: "With --replay: exit once the collector has acked everything.")
+    var exitWhenDone = false
+
+    @Option(name: .long, help: ArgumentHelp("Events per batch.", valueName: "n"))
+    var batchSize = 1000
+
+    @Option(name: .long, help: ArgumentHelp("Unacked batches kept in memory before spilling to the spool.", valueName: "n"))
+    var memoryBatches = 64
+
+    @Option(name: .long, help: ArgumentHelp("Directory for batches spilled while the collector is unreachable.", valueName: "dir"))
+    var spoolDir: String?
+
+    @Option(name: .long, help: ArgumentHelp("Bound on the spool's size in bytes; overflow is counted.", valueName: "bytes"))
+    var spoolMaxBytes = 256 << 20
+
+    @Option(name: .long, help: ArgumentHelp("Client certificate (PEM) for tls+tcp://.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(name: .long, help: ArgumentHelp("Client private key (PEM).", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(name: .long, help: ArgumentHelp("CA (PEM) the collector's certificate must chain to.", valueName: "file"))
+    var tlsCA: String?
+
+    @Option(name: .long, help: ArgumentHelp("Log level.", valueName: "level"))
+    var logLevel: Logger.Level = .info
+
     public init() {}
-    public func run() async throws {}
+
+    public func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        let logger = Logger(label: "patrol.sensor")
+        var tls: (certificate: String, key: String, ca: String)?
+        switch (tlsCert, tlsKey, tlsCA) {
+        case (nil, nil, nil): break
+        case (let cert?, let key?, let ca?): tls = (cert, key, ca)
+        default: throw ValidationError("--tls-cert, --tls-key and --tls-ca must be given together")
+        }
+        var configuration = SensorConfiguration(
+            collector: collector, replayPath: replay, replayRepeat: `repeat`, batchSize: batchSize,
+            memoryQueueBatches: memoryBatches, spoolDirectory: spoolDir, spoolMaxBytes: spoolMaxBytes, tls: tls,
+            exitWhenDone: exitWhenDone)
+        if let sensorID { configuration.sensorID = sensorID }
+        if let node { configuration.node = node }
+        let sensor = try Sensor(configuration: configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: sensor, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
 }
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
