@@ -21,8 +21,8 @@ enum LibBPFLog {
             guard let format, let args else { return 0 }
             var buffer = [CChar](repeating: 0, count: 1024)
             _ = patrol_libbpf_vformat(&buffer, buffer.count, format, args)
-            var line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            while line.last == "\n" { line.removeLast() }
+            let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                .trimmingCharacters(in: .newlines)
             LibBPFLog.capture.withLock { $0?.append(line) }
             let swiftLevel: Logger.Level
             switch level {
