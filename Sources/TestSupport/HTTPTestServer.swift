@@ -171,25 +171,29 @@ public final class HTTPTestServer: Sendable {
     public func clearRequests() { state.withLock { $0.requests.removeAll() } }
 
     /// Stops accepting and closes every open connection. Idempotent.
+    ///
+    /// The server's threads keep it alive until this is called: call it (e.g. in a `defer`) when done.
     public func stop() {
-        let fds = state.withLock { state -> [Int32]? in
-            guard !state.stopped else { return nil }
+        state.withLock { state in
+            guard !state.stopped else { return }
             state.stopped = true
-            return Array(state.connections.values)
+            // Under the lock: a connection thread removes its fd (under the lock) before closing it,
+            // so no fd shut down here can have been closed and reused by someone else.
+            for fd in state.connections.values { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+            // Wakes accept(); the accept thread closes the listener itself, so its fd number cannot be
+            // reused while that thread may still call accept() on it.
+            _ = Glibc.shutdown(listener, Int32(SHUT_RDWR))
         }
-        guard let fds else { return }
-        Glibc.shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
-        for fd in fds { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     // MARK: - serving
 
     private func acceptLoop() {
+        defer { close(listener) }
         while true {
             let fd = accept(listener, nil, nil)
             if fd < 0 {
-                if errno == EINTR { continue }
+                if errno == EINTR || errno == ECONNABORTED { continue }
                 return
             }
             let id = state.withLock { state -> Int? in

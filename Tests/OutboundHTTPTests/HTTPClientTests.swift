@@ -26,6 +26,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
             .init(status: 200, headers: [("Content-Type", "text/plain"), ("X-Served-By", "test")],
                 body: Array("hello \(request.path)".utf8))
         }
+        defer { server.stop() }
         let client = HTTPClient()
         let response = try await client.get("\(server.baseURL)/greeting?name=a%20b&x=1")
         #expect(response.status == 200)
@@ -45,6 +46,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
         let server = try HTTPTestServer { request in
             .init(status: 201, headers: [("Content-Type", request.header("Content-Type") ?? "none")], body: request.body)
         }
+        defer { server.stop() }
         let client = HTTPClient()
         let payload = Array(#"{"event":"exec","pid":42}"#.utf8)
         let response = try await client.send(
@@ -68,6 +70,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
 
     @Test func otherMethods() async throws {
         let server = try HTTPTestServer { request in .text("\(request.method) \(request.bodyText)") }
+        defer { server.stop() }
         let client = HTTPClient()
         let delete = try await client.send(HTTPRequest(method: .delete, url: "\(server.baseURL)/index"))
         #expect(delete.bodyText == "DELETE ")
@@ -85,6 +88,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
         let server = try HTTPTestServer { request in
             request.path == "/missing" ? .json(#"{"error":"not found"}"#, status: 404) : .text("boom", status: 503)
         }
+        defer { server.stop() }
         let client = HTTPClient()
         #expect(try await client.get("\(server.baseURL)/missing").status == 404)
         let unavailable = try await client.get("\(server.baseURL)/other")
@@ -93,6 +97,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
 
     @Test func headersAndAuthentication() async throws {
         let server = try HTTPTestServer { _ in .text("ok") }
+        defer { server.stop() }
         let client = HTTPClient(
             configuration: .init(
                 auth: .basic(username: "elastic", password: "s3cret:x"),
@@ -119,6 +124,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
 
     @Test func connectionsAreReused() async throws {
         let server = try HTTPTestServer { _ in .text("ok") }
+        defer { server.stop() }
         let client = HTTPClient(configuration: .init(maxConcurrentRequests: 1))
         for index in 0..<5 { _ = try await client.get("\(server.baseURL)/\(index)") }
         #expect(server.requests.count == 5)
@@ -134,6 +140,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
 
     @Test func timeoutNamesTheURL() async throws {
         let server = try HTTPTestServer { _ in .init(status: 200, body: [1], delay: .seconds(3)) }
+        defer { server.stop() }
         let client = HTTPClient()
         let url = "\(server.baseURL)/slow"
         let start = ContinuousClock.now
@@ -152,6 +159,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
 
     @Test func connectionRefusedNamesTheURL() async throws {
         let server = try HTTPTestServer()
+        defer { server.stop() }
         let url = "\(server.baseURL)/nobody-home"
         server.stop()
         let client = HTTPClient()
@@ -176,6 +184,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
             request.path == "/torn"
                 ? .init(status: 200, body: Array(repeating: 120, count: 10_000), action: .closeMidBody) : .drop
         }
+        defer { server.stop() }
         let client = HTTPClient()
         do {
             _ = try await client.get("\(server.baseURL)/dropped")
@@ -200,6 +209,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
     @Test func chunkedResponsesAreReassembled() async throws {
         let text = String(repeating: "chunky ", count: 1000)
         let server = try HTTPTestServer { _ in .init(status: 200, body: Array(text.utf8), chunked: true) }
+        defer { server.stop() }
         let response = try await HTTPClient().get("\(server.baseURL)/c")
         #expect(response.bodyText == text)
         #expect(response.headers["Transfer-Encoding"] == "chunked")
@@ -207,6 +217,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
 
     @Test func oversizedResponseIsRefused() async throws {
         let server = try HTTPTestServer { _ in .init(status: 200, body: [UInt8](repeating: 0, count: 100_000)) }
+        defer { server.stop() }
         let client = HTTPClient(configuration: .init(maxResponseBodySize: 10_000))
         await #expect {
             _ = try await client.get("\(server.baseURL)/big")
@@ -227,6 +238,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
 
     @Test func cancellationAbortsTheTransfer() async throws {
         let server = try HTTPTestServer { _ in .init(status: 200, body: [1], delay: .seconds(5)) }
+        defer { server.stop() }
         let client = HTTPClient()
         let start = ContinuousClock.now
         let task = Task { try await client.get("\(server.baseURL)/never") }
@@ -256,6 +268,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
         let handler = CapturingLogHandler()
         let logger = Logger(label: "test.http") { _ in handler }
         let server = try HTTPTestServer { _ in .text("ok") }
+        defer { server.stop() }
         let client = HTTPClient(logger: logger)
         _ = try await client.get("\(server.baseURL)/traced")
         let records = handler.records.withLock { $0 }
@@ -266,6 +279,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
 
     @Test func concurrentRequests() async throws {
         let server = try HTTPTestServer { request in .init(status: 200, body: request.body, delay: .milliseconds(50)) }
+        defer { server.stop() }
         let client = HTTPClient(configuration: .init(maxConcurrentRequests: 4))
         let bodies = try await withThrowingTaskGroup(of: [UInt8].self) { group in
             for index in 0..<16 {

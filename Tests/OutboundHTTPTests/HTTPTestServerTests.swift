@@ -37,6 +37,7 @@ import Glibc
 
     @Test func decodesChunkedRequestBodies() throws {
         let server = try HTTPTestServer { request in .text("got \(request.body.count): \(request.bodyText)") }
+        defer { server.stop() }
         let reply = try exchange(
             server.port,
             "POST /ingest?a=1&b=two+words HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -51,6 +52,7 @@ import Glibc
 
     @Test func http10ClosesAndKeepAliveServesManyRequests() throws {
         let server = try HTTPTestServer { request in .text(request.path) }
+        defer { server.stop() }
         let reply = try exchange(
             server.port,
             "GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
@@ -64,6 +66,7 @@ import Glibc
 
     @Test func malformedRequestGets400() throws {
         let server = try HTTPTestServer { _ in .text("never") }
+        defer { server.stop() }
         let reply = try exchange(server.port, "NONSENSE\r\n\r\n")
         #expect(reply.hasPrefix("HTTP/1.1 400 Bad Request"))
         #expect(server.requests.isEmpty)
@@ -71,6 +74,7 @@ import Glibc
 
     @Test func expectContinueIsHonoured() throws {
         let server = try HTTPTestServer { request in .text(request.bodyText) }
+        defer { server.stop() }
         let reply = try exchange(
             server.port,
             "PUT /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
