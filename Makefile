@@ -1,7 +1,13 @@
 # Patrol top-level make targets.
 #
+#   make run          collector with an in-process sensor and the local store; alerts on stdout
+#   make test         drift checks, then build and run every test (what CI runs)
+#   make build        debug build of everything
+#   make release      release build of the three executables
+#   make bench        benchmarks against peers; results go in docs/BENCHMARKS.md
 #   make proto        regenerate Sources/CWireProto from proto/patrol/v1/*.proto with protoc-c
 #   make proto-check  fail when the committed Sources/CWireProto differs from fresh protoc-c output
+#   make bpf          rebuild bpf/build/*.bpf.o;  make bpf-check fails on drift
 #
 # Layout of the generated C target (files are protoc-c output, byte for byte; only their place differs):
 #   Sources/CWireProto/patrol/v1/*.pb-c.c          compiled by SwiftPM
@@ -43,3 +49,29 @@ proto-check:
 .PHONY: proto-gen-into
 proto-gen-into:
 	@$(call gen_wire,$(OUT))
+
+include bpf/Makefile
+
+SWIFT ?= swift
+PATROL_STATE ?= .patrol
+
+.PHONY: build release test run bench
+
+build:
+	$(SWIFT) build --build-tests
+
+release:
+	$(SWIFT) build -c release --product patrol-collector
+	$(SWIFT) build -c release --product patrol-sensor
+	$(SWIFT) build -c release --product patrolctl
+
+# The end-to-end tests run the release executables (PATROL_BIN), as users do.
+test: proto-check bpf-check release build
+	PATROL_BIN=$(CURDIR)/.build/release $(SWIFT) test --skip-build
+
+run: release
+	@mkdir -p $(PATROL_STATE)
+	.build/release/patrol-collector --all-in-one --rules rules --store $(PATROL_STATE)/patrol.db --listen ipc://$(CURDIR)/$(PATROL_STATE)/collector.sock
+
+bench:
+	bench/run
