@@ -1,0 +1,77 @@
+import Basics
+import EventModel
+
+/// The identifying fields of an `EventBatch`, without its events.
+public struct BatchHeader: Sendable, Hashable {
+    public var sensorID: String
+    public var bootID: String
+    public var sequence: UInt64
+    public var compressed: Bool
+    public var eventCount: Int
+
+    public init(sensorID: String, bootID: String, sequence: UInt64, compressed: Bool = false, eventCount: Int) {
+        self.sensorID = sensorID
+        self.bootID = bootID
+        self.sequence = sequence
+        self.compressed = compressed
+        self.eventCount = eventCount
+    }
+}
+
+/// A batch as the collector receives it: the header, and the events still encoded.
+public struct ReceivedBatch: Sendable, Hashable {
+    public var header: BatchHeader
+    /// The events, encoded by the sensor (opaque to Transport).
+    public var encodedEvents: [UInt8]
+
+    public init(header: BatchHeader, encodedEvents: [UInt8]) {
+        self.header = header
+        self.encodedEvents = encodedEvents
+    }
+}
+
+/// The batch exchange of DESIGN.md §3 on top of the RPC layer: `SendBatch(EventBatch) -> BatchAck`.
+///
+/// Collector side, inside an `RPCServer` handler:
+/// ```swift
+/// let batch = try BatchProtocol.decodeBatch(request)
+/// if dedup.isDuplicate(batch.header) { return BatchProtocol.reply(dedup.ack(for: batch.header)) }
+/// try await store.persist(batch, dedupState: ...)   // durably handed on
+/// dedup.record(batch.header)
+/// return BatchProtocol.reply(dedup.ack(for: batch.header))   // the ack goes out only now
+/// ```
+public enum BatchProtocol {
+    public static let sendBatchMethod = "patrol.v1.SensorService/SendBatch"
+
+    /// Decodes the request of a `SendBatch` call.
+    public static func decodeBatch(_ request: RPCRequest) throws(TransportError) -> ReceivedBatch {
+        do {
+            return try Envelope.decodeBatch(request.payload)
+        } catch {
+            throw TransportError(.protocolError, "\(request.method): \(error)")
+        }
+    }
+
+    /// Encodes a batch as the sender puts it on the wire.
+    public static func encodeBatch(_ header: BatchHeader, encodedEvents: [UInt8]) -> [UInt8] {
+        Envelope.encodeBatch(header, encodedEvents: encodedEvents)
+    }
+
+    /// The OK reply carrying `ack`.
+    public static func reply(_ ack: BatchAck) -> RPCReply {
+        RPCReply(status: .ok, payload: Envelope.encode(ack))
+    }
+
+    /// The INVALID_ARGUMENT reply for a batch that does not decode; the sender counts it and moves on.
+    public static func rejection(_ error: TransportError) -> RPCReply {
+        RPCReply(status: .invalidArgument, message: error.message)
+    }
+
+    public static func decodeAck(_ reply: RPCReply) throws(TransportError) -> BatchAck {
+        do {
+            return try Envelope.decodeAck(reply.payload)
+        } catch {
+            throw TransportError(.protocolError, "batch ack: \(error)")
+        }
+    }
+}
