@@ -63,8 +63,8 @@ public enum BatchProtocol {
     }
 
     /// The INVALID_ARGUMENT reply for a batch that does not decode; the sender counts it and moves on.
-    public static func rejection(_ error: TransportError) -> RPCReply {
-        RPCReply(status: .invalidArgument, message: error.message)
+    public static func rejection(_ error: any Error) -> RPCReply {
+        RPCReply(status: .invalidArgument, message: (error as? TransportError)?.message ?? "\(error)")
     }
 
     public static func decodeAck(_ reply: RPCReply) throws(TransportError) -> BatchAck {

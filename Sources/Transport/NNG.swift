@@ -399,3 +399,33 @@ func cString(in raw: UnsafeRawBufferPointer) -> String {
     let end = bytes.firstIndex(of: 0) ?? bytes.count
     return String(decoding: UnsafeBufferPointer(rebasing: bytes[0..<end]), as: UTF8.self)
 }
+
+/// Finds the statistics scope named `scope` ("listener", "dialer", "socket") whose `id` child equals
+/// `id`, and reads the named counters. (nng 1.5's `nng_stat_find_listener` matches the first listener
+/// whatever the id, so we walk the tree ourselves.)
+func readScopeCounters(scope: String, id: Int32, names: [String]) -> [String: UInt64] {
+    var root: OpaquePointer?
+    guard nng_stats_get(&root) == 0, let root else { return [:] }
+    defer { nng_stats_free(root) }
+    func childValue(_ node: OpaquePointer, _ name: String) -> UInt64? {
+        var child = nng_stat_child(node)
+        while let current = child {
+            if String(cString: nng_stat_name(current)) == name { return nng_stat_value(current) }
+            child = nng_stat_next(current)
+        }
+        return nil
+    }
+    func search(_ node: OpaquePointer) -> OpaquePointer? {
+        if String(cString: nng_stat_name(node)) == scope, childValue(node, "id") == UInt64(id) { return node }
+        var child = nng_stat_child(node)
+        while let current = child {
+            if let found = search(current) { return found }
+            child = nng_stat_next(current)
+        }
+        return nil
+    }
+    guard let node = search(root) else { return [:] }
+    var values: [String: UInt64] = [:]
+    for name in names { values[name] = childValue(node, name) ?? 0 }
+    return values
+}

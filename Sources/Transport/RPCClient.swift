@@ -198,10 +198,6 @@ final class DialerOwner: @unchecked Sendable {
     }
 
     func authFailures() -> UInt64 {
-        var root: OpaquePointer?
-        guard nng_stats_get(&root) == 0, let root else { return 0 }
-        defer { nng_stats_free(root) }
-        guard let node = nng_stat_find_dialer(root, dialer), let stat = nng_stat_find(node, "auth") else { return 0 }
-        return nng_stat_value(stat)
+        readScopeCounters(scope: "dialer", id: nng_dialer_id(dialer), names: ["auth"])["auth"] ?? 0
     }
 }

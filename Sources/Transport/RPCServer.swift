@@ -195,7 +195,7 @@ public final class RPCServer: Sendable {
             }
             if now.other > last.other {
                 logger.info(
-                    "connection failed before the handshake completed",
+                    "connection attempts failed at the listener",
                     metadata: ["address": "\(boundAddress)", "count": "\(now.other - last.other)"])
             }
             last = now
@@ -250,14 +250,8 @@ final class ListenerOwner: @unchecked Sendable {
 
     /// nng's per-listener counters: `auth` counts failed TLS handshakes.
     func statistics() -> Statistics {
-        var root: OpaquePointer?
-        guard nng_stats_get(&root) == 0, let root else { return Statistics() }
-        defer { nng_stats_free(root) }
-        guard let node = nng_stat_find_listener(root, listener) else { return Statistics() }
-        func value(_ name: String) -> UInt64 {
-            guard let stat = nng_stat_find(node, name) else { return 0 }
-            return nng_stat_value(stat)
-        }
-        return Statistics(auth: value("auth"), other: value("proto") + value("other") + value("disconnect"))
+        let values = readScopeCounters(
+            scope: "listener", id: nng_listener_id(listener), names: ["auth", "proto", "other"])
+        return Statistics(auth: values["auth"] ?? 0, other: (values["proto"] ?? 0) + (values["other"] ?? 0))
     }
 }
