@@ -125,6 +125,8 @@ public final class BatchSender: Sendable {
         var spooled: [UInt64] = []
         var spoolBytes = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
+        /// Producers waiting in `waitForMemoryCapacity`.
+        var capacityWaiters: [CheckedContinuation<Bool, Never>] = []
         var closed = false
         var stats = BatchSenderStats()
 
@@ -136,7 +138,13 @@ public final class BatchSender: Sendable {
         mutating func remove(_ sequence: UInt64) -> Entry? {
             guard let entry = entries.removeValue(forKey: sequence) else { return nil }
             switch entry.location {
-            case .memory: memoryCount -= 1
+            case .memory:
+                memoryCount -= 1
+                if !capacityWaiters.isEmpty {
+                    let waiters = capacityWaiters
+                    capacityWaiters.removeAll()
+                    for waiter in waiters { waiter.resume(returning: false) }
+                }
             case .spooling, .spool:
                 spoolBytes -= entry.size
                 if let index = spooled.firstIndex(of: sequence) { spooled.remove(at: index) }
@@ -295,6 +303,22 @@ public final class BatchSender: Sendable {
         return sequence
     }
 
+    /// Waits until the memory queue has room, for producers that prefer back-pressure to spilling
+    /// (benchmarks, replays). Returns at once when closed.
+    public func waitForMemoryCapacity() async {
+        while true {
+            let ready = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let ready = state.withLock { state -> Bool in
+                    if state.closed || state.memoryCount < configuration.memoryQueueLimit { return true }
+                    state.capacityWaiters.append(continuation)
+                    return false
+                }
+                if ready { continuation.resume(returning: true) }
+            }
+            if ready { return }
+        }
+    }
+
     /// Delivers batches until `close()` is called or the task is cancelled.
     public func run() async {
         await withTaskCancellationHandler {
@@ -322,11 +346,13 @@ public final class BatchSender: Sendable {
     /// Stops delivery. Unacked batches stay in the spool files only for the record: the next boot
     /// starts a new sequence stream.
     public func close() {
-        let waiters = state.withLock { state in
+        let (waiters, producers) = state.withLock { state in
             state.closed = true
-            return state.takeWaiters()
+            defer { state.capacityWaiters.removeAll() }
+            return (state.takeWaiters(), state.capacityWaiters)
         }
         for waiter in waiters { waiter.resume() }
+        for producer in producers { producer.resume(returning: true) }
         client.close()
     }
 
