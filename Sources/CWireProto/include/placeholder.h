@@ -1,2 +1,0 @@
-/* Placeholder until the protoc-c output lands. */
-#pragma once

@@ -1,0 +1,327 @@
+internal import CProtobufC
+internal import CWireProto
+import Basics
+import EventModel
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Converts the `EventModel` values to and from their protobuf encoding (proto/patrol/v1).
+///
+/// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer. Decoding checks
+/// the size limit, unpacks with protobuf-c's default allocator, converts and validates every value, and frees the
+/// C message before returning. Bad input never traps: it throws `WireFormatError` naming what and where.
+public enum WireCodec {
+    private static let limit = Atomic<Int>(16 << 20)
+
+    /// The largest message any decode accepts, in bytes (default 16 MiB). Larger input throws `.oversized`.
+    public static var maxMessageBytes: Int {
+        get { limit.load(ordering: .relaxed) }
+        set {
+            precondition(newValue > 0, "WireCodec.maxMessageBytes must be positive")
+            limit.store(newValue, ordering: .relaxed)
+        }
+    }
+
+    // MARK: Event batches
+
+    public static func encode(_ value: EventBatch) -> [UInt8] {
+        var arena = Arena(capacity: 4096 + value.events.count * 384)
+        let message = arena.allocate(Patrol__V1__EventBatch.self)
+        patrol__v1__event_batch__init(message)
+        message.pointee.sensor_id = arena.cString(value.sensorID)
+        message.pointee.boot_id = arena.cString(value.bootID)
+        message.pointee.sequence = value.sequence
+        message.pointee.compressed = value.compressed ? 1 : 0
+        let count = value.events.count
+        if count > 0 {
+            let structs = arena.allocate(Patrol__V1__Event.self, count: count)
+            let pointers = arena.allocate(UnsafeMutablePointer<Patrol__V1__Event>?.self, count: count)
+            value.events.withUnsafeBufferPointer { events in
+                for index in 0..<count {
+                    arena.fill(structs + index, from: events[index])
+                    pointers[index] = structs + index
+                }
+            }
+            message.pointee.n_events = count
+            message.pointee.events = pointers
+        }
+        return pack(message)
+    }
+
+    public static func decodeEventBatch(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> EventBatch {
+        try checkSize(bytes, "EventBatch")
+        guard let message = patrol__v1__event_batch__unpack(nil, bytes.count, baseAddress(bytes)) else {
+            throw malformed("EventBatch", bytes.count)
+        }
+        defer { patrol__v1__event_batch__free_unpacked(message, nil) }
+        let batch = message.pointee
+        var reader = EventReader(index: -1)
+        let sensorID = try reader.text(batch.sensor_id, "EventBatch.sensor_id", prefixed: false)
+        guard !sensorID.isEmpty else { throw WireFormatError(.missingField, "EventBatch.sensor_id is empty") }
+        let bootID = try reader.text(batch.boot_id, "EventBatch.boot_id", prefixed: false)
+        guard batch.sequence != 0 else { throw WireFormatError(.invalidValue, "EventBatch.sequence is 0") }
+        var events: [Event] = []
+        events.reserveCapacity(batch.n_events)
+        for index in 0..<batch.n_events {
+            reader.index = index
+            guard let event = batch.events[index] else { throw reader.fail(.malformed, "missing") }
+            events.append(try reader.event(event))
+        }
+        return EventBatch(
+            sensorID: sensorID, bootID: bootID, sequence: batch.sequence, compressed: batch.compressed != 0,
+            events: events)
+    }
+
+    public static func decodeEventBatch(_ bytes: [UInt8]) throws(WireFormatError) -> EventBatch {
+        try withRaw(bytes) { raw throws(WireFormatError) in try decodeEventBatch(raw) }
+    }
+
+    // MARK: Single events
+
+    public static func encode(_ value: Event) -> [UInt8] {
+        var arena = Arena(capacity: 1024)
+        let message = arena.allocate(Patrol__V1__Event.self)
+        arena.fill(message, from: value)
+        return pack(message)
+    }
+
+    public static func decodeEvent(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> Event {
+        try checkSize(bytes, "Event")
+        guard let message = patrol__v1__event__unpack(nil, bytes.count, baseAddress(bytes)) else {
+            throw malformed("Event", bytes.count)
+        }
+        defer { patrol__v1__event__free_unpacked(message, nil) }
+        var reader = EventReader(index: -1)
+        return try reader.event(message)
+    }
+
+    public static func decodeEvent(_ bytes: [UInt8]) throws(WireFormatError) -> Event {
+        try withRaw(bytes) { raw throws(WireFormatError) in try decodeEvent(raw) }
+    }
+
+    // MARK: Helpers shared by every message
+
+    static func checkSize(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) throws(WireFormatError) {
+        let max = maxMessageBytes
+        if bytes.count > max {
+            throw WireFormatError(.oversized, "\(name) is \(bytes.count) bytes, more than the limit of \(max)")
+        }
+    }
+
+    static func malformed(_ name: StaticString, _ count: Int) -> WireFormatError {
+        WireFormatError(
+            .malformed, "\(name): \(count) bytes are not a valid protobuf encoding (truncated, corrupt or wrong type)",
+            cause: .cCode(library: "protobuf-c", code: 0, text: "protobuf_c_message_unpack returned NULL"))
+    }
+
+    private static let one: UInt8 = 0
+
+    /// protobuf-c never reads `data` when `len` is 0, but gets a valid pointer anyway.
+    @inline(__always)
+    static func baseAddress(_ bytes: UnsafeRawBufferPointer) -> UnsafePointer<UInt8> {
+        if let base = bytes.baseAddress { return base.assumingMemoryBound(to: UInt8.self) }
+        return withUnsafePointer(to: one) { $0 }  // never dereferenced: len is 0
+    }
+
+    @inline(__always)
+    static func withRaw<R>(
+        _ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws(WireFormatError) -> R
+    ) throws(WireFormatError) -> R {
+        let result: Result<R, WireFormatError> = bytes.withUnsafeBytes { raw in
+            do throws(WireFormatError) { return .success(try body(raw)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    /// Packs a protoc-c message (any struct starting with `ProtobufCMessage base`) into an exactly sized array.
+    @inline(__always)
+    static func pack<M>(_ message: UnsafeMutablePointer<M>) -> [UInt8] {
+        let base = UnsafeRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self)
+        let size = protobuf_c_message_get_packed_size(base)
+        if size == 0 { return [] }
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            initialized = protobuf_c_message_pack(base, buffer.baseAddress!)
+            precondition(initialized == size, "protobuf-c packed a different size than it measured")
+        }
+    }
+}
+
+// MARK: - Encoding events
+
+extension Arena {
+    @inline(__always)
+    mutating func fill(_ c: UnsafeMutablePointer<Patrol__V1__Event>, from event: Event) {
+        patrol__v1__event__init(c)
+        c.pointee.time_ns = event.time
+        c.pointee.node = cString(event.node)
+        c.pointee.count = event.count
+
+        let process = allocate(Patrol__V1__Process.self)
+        patrol__v1__process__init(process)
+        let info = event.process
+        process.pointee.pid = info.pid
+        process.pointee.ppid = info.ppid
+        process.pointee.tid = info.tid
+        process.pointee.uid = info.uid
+        process.pointee.gid = info.gid
+        process.pointee.comm = cString(info.comm)
+        process.pointee.exe = cString(info.exe)
+        process.pointee.cwd = cString(info.cwd)
+        process.pointee.mount_namespace = info.mountNamespace
+        c.pointee.process = process
+
+        if let ref = event.container {
+            let container = allocate(Patrol__V1__ContainerRef.self)
+            patrol__v1__container_ref__init(container)
+            container.pointee.runtime = cString(ref.runtime)
+            container.pointee.container_id = cString(ref.containerID)
+            container.pointee.pod_uid = cString(ref.podUID)
+            container.pointee.pod_name = cString(ref.podName)
+            container.pointee.namespace_ = cString(ref.namespace)
+            container.pointee.container_name = cString(ref.containerName)
+            container.pointee.image = cString(ref.image)
+            c.pointee.container = container
+        }
+
+        switch event.payload {
+        case .exec(let exec):
+            let p = allocate(Patrol__V1__Exec.self)
+            patrol__v1__exec__init(p)
+            p.pointee.path = cString(exec.path)
+            p.pointee.n_argv = exec.argv.count
+            p.pointee.argv = cStrings(exec.argv)
+            p.pointee.n_env = exec.env.count
+            p.pointee.env = cStrings(exec.env)
+            p.pointee.upper_layer = exec.upperLayer ? 1 : 0
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_EXEC
+            c.pointee.exec = p
+        case .exit(let exit):
+            let p = allocate(Patrol__V1__Exit.self)
+            patrol__v1__exit__init(p)
+            p.pointee.code = exit.code
+            p.pointee.signal = exit.signal
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_EXIT
+            c.pointee.exit = p
+        case .open(let open):
+            let p = allocate(Patrol__V1__FileOpen.self)
+            patrol__v1__file_open__init(p)
+            p.pointee.path = cString(open.path)
+            p.pointee.flags = open.flags
+            p.pointee.result = open.result
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_OPEN
+            c.pointee.open = p
+        case .connect(let flow):
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_CONNECT
+            c.pointee.connect = networkFlow(flow)
+        case .accept(let flow):
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_ACCEPT
+            c.pointee.accept = networkFlow(flow)
+        case .dns(let dns):
+            let p = allocate(Patrol__V1__DnsQuery.self)
+            patrol__v1__dns_query__init(p)
+            p.pointee.name = cString(dns.name)
+            p.pointee.query_type = UInt32(dns.queryType)
+            p.pointee.n_answers = dns.answers.count
+            p.pointee.answers = cStrings(dns.answers)
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_DNS
+            c.pointee.dns = p
+        case .syscalls(let set):
+            let p = allocate(Patrol__V1__SyscallSet.self)
+            patrol__v1__syscall_set__init(p)
+            p.pointee.n_syscalls = set.syscalls.count
+            p.pointee.syscalls = copy(set.syscalls)
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_SYSCALLS
+            c.pointee.syscalls = p
+        case .capability(let use):
+            let p = allocate(Patrol__V1__CapabilityUse.self)
+            patrol__v1__capability_use__init(p)
+            p.pointee.capability = use.capability
+            p.pointee.syscall = use.syscall
+            p.pointee.granted = use.granted ? 1 : 0
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_CAPABILITY
+            c.pointee.capability = p
+        case .moduleLoad(let load):
+            let p = allocate(Patrol__V1__ModuleLoad.self)
+            patrol__v1__module_load__init(p)
+            p.pointee.syscall = cString(load.syscall)
+            p.pointee.name = cString(load.name)
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_MODULE_LOAD
+            c.pointee.module_load = p
+        case .ptrace(let attach):
+            let p = allocate(Patrol__V1__PtraceAttach.self)
+            patrol__v1__ptrace_attach__init(p)
+            p.pointee.request = attach.request
+            p.pointee.target_pid = attach.targetPid
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_PTRACE
+            c.pointee.ptrace = p
+        case .namespaceChange(let change):
+            let p = allocate(Patrol__V1__NamespaceChange.self)
+            patrol__v1__namespace_change__init(p)
+            p.pointee.syscall = cString(change.syscall)
+            p.pointee.flags = change.flags
+            p.pointee.source = cString(change.source)
+            p.pointee.target = cString(change.target)
+            p.pointee.fs_type = cString(change.fsType)
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_NAMESPACE_CHANGE
+            c.pointee.namespace_change = p
+        case .memfd(let memfd):
+            let p = allocate(Patrol__V1__MemfdCreate.self)
+            patrol__v1__memfd_create__init(p)
+            p.pointee.name = cString(memfd.name)
+            p.pointee.flags = memfd.flags
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_MEMFD
+            c.pointee.memfd = p
+        case .link(let link):
+            let p = allocate(Patrol__V1__FileLink.self)
+            patrol__v1__file_link__init(p)
+            p.pointee.target = cString(link.target)
+            p.pointee.link_path = cString(link.linkPath)
+            p.pointee.symbolic = link.symbolic ? 1 : 0
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_LINK
+            c.pointee.link = p
+        case .bpf(let call):
+            let p = allocate(Patrol__V1__BpfCall.self)
+            patrol__v1__bpf_call__init(p)
+            p.pointee.command = call.command
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_BPF
+            c.pointee.bpf = p
+        case .scanResult(let scan):
+            let p = allocate(Patrol__V1__ScanResult.self)
+            patrol__v1__scan_result__init(p)
+            p.pointee.scan_id = cString(scan.scanID)
+            p.pointee.path = cString(scan.path)
+            p.pointee.signature = cString(scan.signature)
+            p.pointee.sha256 = cString(scan.sha256)
+            p.pointee.size_bytes = scan.sizeBytes
+            p.pointee.part_of_image = scan.partOfImage ? 1 : 0
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_SCAN_RESULT
+            c.pointee.scan_result = p
+        case .audit(let record):
+            let p = allocate(Patrol__V1__AuditRecord.self)
+            patrol__v1__audit_record__init(p)
+            p.pointee.document_json = cString(JSONText.serialize(record.document))
+            p.pointee.source_id = cString(record.sourceID)
+            c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_AUDIT
+            c.pointee.audit = p
+        }
+    }
+
+    @inline(__always)
+    mutating func networkFlow(_ flow: NetworkFlow) -> UnsafeMutablePointer<Patrol__V1__NetworkFlow> {
+        let p = allocate(Patrol__V1__NetworkFlow.self)
+        patrol__v1__network_flow__init(p)
+        p.pointee.family = Patrol__V1__AddressFamily(rawValue: WireEnums.number(flow.family))
+        p.pointee.proto = Patrol__V1__TransportProtocol(rawValue: WireEnums.number(flow.proto))
+        p.pointee.local_address = cString(flow.localAddress)
+        p.pointee.local_port = UInt32(flow.localPort)
+        p.pointee.remote_address = cString(flow.remoteAddress)
+        p.pointee.remote_port = UInt32(flow.remotePort)
+        p.pointee.result = flow.result
+        return p
+    }
+}

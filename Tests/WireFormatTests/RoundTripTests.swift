@@ -1,0 +1,209 @@
+import EventModel
+import TestSupport
+import Testing
+
+@testable import WireFormat
+
+@Suite("Wire round trips")
+struct RoundTripTests {
+    static let unicode = "Grüße 日本語 🚀 \u{0301}e\u{200D}"
+
+    func roundTrip(_ event: Event, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let bytes = WireCodec.encode(event)
+        let decoded = try WireCodec.decodeEvent(bytes)
+        #expect(decoded == event, sourceLocation: sourceLocation)
+        // Encoding is deterministic.
+        #expect(WireCodec.encode(decoded) == bytes, sourceLocation: sourceLocation)
+    }
+
+    @Test("every payload kind round-trips from fixtures", arguments: EventKind.allCases)
+    func everyKind(kind: EventKind) throws {
+        var fixtures = EventFixtures(seed: 7 &+ UInt64(EventKind.allCases.firstIndex(of: kind)!))
+        for _ in 0..<50 { try roundTrip(fixtures.event(kind)) }
+    }
+
+    static let host = ProcessInfo()
+    static let maxProcess = ProcessInfo(
+        pid: .max, ppid: .min, tid: -1, uid: .max, gid: .max, comm: unicode, exe: "/" + unicode, cwd: "",
+        mountNamespace: .max)
+
+    static let edgePayloads: [Payload] = [
+        .exec(Exec(path: "", argv: [], env: [], upperLayer: false)),
+        .exec(Exec(path: unicode, argv: ["", unicode, "a b"], env: ["LD_PRELOAD="], upperLayer: true)),
+        .exit(Exit(code: .min, signal: .max)),
+        .exit(Exit()),
+        .open(FileOpen(path: "", flags: .max, result: .min)),
+        .connect(NetworkFlow(family: .unspecified, proto: .unspecified, remoteAddress: "", remotePort: 0)),
+        .connect(
+            NetworkFlow(
+                family: .inet6, proto: .udp, localAddress: "::1", localPort: .max, remoteAddress: "fe80::1%eth0",
+                remotePort: .max, result: .min)),
+        .accept(NetworkFlow(family: .unix, proto: .tcp, remoteAddress: "/run/x.sock", remotePort: 0, result: .max)),
+        .dns(DNSQuery(name: "", queryType: 0, answers: [])),
+        .dns(DNSQuery(name: "münchen.de.", queryType: .max, answers: ["", "1.2.3.4"])),
+        .syscalls(SyscallSet(syscalls: [])),
+        .syscalls(SyscallSet(syscalls: [0, 1, .max, 450])),
+        .capability(CapabilityUse(capability: 0, syscall: 0, granted: false)),
+        .capability(CapabilityUse(capability: .max, syscall: .max, granted: true)),
+        .moduleLoad(ModuleLoad(syscall: "", name: "")),
+        .moduleLoad(ModuleLoad(syscall: "finit_module", name: unicode)),
+        .ptrace(PtraceAttach(request: .min, targetPid: .max)),
+        .namespaceChange(NamespaceChange(syscall: "")),
+        .namespaceChange(NamespaceChange(syscall: "mount", flags: .max, source: unicode, target: "/", fsType: "ext4")),
+        .memfd(MemfdCreate(name: "", flags: .max)),
+        .link(FileLink(target: "", linkPath: "", symbolic: false)),
+        .link(FileLink(target: "/etc/shadow", linkPath: unicode, symbolic: true)),
+        .bpf(BPFCall(command: .min)),
+        .bpf(BPFCall(command: .max)),
+        .scanResult(ScanResult(path: "", signature: "")),
+        .scanResult(
+            ScanResult(
+                scanID: unicode, path: "/x", signature: "Eicar", sha256: String(repeating: "f", count: 64),
+                sizeBytes: .max, partOfImage: true)),
+        .audit(AuditRecord(document: .null)),
+        .audit(AuditRecord(document: .object([:]), sourceID: unicode)),
+        .audit(AuditRecord(document: .array([]))),
+        .audit(
+            AuditRecord(
+                document: .object([
+                    "": .string(""), unicode: .string("quote \" backslash \\ slash / nl \n tab \t nul \u{0} bell \u{7}"),
+                    "nums": .array([
+                        .number(0), .number(-1), .number(3.5), .number(1e300), .number(-2.2250738585072014e-308),
+                        .number(9_007_199_254_740_993), .number(0.1), .number(123_456_789_012),
+                    ]),
+                    "nested": .array([.array([.array([.object(["a": .bool(true), "b": .bool(false), "c": .null])])])]),
+                ]), sourceID: "es/_doc/1")),
+    ]
+
+    @Test("edge values of every payload case round-trip", arguments: 0..<edgePayloads.count)
+    func edgeValues(index: Int) throws {
+        let payload = Self.edgePayloads[index]
+        try roundTrip(Event(time: 0, node: "", process: Self.host, payload: payload, count: 1))
+        try roundTrip(
+            Event(
+                time: .max, node: Self.unicode, process: Self.maxProcess,
+                container: ContainerRef(containerID: ""), payload: payload, count: .max))
+        try roundTrip(
+            Event(
+                time: 1, node: "n", process: Self.maxProcess,
+                container: ContainerRef(
+                    runtime: "containerd", containerID: String(repeating: "a", count: 64), podUID: "u",
+                    podName: Self.unicode, namespace: "ns", containerName: "c", image: "img:1"),
+                payload: payload, count: 2))
+    }
+
+    @Test("the edge payloads cover every payload case")
+    func edgeCoverage() {
+        #expect(Set(Self.edgePayloads.map(\.kind)) == Set(EventKind.allCases))
+    }
+
+    @Test("batches round-trip, including an empty one")
+    func batches() throws {
+        var fixtures = EventFixtures(seed: 99)
+        for count in [0, 1, 17, 1000] {
+            let batch = EventBatch(
+                sensorID: "s-\(count)", bootID: count == 0 ? "" : Self.unicode, sequence: count == 1000 ? .max : 1,
+                compressed: count == 17, events: fixtures.events(count, kinds: EventKind.allCases))
+            let bytes = WireCodec.encode(batch)
+            #expect(try WireCodec.decodeEventBatch(bytes) == batch)
+            let viaPointer = try bytes.withUnsafeBytes { raw in try WireCodec.decodeEventBatch(raw) }
+            #expect(viaPointer == batch)
+        }
+    }
+
+    @Test("BatchAck round-trips with every directive")
+    func batchAck() throws {
+        let acks = [
+            BatchAck(bootID: "", highestContiguousSequence: 0),
+            BatchAck(
+                bootID: Self.unicode, highestContiguousSequence: .max,
+                commands: [
+                    .scan(scanID: "", path: "", containerID: ""),
+                    .scan(scanID: "scan-1", path: "/var/lib", containerID: String(repeating: "b", count: 64)),
+                    .setEnabledKinds([]),
+                    .setEnabledKinds(EventKind.allCases),
+                    .ignoreCgroups([]),
+                    .ignoreCgroups([0, 1, .max]),
+                ]),
+        ]
+        for ack in acks {
+            let bytes = WireCodec.encode(ack)
+            #expect(try WireCodec.decodeBatchAck(bytes) == ack)
+            #expect(WireCodec.encode(try WireCodec.decodeBatchAck(bytes)) == bytes)
+        }
+    }
+
+    @Test("SensorHello round-trips")
+    func hello() throws {
+        let hellos = [
+            SensorHello(sensorID: "s", bootID: "", version: ""),
+            SensorHello(
+                sensorID: Self.unicode, bootID: "b", version: "1.2.3", kernel: "6.18.0-amd64",
+                hooksLoaded: ["sched_process_exec", "", Self.unicode],
+                hooksFailed: ["fentry/x": "EPERM", "": "", Self.unicode: Self.unicode],
+                nodeLabels: ["kubernetes.io/hostname": "node-1", "topology.kubernetes.io/zone": "eu-1a", "": "x"]),
+        ]
+        for hello in hellos {
+            let bytes = WireCodec.encode(hello)
+            #expect(try WireCodec.decodeSensorHello(bytes) == hello)
+            #expect(WireCodec.encode(try WireCodec.decodeSensorHello(bytes)) == bytes)
+        }
+    }
+
+    @Test("SensorStatus round-trips")
+    func status() throws {
+        let statuses = [
+            SensorStatus(sensorID: "s", bootID: "", time: 0),
+            SensorStatus(
+                sensorID: "s", bootID: Self.unicode, time: .max,
+                drops: [.kernelRingBuffer: .max, .userQueue: 0, .spool: 3, .decode: 1],
+                queueDepths: ["ring": 10, "spool": .max, "": 0], hooksLoaded: ["a", ""],
+                hooksFailed: ["kprobe/x": "CONFIG_KPROBES is not set"]),
+        ]
+        for status in statuses {
+            let bytes = WireCodec.encode(status)
+            #expect(try WireCodec.decodeSensorStatus(bytes) == status)
+            #expect(WireCodec.encode(try WireCodec.decodeSensorStatus(bytes)) == bytes)
+        }
+    }
+
+    @Test("RPC request and reply round-trip with every status")
+    func rpc() throws {
+        for request in [
+            RPCRequest(method: "patrol.v1.SensorService/SendBatch", payload: []),
+            RPCRequest(method: Self.unicode, payload: Array(0...255) + [0, 0]),
+        ] {
+            #expect(try WireCodec.decodeRPCRequest(WireCodec.encode(request)) == request)
+        }
+        for status in RPCStatus.allCases {
+            for reply in [
+                RPCReply(status: status),
+                RPCReply(status: status, message: Self.unicode, payload: [0, 1, 2, 255]),
+            ] {
+                #expect(try WireCodec.decodeRPCReply(WireCodec.encode(reply)) == reply)
+            }
+        }
+    }
+
+    @Test("an RPC envelope carries an encoded batch")
+    func envelope() throws {
+        var fixtures = EventFixtures(seed: 5)
+        let batch = fixtures.batch(sequence: 3, count: 10)
+        let request = RPCRequest(method: "patrol.v1.SensorService/SendBatch", payload: WireCodec.encode(batch))
+        let decoded = try WireCodec.decodeRPCRequest(WireCodec.encode(request))
+        #expect(try WireCodec.decodeEventBatch(decoded.payload) == batch)
+    }
+
+    @Test("JSON text parses standard escapes and surrogate pairs")
+    func jsonEscapes() throws {
+        let text = #" { "a" : [1, -0.5e2, true, false, null, "\u00e9\ud83d\ude80\/\b\f\n\r\t"] } "#
+        let value = try Array(text.utf8).withUnsafeBufferPointer { try JSONText.parse($0) }
+        #expect(
+            value
+                == .object([
+                    "a": .array([
+                        .number(1), .number(-50), .bool(true), .bool(false), .null, .string("é🚀/\u{8}\u{c}\n\r\t"),
+                    ])
+                ]))
+    }
+}
