@@ -53,7 +53,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Transport",
-            dependencies: ["Basics", "EventModel", "CNNG", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Basics", "EventModel", "WireFormat", "CNNG", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings),
         .target(
             name: "OutboundHTTP", dependencies: ["Basics", "CCurl", .product(name: "Logging", package: "swift-log")],

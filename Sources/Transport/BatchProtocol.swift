@@ -18,15 +18,24 @@ public struct BatchHeader: Sendable, Hashable {
     }
 }
 
-/// A batch as the collector receives it: the header, and the events still encoded.
+/// A batch as the collector receives it: the header, read without decoding the events, and the bytes.
 public struct ReceivedBatch: Sendable, Hashable {
     public var header: BatchHeader
-    /// The events, encoded by the sensor (opaque to Transport).
-    public var encodedEvents: [UInt8]
+    /// The protobuf `EventBatch`, as sent.
+    public var payload: [UInt8]
 
-    public init(header: BatchHeader, encodedEvents: [UInt8]) {
+    public init(header: BatchHeader, payload: [UInt8]) {
         self.header = header
-        self.encodedEvents = encodedEvents
+        self.payload = payload
+    }
+
+    /// Decodes the events (WireFormat, with its validation).
+    public func decode() throws(TransportError) -> EventBatch {
+        do {
+            return try Envelope.decodeBatch(payload)
+        } catch {
+            throw TransportError(.protocolError, "batch \(header.sequence) of \(header.sensorID): \(error)")
+        }
     }
 }
 
@@ -34,9 +43,10 @@ public struct ReceivedBatch: Sendable, Hashable {
 ///
 /// Collector side, inside an `RPCServer` handler:
 /// ```swift
-/// let batch = try BatchProtocol.decodeBatch(request)
+/// let batch = try BatchProtocol.decodeBatch(request)            // header only: cheap
 /// if dedup.isDuplicate(batch.header) { return BatchProtocol.reply(dedup.ack(for: batch.header)) }
-/// try await store.persist(batch, dedupState: ...)   // durably handed on
+/// let events = try batch.decode()                               // the events
+/// try await store.persist(events, dedupState: ...)              // durably handed on
 /// dedup.record(batch.header)
 /// return BatchProtocol.reply(dedup.ack(for: batch.header))   // the ack goes out only now
 /// ```
@@ -46,13 +56,18 @@ public enum BatchProtocol {
     /// Decodes the request of a `SendBatch` call.
     public static func decodeBatch(_ request: RPCRequest) throws(TransportError) -> ReceivedBatch {
         do {
-            return try Envelope.decodeBatch(request.payload)
+            return ReceivedBatch(header: try Envelope.decodeBatchHeader(request.payload), payload: request.payload)
         } catch {
             throw TransportError(.protocolError, "\(request.method): \(error)")
         }
     }
 
-    /// Encodes a batch as the sender puts it on the wire.
+    /// Encodes events once, as `EventBatch.events` entries, for `BatchSender.submit(encodedEvents:eventCount:)`.
+    public static func encodeEvents(_ events: [Event]) -> [UInt8] {
+        Envelope.encodeEvents(events)
+    }
+
+    /// Encodes a batch as the sender puts it on the wire: a protobuf `EventBatch`.
     public static func encodeBatch(_ header: BatchHeader, encodedEvents: [UInt8]) -> [UInt8] {
         Envelope.encodeBatch(header, encodedEvents: encodedEvents)
     }

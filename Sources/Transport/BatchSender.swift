@@ -205,7 +205,8 @@ public final class BatchSender: Sendable {
     /// Batches not yet acked (in memory, spooled or in flight).
     public var pendingBatches: Int { state.withLock { $0.entries.count } }
 
-    /// Queues one batch of already encoded events and returns its sequence number, or nil when the
+    /// Queues one batch of already encoded events (`BatchProtocol.encodeEvents`: protobuf `EventBatch.events`
+    /// entries) and returns its sequence number, or nil when the
     /// overflow policy dropped it (counted in `stats.droppedBatches`).
     @discardableResult
     public func submit(encodedEvents: [UInt8], eventCount: Int, compressed: Bool = false) async -> UInt64? {
@@ -301,6 +302,12 @@ public final class BatchSender: Sendable {
         }
         for waiter in state.withLock({ $0.takeWaiters() }) { waiter.resume() }
         return sequence
+    }
+
+    /// Encodes `events` and queues them as one batch; see `submit(encodedEvents:eventCount:compressed:)`.
+    @discardableResult
+    public func submit(events: [Event]) async -> UInt64? {
+        await submit(encodedEvents: BatchProtocol.encodeEvents(events), eventCount: events.count)
     }
 
     /// Waits until the memory queue has room, for producers that prefer back-pressure to spilling

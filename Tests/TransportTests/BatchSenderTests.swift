@@ -1,5 +1,6 @@
 import EventModel
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -37,9 +38,10 @@ struct BatchSenderTests {
         defer { directory.remove() }
         let sender = try BatchSender(configuration: configuration(address, spool: directory.path, memory: 4))
         let collector = CollectorStub()
+        let events = sampleEvents(10)
         try await withSender(sender) {
             for index in 0..<40 {
-                let sequence = await sender.submit(encodedEvents: payload(300, seed: UInt8(index)), eventCount: 10)
+                let sequence = await sender.submit(encodedEvents: events, eventCount: 10)
                 #expect(sequence == UInt64(index + 1))
             }
             try await Task.sleep(for: .milliseconds(700))
@@ -73,21 +75,22 @@ struct BatchSenderTests {
         defer { directory.remove() }
         let sender = try BatchSender(configuration: configuration(address, spool: directory.path, memory: 4))
         let collector = CollectorStub()
+        let events = sampleEvents(5)
         try await withSender(sender) {
             let first = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             try await withServer(first) {
-                for _ in 0..<20 { await sender.submit(encodedEvents: payload(200), eventCount: 5) }
+                for _ in 0..<20 { await sender.submit(encodedEvents: events, eventCount: 5) }
                 #expect(await sender.flush(timeout: .seconds(20)))
             }
             #expect(collector.received.count == 20)
             // Collector down: batches pile up in memory, then in the spool.
-            for _ in 0..<30 { await sender.submit(encodedEvents: payload(200), eventCount: 5) }
+            for _ in 0..<30 { await sender.submit(encodedEvents: events, eventCount: 5) }
             try await Task.sleep(for: .milliseconds(800))
             #expect(sender.stats.acknowledgedBatches == 20)
             #expect(sender.stats.spilledBatches > 0)
             let second = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             try await withServer(second) {
-                for _ in 0..<10 { await sender.submit(encodedEvents: payload(200), eventCount: 5) }
+                for _ in 0..<10 { await sender.submit(encodedEvents: events, eventCount: 5) }
                 #expect(await sender.flush(timeout: .seconds(30)))
             }
         }
@@ -101,9 +104,10 @@ struct BatchSenderTests {
         let address = Ports.loopbackTCPAddress()
         let directory = try TemporaryDirectory(prefix: "patrol-spool")
         defer { directory.remove() }
+        let events = sampleEvents(3)
         let batchSize = BatchProtocol.encodeBatch(
             BatchHeader(sensorID: "sensor-1", bootID: "boot-12345678", sequence: 1, eventCount: 3),
-            encodedEvents: payload(1000)
+            encodedEvents: events
         ).count
         // Memory holds 2, the spool 5 batches: of 20, 13 must be dropped and counted.
         let sender = try BatchSender(
@@ -111,7 +115,7 @@ struct BatchSenderTests {
                 address, spool: directory.path, memory: 2, spoolMaxBytes: batchSize * 5 + batchSize / 2, policy: policy,
                 maxInFlight: 2))
         let collector = CollectorStub()
-        for _ in 0..<20 { await sender.submit(encodedEvents: payload(1000), eventCount: 3) }
+        for _ in 0..<20 { await sender.submit(encodedEvents: events, eventCount: 3) }
         let stats = sender.stats
         #expect(stats.droppedBatches == 13)
         #expect(stats.droppedEvents == 39)
@@ -128,11 +132,55 @@ struct BatchSenderTests {
         #expect(sender.stats.acknowledgedBatches == 7)
     }
 
+    @Test("a batch on the wire is a protobuf EventBatch: header read without decoding, events decode")
+    func wireShape() throws {
+        var fixtures = EventFixtures(seed: 42)
+        let events = fixtures.events(25)
+        let header = BatchHeader(sensorID: "sensor-9", bootID: "boot-a", sequence: 77, compressed: false, eventCount: 25)
+        let bytes = BatchProtocol.encodeBatch(header, encodedEvents: BatchProtocol.encodeEvents(events))
+        let received = try BatchProtocol.decodeBatch(RPCRequest(method: BatchProtocol.sendBatchMethod, payload: bytes))
+        #expect(received.header == header)
+        let batch = try received.decode()
+        #expect(batch.sensorID == "sensor-9" && batch.bootID == "boot-a" && batch.sequence == 77)
+        #expect(batch.events == events)
+        for garbage: [UInt8] in [[0xff], [0x0a, 0x05, 0x61], [], Array(bytes.prefix(bytes.count / 2))] {
+            #expect(throws: TransportError.self) {
+                let received = try BatchProtocol.decodeBatch(RPCRequest(method: "m", payload: garbage))
+                _ = try received.decode()
+            }
+        }
+    }
+
+    @Test("submit(events:) encodes and delivers real events")
+    func submitEvents() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let sender = try BatchSender(configuration: configuration(address))
+        var fixtures = EventFixtures(seed: 3)
+        let events = fixtures.events(50)
+        let decoded = Mutex<[Event]>([])
+        let server = try RPCServer(configuration: RPCServerConfiguration(address: address)) { request, _ in
+            do {
+                let batch = try BatchProtocol.decodeBatch(request).decode()
+                decoded.withLock { $0 += batch.events }
+                return BatchProtocol.reply(BatchAck(bootID: batch.bootID, highestContiguousSequence: batch.sequence))
+            } catch {
+                return BatchProtocol.rejection(error)
+            }
+        }
+        try await withSender(sender) {
+            try await withServer(server) {
+                await sender.submit(events: events)
+                #expect(await sender.flush(timeout: .seconds(10)))
+            }
+        }
+        #expect(decoded.withLock { $0 } == events)
+    }
+
     @Test("without a spool the memory bound drops and counts")
     func memoryOnly() async throws {
         let address = Ports.loopbackTCPAddress()
         let sender = try BatchSender(configuration: configuration(address, memory: 5, policy: .dropNewest))
-        for _ in 0..<8 { await sender.submit(encodedEvents: payload(10), eventCount: 1) }
+        for _ in 0..<8 { await sender.submit(encodedEvents: sampleEvents(1), eventCount: 1) }
         #expect(sender.stats.droppedBatches == 3)
         #expect(sender.pendingBatches == 5)
         sender.close()
@@ -147,7 +195,7 @@ struct BatchSenderTests {
         }
         try await withSender(sender) {
             try await withServer(server) {
-                await sender.submit(encodedEvents: payload(10), eventCount: 2)
+                await sender.submit(encodedEvents: sampleEvents(2), eventCount: 2)
                 #expect(await sender.flush(timeout: .seconds(10)))
             }
         }

@@ -88,3 +88,9 @@ func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) async
 func payload(_ count: Int, seed: UInt8 = 7) -> [UInt8] {
     (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
 }
+
+/// `count` realistic events (seeded fixtures), encoded once as `EventBatch.events` entries.
+func sampleEvents(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
+    var fixtures = EventFixtures(seed: seed)
+    return BatchProtocol.encodeEvents(fixtures.events(count))
+}

@@ -21,7 +21,6 @@ struct TransportBenchmark {
         let environment = ProcessInfo.processInfo.environment
         let batches = Int(environment["PATROL_BENCH_BATCHES"] ?? "") ?? 2000
         let eventsPerBatch = 1000
-        let bytesPerEvent = 150
         let inFlight = Int(environment["PATROL_BENCH_INFLIGHT"] ?? "") ?? 8
         let address = Ports.loopbackTCPAddress()
         let collector = CollectorStub()
@@ -32,7 +31,9 @@ struct TransportBenchmark {
             configuration: BatchSenderConfiguration(
                 client: RPCClientConfiguration(address: address), sensorID: "bench", bootID: "boot-1",
                 maxInFlight: inFlight, memoryQueueLimit: inFlight * 4))
-        let body = payload(eventsPerBatch * bytesPerEvent)
+        // Realistic events (seeded fixtures), encoded once: the sensor encodes outside the sender.
+        let body = sampleEvents(eventsPerBatch)
+        let bytesPerEvent = body.count / eventsPerBatch
         let clock = ContinuousClock()
         let elapsed = try await withServer(server) {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -52,7 +53,7 @@ struct TransportBenchmark {
         }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let events = Double(batches * eventsPerBatch)
-        let megabytes = Double(batches * eventsPerBatch * bytesPerEvent) / 1e6
+        let megabytes = Double(batches * body.count) / 1e6
         print(
             "transport benchmark: \(batches) batches x \(eventsPerBatch) events x \(bytesPerEvent) B, "
                 + "in flight \(inFlight): \(String(format: "%.3f", seconds)) s, "
