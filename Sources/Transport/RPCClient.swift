@@ -37,6 +37,12 @@ public struct RPCClientStats: Sendable, Hashable {
     public var disconnects: UInt64
     /// TLS handshakes that failed while dialing (server refused us, or we refused its certificate).
     public var tlsFailures: UInt64
+    /// Dial attempts refused (nothing listening).
+    public var dialsRefused: UInt64
+    /// Connections dropped during the handshake (with TLS: usually the server refusing our certificate).
+    public var dialsDisconnected: UInt64
+    /// Dial attempts that failed otherwise (protocol errors, timeouts).
+    public var dialsFailedOther: UInt64
 }
 
 /// Calls RPCs over NNG REQ. Each call runs on its own nng context, so many calls can be in flight.
@@ -81,11 +87,14 @@ public final class RPCClient: Sendable {
     public var isConnected: Bool { socket.pipeEvents.current.load(ordering: .relaxed) > 0 }
 
     public var stats: RPCClientStats {
-        RPCClientStats(
+        let dials = dialer.counters()
+        return RPCClientStats(
             callsSucceeded: succeeded.load(ordering: .relaxed), callsFailed: failed.load(ordering: .relaxed),
             callsTimedOut: timedOut.load(ordering: .relaxed),
             connects: socket.pipeEvents.added.load(ordering: .relaxed),
-            disconnects: socket.pipeEvents.removed.load(ordering: .relaxed), tlsFailures: dialer.authFailures())
+            disconnects: socket.pipeEvents.removed.load(ordering: .relaxed), tlsFailures: dials["auth"] ?? 0,
+            dialsRefused: dials["refused"] ?? 0, dialsDisconnected: dials["disconnect"] ?? 0,
+            dialsFailedOther: (dials["other"] ?? 0) + (dials["proto"] ?? 0) + (dials["timeout"] ?? 0))
     }
 
     /// Closes the socket; calls in flight fail with `closed`.
@@ -116,6 +125,23 @@ public final class RPCClient: Sendable {
         case .failure(let error):
             // The context may still hold the abandoned request; drop it rather than reuse it.
             if error.code == .timeout { timedOut.add(1, ordering: .relaxed) } else { failed.add(1, ordering: .relaxed) }
+            if error.code == .timeout, !isConnected, tlsConfig != nil {
+                // nng retries refused handshakes silently; its dialer counts them. Say so instead of "timeout".
+                let dials = dialer.counters()
+                // An untrusted server certificate counts as "auth"; a server refusing our certificate shows up
+                // as "other" (or a dropped handshake). "refused" (nothing listening) is not a TLS problem.
+                let refusals = ["auth", "disconnect", "proto", "other"].reduce(0) { $0 + (dials[$1] ?? 0) }
+                if refusals > 0 {
+                    logger.warning(
+                        "tls handshake with the server failed",
+                        metadata: ["address": "\(address)", "failures": "\(refusals)"])
+                    throw TransportError(
+                        .tls,
+                        "\(request.method): no TLS connection to \(address): \(refusals) handshake(s) failed "
+                            + "(certificate refused by the server, or the server's certificate not trusted)",
+                        cause: error.cause)
+                }
+            }
             throw TransportError(error.code, "\(request.method): \(error.message)", cause: error.cause)
         }
     }
@@ -197,7 +223,9 @@ final class DialerOwner: @unchecked Sendable {
         guard rc == 0 else { throw nngError(rc, "cannot start dialing", address: address) }
     }
 
-    func authFailures() -> UInt64 {
-        readScopeCounters(scope: "dialer", id: nng_dialer_id(dialer), names: ["auth"])["auth"] ?? 0
+    func counters() -> [String: UInt64] {
+        readScopeCounters(
+            scope: "dialer", id: nng_dialer_id(dialer),
+            names: ["connect", "refused", "disconnect", "auth", "proto", "other", "timeout"])
     }
 }

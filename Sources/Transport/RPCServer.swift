@@ -71,6 +71,7 @@ public final class RPCServer: Sendable {
     private let served = Atomic<UInt64>(0)
     private let decodeFailed = Atomic<UInt64>(0)
     private let replyFailed = Atomic<UInt64>(0)
+    private let running = Atomic<Bool>(false)
 
     /// The address actually bound: for tcp with port 0, the port nng picked.
     public let boundAddress: String
@@ -103,6 +104,7 @@ public final class RPCServer: Sendable {
 
     /// Serves until `close()` is called or the task is cancelled (which closes the socket).
     public func run() async {
+        precondition(!running.exchange(true, ordering: .relaxed), "RPCServer.run() called twice")
         let channels: [ContextChannel]
         do {
             channels = try (0..<configuration.concurrency).map { _ throws(TransportError) in

@@ -48,8 +48,14 @@ struct TLSTests {
                 configuration: RPCClientConfiguration(
                     address: address, tls: TLSConfiguration(caFile: certificates.caCertificate, serverName: "localhost")))
             defer { noCertificate.close() }
-            await #expect(throws: TransportError.self) {
+            do {
                 _ = try await noCertificate.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(1))
+                Issue.record("a client without a certificate was served")
+            } catch let error as TransportError {
+                #expect(error.code == .tls, "\(error)")
+                let stats = noCertificate.stats
+                #expect(stats.tlsFailures + stats.dialsDisconnected + stats.dialsFailedOther >= 1, "\(stats)")
+                #expect(stats.connects == 0)
             }
             noCertificate.close()
             #expect(await eventually(timeout: .seconds(5)) { server.stats.tlsRefusals >= 1 })
@@ -62,8 +68,11 @@ struct TLSTests {
                         certificateFile: certificates.rogueClientCertificate, privateKeyFile: certificates.rogueClientKey,
                         caFile: certificates.caCertificate, serverName: "localhost")))
             defer { rogue.close() }
-            await #expect(throws: TransportError.self) {
+            do {
                 _ = try await rogue.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(1))
+                Issue.record("a client with a certificate from another CA was served")
+            } catch let error as TransportError {
+                #expect(error.code == .tls, "\(error)")
             }
             rogue.close()
             #expect(await eventually(timeout: .seconds(5)) { server.stats.tlsRefusals > before })
@@ -81,6 +90,28 @@ struct TLSTests {
         #expect(server.stats.requestsServed == 1)
     }
 
+    @Test("a client that does not trust the server's CA does not connect")
+    func clientDistrustsServer() async throws {
+        let address = Ports.loopbackTCPAddress(scheme: "tls+tcp")
+        let server = try echoServer(address, tls: serverTLS)
+        try await withServer(server) {
+            let client = try RPCClient(
+                configuration: RPCClientConfiguration(
+                    address: address,
+                    tls: TLSConfiguration(
+                        certificateFile: certificates.clientCertificate, privateKeyFile: certificates.clientKey,
+                        caFile: certificates.rogueCACertificate, serverName: "localhost")))
+            defer { client.close() }
+            do {
+                _ = try await client.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(1))
+                Issue.record("a client accepted a server certificate from an untrusted CA")
+            } catch let error as TransportError {
+                #expect(error.code == .tls, "\(error)")
+            }
+        }
+        #expect(server.stats.requestsServed == 0)
+    }
+
     @Test("missing certificate files are a tls error naming the file")
     func missingFiles() {
         do {
@@ -88,7 +119,7 @@ struct TLSTests {
                 Ports.loopbackTCPAddress(scheme: "tls+tcp"),
                 tls: TLSConfiguration(certificateFile: "/nonexistent/cert.pem", privateKeyFile: "/nonexistent/key.pem"))
             Issue.record("expected an error")
-        } catch {
+        } catch let error as TransportError {
             #expect(error.code == .tls)
             #expect(error.message.contains("/nonexistent/cert.pem"))
         }
