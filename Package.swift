@@ -53,7 +53,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "Transport",
-            dependencies: ["Basics", "CNNG", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Basics", "EventModel", "WireFormat", "CNNG", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings),
         .target(
             name: "OutboundHTTP", dependencies: ["Basics", "CCurl", .product(name: "Logging", package: "swift-log")],
@@ -126,7 +128,9 @@ let package = Package(
         .testTarget(name: "BasicsTests", dependencies: ["Basics"], swiftSettings: swiftSettings),
         .testTarget(name: "EventModelTests", dependencies: ["EventModel"], swiftSettings: swiftSettings),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TransportTests", dependencies: ["Transport", "TestSupport", "EventModel", "Basics"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "PatternMatchingTests", dependencies: ["PatternMatching"], swiftSettings: swiftSettings),
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
