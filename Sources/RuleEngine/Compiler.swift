@@ -95,7 +95,7 @@ struct CompileContext {
     let parameters: [String: ParameterValue]
     var kinds: Set<EventKind>
     let ruleID: String
-    var location: SourceLocation
+    var location: RuleFileLocation
     var macroStack: [String] = []
 
     func error(_ code: RuleEngineError.Code, _ reason: String, offset: Int? = nil) -> RuleEngineError {
@@ -211,7 +211,7 @@ enum Compiler {
     static func values(
         of operand: Operand, op: ComparisonOperator, offset: Int, _ context: CompileContext
     ) throws(RuleEngineError) -> (values: [String], isList: Bool) {
-        func expand(_ word: String, allowLists: Bool) throws(RuleEngineError) -> [String]? {
+        func expand(_ word: String, allowLists: Bool, strict: Bool) throws(RuleEngineError) -> [String]? {
             if word.hasPrefix("param.") {
                 let name = String(word.dropFirst("param.".count))
                 guard let value = context.parameters[name] else {
@@ -224,7 +224,7 @@ enum Compiler {
             }
             guard allowLists else { return nil }
             if let items = context.lists[word] { return items }
-            if looksLikeListName(word) {
+            if strict && looksLikeListName(word) {
                 throw context.error(
                     .unknownList,
                     "unknown list '\(word)' (quote it to compare with the literal text)"
@@ -236,7 +236,7 @@ enum Compiler {
         switch operand {
         case .single(let text, let quoted):
             if quoted { return ([text], false) }
-            if let items = try expand(text, allowLists: listOperator) {
+            if let items = try expand(text, allowLists: listOperator, strict: true) {
                 let isList = text.hasPrefix("param.") ? (context.parameters[String(text.dropFirst(6))]?.isList ?? false) : true
                 return (items, isList)
             }
@@ -244,7 +244,7 @@ enum Compiler {
         case .list(let items):
             var result: [String] = []
             for item in items {
-                if !item.quoted, let expanded = try expand(item.text, allowLists: true) {
+                if !item.quoted, let expanded = try expand(item.text, allowLists: true, strict: false) {
                     result.append(contentsOf: expanded)
                 } else {
                     result.append(item.text)

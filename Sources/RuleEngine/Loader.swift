@@ -20,12 +20,14 @@ struct DocumentReader {
         let roots: [Node]
         do {
             var collected: [Node] = []
-            for root in try Yams.compose_all(yaml: yaml) { collected.append(root) }
+            var sequence = try Yams.compose_all(yaml: yaml)
+            while let root = sequence.next() { collected.append(root) }
+            if let error = sequence.error { throw error }
             roots = collected
         } catch let error as YamlError {
             throw Self.yamlError(error, file: file)
         } catch {
-            throw RuleEngineError(.badYAML, "invalid YAML: \(error)", at: SourceLocation(file: file, line: 0))
+            throw RuleEngineError(.badYAML, "invalid YAML: \(error)", at: RuleFileLocation(file: file, line: 0))
         }
         for root in roots {
             let reader = NodeReader(file: file)
@@ -45,9 +47,9 @@ struct DocumentReader {
             .composer(let context, let problem, let mark, _):
             var reason = "invalid YAML: \(problem)"
             if let context { reason += " (\(context.text))" }
-            return RuleEngineError(.badYAML, reason, at: SourceLocation(file: file, line: mark.line))
+            return RuleEngineError(.badYAML, reason, at: RuleFileLocation(file: file, line: mark.line))
         default:
-            return RuleEngineError(.badYAML, "invalid YAML: \(error)", at: SourceLocation(file: file, line: 0))
+            return RuleEngineError(.badYAML, "invalid YAML: \(error)", at: RuleFileLocation(file: file, line: 0))
         }
     }
 
@@ -192,7 +194,7 @@ struct DocumentReader {
     }
 
     /// An appended condition fragment must start with `and`/`or` and parse after a placeholder.
-    func checkAppendSyntax(_ fragment: String, _ location: SourceLocation, _ subject: String) throws(RuleEngineError) {
+    func checkAppendSyntax(_ fragment: String, _ location: RuleFileLocation, _ subject: String) throws(RuleEngineError) {
         let trimmed = fragment.drop { $0.isWhitespace }
         guard trimmed.hasPrefix("and ") || trimmed.hasPrefix("or ") else {
             throw RuleEngineError(
@@ -482,7 +484,7 @@ struct DocumentReader {
 struct NodeReader {
     let file: String
 
-    func location(_ node: Node) -> SourceLocation { SourceLocation(file: file, line: node.mark?.line ?? 0) }
+    func location(_ node: Node) -> RuleFileLocation { RuleFileLocation(file: file, line: node.mark?.line ?? 0) }
 
     func bad(_ node: Node, _ reason: String) -> RuleEngineError {
         RuleEngineError(.badValue, reason, at: location(node))

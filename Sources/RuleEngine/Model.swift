@@ -53,9 +53,9 @@ public struct RuleException: Sendable, Hashable {
     public var comps: [String]
     /// Rows of values, one value (scalar or list) per field.
     public var values: [[ParameterValue]]
-    public var location: SourceLocation
+    public var location: RuleFileLocation
 
-    public init(name: String, fields: [String], comps: [String], values: [[ParameterValue]], location: SourceLocation) {
+    public init(name: String, fields: [String], comps: [String], values: [[ParameterValue]], location: RuleFileLocation) {
         self.name = name
         self.fields = fields
         self.comps = comps
@@ -70,7 +70,7 @@ public struct RuleSequence: Sendable, Hashable {
     public struct Step: Sendable, Hashable {
         public var events: [EventKind]
         public var condition: String
-        var conditionLocation: SourceLocation
+        var conditionLocation: RuleFileLocation
     }
     /// Fields whose values must be equal across the steps (the node and container always are).
     public var by: [String]
@@ -97,10 +97,10 @@ public struct Rule: Sendable, Hashable {
     public var exceptions: [RuleException]
     public var sequence: RuleSequence?
     /// Where the rule was defined.
-    public var location: SourceLocation
+    public var location: RuleFileLocation
 
-    var conditionLocation: SourceLocation
-    var outputLocation: SourceLocation
+    var conditionLocation: RuleFileLocation
+    var outputLocation: RuleFileLocation
     /// The parameter defaults from the rule files, before overrides.
     var defaultParameters: [String: ParameterValue]
 }
@@ -108,13 +108,13 @@ public struct Rule: Sendable, Hashable {
 struct ListDefinition: Sendable {
     var name: String
     var items: [String]
-    var location: SourceLocation
+    var location: RuleFileLocation
 }
 
 struct MacroDefinition: Sendable {
     var name: String
     var condition: String
-    var conditionLocation: SourceLocation
+    var conditionLocation: RuleFileLocation
     var expr: Expr = .and([])
 }
 

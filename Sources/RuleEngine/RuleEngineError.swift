@@ -1,7 +1,7 @@
 import Basics
 
 /// Where something was written: a file and a 1-based line (0 when unknown).
-public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
+public struct RuleFileLocation: Sendable, Hashable, CustomStringConvertible {
     public var file: String
     public var line: Int
     public init(file: String, line: Int) {
@@ -49,7 +49,7 @@ public struct RuleEngineError: PatrolError {
     public let code: Code
     public let message: String
     public let cause: Cause?
-    public let location: SourceLocation
+    public let location: RuleFileLocation
     /// The rule (id), macro or list the problem is in, when there is one.
     public let rule: String?
     /// What is wrong, without the location.
@@ -58,7 +58,7 @@ public struct RuleEngineError: PatrolError {
     public var file: String { location.file }
     public var line: Int { location.line }
 
-    public init(_ code: Code, _ reason: String, at location: SourceLocation, rule: String? = nil, cause: Cause? = nil) {
+    public init(_ code: Code, _ reason: String, at location: RuleFileLocation, rule: String? = nil, cause: Cause? = nil) {
         self.code = code
         self.reason = reason
         self.location = location

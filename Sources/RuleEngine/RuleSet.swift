@@ -201,7 +201,7 @@ public struct RuleSet: Sendable {
 
         for ruleID in overrides.keys where document.ruleIndex[ruleID] == nil {
             throw RuleEngineError(
-                .overrideTarget, "parameters given for unknown rule '\(ruleID)'", at: SourceLocation(file: "<parameters>", line: 0))
+                .overrideTarget, "parameters given for unknown rule '\(ruleID)'", at: RuleFileLocation(file: "<parameters>", line: 0))
         }
 
         var rules: [Rule] = []
@@ -228,7 +228,7 @@ public struct RuleSet: Sendable {
     }
 
     static func checkReferences(
-        _ expr: Expr, macros: [String: MacroDefinition], location: SourceLocation, macro: String
+        _ expr: Expr, macros: [String: MacroDefinition], location: RuleFileLocation, macro: String
     ) throws(RuleEngineError) {
         switch expr {
         case .and(let terms), .or(let terms):
@@ -343,7 +343,7 @@ public struct RuleSet: Sendable {
     static func readFile(_ path: String) throws(RuleEngineError) -> String {
         guard let handle = fopen(path, "rb") else {
             let reason = String(cString: strerror(errno))
-            throw RuleEngineError(.io, "cannot open rule file: \(reason)", at: SourceLocation(file: path, line: 0))
+            throw RuleEngineError(.io, "cannot open rule file: \(reason)", at: RuleFileLocation(file: path, line: 0))
         }
         defer { fclose(handle) }
         var bytes: [UInt8] = []
@@ -353,7 +353,7 @@ public struct RuleSet: Sendable {
             if count > 0 { bytes += buffer[0..<count] }
             if count < 65536 {
                 if ferror(handle) != 0 {
-                    throw RuleEngineError(.io, "cannot read rule file", at: SourceLocation(file: path, line: 0))
+                    throw RuleEngineError(.io, "cannot read rule file", at: RuleFileLocation(file: path, line: 0))
                 }
                 break
             }
