@@ -1,0 +1,456 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EventModel
+import PatternMatching
+
+/// A compiled condition: true when the event satisfies it.
+typealias Matcher = @Sendable (Event, inout Scratch) -> Bool
+typealias StringTest = @Sendable (String) -> Bool
+
+// MARK: Byte-level string operations (no Unicode normalisation: paths and names compare as bytes)
+
+@inline(__always)
+func withBytes<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    if let result = text.utf8.withContiguousStorageIfAvailable(body) { return result }
+    return Array(text.utf8).withUnsafeBufferPointer(body)
+}
+
+@inline(__always)
+func bytesHavePrefix(_ text: String, _ prefix: [UInt8]) -> Bool {
+    if prefix.isEmpty { return true }
+    guard text.utf8.count >= prefix.count else { return false }
+    return withBytes(text) { bytes in
+        prefix.withUnsafeBufferPointer { memcmp(bytes.baseAddress!, $0.baseAddress!, prefix.count) == 0 }
+    }
+}
+
+@inline(__always)
+func bytesHaveSuffix(_ text: String, _ suffix: [UInt8]) -> Bool {
+    if suffix.isEmpty { return true }
+    let count = text.utf8.count
+    guard count >= suffix.count else { return false }
+    return withBytes(text) { bytes in
+        suffix.withUnsafeBufferPointer {
+            memcmp(bytes.baseAddress! + (count - suffix.count), $0.baseAddress!, suffix.count) == 0
+        }
+    }
+}
+
+@inline(__always)
+func bytesContain(_ text: String, _ needle: [UInt8]) -> Bool {
+    if needle.isEmpty { return true }
+    guard text.utf8.count >= needle.count else { return false }
+    return withBytes(text) { bytes in
+        needle.withUnsafeBufferPointer { n in
+            let first = Int32(n[0])
+            var start = bytes.baseAddress!
+            let end = bytes.baseAddress! + (bytes.count - n.count + 1)
+            while start < end {
+                guard let hit = memchr(start, first, end - start) else { return false }
+                let candidate = hit.assumingMemoryBound(to: UInt8.self)
+                if memcmp(candidate, n.baseAddress!, n.count) == 0 { return true }
+                start = UnsafePointer(candidate) + 1
+            }
+            return false
+        }
+    }
+}
+
+@inline(__always)
+func asciiLower(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte }
+
+/// Case-insensitive (ASCII; other text is lowercased first) substring search. `needle` is lowercase.
+func bytesContainIgnoringCase(_ text: String, _ needle: [UInt8]) -> Bool {
+    if needle.isEmpty { return true }
+    if text.utf8.contains(where: { $0 >= 0x80 }) { return bytesContain(text.lowercased(), needle) }
+    return withBytes(text) { bytes in
+        guard bytes.count >= needle.count else { return false }
+        let first = needle[0]
+        var i = 0
+        let last = bytes.count - needle.count
+        outer: while i <= last {
+            if asciiLower(bytes[i]) == first {
+                var j = 1
+                while j < needle.count {
+                    if asciiLower(bytes[i + j]) != needle[j] { i += 1; continue outer }
+                    j += 1
+                }
+                return true
+            }
+            i += 1
+        }
+        return false
+    }
+}
+
+// MARK: Compilation
+
+/// Everything a condition may refer to, for one rule.
+struct CompileContext {
+    let lists: [String: [String]]
+    let macros: [String: MacroDefinition]
+    let parameters: [String: ParameterValue]
+    var kinds: Set<EventKind>
+    let ruleID: String
+    var location: RuleFileLocation
+    var macroStack: [String] = []
+
+    func error(_ code: RuleEngineError.Code, _ reason: String, offset: Int? = nil) -> RuleEngineError {
+        var text = reason
+        if let offset { text += " (at column \(offset + 1) of the condition)" }
+        if let macro = macroStack.last { text += " in macro '\(macro)'" }
+        return RuleEngineError(code, text, at: location, rule: "rule '\(ruleID)'")
+    }
+}
+
+/// An unquoted snake_case word with an underscore is taken to be a list name, so typos are caught.
+func looksLikeListName(_ word: String) -> Bool {
+    guard word.contains("_"), let first = word.unicodeScalars.first, first.properties.isLowercase else { return false }
+    return word.unicodeScalars.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "_" }
+}
+
+enum Compiler {
+    static func compile(_ expr: Expr, _ context: inout CompileContext) throws(RuleEngineError) -> Matcher {
+        switch expr {
+        case .and(let terms):
+            var parts: [Matcher] = []
+            for term in terms { parts.append(try compile(term, &context)) }
+            return conjunction(parts)
+        case .or(let terms):
+            var parts: [Matcher] = []
+            for term in terms { parts.append(try compile(term, &context)) }
+            return disjunction(parts)
+        case .not(let inner):
+            let predicate = try compile(inner, &context)
+            return { e, s in !predicate(e, &s) }
+        case .macro(let name, let offset):
+            guard let macro = context.macros[name] else {
+                if FieldRegistry.isField(name) {
+                    throw context.error(.badCondition, "field '\(name)' needs an operator", offset: offset)
+                }
+                if name.hasPrefix("param.") {
+                    throw context.error(.badCondition, "'\(name)' can only be used as a value", offset: offset)
+                }
+                throw context.error(
+                    .unknownMacro, "unknown macro '\(name)'" + didYouMean(name, context.macros.keys), offset: offset)
+            }
+            if context.macroStack.contains(name) {
+                throw context.error(
+                    .macroCycle, "macro cycle: " + (context.macroStack + [name]).joined(separator: " -> "), offset: offset)
+            }
+            let saved = context.location
+            context.macroStack.append(name)
+            context.location = macro.conditionLocation
+            defer {
+                context.macroStack.removeLast()
+                context.location = saved
+            }
+            return try compile(macro.expr, &context)
+        case .compare(let field, let op, let negated, let operand, let offset):
+            let predicate = try compileComparison(field: field, op: op, operand: operand, offset: offset, &context)
+            if negated { return { e, s in !predicate(e, &s) } }
+            return predicate
+        }
+    }
+
+    static func conjunction(_ parts: [Matcher]) -> Matcher {
+        switch parts.count {
+        case 1: return parts[0]
+        case 2:
+            let (a, b) = (parts[0], parts[1])
+            return { e, s in a(e, &s) && b(e, &s) }
+        case 3:
+            let (a, b, c) = (parts[0], parts[1], parts[2])
+            return { e, s in a(e, &s) && b(e, &s) && c(e, &s) }
+        default:
+            return { e, s in
+                for part in parts where !part(e, &s) { return false }
+                return true
+            }
+        }
+    }
+
+    static func disjunction(_ parts: [Matcher]) -> Matcher {
+        switch parts.count {
+        case 1: return parts[0]
+        case 2:
+            let (a, b) = (parts[0], parts[1])
+            return { e, s in a(e, &s) || b(e, &s) }
+        case 3:
+            let (a, b, c) = (parts[0], parts[1], parts[2])
+            return { e, s in a(e, &s) || b(e, &s) || c(e, &s) }
+        default:
+            return { e, s in
+                for part in parts where part(e, &s) { return true }
+                return false
+            }
+        }
+    }
+
+    /// Resolves a field reference for this rule, checking it exists and applies to one of its kinds.
+    static func field(_ name: String, offset: Int?, _ context: CompileContext) throws(RuleEngineError) -> Extractor {
+        switch FieldRegistry.resolve(name) {
+        case .failure(let failure):
+            throw context.error(.unknownField, failure.reason, offset: offset)
+        case .success(let (spec, extractor)):
+            if spec.kinds.isDisjoint(with: context.kinds) {
+                let kinds = context.kinds.map(\.rawValue).sorted().joined(separator: ", ")
+                let available = spec.kinds.map(\.rawValue).sorted().joined(separator: ", ")
+                throw context.error(
+                    .fieldNotApplicable,
+                    "field '\(name)' is not available for event kinds [\(kinds)] (only for [\(available)])", offset: offset)
+            }
+            return extractor
+        }
+    }
+
+    /// The literal values of an operand, expanding named lists and parameters.
+    static func values(
+        of operand: Operand, op: ComparisonOperator, offset: Int, _ context: CompileContext
+    ) throws(RuleEngineError) -> (values: [String], isList: Bool) {
+        func expand(_ word: String, allowLists: Bool, strict: Bool) throws(RuleEngineError) -> [String]? {
+            if word.hasPrefix("param.") {
+                let name = String(word.dropFirst("param.".count))
+                guard let value = context.parameters[name] else {
+                    throw context.error(
+                        .unknownParameter,
+                        "unknown parameter '\(name)'; declare it under the rule's parameters"
+                            + didYouMean(name, context.parameters.keys), offset: offset)
+                }
+                return value.items
+            }
+            guard allowLists else { return nil }
+            if let items = context.lists[word] { return items }
+            if strict && looksLikeListName(word) {
+                throw context.error(
+                    .unknownList,
+                    "unknown list '\(word)' (quote it to compare with the literal text)"
+                        + didYouMean(word, context.lists.keys), offset: offset)
+            }
+            return nil
+        }
+        let listOperator = ![.eq, .ne, .lt, .le, .gt, .ge].contains(op)
+        switch operand {
+        case .single(let text, let quoted):
+            if quoted { return ([text], false) }
+            if let items = try expand(text, allowLists: listOperator, strict: true) {
+                let isList = text.hasPrefix("param.") ? (context.parameters[String(text.dropFirst(6))]?.isList ?? false) : true
+                return (items, isList)
+            }
+            return ([text], false)
+        case .list(let items):
+            var result: [String] = []
+            for item in items {
+                if !item.quoted, let expanded = try expand(item.text, allowLists: true, strict: false) {
+                    result.append(contentsOf: expanded)
+                } else {
+                    result.append(item.text)
+                }
+            }
+            return (result, true)
+        }
+    }
+
+    static func compileComparison(
+        field name: String, op: ComparisonOperator, operand: Operand?, offset: Int, _ context: inout CompileContext
+    ) throws(RuleEngineError) -> Matcher {
+        let extractor = try field(name, offset: offset, context)
+        if op == .exists {
+            switch extractor {
+            case .string(let get): return { e, s in get(e, &s) != nil }
+            case .int(let get): return { e, s in get(e, &s) != nil }
+            case .bool(let get): return { e, s in get(e, &s) != nil }
+            case .strings(let get): return { e, s in !(get(e, &s)?.isEmpty ?? true) }
+            case .ints(let get): return { e, s in !(get(e, &s)?.isEmpty ?? true) }
+            }
+        }
+        guard let operand else { throw context.error(.badCondition, "'\(op.rawValue)' needs a value", offset: offset) }
+        let (values, isList) = try values(of: operand, op: op, offset: offset, context)
+        let type = extractor.type
+        func mismatch(_ reason: String) -> RuleEngineError {
+            context.error(.typeMismatch, "'\(name) \(op.rawValue)': \(reason)", offset: offset)
+        }
+        if [.eq, .ne, .lt, .le, .gt, .ge].contains(op), isList || values.count != 1 {
+            throw mismatch("operator '\(op.rawValue)' takes one value, not a list (use 'in')")
+        }
+        switch extractor {
+        case .string(let get):
+            let test = try stringTest(op, values, fieldType: type, mismatch: mismatch, context, offset: offset)
+            return { e, s in
+                guard let value = get(e, &s) else { return false }
+                return test(value)
+            }
+        case .strings(let get):
+            switch op {
+            case .ne:
+                let v = values[0]
+                return { e, s in
+                    guard let list = get(e, &s) else { return false }
+                    return !list.contains(v)
+                }
+            case .eq, .contains, .in:
+                if values.count == 1 {
+                    let v = values[0]
+                    return { e, s in get(e, &s)?.contains(v) ?? false }
+                }
+                let set = Set(values)
+                return { e, s in get(e, &s)?.contains(where: { set.contains($0) }) ?? false }
+            case .icontains:
+                let lowered = Set(values.map { $0.lowercased() })
+                return { e, s in get(e, &s)?.contains(where: { lowered.contains($0.lowercased()) }) ?? false }
+            default:
+                let test = try stringTest(op, values, fieldType: type, mismatch: mismatch, context, offset: offset)
+                return { e, s in get(e, &s)?.contains(where: test) ?? false }
+            }
+        case .int(let get):
+            if [.contains, .icontains, .startswith, .endswith, .glob, .regex].contains(op) {
+                throw mismatch("operator '\(op.rawValue)' needs a string field, '\(name)' is \(type.rawValue)")
+            }
+            let numbers = try integers(values, mismatch: mismatch)
+            if op == .in {
+                if numbers.count <= 8 { return { e, s in get(e, &s).map { numbers.contains($0) } ?? false } }
+                let set = Set(numbers)
+                return { e, s in get(e, &s).map { set.contains($0) } ?? false }
+            }
+            let test = intTest(op, numbers[0])
+            return { e, s in
+                guard let value = get(e, &s) else { return false }
+                return test(value)
+            }
+        case .ints(let get):
+            if [.icontains, .startswith, .endswith, .glob, .regex].contains(op) {
+                throw mismatch("operator '\(op.rawValue)' needs a string field, '\(name)' is \(type.rawValue)")
+            }
+            let numbers = try integers(values, mismatch: mismatch)
+            switch op {
+            case .ne:
+                let v = numbers[0]
+                return { e, s in get(e, &s).map { !$0.contains(v) } ?? false }
+            case .eq, .contains, .in:
+                let set = Set(numbers)
+                return { e, s in get(e, &s)?.contains(where: { set.contains($0) }) ?? false }
+            default:
+                let test = intTest(op, numbers[0])
+                return { e, s in get(e, &s)?.contains(where: test) ?? false }
+            }
+        case .bool(let get):
+            guard op == .eq || op == .ne else {
+                throw mismatch("operator '\(op.rawValue)' does not apply to bool fields (use = or !=)")
+            }
+            guard let flag = Bool(values[0].lowercased()) else {
+                throw mismatch("'\(values[0])' is not true or false")
+            }
+            let wanted = op == .eq ? flag : !flag
+            return { e, s in get(e, &s).map { $0 == wanted } ?? false }
+        }
+    }
+
+    static func integers(
+        _ values: [String], mismatch: (String) -> RuleEngineError
+    ) throws(RuleEngineError) -> [Int64] {
+        var result: [Int64] = []
+        for text in values {
+            let number: Int64?
+            if text.hasPrefix("0x") || text.hasPrefix("0X") {
+                number = Int64(text.dropFirst(2), radix: 16)
+            } else {
+                number = Int64(text)
+            }
+            guard let number else { throw mismatch("'\(text)' is not an integer") }
+            result.append(number)
+        }
+        return result
+    }
+
+    static func intTest(_ op: ComparisonOperator, _ v: Int64) -> @Sendable (Int64) -> Bool {
+        switch op {
+        case .eq: return { $0 == v }
+        case .ne: return { $0 != v }
+        case .lt: return { $0 < v }
+        case .le: return { $0 <= v }
+        case .gt: return { $0 > v }
+        case .ge: return { $0 >= v }
+        default: return { $0 == v }
+        }
+    }
+
+    static func stringTest(
+        _ op: ComparisonOperator, _ values: [String], fieldType: FieldType, mismatch: (String) -> RuleEngineError,
+        _ context: CompileContext, offset: Int
+    ) throws(RuleEngineError) -> StringTest {
+        switch op {
+        case .eq:
+            let v = values[0]
+            return { $0 == v }
+        case .ne:
+            let v = values[0]
+            return { $0 != v }
+        case .lt, .le, .gt, .ge:
+            throw mismatch("ordering operators need an int field, this one is \(fieldType.rawValue)")
+        case .in:
+            if values.count <= 8 { return { values.contains($0) } }
+            let set = Set(values)
+            return { set.contains($0) }
+        case .contains:
+            let needles = values.map { Array($0.utf8) }
+            if needles.count == 1 {
+                let needle = needles[0]
+                return { bytesContain($0, needle) }
+            }
+            return { text in needles.contains { bytesContain(text, $0) } }
+        case .icontains:
+            let needles = values.map { Array($0.lowercased().utf8) }
+            return { text in needles.contains { bytesContainIgnoringCase(text, $0) } }
+        case .startswith:
+            let prefixes = values.map { Array($0.utf8) }
+            if prefixes.count == 1 {
+                let prefix = prefixes[0]
+                return { bytesHavePrefix($0, prefix) }
+            }
+            return { text in prefixes.contains { bytesHavePrefix(text, $0) } }
+        case .endswith:
+            let suffixes = values.map { Array($0.utf8) }
+            if suffixes.count == 1 {
+                let suffix = suffixes[0]
+                return { bytesHaveSuffix($0, suffix) }
+            }
+            return { text in suffixes.contains { bytesHaveSuffix(text, $0) } }
+        case .glob:
+            var globs: [GlobPattern] = []
+            for value in values {
+                do {
+                    globs.append(try GlobPattern(value))
+                } catch {
+                    throw context.error(.badGlob, "bad glob '\(value)': \(error.reason)", offset: offset)
+                }
+            }
+            let allGlobs = globs
+            if allGlobs.count == 1 {
+                let glob = allGlobs[0]
+                return { glob.matches($0) }
+            }
+            return { text in allGlobs.contains { $0.matches(text) } }
+        case .regex:
+            var patterns: [CompiledPattern] = []
+            for value in values {
+                do {
+                    patterns.append(try CompiledPattern(value))
+                } catch {
+                    throw context.error(
+                        .badRegex, "bad regex '\(value)': \(error.reason) at offset \(error.offset)", offset: offset)
+                }
+            }
+            let allPatterns = patterns
+            if allPatterns.count == 1 {
+                let pattern = allPatterns[0]
+                return { pattern.matches($0) }
+            }
+            return { text in allPatterns.contains { $0.matches(text) } }
+        case .exists:
+            return { _ in true }
+        }
+    }
+}

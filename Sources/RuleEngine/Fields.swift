@@ -1,0 +1,669 @@
+import EventModel
+
+/// The type of a condition field. Comparisons are checked against it when rules load.
+public enum FieldType: String, Sendable, Hashable {
+    case string
+    case int
+    case bool
+    /// Multi-valued: comparisons hold when any element satisfies them.
+    case strings = "list<string>"
+    /// Multi-valued: comparisons hold when any element satisfies them.
+    case ints = "list<int>"
+
+    var isList: Bool { self == .strings || self == .ints }
+}
+
+/// Values derived from one event the first time a rule asks for them, then reused by later rules.
+/// Lives on the evaluator's stack for the duration of one `evaluate` call.
+struct Scratch {
+    var procName: String?
+    var cmdline: String?
+    var dnsName: String?
+    var fdDirectory: String?
+    var fdFilename: String?
+    var syscallIDs: [Int64]?
+    var uriParams: [String: String]?
+}
+
+typealias StringGetter = @Sendable (Event, inout Scratch) -> String?
+typealias IntGetter = @Sendable (Event, inout Scratch) -> Int64?
+typealias BoolGetter = @Sendable (Event, inout Scratch) -> Bool?
+typealias StringsGetter = @Sendable (Event, inout Scratch) -> ArraySlice<String>?
+typealias IntsGetter = @Sendable (Event, inout Scratch) -> [Int64]?
+
+/// How to read one field from an event; nil means "not present" (every comparison is then false).
+enum Extractor: Sendable {
+    case string(StringGetter)
+    case int(IntGetter)
+    case bool(BoolGetter)
+    case strings(StringsGetter)
+    case ints(IntsGetter)
+
+    var type: FieldType {
+        switch self {
+        case .string: return .string
+        case .int: return .int
+        case .bool: return .bool
+        case .strings: return .strings
+        case .ints: return .ints
+        }
+    }
+
+    /// The value as text, for output templates, alert fields and sequence keys.
+    func render(_ event: Event, _ scratch: inout Scratch) -> String? {
+        switch self {
+        case .string(let get): return get(event, &scratch)
+        case .int(let get): return get(event, &scratch).map { String($0) }
+        case .bool(let get): return get(event, &scratch).map { $0 ? "true" : "false" }
+        case .strings(let get): return get(event, &scratch).map { $0.joined(separator: " ") }
+        case .ints(let get): return get(event, &scratch).map { $0.map { String($0) }.joined(separator: ",") }
+        }
+    }
+}
+
+/// One row of the field registry.
+struct FieldSpec: Sendable {
+    enum Argument: Sendable {
+        case none
+        /// `name[arg]` form; the text says what the argument is.
+        case required(String)
+    }
+    let name: String
+    let type: FieldType
+    /// The event kinds the field exists for.
+    let kinds: Set<EventKind>
+    let argument: Argument
+    let doc: String
+    /// Builds the extractor; receives the bracket argument for `name[arg]` fields. Returns nil when the
+    /// argument is invalid (the string says why).
+    let make: @Sendable (String?) -> Result<Extractor, FieldArgumentError>
+}
+
+struct FieldArgumentError: Error { let reason: String }
+
+let sensorKinds = Set(EventKind.allCases).subtracting([.audit])
+let allKinds = Set(EventKind.allCases)
+
+// MARK: Payload access
+
+extension Event {
+    @inline(__always) var execPayload: Exec? {
+        if case .exec(let value) = payload { return value }
+        return nil
+    }
+    @inline(__always) var openPayload: FileOpen? {
+        if case .open(let value) = payload { return value }
+        return nil
+    }
+    /// For `connect` and `accept`; `outgoing` is true for connect.
+    @inline(__always) var flowPayload: (flow: NetworkFlow, outgoing: Bool)? {
+        switch payload {
+        case .connect(let flow): return (flow, true)
+        case .accept(let flow): return (flow, false)
+        default: return nil
+        }
+    }
+    @inline(__always) var auditDocument: JSONValue? {
+        if case .audit(let record) = payload { return record.document }
+        return nil
+    }
+    /// The executable: for exec events the new image, otherwise the process's.
+    @inline(__always) var procExe: String {
+        if case .exec(let value) = payload, !value.path.isEmpty { return value.path }
+        return process.exe
+    }
+}
+
+func basename(_ path: String) -> String {
+    guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return path }
+    return String(path[path.utf8.index(after: slash)...])
+}
+
+func dirname(_ path: String) -> String {
+    guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
+    if slash == path.startIndex { return "/" }
+    return String(path[..<slash])
+}
+
+/// Lowercased, without the trailing dot.
+func normaliseDNSName(_ name: String) -> String {
+    var text = name
+    while text.utf8.last == UInt8(ascii: ".") { text.removeLast() }
+    if text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A || $0 >= 0x80 }) { text = text.lowercased() }
+    return text
+}
+
+// MARK: JSON helpers for audit fields
+
+/// The JSON value as a scalar string: strings as is, integral numbers without a fraction, bools as
+/// `true`/`false`; nil for null, arrays and objects.
+func jsonScalarText(_ value: JSONValue?) -> String? {
+    switch value {
+    case .string(let text)?: return text
+    case .bool(let flag)?: return flag ? "true" : "false"
+    case .number(let number)?:
+        if number.rounded() == number, abs(number) < 9.0e15 { return String(Int64(number)) }
+        return String(number)
+    default: return nil
+    }
+}
+
+func jsonInt(_ value: JSONValue?) -> Int64? {
+    switch value {
+    case .number(let number)?:
+        guard number.rounded() == number, abs(number) < 9.0e15 else { return nil }
+        return Int64(number)
+    case .string(let text)?: return Int64(text)
+    default: return nil
+    }
+}
+
+/// A JSON path: object member names and array indexes, `*` meaning every element.
+struct JSONPath: Sendable {
+    let components: [String]
+
+    /// RFC 6901 pointer (`/a/b/0`, `~1` for `/`, `~0` for `~`).
+    init?(pointer: String) {
+        guard pointer.hasPrefix("/") else { return nil }
+        components = pointer.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map {
+            String($0).replacing("~1", with: "/").replacing("~0", with: "~")
+        }
+    }
+
+    init(_ components: [String]) { self.components = components }
+
+    var hasWildcard: Bool { components.contains("*") }
+
+    func single(_ root: JSONValue) -> JSONValue? {
+        var current = root
+        for key in components {
+            switch current {
+            case .object(let members):
+                guard let next = members[key] else { return nil }
+                current = next
+            case .array(let items):
+                guard let index = Int(key), items.indices.contains(index) else { return nil }
+                current = items[index]
+            default: return nil
+            }
+        }
+        return current
+    }
+
+    /// Every value the path reaches, expanding `*` over arrays and objects; arrays at the end are flattened.
+    func all(_ root: JSONValue) -> [JSONValue] {
+        var current = [root]
+        for key in components {
+            var next: [JSONValue] = []
+            for value in current {
+                switch value {
+                case .object(let members):
+                    if key == "*" { next.append(contentsOf: members.values) } else if let v = members[key] { next.append(v) }
+                case .array(let items):
+                    if key == "*" { next.append(contentsOf: items) } else if let i = Int(key), items.indices.contains(i) {
+                        next.append(items[i])
+                    }
+                default: break
+                }
+            }
+            current = next
+        }
+        return current.flatMap { value -> [JSONValue] in
+            if case .array(let items) = value { return items }
+            return [value]
+        }
+    }
+}
+
+/// Decodes `%XX` and `+` in a query-string component.
+func percentDecode(_ text: Substring) -> String {
+    guard text.contains("%") || text.contains("+") else { return String(text) }
+    var bytes: [UInt8] = []
+    var iterator = Array(text.utf8)[...]
+    while let byte = iterator.popFirst() {
+        if byte == UInt8(ascii: "+") {
+            bytes.append(UInt8(ascii: " "))
+        } else if byte == UInt8(ascii: "%"), iterator.count >= 2,
+            let value = UInt8(String(decoding: iterator.prefix(2), as: UTF8.self), radix: 16)
+        {
+            bytes.append(value)
+            iterator = iterator.dropFirst(2)
+        } else {
+            bytes.append(byte)
+        }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+func queryParameters(of uri: String) -> [String: String] {
+    guard let question = uri.firstIndex(of: "?") else { return [:] }
+    var result: [String: String] = [:]
+    for pair in uri[uri.index(after: question)...].split(separator: "&") {
+        if let equals = pair.firstIndex(of: "=") {
+            let key = percentDecode(pair[..<equals])
+            if result[key] == nil { result[key] = percentDecode(pair[pair.index(after: equals)...]) }
+        } else {
+            let key = percentDecode(pair)
+            if result[key] == nil { result[key] = "" }
+        }
+    }
+    return result
+}
+
+let capabilityNames: [String] = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+    "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+// MARK: The registry
+
+/// Every field conditions and output templates may use. Add a field by adding one row here.
+enum FieldRegistry {
+    static func string(
+        _ name: String, _ kinds: Set<EventKind>, _ doc: String, _ get: @escaping StringGetter
+    ) -> FieldSpec {
+        FieldSpec(name: name, type: .string, kinds: kinds, argument: .none, doc: doc) { _ in .success(.string(get)) }
+    }
+    static func int(_ name: String, _ kinds: Set<EventKind>, _ doc: String, _ get: @escaping IntGetter) -> FieldSpec {
+        FieldSpec(name: name, type: .int, kinds: kinds, argument: .none, doc: doc) { _ in .success(.int(get)) }
+    }
+    static func bool(_ name: String, _ kinds: Set<EventKind>, _ doc: String, _ get: @escaping BoolGetter) -> FieldSpec {
+        FieldSpec(name: name, type: .bool, kinds: kinds, argument: .none, doc: doc) { _ in .success(.bool(get)) }
+    }
+    static func strings(
+        _ name: String, _ kinds: Set<EventKind>, _ doc: String, _ get: @escaping StringsGetter
+    ) -> FieldSpec {
+        FieldSpec(name: name, type: .strings, kinds: kinds, argument: .none, doc: doc) { _ in .success(.strings(get)) }
+    }
+    static func ints(_ name: String, _ kinds: Set<EventKind>, _ doc: String, _ get: @escaping IntsGetter) -> FieldSpec {
+        FieldSpec(name: name, type: .ints, kinds: kinds, argument: .none, doc: doc) { _ in .success(.ints(get)) }
+    }
+    /// An audit field read from a fixed path of the audit document.
+    static func audit(_ name: String, _ path: [String], _ type: FieldType = .string, _ doc: String) -> FieldSpec {
+        let jsonPath = JSONPath(path)
+        return FieldSpec(name: name, type: type, kinds: [.audit], argument: .none, doc: doc) { _ in
+            switch type {
+            case .int: return .success(.int { event, _ in event.auditDocument.flatMap { jsonInt(jsonPath.single($0)) } })
+            case .strings:
+                return .success(
+                    .strings { event, _ in
+                        guard let document = event.auditDocument else { return nil }
+                        return ArraySlice(jsonPath.all(document).compactMap(jsonScalarText))
+                    })
+            default:
+                return .success(
+                    .string { event, _ in event.auditDocument.flatMap { jsonScalarText(jsonPath.single($0)) } })
+            }
+        }
+    }
+
+    static let table: [FieldSpec] = [
+        // Event
+        string("evt.kind", allKinds, "The event kind (`exec`, `open`, ...).") { e, _ in e.kind.rawValue },
+        int("evt.count", allKinds, "How many identical events the sensor folded into this one.") { e, _ in
+            Int64(e.count)
+        },
+        string("evt.node", allKinds, "The node (host name) the event came from.") { e, _ in e.node },
+        // Process
+        string("proc.exe", sensorKinds, "Executable path; for exec events the new image.") { e, _ in e.procExe },
+        string("proc.name", sensorKinds, "Base name of `proc.exe` (falls back to `proc.comm`).") { e, s in
+            if let cached = s.procName { return cached }
+            let exe = e.procExe
+            let name = exe.isEmpty ? e.process.comm : basename(exe)
+            s.procName = name
+            return name
+        },
+        string("proc.comm", sensorKinds, "The kernel's command name (at most 15 bytes).") { e, _ in e.process.comm },
+        strings("proc.args", [.exec], "Arguments after argv[0] (multi-valued).") { e, _ in
+            e.execPayload.map { $0.argv.dropFirst() }
+        },
+        string("proc.cmdline", [.exec], "argv joined by spaces (argv[0] first); the path when argv is empty.") { e, s in
+            if let cached = s.cmdline { return cached }
+            guard let exec = e.execPayload else { return nil }
+            let line = exec.argv.isEmpty ? exec.path : exec.argv.joined(separator: " ")
+            s.cmdline = line
+            return line
+        },
+        strings("proc.env", [.exec], "Environment entries the sensor keeps, as `NAME=value` (multi-valued).") { e, _ in
+            e.execPayload.map { $0.env[...] }
+        },
+        FieldSpec(
+            name: "proc.env", type: .string, kinds: [.exec], argument: .required("variable name"),
+            doc: "`proc.env[NAME]`: the value of one kept environment variable."
+        ) { argument in
+            let prefix = (argument ?? "") + "="
+            return .success(
+                .string { e, _ in
+                    guard let env = e.execPayload?.env else { return nil }
+                    for entry in env where entry.hasPrefix(prefix) { return String(entry.dropFirst(prefix.count)) }
+                    return nil
+                })
+        },
+        int("proc.pid", sensorKinds, "Process id.") { e, _ in Int64(e.process.pid) },
+        int("proc.ppid", sensorKinds, "Parent process id.") { e, _ in Int64(e.process.ppid) },
+        int("proc.tid", sensorKinds, "Thread id.") { e, _ in Int64(e.process.tid) },
+        int("proc.uid", sensorKinds, "User id.") { e, _ in Int64(e.process.uid) },
+        int("proc.gid", sensorKinds, "Group id.") { e, _ in Int64(e.process.gid) },
+        string("proc.cwd", sensorKinds, "Working directory.") { e, _ in e.process.cwd },
+        bool("exec.upper_layer", [.exec], "The executable is in the container's writable layer (drift).") { e, _ in
+            e.execPayload?.upperLayer
+        },
+        int("exit.code", [.exit], "Exit code.") { e, _ in
+            if case .exit(let x) = e.payload { return Int64(x.code) }
+            return nil
+        },
+        int("exit.signal", [.exit], "Terminating signal, 0 if none.") { e, _ in
+            if case .exit(let x) = e.payload { return Int64(x.signal) }
+            return nil
+        },
+        // Container and Kubernetes; absent (nil) for host processes.
+        string("container.id", sensorKinds, "Container id; absent on the host.") { e, _ in e.container?.containerID },
+        string("container.name", sensorKinds, "Container name.") { e, _ in e.container?.containerName },
+        string("container.image", sensorKinds, "Container image.") { e, _ in e.container?.image },
+        string("container.runtime", sensorKinds, "Container runtime.") { e, _ in e.container?.runtime },
+        string("k8s.ns.name", sensorKinds, "Pod namespace.") { e, _ in e.container?.namespace },
+        string("k8s.pod.name", sensorKinds, "Pod name.") { e, _ in e.container?.podName },
+        string("k8s.pod.uid", sensorKinds, "Pod UID.") { e, _ in e.container?.podUID },
+        // Files
+        string("fd.name", [.open], "The opened path.") { e, _ in e.openPayload?.path },
+        string("fd.directory", [.open], "Directory part of `fd.name`.") { e, s in
+            if let cached = s.fdDirectory { return cached }
+            guard let path = e.openPayload?.path else { return nil }
+            let dir = dirname(path)
+            s.fdDirectory = dir
+            return dir
+        },
+        string("fd.filename", [.open], "Last component of `fd.name`.") { e, s in
+            if let cached = s.fdFilename { return cached }
+            guard let path = e.openPayload?.path else { return nil }
+            let file = basename(path)
+            s.fdFilename = file
+            return file
+        },
+        int("fd.flags", [.open], "open(2) flags.") { e, _ in e.openPayload.map { Int64($0.flags) } },
+        bool("fd.write", [.open], "Opened for writing (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC).") { e, _ in
+            e.openPayload.map { ($0.flags & 0o3) != 0 || ($0.flags & 0o1100) != 0 }
+        },
+        int("fd.result", [.open], "File descriptor or negative errno.") { e, _ in e.openPayload.map { Int64($0.result) } },
+        // Network: dport/daddr are the remote end for connect and the local end for accept.
+        int("net.dport", [.connect, .accept], "Destination port.") { e, _ in
+            e.flowPayload.map { Int64($0.outgoing ? $0.flow.remotePort : $0.flow.localPort) }
+        },
+        string("net.daddr", [.connect, .accept], "Destination address.") { e, _ in
+            e.flowPayload.map { $0.outgoing ? $0.flow.remoteAddress : $0.flow.localAddress }
+        },
+        int("net.sport", [.connect, .accept], "Source port.") { e, _ in
+            e.flowPayload.map { Int64($0.outgoing ? $0.flow.localPort : $0.flow.remotePort) }
+        },
+        string("net.saddr", [.connect, .accept], "Source address.") { e, _ in
+            e.flowPayload.map { $0.outgoing ? $0.flow.localAddress : $0.flow.remoteAddress }
+        },
+        string("net.proto", [.connect, .accept], "`tcp`, `udp` or `unspecified`.") { e, _ in
+            e.flowPayload?.flow.proto.rawValue
+        },
+        string("net.family", [.connect, .accept], "`inet`, `inet6`, `unix` or `unspecified`.") { e, _ in
+            e.flowPayload?.flow.family.rawValue
+        },
+        int("net.result", [.connect, .accept], "0 or negative errno.") { e, _ in e.flowPayload.map { Int64($0.flow.result) } },
+        // DNS
+        string("dns.name", [.dns], "Query name, lowercased, trailing dot removed.") { e, s in
+            if let cached = s.dnsName { return cached }
+            guard case .dns(let query) = e.payload else { return nil }
+            let name = normaliseDNSName(query.name)
+            s.dnsName = name
+            return name
+        },
+        int("dns.type", [.dns], "Numeric query type (1 = A, 28 = AAAA).") { e, _ in
+            if case .dns(let query) = e.payload { return Int64(query.queryType) }
+            return nil
+        },
+        strings("dns.answers", [.dns], "Answer addresses (multi-valued).") { e, _ in
+            if case .dns(let query) = e.payload { return query.answers[...] }
+            return nil
+        },
+        // Syscalls, capabilities, modules, namespaces
+        ints("syscall.ids", [.syscalls], "Syscall numbers used in the window (multi-valued).") { e, s in
+            if let cached = s.syscallIDs { return cached }
+            guard case .syscalls(let set) = e.payload else { return nil }
+            let ids = set.syscalls.map { Int64($0) }
+            s.syscallIDs = ids
+            return ids
+        },
+        int("cap.id", [.capability], "Capability number (CAP_SYS_ADMIN = 21).") { e, _ in
+            if case .capability(let use) = e.payload { return Int64(use.capability) }
+            return nil
+        },
+        string("cap.name", [.capability], "Capability name, e.g. `CAP_SYS_ADMIN`.") { e, _ in
+            guard case .capability(let use) = e.payload else { return nil }
+            let index = Int(use.capability)
+            return capabilityNames.indices.contains(index) ? capabilityNames[index] : "CAP_\(index)"
+        },
+        int("cap.syscall", [.capability], "The syscall that asked for the capability.") { e, _ in
+            if case .capability(let use) = e.payload { return Int64(use.syscall) }
+            return nil
+        },
+        bool("cap.granted", [.capability], "The kernel granted the capability.") { e, _ in
+            if case .capability(let use) = e.payload { return use.granted }
+            return nil
+        },
+        string("module.name", [.moduleLoad], "Kernel module name.") { e, _ in
+            if case .moduleLoad(let load) = e.payload { return load.name }
+            return nil
+        },
+        string("module.syscall", [.moduleLoad], "`init_module` or `finit_module`.") { e, _ in
+            if case .moduleLoad(let load) = e.payload { return load.syscall }
+            return nil
+        },
+        string("ns.syscall", [.namespaceChange], "`unshare`, `setns` or `mount`.") { e, _ in
+            if case .namespaceChange(let change) = e.payload { return change.syscall }
+            return nil
+        },
+        int("ns.flags", [.namespaceChange], "CLONE_NEW* flags, or mount flags.") { e, _ in
+            if case .namespaceChange(let change) = e.payload { return Int64(bitPattern: change.flags) }
+            return nil
+        },
+        string("mount.source", [.namespaceChange], "Mount source (or setns target path).") { e, _ in
+            if case .namespaceChange(let change) = e.payload { return change.source }
+            return nil
+        },
+        string("mount.target", [.namespaceChange], "Mount target directory.") { e, _ in
+            if case .namespaceChange(let change) = e.payload { return change.target }
+            return nil
+        },
+        string("mount.fstype", [.namespaceChange], "Mount file-system type.") { e, _ in
+            if case .namespaceChange(let change) = e.payload { return change.fsType }
+            return nil
+        },
+        string("memfd.name", [.memfd], "memfd_create name.") { e, _ in
+            if case .memfd(let memfd) = e.payload { return memfd.name }
+            return nil
+        },
+        int("memfd.flags", [.memfd], "memfd_create flags.") { e, _ in
+            if case .memfd(let memfd) = e.payload { return Int64(memfd.flags) }
+            return nil
+        },
+        string("link.target", [.link], "What the new link points to.") { e, _ in
+            if case .link(let link) = e.payload { return link.target }
+            return nil
+        },
+        string("link.path", [.link], "The new link's path.") { e, _ in
+            if case .link(let link) = e.payload { return link.linkPath }
+            return nil
+        },
+        bool("link.symbolic", [.link], "Symbolic (true) or hard (false) link.") { e, _ in
+            if case .link(let link) = e.payload { return link.symbolic }
+            return nil
+        },
+        int("bpf.cmd", [.bpf], "bpf(2) command number.") { e, _ in
+            if case .bpf(let call) = e.payload { return Int64(call.command) }
+            return nil
+        },
+        int("ptrace.request", [.ptrace], "ptrace request.") { e, _ in
+            if case .ptrace(let attach) = e.payload { return Int64(attach.request) }
+            return nil
+        },
+        int("ptrace.pid", [.ptrace], "Target pid.") { e, _ in
+            if case .ptrace(let attach) = e.payload { return Int64(attach.targetPid) }
+            return nil
+        },
+        string("scan.signature", [.scanResult], "Malware signature name.") { e, _ in
+            if case .scanResult(let scan) = e.payload { return scan.signature }
+            return nil
+        },
+        string("scan.path", [.scanResult], "Infected file path.") { e, _ in
+            if case .scanResult(let scan) = e.payload { return scan.path }
+            return nil
+        },
+        string("scan.sha256", [.scanResult], "File SHA-256.") { e, _ in
+            if case .scanResult(let scan) = e.payload { return scan.sha256 }
+            return nil
+        },
+        bool("scan.part_of_image", [.scanResult], "File comes from the image's lower layers.") { e, _ in
+            if case .scanResult(let scan) = e.payload { return scan.partOfImage }
+            return nil
+        },
+        // Kubernetes audit (raw audit.k8s.io/v1 layout).
+        audit("ka.auditid", ["auditID"], .string, "Audit ID, shared by all stages of one request."),
+        audit("ka.stage", ["stage"], .string, "`RequestReceived`, `ResponseStarted`, `ResponseComplete`, `Panic`."),
+        audit("ka.level", ["level"], .string, "Audit level."),
+        audit("ka.verb", ["verb"], .string, "Request verb."),
+        audit("ka.uri", ["requestURI"], .string, "Request URI with query string."),
+        audit("ka.user.name", ["user", "username"], .string, "User name."),
+        audit("ka.user.groups", ["user", "groups"], .strings, "User groups (multi-valued)."),
+        audit("ka.impuser.name", ["impersonatedUser", "username"], .string, "Impersonated user name."),
+        audit("ka.useragent", ["userAgent"], .string, "User agent."),
+        audit("ka.sourceips", ["sourceIPs"], .strings, "Source IPs (multi-valued)."),
+        audit("ka.target.namespace", ["objectRef", "namespace"], .string, "Target namespace."),
+        audit("ka.target.resource", ["objectRef", "resource"], .string, "Target resource (`pods`, `secrets`, ...)."),
+        audit("ka.target.name", ["objectRef", "name"], .string, "Target object name."),
+        audit("ka.target.subresource", ["objectRef", "subresource"], .string, "Target subresource (`exec`, ...)."),
+        audit("ka.target.apigroup", ["objectRef", "apiGroup"], .string, "Target API group."),
+        audit("ka.response.code", ["responseStatus", "code"], .int, "HTTP response code."),
+        audit("ka.response.reason", ["responseStatus", "reason"], .string, "Response reason."),
+        audit("ka.auth.decision", ["annotations", "authorization.k8s.io/decision"], .string, "`allow` or `forbid`."),
+        audit("ka.auth.reason", ["annotations", "authorization.k8s.io/reason"], .string, "Authorization reason."),
+        FieldSpec(
+            name: "ka.uri.param", type: .string, kinds: [.audit], argument: .required("query parameter name"),
+            doc: "`ka.uri.param[NAME]`: a decoded query parameter of the request URI."
+        ) { argument in
+            let key = argument ?? ""
+            return .success(
+                .string { e, s in
+                    if s.uriParams == nil {
+                        guard let uri = e.auditDocument?["requestURI"]?.stringValue else { return nil }
+                        s.uriParams = queryParameters(of: uri)
+                    }
+                    return s.uriParams?[key]
+                })
+        },
+        FieldSpec(
+            name: "ka.annotation", type: .string, kinds: [.audit], argument: .required("annotation key"),
+            doc: "`ka.annotation[KEY]`: an audit annotation."
+        ) { argument in
+            let path = JSONPath(["annotations", argument ?? ""])
+            return .success(.string { e, _ in e.auditDocument.flatMap { jsonScalarText(path.single($0)) } })
+        },
+        FieldSpec(
+            name: "jevt.value", type: .string, kinds: [.audit], argument: .required("JSON pointer"),
+            doc: "`jevt.value[/json/pointer]`: a scalar of the audit document, as text."
+        ) { argument in
+            guard let path = JSONPath(pointer: argument ?? ""), !path.hasWildcard else {
+                return .failure(FieldArgumentError(reason: "jevt.value needs a JSON pointer like /objectRef/name (no *)"))
+            }
+            return .success(.string { e, _ in e.auditDocument.flatMap { jsonScalarText(path.single($0)) } })
+        },
+        FieldSpec(
+            name: "jevt.int", type: .int, kinds: [.audit], argument: .required("JSON pointer"),
+            doc: "`jevt.int[/json/pointer]`: an integer of the audit document."
+        ) { argument in
+            guard let path = JSONPath(pointer: argument ?? ""), !path.hasWildcard else {
+                return .failure(FieldArgumentError(reason: "jevt.int needs a JSON pointer like /responseStatus/code"))
+            }
+            return .success(.int { e, _ in e.auditDocument.flatMap { jsonInt(path.single($0)) } })
+        },
+        FieldSpec(
+            name: "jevt.values", type: .strings, kinds: [.audit], argument: .required("JSON pointer with * wildcards"),
+            doc: "`jevt.values[/requestObject/spec/containers/*/image]`: every scalar the pointer reaches (multi-valued)."
+        ) { argument in
+            guard let path = JSONPath(pointer: argument ?? "") else {
+                return .failure(FieldArgumentError(reason: "jevt.values needs a JSON pointer like /a/*/b"))
+            }
+            return .success(
+                .strings { e, _ in
+                    guard let document = e.auditDocument else { return nil }
+                    return ArraySlice(path.all(document).compactMap(jsonScalarText))
+                })
+        },
+    ]
+
+    private static let simple: [String: FieldSpec] = {
+        var map: [String: FieldSpec] = [:]
+        for spec in table { if case .none = spec.argument { map[spec.name] = spec } }
+        return map
+    }()
+    private static let withArgument: [String: FieldSpec] = {
+        var map: [String: FieldSpec] = [:]
+        for spec in table { if case .required = spec.argument { map[spec.name] = spec } }
+        return map
+    }()
+
+    static var names: [String] { table.map(\.name) }
+
+    /// Splits `name[arg]`.
+    static func split(_ reference: String) -> (name: String, argument: String?) {
+        guard reference.hasSuffix("]"), let open = reference.firstIndex(of: "[") else { return (reference, nil) }
+        return (String(reference[..<open]), String(reference[reference.index(after: open)..<reference.index(before: reference.endIndex)]))
+    }
+
+    /// True when `reference` names a field (possibly with an argument); does not validate the argument.
+    static func isField(_ reference: String) -> Bool {
+        let (name, argument) = split(reference)
+        return argument == nil ? simple[name] != nil : withArgument[name] != nil
+    }
+
+    /// The spec and extractor for a field reference, or the reason it is not one.
+    static func resolve(_ reference: String) -> Result<(FieldSpec, Extractor), FieldArgumentError> {
+        let (name, argument) = split(reference)
+        if let argument {
+            guard let spec = withArgument[name] else {
+                return .failure(FieldArgumentError(reason: "unknown field '\(reference)'" + didYouMean(name, withArgument.keys)))
+            }
+            return spec.make(argument).map { (spec, $0) }
+        }
+        guard let spec = simple[name] else {
+            if withArgument[name] != nil {
+                return .failure(FieldArgumentError(reason: "field '\(name)' needs an argument: \(name)[...]"))
+            }
+            return .failure(FieldArgumentError(reason: "unknown field '\(name)'" + didYouMean(name, names)))
+        }
+        return spec.make(nil).map { (spec, $0) }
+    }
+}
+
+/// A field conditions can use, for documentation and tooling.
+public struct FieldInfo: Sendable, Hashable {
+    public let name: String
+    public let type: FieldType
+    public let kinds: [EventKind]
+    /// Non-nil for `name[argument]` fields: what the argument is.
+    public let argument: String?
+    public let summary: String
+}
+
+extension FieldInfo {
+    /// Every field the rule language knows.
+    public static var all: [FieldInfo] {
+        FieldRegistry.table.map { spec in
+            var argument: String?
+            if case .required(let text) = spec.argument { argument = text }
+            return FieldInfo(
+                name: spec.name, type: spec.type, kinds: EventKind.allCases.filter { spec.kinds.contains($0) },
+                argument: argument, summary: spec.doc)
+        }
+    }
+}

@@ -1,0 +1,173 @@
+import Basics
+import EventModel
+
+/// Evaluates events against a rule set. Holds the state of sequence rules, so use one per ingest worker.
+///
+/// Plain rules are stateless; only sequence rules keep state, in a table bounded by `maxSequenceStates`.
+/// Expired entries are swept when the table is full; if it is still full the oldest-inserted entry is
+/// evicted (counted in `sequenceEvictions`).
+public struct RuleEvaluator: Sendable {
+    public let ruleSet: RuleSet
+    public let maxSequenceStates: Int
+    /// Sequence progress dropped because the table was full.
+    public private(set) var sequenceEvictions: UInt64 = 0
+
+    struct SequenceKey: Hashable, Sendable {
+        let rule: Int
+        let key: String
+    }
+
+    struct SequenceState: Sendable {
+        /// How many steps have matched.
+        var progress: Int
+        /// When the first step matched.
+        var start: EpochNanoseconds
+        var within: UInt64
+    }
+
+    private var states: [SequenceKey: SequenceState] = [:]
+    private let compiled: CompiledRules
+
+    public init(ruleSet: RuleSet, maxSequenceStates: Int = 65_536) {
+        self.ruleSet = ruleSet
+        self.compiled = ruleSet.compiled
+        self.maxSequenceStates = max(1, maxSequenceStates)
+    }
+
+    /// The number of sequences in progress.
+    public var pendingSequences: Int { states.count }
+
+    /// The alerts `event` raises. Only rules for the event's kind are visited.
+    public mutating func evaluate(_ event: Event) -> [Alert] {
+        let ordinal = kindOrdinal(event.kind)
+        var scratch = Scratch()
+        var alerts: [Alert] = []
+        for rule in compiled.plain[ordinal] where rule.condition(event, &scratch) {
+            if let exception = rule.exception, exception(event, &scratch) { continue }
+            alerts.append(Self.makeAlert(rule, event, &scratch))
+        }
+        let sequenceRules = compiled.sequences[ordinal]
+        if !sequenceRules.isEmpty {
+            for rule in sequenceRules {
+                if let alert = advance(rule, rule.sequence!, event, ordinal, &scratch) { alerts.append(alert) }
+            }
+        }
+        return alerts
+    }
+
+    private mutating func advance(
+        _ rule: CompiledRule, _ sequence: CompiledSequence, _ event: Event, _ ordinal: Int, _ scratch: inout Scratch
+    ) -> Alert? {
+        var key: SequenceKey?
+        for step in sequence.stepsByKind[ordinal] where sequence.steps[step](event, &scratch) {
+            let stateKey = key ?? SequenceKey(rule: rule.index, key: Self.sequenceKey(sequence, event, &scratch))
+            key = stateKey
+            if step == 0 {
+                if let existing = states[stateKey], existing.progress > 1,
+                    event.time &- existing.start <= existing.within || existing.start > event.time
+                {
+                    return nil  // a later step is already pending; keep its window
+                }
+                insert(stateKey, SequenceState(progress: 1, start: event.time, within: sequence.within), now: event.time)
+                return nil
+            }
+            guard let state = states[stateKey], state.progress == step else { continue }
+            let elapsed = event.time >= state.start ? event.time - state.start : state.start - event.time
+            guard elapsed <= sequence.within else {
+                states[stateKey] = nil
+                continue
+            }
+            if step + 1 == sequence.steps.count {
+                states[stateKey] = nil
+                if let exception = rule.exception, exception(event, &scratch) { return nil }
+                return Self.makeAlert(rule, event, &scratch)
+            }
+            states[stateKey]!.progress = step + 1
+            return nil
+        }
+        return nil
+    }
+
+    private mutating func insert(_ key: SequenceKey, _ state: SequenceState, now: EpochNanoseconds) {
+        if states[key] == nil, states.count >= maxSequenceStates {
+            states = states.filter { (_, state) in now < state.start || now - state.start <= state.within }
+            if states.count >= maxSequenceStates {
+                // Evict the oldest sequence.
+                if let oldest = states.min(by: { $0.value.start < $1.value.start })?.key { states[oldest] = nil }
+                sequenceEvictions += 1
+            }
+        }
+        states[key] = state
+    }
+
+    /// Node and container always part of the key, then the rule's `by` fields.
+    static func sequenceKey(_ sequence: CompiledSequence, _ event: Event, _ scratch: inout Scratch) -> String {
+        var key = event.node
+        key += "\u{1F}"
+        key += event.container?.containerID ?? ""
+        for extractor in sequence.by {
+            key += "\u{1F}"
+            key += extractor.render(event, &scratch) ?? ""
+        }
+        return key
+    }
+
+    static func render(_ segments: [CompiledSegment], _ event: Event, _ scratch: inout Scratch) -> String {
+        var text = ""
+        for segment in segments {
+            switch segment {
+            case .text(let literal): text += literal
+            case .field(let extractor): text += extractor.render(event, &scratch) ?? "<NA>"
+            }
+        }
+        return text
+    }
+
+    static func makeAlert(_ compiled: CompiledRule, _ event: Event, _ scratch: inout Scratch) -> Alert {
+        let rule = compiled.rule
+        var fields: [String: String] = [:]
+        for (name, extractor) in compiled.outputFields {
+            if let value = extractor.render(event, &scratch) { fields[name] = value }
+        }
+        var hash = StableHash()
+        hash.combine(rule.id)
+        hash.combine(workloadIdentity(event))
+        hash.combine(eventKey(event))
+        return Alert(
+            id: hash.hex, ruleID: rule.id, ruleName: rule.name, severity: rule.severity, tags: rule.tags,
+            message: render(compiled.output, event, &scratch), fix: rule.fix, time: event.time, node: event.node,
+            eventKind: event.kind, process: event.process, container: event.container, fields: fields, count: event.count)
+    }
+
+    /// `namespace/pod/container` for containers, `node:<name>` for the host.
+    static func workloadIdentity(_ event: Event) -> String {
+        if let container = event.container {
+            if container.podName.isEmpty { return "container:" + container.containerID }
+            return container.namespace + "/" + container.podName + "/" + container.containerName
+        }
+        return "node:" + event.node
+    }
+
+    /// What the event is about, so the same behaviour maps to the same alert id.
+    static func eventKey(_ event: Event) -> String {
+        switch event.payload {
+        case .exec(let exec): return "exec:" + exec.path
+        case .exit: return "exit:" + event.process.exe
+        case .open(let open): return "open:" + open.path
+        case .connect(let flow): return "connect:\(flow.remoteAddress):\(flow.remotePort)"
+        case .accept(let flow): return "accept:\(flow.localAddress):\(flow.localPort)"
+        case .dns(let query): return "dns:" + normaliseDNSName(query.name)
+        case .syscalls(let set): return "syscalls:" + set.syscalls.map { String($0) }.joined(separator: ",")
+        case .capability(let use): return "capability:\(use.capability):\(use.syscall)"
+        case .moduleLoad(let load): return "module:" + load.name
+        case .ptrace(let attach): return "ptrace:\(attach.targetPid)"
+        case .namespaceChange(let change): return "ns:\(change.syscall):\(change.source):\(change.target)"
+        case .memfd(let memfd): return "memfd:" + memfd.name
+        case .link(let link): return "link:\(link.linkPath)->\(link.target)"
+        case .bpf(let call): return "bpf:\(call.command)"
+        case .scanResult(let scan): return "scan:\(scan.path):\(scan.sha256)"
+        case .audit(let record):
+            return "audit:" + (record.document["auditID"]?.stringValue ?? record.sourceID)
+        }
+    }
+}

@@ -1,0 +1,363 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EventModel
+
+/// A rule compiled to closures, ready to evaluate.
+final class CompiledRule: Sendable {
+    let rule: Rule
+    /// Position in `RuleSet.rules`.
+    let index: Int
+    let condition: Matcher
+    /// True when an exception row matches (the rule then stays quiet).
+    let exception: Matcher?
+    let output: [CompiledSegment]
+    /// The fields the output references, copied into `Alert.fields`.
+    let outputFields: [(name: String, extractor: Extractor)]
+    let sequence: CompiledSequence?
+
+    init(
+        rule: Rule, index: Int, condition: @escaping Matcher, exception: Matcher?, output: [CompiledSegment],
+        outputFields: [(name: String, extractor: Extractor)], sequence: CompiledSequence?
+    ) {
+        self.rule = rule
+        self.index = index
+        self.condition = condition
+        self.exception = exception
+        self.output = output
+        self.outputFields = outputFields
+        self.sequence = sequence
+    }
+}
+
+enum CompiledSegment: Sendable {
+    case text(String)
+    case field(Extractor)
+}
+
+struct CompiledSequence: Sendable {
+    let by: [Extractor]
+    let within: UInt64
+    /// Step predicates, in order.
+    let steps: [Matcher]
+    /// Which steps apply to each kind (indexed by kind ordinal), highest step first.
+    let stepsByKind: [[Int]]
+}
+
+/// Index of an event kind in `EventKind.allCases`, for array-based dispatch.
+@inline(__always)
+func kindOrdinal(_ kind: EventKind) -> Int {
+    switch kind {
+    case .exec: return 0
+    case .exit: return 1
+    case .open: return 2
+    case .connect: return 3
+    case .accept: return 4
+    case .dns: return 5
+    case .syscalls: return 6
+    case .capability: return 7
+    case .moduleLoad: return 8
+    case .ptrace: return 9
+    case .namespaceChange: return 10
+    case .memfd: return 11
+    case .link: return 12
+    case .bpf: return 13
+    case .scanResult: return 14
+    case .audit: return 15
+    }
+}
+
+let kindCount = EventKind.allCases.count
+
+/// The compiled, kind-indexed form shared by every evaluator of a rule set.
+final class CompiledRules: Sendable {
+    let all: [CompiledRule]
+    /// Enabled plain (non-sequence) rules per kind ordinal.
+    let plain: [ContiguousArray<CompiledRule>]
+    /// Enabled sequence rules per kind ordinal.
+    let sequences: [ContiguousArray<CompiledRule>]
+
+    init(all: [CompiledRule]) {
+        self.all = all
+        var plain = Array(repeating: ContiguousArray<CompiledRule>(), count: kindCount)
+        var sequences = Array(repeating: ContiguousArray<CompiledRule>(), count: kindCount)
+        for compiled in all where compiled.rule.enabled {
+            for kind in compiled.rule.events {
+                if compiled.sequence != nil {
+                    sequences[kindOrdinal(kind)].append(compiled)
+                } else {
+                    plain[kindOrdinal(kind)].append(compiled)
+                }
+            }
+        }
+        self.plain = plain
+        self.sequences = sequences
+    }
+}
+
+/// A loaded, compiled set of rules. Immutable and shareable; evaluate with a `RuleEvaluator`.
+public struct RuleSet: Sendable {
+    /// Every rule, in load order, including disabled ones.
+    public let rules: [Rule]
+    /// The overrides the rules were compiled with.
+    public let parameterOverrides: ParameterOverrides
+    let document: RuleDocument
+    let compiled: CompiledRules
+
+    /// Loads rule files in order (later files may `append`/`override` earlier ones). All-or-nothing.
+    public static func load(files: [String], parameters: ParameterOverrides = [:]) throws(RuleEngineError) -> RuleSet {
+        var sources: [(fileName: String, yaml: String)] = []
+        for file in files { sources.append((file, try readFile(file))) }
+        return try load(sources: sources, parameters: parameters)
+    }
+
+    /// Loads one YAML text (possibly several `---` documents); `fileName` is used in errors.
+    public static func load(
+        yaml: String, fileName: String = "<inline>", parameters: ParameterOverrides = [:]
+    ) throws(RuleEngineError) -> RuleSet {
+        try load(sources: [(fileName, yaml)], parameters: parameters)
+    }
+
+    /// Loads several YAML texts in order, as if they were files. All-or-nothing.
+    public static func load(
+        sources: [(fileName: String, yaml: String)], parameters: ParameterOverrides = [:]
+    ) throws(RuleEngineError) -> RuleSet {
+        var reader = DocumentReader()
+        for source in sources { try reader.read(yaml: source.yaml, file: source.fileName) }
+        return try RuleSet(document: reader.document, overrides: parameters)
+    }
+
+    /// The same rules recompiled with different parameter overrides (e.g. from a binding).
+    public func withParameters(_ overrides: ParameterOverrides) throws(RuleEngineError) -> RuleSet {
+        try RuleSet(document: document, overrides: overrides)
+    }
+
+    /// The same compiled rules with only those for which `isIncluded` is true enabled.
+    public func enabling(where isIncluded: (Rule) -> Bool) -> RuleSet {
+        var document = self.document
+        for index in document.rules.indices { document.rules[index].enabled = isIncluded(document.rules[index]) }
+        var rules = self.rules
+        var all: [CompiledRule] = []
+        for compiled in compiled.all {
+            var rule = compiled.rule
+            rule.enabled = isIncluded(compiled.rule)
+            rules[compiled.index].enabled = rule.enabled
+            all.append(
+                CompiledRule(
+                    rule: rule, index: compiled.index, condition: compiled.condition, exception: compiled.exception,
+                    output: compiled.output, outputFields: compiled.outputFields, sequence: compiled.sequence))
+        }
+        return RuleSet(rules: rules, parameterOverrides: parameterOverrides, document: document, compiled: CompiledRules(all: all))
+    }
+
+    /// The rule with this id.
+    public func rule(id: String) -> Rule? { document.ruleIndex[id].map { rules[$0] } }
+
+    private init(rules: [Rule], parameterOverrides: ParameterOverrides, document: RuleDocument, compiled: CompiledRules) {
+        self.rules = rules
+        self.parameterOverrides = parameterOverrides
+        self.document = document
+        self.compiled = compiled
+    }
+
+    init(document: RuleDocument, overrides: ParameterOverrides) throws(RuleEngineError) {
+        // Lists: expand references to other lists.
+        var lists: [String: [String]] = [:]
+        func expand(_ name: String, _ stack: [String]) throws(RuleEngineError) -> [String] {
+            if let done = lists[name] { return done }
+            let list = document.lists[name]!
+            guard !stack.contains(name) else {
+                throw RuleEngineError(
+                    .macroCycle, "list cycle: " + (stack + [name]).joined(separator: " -> "), at: list.location,
+                    rule: "list '\(name)'")
+            }
+            var items: [String] = []
+            for item in list.items {
+                if document.lists[item] != nil { items += try expand(item, stack + [name]) } else { items.append(item) }
+            }
+            lists[name] = items
+            return items
+        }
+        for name in document.lists.keys.sorted() { _ = try expand(name, []) }
+
+        // Macros: parse now, so a syntax error points at the macro.
+        var macros: [String: MacroDefinition] = [:]
+        for (name, var macro) in document.macros {
+            do {
+                macro.expr = try ConditionParser.parse(macro.condition)
+            } catch {
+                throw RuleEngineError(
+                    .badCondition, "\(error.reason) (at column \(error.offset + 1) of the condition)",
+                    at: macro.conditionLocation, rule: "macro '\(name)'")
+            }
+            macros[name] = macro
+        }
+        // Unused macros are checked too: their names and fields must resolve.
+        for name in macros.keys.sorted() {
+            try Self.checkReferences(macros[name]!.expr, macros: macros, location: macros[name]!.conditionLocation, macro: name)
+        }
+
+        for ruleID in overrides.keys where document.ruleIndex[ruleID] == nil {
+            throw RuleEngineError(
+                .overrideTarget, "parameters given for unknown rule '\(ruleID)'", at: RuleFileLocation(file: "<parameters>", line: 0))
+        }
+
+        var rules: [Rule] = []
+        var all: [CompiledRule] = []
+        for (index, definition) in document.rules.enumerated() {
+            var rule = definition
+            rule.parameters = definition.defaultParameters
+            for (name, value) in overrides[rule.id] ?? [:] {
+                guard rule.parameters[name] != nil else {
+                    throw RuleEngineError(
+                        .unknownParameter,
+                        "rule has no parameter '\(name)'" + didYouMean(name, rule.parameters.keys),
+                        at: rule.location, rule: "rule '\(rule.id)'")
+                }
+                rule.parameters[name] = value
+            }
+            rules.append(rule)
+            all.append(try Self.compile(rule, index: index, lists: lists, macros: macros))
+        }
+        self.rules = rules
+        self.parameterOverrides = overrides
+        self.document = document
+        self.compiled = CompiledRules(all: all)
+    }
+
+    static func checkReferences(
+        _ expr: Expr, macros: [String: MacroDefinition], location: RuleFileLocation, macro: String
+    ) throws(RuleEngineError) {
+        switch expr {
+        case .and(let terms), .or(let terms):
+            for term in terms { try checkReferences(term, macros: macros, location: location, macro: macro) }
+        case .not(let inner): try checkReferences(inner, macros: macros, location: location, macro: macro)
+        case .macro(let name, let offset):
+            if macros[name] == nil {
+                let reason =
+                    FieldRegistry.isField(name)
+                    ? "field '\(name)' needs an operator" : "unknown macro '\(name)'" + didYouMean(name, macros.keys)
+                throw RuleEngineError(
+                    FieldRegistry.isField(name) ? .badCondition : .unknownMacro,
+                    reason + " (at column \(offset + 1) of the condition)", at: location, rule: "macro '\(macro)'")
+            }
+        case .compare(let field, _, _, _, let offset):
+            if case .failure(let failure) = FieldRegistry.resolve(field) {
+                throw RuleEngineError(
+                    .unknownField, failure.reason + " (at column \(offset + 1) of the condition)", at: location,
+                    rule: "macro '\(macro)'")
+            }
+        }
+    }
+
+    static func parseCondition(_ text: String, _ context: CompileContext) throws(RuleEngineError) -> Expr {
+        do {
+            return try ConditionParser.parse(text)
+        } catch {
+            throw context.error(.badCondition, error.reason, offset: error.offset)
+        }
+    }
+
+    static func compile(
+        _ rule: Rule, index: Int, lists: [String: [String]], macros: [String: MacroDefinition]
+    ) throws(RuleEngineError) -> CompiledRule {
+        var context = CompileContext(
+            lists: lists, macros: macros, parameters: rule.parameters, kinds: Set(rule.events), ruleID: rule.id,
+            location: rule.conditionLocation)
+        var condition: Matcher = { _, _ in true }
+        let hasCondition = !rule.condition.trimmingSpaces.isEmpty
+        if hasCondition {
+            condition = try Compiler.compile(parseCondition(rule.condition, context), &context)
+        }
+
+        // Exceptions: any row whose every field matches suppresses the rule.
+        var rows: [Matcher] = []
+        for exception in rule.exceptions {
+            context.location = exception.location
+            for row in exception.values {
+                var cells: [Matcher] = []
+                for (position, field) in exception.fields.enumerated() {
+                    let op = ComparisonOperator(rawValue: exception.comps[position])!
+                    let operand: Operand
+                    switch row[position] {
+                    case .list(let items): operand = .list(items.map { ($0, false) })
+                    case .scalar(let value): operand = op == .in ? .single(value, quoted: false) : .single(value, quoted: true)
+                    }
+                    cells.append(
+                        try Compiler.compileComparison(field: field, op: op, operand: operand, offset: 0, &context))
+                }
+                rows.append(Compiler.conjunction(cells))
+            }
+        }
+        let exception: Matcher? = rows.isEmpty ? nil : Compiler.disjunction(rows)
+
+        // Sequence steps.
+        var sequence: CompiledSequence?
+        if let spec = rule.sequence {
+            var steps: [Matcher] = []
+            var byKind = Array(repeating: [Int](), count: kindCount)
+            for (position, step) in spec.steps.enumerated() {
+                var stepContext = context
+                stepContext.kinds = Set(step.events)
+                stepContext.location = step.conditionLocation
+                var predicate = try Compiler.compile(parseCondition(step.condition, stepContext), &stepContext)
+                if hasCondition {
+                    let stepPredicate = predicate
+                    let common = condition
+                    predicate = { e, s in common(e, &s) && stepPredicate(e, &s) }
+                }
+                steps.append(predicate)
+                for kind in step.events { byKind[kindOrdinal(kind)].insert(position, at: 0) }
+            }
+            var by: [Extractor] = []
+            context.location = rule.location
+            for field in spec.by { by.append(try Compiler.field(field, offset: nil, context)) }
+            sequence = CompiledSequence(by: by, within: spec.withinNanoseconds, steps: steps, stepsByKind: byKind)
+        }
+
+        // Output template.
+        context.location = rule.outputLocation
+        var output: [CompiledSegment] = []
+        var outputFields: [(name: String, extractor: Extractor)] = []
+        for segment in parseTemplate(rule.output) {
+            switch segment {
+            case .text(let text): output.append(.text(text))
+            case .field(let name):
+                let extractor: Extractor
+                do {
+                    extractor = try Compiler.field(name, offset: nil, context)
+                } catch {
+                    throw RuleEngineError(error.code, error.reason + " in output", at: error.location, rule: error.rule)
+                }
+                output.append(.field(extractor))
+                if !outputFields.contains(where: { $0.name == name }) { outputFields.append((name, extractor)) }
+            }
+        }
+        return CompiledRule(
+            rule: rule, index: index, condition: condition, exception: exception, output: output,
+            outputFields: outputFields, sequence: sequence)
+    }
+
+    static func readFile(_ path: String) throws(RuleEngineError) -> String {
+        guard let handle = fopen(path, "rb") else {
+            let reason = String(cString: strerror(errno))
+            throw RuleEngineError(.io, "cannot open rule file: \(reason)", at: RuleFileLocation(file: path, line: 0))
+        }
+        defer { fclose(handle) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { fread($0.baseAddress, 1, 65536, handle) }
+            if count > 0 { bytes += buffer[0..<count] }
+            if count < 65536 {
+                if ferror(handle) != 0 {
+                    throw RuleEngineError(.io, "cannot read rule file", at: RuleFileLocation(file: path, line: 0))
+                }
+                break
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
