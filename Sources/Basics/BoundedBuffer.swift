@@ -50,7 +50,8 @@ public final class BoundedBuffer<Element: Sendable>: Sendable {
         waiter?.resume()
     }
 
-    /// Takes everything queued (up to `limit`), waiting when empty. Returns nil once finished and drained.
+    /// Takes everything queued (up to `limit`), waiting when empty. Returns nil once finished and drained,
+/// or when the waiting task is cancelled.
     public func drain(limit: Int = .max) async -> [Element]? {
         while true {
             let batch = state.withLock { state -> [Element]?? in
@@ -71,13 +72,22 @@ public final class BoundedBuffer<Element: Sendable>: Sendable {
                 return state.finished ? .some(nil) : .none
             }
             if let batch { return batch }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { state -> Bool in
-                    if state.items.count - state.head > 0 || state.finished { return true }
-                    state.waiter = continuation
-                    return false
+            if Task.isCancelled { return nil }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let resumeNow = state.withLock { state -> Bool in
+                        if state.items.count - state.head > 0 || state.finished || Task.isCancelled { return true }
+                        state.waiter = continuation
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
                 }
-                if resumeNow { continuation.resume() }
+            } onCancel: {
+                let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                    defer { state.waiter = nil }
+                    return state.waiter
+                }
+                waiter?.resume()
             }
         }
     }

@@ -6,6 +6,7 @@ import Metrics
 import RuleEngine
 import ServiceLifecycle
 import Store
+import Transport
 
 /// Takes decoded batches from the RPC handler, drops duplicates, evaluates rules and commits each group of
 /// batches to the store in one transaction. A batch's ack is released only after that commit, so an acked
@@ -52,7 +53,12 @@ public final class IngestService: Service, Sendable {
     }
 
     public func run() async throws {
-        var ledger = BatchLedger(try await store.sensorProgress())
+        var ledger = BatchDeduplicator()
+        for saved in try await store.sensorProgress() {
+            ledger.restore(
+                .init(highestContiguous: saved.contiguous, above: Set(saved.above)), sensorID: saved.sensorID,
+                bootID: saved.bootID)
+        }
         var evaluator = RuleEvaluator(ruleSet: ruleSet)
         try await withGracefulShutdownHandler {
             while let group = await queue.drain(limit: 32) {
@@ -65,7 +71,7 @@ public final class IngestService: Service, Sendable {
         // Anything offered after finish() was refused by offer(); nothing is left waiting.
     }
 
-    private func process(_ group: [Pending], ledger: inout BatchLedger, evaluator: inout RuleEvaluator) async {
+    private func process(_ group: [Pending], ledger: inout BatchDeduplicator, evaluator: inout RuleEvaluator) async {
         var accepted: [Pending] = []
         var duplicates: [Pending] = []
         var alerts: [Alert] = []
@@ -88,10 +94,11 @@ public final class IngestService: Service, Sendable {
         if !accepted.isEmpty {
             var deltas: [String: UInt64] = ["events_ingested": eventCount, "batches_ingested": UInt64(accepted.count)]
             deltas["alerts_raised"] = UInt64(alerts.count)
-            let touched = Set(accepted.map { BatchLedger.Key(sensorID: $0.batch.sensorID, bootID: $0.batch.bootID) })
+            let touched = Set(
+                accepted.map { BatchDeduplicator.StreamKey(sensorID: $0.batch.sensorID, bootID: $0.batch.bootID) })
             do {
                 try await store.commit(
-                    IngestCommit(progress: touched.map { staged.progress(for: $0) }, counterDeltas: deltas, alerts: alerts))
+                    IngestCommit(progress: touched.map { Self.progress(staged, $0) }, counterDeltas: deltas, alerts: alerts))
             } catch {
                 metrics.storeFailures.increment()
                 logger.error("cannot commit batches to the store; sensors will retry", metadata: ["error": "\(error)"])
@@ -109,8 +116,14 @@ public final class IngestService: Service, Sendable {
                 returning: .success(
                     BatchAck(
                         bootID: batch.bootID,
-                        highestContiguousSequence: ledger.contiguous(sensorID: batch.sensorID, bootID: batch.bootID))))
+                        highestContiguousSequence: ledger.highestContiguous(sensorID: batch.sensorID, bootID: batch.bootID))))
         }
+    }
+
+    private static func progress(_ ledger: BatchDeduplicator, _ key: BatchDeduplicator.StreamKey) -> SensorProgress {
+        let state = ledger.state(sensorID: key.sensorID, bootID: key.bootID) ?? .init()
+        return SensorProgress(
+            sensorID: key.sensorID, bootID: key.bootID, contiguous: state.highestContiguous, above: state.above.sorted())
     }
 }
 

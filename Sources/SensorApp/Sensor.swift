@@ -67,7 +67,7 @@ public struct Sensor: Service {
         try await source.forEachChunk(chunkSize: configuration.batchSize) { chunk in
             var events = chunk
             for index in events.indices where events[index].node.isEmpty { events[index].node = node }
-            await sender.submit(encodedEvents: WireCodec.encodeEvents(events), eventCount: events.count)
+            await sender.submit(events: events)
         }
         logger.info("replay queued", metadata: ["path": "\(path)", "repeat": "\(configuration.replayRepeat)"])
     }

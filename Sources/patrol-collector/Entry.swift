@@ -1,0 +1,6 @@
+import CollectorApp
+
+@main
+enum Entry {
+    static func main() async { await CollectorCommand.main() }
+}

@@ -1,3 +1,0 @@
-import CollectorApp
-
-await CollectorCommand.main()

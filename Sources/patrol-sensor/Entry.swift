@@ -1,0 +1,6 @@
+import SensorApp
+
+@main
+enum Entry {
+    static func main() async { await SensorCommand.main() }
+}

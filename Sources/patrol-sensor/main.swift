@@ -1,3 +1,0 @@
-import SensorApp
-
-await SensorCommand.main()

@@ -1,0 +1,6 @@
+import AdminApp
+
+@main
+enum Entry {
+    static func main() async { await AdminCommand.main() }
+}

@@ -1,3 +1,0 @@
-import AdminApp
-
-await AdminCommand.main()
