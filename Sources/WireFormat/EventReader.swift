@@ -111,12 +111,14 @@ enum WireEnums {
 
 /// Reads unpacked C messages into values, validating as it goes. `index` is the event's position in its batch
 /// (-1 for a lone event or a control message), used only to word errors.
-struct EventReader {
+struct EventReader: ~Copyable {
     var index: Int
+    /// The batch's container table (`Event.container_index` refers into it); empty for a lone event.
+    var containers: [ContainerRef] = []
 
     /// Strings repeat a lot within a batch (node, container, image, exe): remember the last one per slot and
     /// reuse its Swift string when the bytes are equal, which saves an allocation and a UTF-8 validation.
-    private var slots: [Slot]
+    private let slots: UnsafeMutablePointer<Slot>
 
     private struct Slot {
         var bytes: UnsafePointer<CChar>? = nil
@@ -130,7 +132,13 @@ struct EventReader {
 
     init(index: Int) {
         self.index = index
-        self.slots = Array(repeating: Slot(), count: SlotID.allCases.count)
+        self.slots = .allocate(capacity: SlotID.allCases.count)
+        self.slots.initialize(repeating: Slot(), count: SlotID.allCases.count)
+    }
+
+    deinit {
+        slots.deinitialize(count: SlotID.allCases.count)
+        slots.deallocate()
     }
 
     func fail(_ code: WireFormatError.Code, _ text: String) -> WireFormatError {
@@ -145,9 +153,7 @@ struct EventReader {
         guard let pointer else { return "" }
         let length = strlen(pointer)
         if length == 0 { return "" }
-        let bytes = UnsafeBufferPointer(
-            start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: length)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        guard let text = CText.string(pointer, length: length) else {
             if prefixed { throw fail(.invalidValue, "\(field) is not valid UTF-8") }
             throw WireFormatError(.invalidValue, "\(field) is not valid UTF-8")
         }
@@ -155,18 +161,18 @@ struct EventReader {
     }
 
     @inline(__always)
-    mutating func text(_ pointer: UnsafePointer<CChar>?, _ field: StaticString, slot: SlotID) throws(WireFormatError)
+    func text(_ pointer: UnsafePointer<CChar>?, _ field: StaticString, slot: SlotID) throws(WireFormatError)
         -> String
     {
         guard let pointer else { return "" }
         let length = strlen(pointer)
         if length == 0 { return "" }
-        let cached = slots[slot.rawValue]
-        if let previous = cached.bytes, cached.length == length, memcmp(previous, pointer, length) == 0 {
-            return cached.text
+        let cached = slots + slot.rawValue
+        if cached.pointee.length == length, let previous = cached.pointee.bytes, memcmp(previous, pointer, length) == 0 {
+            return cached.pointee.text
         }
         let value = try text(pointer, field)
-        slots[slot.rawValue] = Slot(bytes: pointer, length: length, text: value)
+        cached.pointee = Slot(bytes: pointer, length: length, text: value)
         return value
     }
 
@@ -180,7 +186,7 @@ struct EventReader {
         return out
     }
 
-    mutating func event(_ c: UnsafePointer<Patrol__V1__Event>) throws(WireFormatError) -> Event {
+    func event(_ c: UnsafePointer<Patrol__V1__Event>) throws(WireFormatError) -> Event {
         let e = c.pointee
         guard e.count != 0 else { throw fail(.invalidValue, "count is 0") }
         guard let p = e.process?.pointee else { throw fail(.missingField, "process is missing") }
@@ -192,7 +198,15 @@ struct EventReader {
             cwd: try text(p.cwd, "process.cwd", slot: .cwd),
             mountNamespace: p.mount_namespace)
         var container: ContainerRef? = nil
-        if let ref = e.container?.pointee {
+        if e.container_index != 0 {
+            guard e.container == nil else { throw fail(.invalidValue, "both container and container_index are set") }
+            guard Int(e.container_index) <= containers.count else {
+                throw fail(
+                    .invalidValue,
+                    "container_index \(e.container_index) is beyond the batch's \(containers.count) containers")
+            }
+            container = containers[Int(e.container_index) - 1]
+        } else if let ref = e.container?.pointee {
             container = ContainerRef(
                 runtime: try text(ref.runtime, "container.runtime", slot: .runtime),
                 containerID: try text(ref.container_id, "container.container_id", slot: .containerID),
@@ -283,7 +297,7 @@ struct EventReader {
             }
             let length = strlen(json)
             let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(json).assumingMemoryBound(to: UInt8.self), count: length)
-            guard String(validating: bytes, as: UTF8.self) != nil else {
+            guard CText.isValidUTF8(bytes) else {
                 throw fail(.invalidValue, "audit.document_json is not valid UTF-8")
             }
             let document: JSONValue

@@ -41,14 +41,41 @@ public enum WireCodec {
         if count > 0 {
             let structs = arena.allocate(Patrol__V1__Event.self, count: count)
             let pointers = arena.allocate(UnsafeMutablePointer<Patrol__V1__Event>?.self, count: count)
+            // Each distinct container goes into the batch's table once; events carry its 1-based index.
+            var containers: [ContainerRef] = []
+            var indexByID: [String: UInt32] = [:]
+            var lastIndex: UInt32 = 0
             value.events.withUnsafeBufferPointer { events in
                 for index in 0..<count {
-                    arena.fill(structs + index, from: events[index])
+                    var containerIndex: UInt32 = 0
+                    if let ref = events[index].container {
+                        if lastIndex != 0, containers[Int(lastIndex) - 1] == ref {
+                            containerIndex = lastIndex
+                        } else if let known = indexByID[ref.containerID], containers[Int(known) - 1] == ref {
+                            containerIndex = known
+                        } else {
+                            containers.append(ref)
+                            containerIndex = UInt32(containers.count)
+                            indexByID[ref.containerID] = containerIndex
+                        }
+                        lastIndex = containerIndex
+                    }
+                    arena.fill(structs + index, from: events[index], containerIndex: containerIndex)
                     pointers[index] = structs + index
                 }
             }
             message.pointee.n_events = count
             message.pointee.events = pointers
+            if !containers.isEmpty {
+                let refs = arena.allocate(Patrol__V1__ContainerRef.self, count: containers.count)
+                let refPointers = arena.allocate(UnsafeMutablePointer<Patrol__V1__ContainerRef>?.self, count: containers.count)
+                for (slot, ref) in containers.enumerated() {
+                    arena.fill(refs + slot, from: ref)
+                    refPointers[slot] = refs + slot
+                }
+                message.pointee.n_containers = containers.count
+                message.pointee.containers = refPointers
+            }
         }
         return pack(message)
     }
@@ -65,6 +92,15 @@ public enum WireCodec {
         guard !sensorID.isEmpty else { throw WireFormatError(.missingField, "EventBatch.sensor_id is empty") }
         let bootID = try reader.text(batch.boot_id, "EventBatch.boot_id", prefixed: false)
         guard batch.sequence != 0 else { throw WireFormatError(.invalidValue, "EventBatch.sequence is 0") }
+        var containers: [ContainerRef] = []
+        containers.reserveCapacity(batch.n_containers)
+        for index in 0..<batch.n_containers {
+            guard let ref = batch.containers[index] else {
+                throw WireFormatError(.malformed, "EventBatch.containers[\(index)] is missing")
+            }
+            containers.append(try containerRef(ref.pointee, "EventBatch.containers[\(index)]"))
+        }
+        reader.containers = containers
         var events: [Event] = []
         events.reserveCapacity(batch.n_events)
         for index in 0..<batch.n_events {
@@ -96,7 +132,7 @@ public enum WireCodec {
             throw malformed("Event", bytes.count)
         }
         defer { patrol__v1__event__free_unpacked(message, nil) }
-        var reader = EventReader(index: -1)
+        let reader = EventReader(index: -1)
         return try reader.event(message)
     }
 
@@ -105,6 +141,17 @@ public enum WireCodec {
     }
 
     // MARK: Helpers shared by every message
+
+    static func containerRef(_ ref: Patrol__V1__ContainerRef, _ name: String) throws(WireFormatError) -> ContainerRef {
+        ContainerRef(
+            runtime: try controlText(ref.runtime, "\(name).runtime"),
+            containerID: try controlText(ref.container_id, "\(name).container_id"),
+            podUID: try controlText(ref.pod_uid, "\(name).pod_uid"),
+            podName: try controlText(ref.pod_name, "\(name).pod_name"),
+            namespace: try controlText(ref.namespace_, "\(name).namespace"),
+            containerName: try controlText(ref.container_name, "\(name).container_name"),
+            image: try controlText(ref.image, "\(name).image"))
+    }
 
     static func checkSize(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) throws(WireFormatError) {
         let max = maxMessageBytes
@@ -154,8 +201,23 @@ public enum WireCodec {
 // MARK: - Encoding events
 
 extension Arena {
+    mutating func fill(_ c: UnsafeMutablePointer<Patrol__V1__ContainerRef>, from ref: ContainerRef) {
+        patrol__v1__container_ref__init(c)
+        c.pointee.runtime = cString(ref.runtime)
+        c.pointee.container_id = cString(ref.containerID)
+        c.pointee.pod_uid = cString(ref.podUID)
+        c.pointee.pod_name = cString(ref.podName)
+        c.pointee.namespace_ = cString(ref.namespace)
+        c.pointee.container_name = cString(ref.containerName)
+        c.pointee.image = cString(ref.image)
+    }
+
+    /// Fills an Event struct. A non-zero `containerIndex` refers to the batch's container table instead of
+    /// writing the container inline.
     @inline(__always)
-    mutating func fill(_ c: UnsafeMutablePointer<Patrol__V1__Event>, from event: Event) {
+    mutating func fill(
+        _ c: UnsafeMutablePointer<Patrol__V1__Event>, from event: Event, containerIndex: UInt32 = 0
+    ) {
         patrol__v1__event__init(c)
         c.pointee.time_ns = event.time
         c.pointee.node = cString(event.node)
@@ -175,16 +237,11 @@ extension Arena {
         process.pointee.mount_namespace = info.mountNamespace
         c.pointee.process = process
 
-        if let ref = event.container {
+        if containerIndex != 0 {
+            c.pointee.container_index = containerIndex
+        } else if let ref = event.container {
             let container = allocate(Patrol__V1__ContainerRef.self)
-            patrol__v1__container_ref__init(container)
-            container.pointee.runtime = cString(ref.runtime)
-            container.pointee.container_id = cString(ref.containerID)
-            container.pointee.pod_uid = cString(ref.podUID)
-            container.pointee.pod_name = cString(ref.podName)
-            container.pointee.namespace_ = cString(ref.namespace)
-            container.pointee.container_name = cString(ref.containerName)
-            container.pointee.image = cString(ref.image)
+            fill(container, from: ref)
             c.pointee.container = container
         }
 

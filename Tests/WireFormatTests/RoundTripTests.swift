@@ -111,6 +111,26 @@ struct RoundTripTests {
         }
     }
 
+    @Test("a batch names each container once and keeps look-alike containers apart")
+    func containerTable() throws {
+        let a = ContainerRef(runtime: "containerd", containerID: "aaa", podName: "p1", image: "img:1")
+        let aNewImage = ContainerRef(runtime: "containerd", containerID: "aaa", podName: "p1", image: "img:2")
+        let b = ContainerRef(containerID: "bbb")
+        let empty = ContainerRef(containerID: "")
+        let refs: [ContainerRef?] = [a, a, nil, b, a, aNewImage, aNewImage, a, empty, nil, b]
+        let events = refs.enumerated().map { index, ref in
+            Event(
+                time: UInt64(index), node: "n", process: ProcessInfo(pid: Int32(index)), container: ref,
+                payload: .exit(Exit(code: Int32(index))))
+        }
+        let batch = EventBatch(sensorID: "s", bootID: "b", sequence: 1, events: events)
+        let bytes = WireCodec.encode(batch)
+        #expect(try WireCodec.decodeEventBatch(bytes) == batch)
+        // The same events one by one carry every container inline, so they are larger.
+        let inline = events.reduce(0) { $0 + WireCodec.encode($1).count }
+        #expect(bytes.count < inline)
+    }
+
     @Test("BatchAck round-trips with every directive")
     func batchAck() throws {
         let acks = [
