@@ -29,6 +29,9 @@ struct WireBench: ParsableCommand {
     @Option(help: "Fixture seed.")
     var seed: UInt64 = 42
 
+    @Option(help: "Only profile one side: 'encode' or 'decode' loops over it alone (for perf), then exits.")
+    var only: String?
+
     mutating func run() throws {
         precondition(batchSize > 0 && events >= batchSize && rounds > 0 && distinctBatches > 0)
         var fixtures = EventFixtures(seed: seed)
@@ -45,6 +48,21 @@ struct WireBench: ParsableCommand {
 
         print("wire: \(totalEvents) events in \(batchCount) batches of \(batchSize), exec/open/open/open/connect mix")
         print("wire: \(String(format1: bytesPerEvent)) bytes/event on the wire")
+
+        if let only {
+            let start = threadCPUSeconds()
+            var sink = 0
+            for index in 0..<batchCount {
+                if only == "encode" {
+                    sink &+= WireCodec.encode(batches[index % distinctBatches]).count
+                } else {
+                    sink &+= try WireCodec.decodeEventBatch(encodedSamples[index % distinctBatches]).events.count
+                }
+            }
+            let seconds = threadCPUSeconds() - start
+            print("wire: \(only) only: \(String(format1: seconds * 1e9 / Double(totalEvents))) CPU-ns/event (\(sink))")
+            return
+        }
 
         var bestEncode = Duration.seconds(1_000_000)
         var bestDecode = Duration.seconds(1_000_000)
