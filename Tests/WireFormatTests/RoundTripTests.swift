@@ -227,3 +227,14 @@ struct RoundTripTests {
                 ]))
     }
 }
+
+@Suite("RPC method names")
+struct RPCMethodTests {
+    @Test("method names come from the service descriptors")
+    func names() {
+        #expect(RPCMethods.sensorService == [RPCMethods.sensorHello, RPCMethods.sendBatch, RPCMethods.reportStatus])
+        #expect(RPCMethods.adminService.contains("patrol.v1.AdminService/ListBindings"))
+        #expect(RPCMethods.adminService.contains("patrol.v1.AdminService/StartScan"))
+        #expect(RPCMethods.adminService.count == 21)
+    }
+}
