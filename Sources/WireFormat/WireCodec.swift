@@ -47,8 +47,10 @@ public enum WireCodec {
             var lastIndex: UInt32 = 0
             value.events.withUnsafeBufferPointer { events in
                 for index in 0..<count {
+                    // Through a pointer, so the event is borrowed rather than copied (a copy retains every string).
+                    let event = events.baseAddress! + index
                     var containerIndex: UInt32 = 0
-                    if let ref = events[index].container {
+                    if let ref = event.pointee.container {
                         if lastIndex != 0, containers[Int(lastIndex) - 1] == ref {
                             containerIndex = lastIndex
                         } else if let known = indexByID[ref.containerID], containers[Int(known) - 1] == ref {
@@ -60,7 +62,7 @@ public enum WireCodec {
                         }
                         lastIndex = containerIndex
                     }
-                    arena.fill(structs + index, from: events[index], containerIndex: containerIndex)
+                    arena.fill(structs + index, from: event.pointee, containerIndex: containerIndex)
                     pointers[index] = structs + index
                 }
             }
@@ -225,16 +227,15 @@ extension Arena {
 
         let process = allocate(Patrol__V1__Process.self)
         patrol__v1__process__init(process)
-        let info = event.process
-        process.pointee.pid = info.pid
-        process.pointee.ppid = info.ppid
-        process.pointee.tid = info.tid
-        process.pointee.uid = info.uid
-        process.pointee.gid = info.gid
-        process.pointee.comm = cString(info.comm)
-        process.pointee.exe = cString(info.exe)
-        process.pointee.cwd = cString(info.cwd)
-        process.pointee.mount_namespace = info.mountNamespace
+        process.pointee.pid = event.process.pid
+        process.pointee.ppid = event.process.ppid
+        process.pointee.tid = event.process.tid
+        process.pointee.uid = event.process.uid
+        process.pointee.gid = event.process.gid
+        process.pointee.comm = cString(event.process.comm)
+        process.pointee.exe = cString(event.process.exe)
+        process.pointee.cwd = cString(event.process.cwd)
+        process.pointee.mount_namespace = event.process.mountNamespace
         c.pointee.process = process
 
         if containerIndex != 0 {
