@@ -89,7 +89,7 @@ public enum WireCodec {
         }
         defer { patrol__v1__event_batch__free_unpacked(message, nil) }
         let batch = message.pointee
-        var reader = EventReader(index: -1)
+        var reader = EventReader(index: -1, expectedStrings: batch.n_events)
         let sensorID = try reader.text(batch.sensor_id, "EventBatch.sensor_id", prefixed: false)
         guard !sensorID.isEmpty else { throw WireFormatError(.missingField, "EventBatch.sensor_id is empty") }
         let bootID = try reader.text(batch.boot_id, "EventBatch.boot_id", prefixed: false)
