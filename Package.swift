@@ -50,7 +50,7 @@ let package = Package(
             name: "BPF", dependencies: ["Basics", "CLibBPF", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(name: "WireFormat", dependencies: ["Basics", "EventModel", "CWireProto", "CProtobufC"],
-            swiftSettings: swiftSettings),
+            exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(
             name: "Transport",
             dependencies: ["Basics", "CNNG", .product(name: "Logging", package: "swift-log")],

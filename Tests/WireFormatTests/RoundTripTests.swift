@@ -69,7 +69,7 @@ struct RoundTripTests {
                     "": .string(""), unicode: .string("quote \" backslash \\ slash / nl \n tab \t nul \u{0} bell \u{7}"),
                     "nums": .array([
                         .number(0), .number(-1), .number(3.5), .number(1e300), .number(-2.2250738585072014e-308),
-                        .number(9_007_199_254_740_993), .number(0.1), .number(123_456_789_012),
+                        .number(9_007_199_254_740_992), .number(-9_007_199_254_740_994), .number(1.5e16), .number(0.1), .number(123_456_789_012),
                     ]),
                     "nested": .array([.array([.array([.object(["a": .bool(true), "b": .bool(false), "c": .null])])])]),
                 ]), sourceID: "es/_doc/1")),
