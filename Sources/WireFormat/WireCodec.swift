@@ -168,13 +168,10 @@ public enum WireCodec {
             cause: .cCode(library: "protobuf-c", code: 0, text: "protobuf_c_message_unpack returned NULL"))
     }
 
-    private static let one: UInt8 = 0
-
-    /// protobuf-c never reads `data` when `len` is 0, but gets a valid pointer anyway.
+    /// The bytes for protobuf-c; nil for empty input, which protobuf-c never reads when the length is 0.
     @inline(__always)
-    static func baseAddress(_ bytes: UnsafeRawBufferPointer) -> UnsafePointer<UInt8> {
-        if let base = bytes.baseAddress { return base.assumingMemoryBound(to: UInt8.self) }
-        return withUnsafePointer(to: one) { $0 }  // never dereferenced: len is 0
+    static func baseAddress(_ bytes: UnsafeRawBufferPointer) -> UnsafePointer<UInt8>? {
+        bytes.count == 0 ? nil : bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
     }
 
     @inline(__always)
