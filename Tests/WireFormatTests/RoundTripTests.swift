@@ -238,3 +238,23 @@ struct RPCMethodTests {
         #expect(RPCMethods.adminService.count == 21)
     }
 }
+
+@Suite("Wire concurrency")
+struct ConcurrencyTests {
+    @Test("encoding and decoding run safely from many tasks at once")
+    func manyTasks() async throws {
+        var fixtures = EventFixtures(seed: 77)
+        let batches = (1...8).map { fixtures.batch(sequence: UInt64($0), count: 200, kinds: EventKind.allCases) }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for batch in batches {
+                group.addTask {
+                    for _ in 0..<20 where try WireCodec.decodeEventBatch(WireCodec.encode(batch)) != batch {
+                        return false
+                    }
+                    return true
+                }
+            }
+            for try await ok in group { #expect(ok) }
+        }
+    }
+}
