@@ -19,7 +19,7 @@ struct SensorRPCHandler: Sendable {
 
     func handle(_ request: RPCRequest, _ peer: PeerInfo) async -> RPCReply {
         switch request.method {
-        case SensorRPC.sendBatch:
+        case RPCMethods.sendBatch:
             let batch: EventBatch
             do {
                 batch = try WireCodec.decodeEventBatch(request.payload)
@@ -36,7 +36,7 @@ struct SensorRPCHandler: Sendable {
             case .failure(.storeFailed(let reason)):
                 return RPCReply(status: .unavailable, message: "collector store failed: \(reason)")
             }
-        case SensorRPC.hello:
+        case RPCMethods.sensorHello:
             do {
                 let hello = try WireCodec.decodeSensorHello(request.payload)
                 logger.info(
@@ -49,7 +49,7 @@ struct SensorRPCHandler: Sendable {
             } catch {
                 return refuse(error, peer: peer, method: request.method)
             }
-        case SensorRPC.reportStatus:
+        case RPCMethods.reportStatus:
             do {
                 let status = try WireCodec.decodeSensorStatus(request.payload)
                 for (stage, count) in status.drops {

@@ -52,7 +52,7 @@ public struct ReceivedBatch: Sendable, Hashable {
 /// return BatchProtocol.reply(dedup.ack(for: batch.header))   // the ack goes out only now
 /// ```
 public enum BatchProtocol {
-    public static let sendBatchMethod = SensorRPC.sendBatch
+    public static let sendBatchMethod = RPCMethods.sendBatch
 
     /// Decodes the request of a `SendBatch` call.
     public static func decodeBatch(_ request: RPCRequest) throws(TransportError) -> ReceivedBatch {
