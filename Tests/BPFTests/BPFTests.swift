@@ -190,6 +190,30 @@ struct ExecRecord: Sendable {
         #expect(await reader.records.drain() == nil)
     }
 
+    @Test(.enabled(if: Fixtures.isRoot, "loading eBPF needs root (CAP_BPF, CAP_PERFMON)"))
+    func overflowIsCountedNotLost() async throws {
+        let object = try BPFObject(path: Fixtures.object("test_exec"))
+        try object.load()
+        try object.map(named: "watched_comm").update(key: BPFMap.bytes(ofString: "true", size: 16), value: [1])
+        try object.map(named: "test_config").update(key: BPFMap.bytes(of: UInt32(0)), value: BPFMap.bytes(of: UInt32(1)))
+        try object.attach(program: "handle_exec")
+        // Room for one record; nobody drains while the execs happen.
+        let reader = try object.ringBufferReader(map: "events", capacity: 1, pollTimeout: .milliseconds(20))
+        reader.start()
+        try runTrue(times: 4)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while reader.receivedCount < 4 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        reader.stop()
+        await reader.waitUntilStopped()
+        var kept: [[UInt8]] = []
+        while let batch = await reader.records.drain() { kept += batch }
+        #expect(reader.receivedCount >= 4)
+        #expect(kept.count == 1)
+        #expect(reader.droppedCount == reader.receivedCount - 1)
+    }
+
     @Test func tracefsIsMountedOrMountable() throws {
         if Fixtures.isRoot { try Tracefs.ensureMounted() }
         if Tracefs.isMounted() {
