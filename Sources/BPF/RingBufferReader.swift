@@ -9,7 +9,8 @@ import Synchronization
 ///
 /// Lifecycle: `start()` once; `stop()` asks the thread to finish (within one poll timeout); the
 /// thread then frees the libbpf ring buffer and finishes `records`, so a consumer looping on
-/// `records.drain()` ends by seeing nil.
+/// `records.drain()` ends by seeing nil. A started reader keeps itself (and its object) alive until
+/// stopped; stop readers before closing their `BPFObject`.
 public final class RingBufferReader: Sendable {
     /// Copied records, oldest first. `records.droppedCount` counts records lost to a full buffer.
     public let records: BoundedBuffer<[UInt8]>
