@@ -149,7 +149,7 @@ let package = Package(
             name: "MalwareScanningTests", dependencies: ["MalwareScanning", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["CollectorApp", "SensorApp", "TestSupport"],
+            name: "EndToEndTests", dependencies: ["CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport"],
             swiftSettings: swiftSettings),
     ]
 )

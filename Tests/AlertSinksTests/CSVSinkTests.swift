@@ -33,7 +33,7 @@ import TestSupport
     }
 
     @Test func writesHeaderOnceAndQuotesPerRFC4180() async throws {
-        let dir = try ScratchDirectory("csv")
+        let dir = try TemporaryDirectory(prefix: "csv")
         defer { dir.remove() }
         let path = dir.file("alerts.csv")
         let sink = CSVSink(path: path)
@@ -56,7 +56,7 @@ import TestSupport
     }
 
     @Test func rotatesBySize() async throws {
-        let dir = try ScratchDirectory("csv")
+        let dir = try TemporaryDirectory(prefix: "csv")
         defer { dir.remove() }
         let path = dir.file("alerts.csv")
         let sink = CSVSink(path: path, maxBytes: 2_000, keepFiles: 2)

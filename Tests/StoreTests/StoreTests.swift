@@ -6,7 +6,7 @@ import TestSupport
 
 @Suite struct StoreTests {
     @Test func ingestCommitIsDurableAcrossReopen() async throws {
-        let dir = try ScratchDirectory("store")
+        let dir = try TemporaryDirectory(prefix: "store")
         defer { dir.remove() }
         let path = dir.file("patrol.db")
         do {
@@ -42,7 +42,7 @@ import TestSupport
     }
 
     @Test func aFileThatIsNotADatabaseGivesAClearError() async throws {
-        let dir = try ScratchDirectory("store")
+        let dir = try TemporaryDirectory(prefix: "store")
         defer { dir.remove() }
         let path = dir.file("garbage.db")
         try Data(repeating: 0x41, count: 8192).write(to: URL(fileURLWithPath: path))
