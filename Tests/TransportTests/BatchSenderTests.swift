@@ -203,3 +203,51 @@ struct BatchSenderTests {
         #expect(sender.stats.rejectedEvents == 2)
     }
 }
+
+/// The DESIGN.md promise with production-like settings: a sensor that outlives its collector by more than
+/// 60 s delivers everything once it is back. Slow (about 70 s): runs only with PATROL_SLOW_TESTS=1.
+@Suite("BatchSender long outage")
+struct BatchSenderLongOutageTests {
+    @Test("collector away for 65 s")
+    func longOutage() async throws {
+        guard ProcessInfo.processInfo.environment["PATROL_SLOW_TESTS"] == "1" else {
+            print("skipped: the 65 s outage test runs only with PATROL_SLOW_TESTS=1")
+            return
+        }
+        let address = Ports.loopbackTCPAddress()
+        let directory = try TemporaryDirectory(prefix: "patrol-spool")
+        defer { directory.remove() }
+        // Defaults everywhere except the spool directory and a small memory queue.
+        let sender = try BatchSender(
+            configuration: BatchSenderConfiguration(
+                client: RPCClientConfiguration(address: address), sensorID: "sensor-1", bootID: "boot-long",
+                memoryQueueLimit: 8, spoolDirectory: directory.path))
+        let collector = CollectorStub()
+        let events = sampleEvents(20)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await sender.run() }
+            let first = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            try await withServer(first) {
+                for _ in 0..<10 { await sender.submit(encodedEvents: events, eventCount: 20) }
+                #expect(await sender.flush(timeout: .seconds(20)))
+            }
+            let clock = ContinuousClock()
+            let downSince = clock.now
+            while clock.now - downSince < .seconds(65) {
+                await sender.submit(encodedEvents: events, eventCount: 20)
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            let second = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let back = clock.now
+            try await withServer(second) {
+                #expect(await sender.flush(timeout: .seconds(60)))
+            }
+            print("long outage: \(sender.stats.lastSequence) batches, all delivered \(clock.now - back) after the collector returned")
+            sender.close()
+            try await group.waitForAll()
+        }
+        let last = sender.stats.lastSequence
+        #expect(collector.received == Set(1...last))
+        #expect(sender.stats.droppedBatches == 0)
+    }
+}

@@ -73,6 +73,22 @@ struct RPCTests {
         }
     }
 
+    @Test("several connections from one client")
+    func severalConnections() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let server = try echoServer(address)
+        try await withServer(server) {
+            let client = try RPCClient(configuration: RPCClientConfiguration(address: address, connections: 3))
+            defer { client.close() }
+            #expect(await eventually(timeout: .seconds(10)) { client.stats.connects == 3 })
+            for index in 0..<9 {
+                let reply = try await client.call(RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(5))
+                #expect(reply.payload == [UInt8(index)])
+            }
+            #expect(server.stats.openConnections == 3)
+        }
+    }
+
     @Test("a client started before the server connects when it comes up")
     func clientBeforeServer() async throws {
         let address = Ports.loopbackTCPAddress()
