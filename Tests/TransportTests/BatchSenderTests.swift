@@ -176,6 +176,41 @@ struct BatchSenderTests {
         #expect(decoded.withLock { $0 } == events)
     }
 
+    @Test("a restarted sensor delivers the spool of its earlier boot first")
+    func earlierBootReplay() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let directory = try TemporaryDirectory(prefix: "patrol-spool")
+        defer { directory.remove() }
+        let events = sampleEvents(4)
+        // Boot A: collector down; 2 batches in memory (lost with the process), 8 spilled to disk.
+        let bootA = try BatchSender(configuration: configuration(address, spool: directory.path, memory: 2))
+        for _ in 0..<10 { await bootA.submit(encodedEvents: events, eventCount: 4) }
+        #expect(bootA.stats.spoolDepth == 8)
+        bootA.close()
+        try await Task.sleep(for: .milliseconds(100))  // let the spool thread finish its writes
+
+        // Boot B starts with the collector back.
+        let bootB = try BatchSender(configuration: configuration(address, spool: directory.path, memory: 2))
+        #expect(bootB.stats.earlierBootDepth == 8)
+        let collector = CollectorStub()
+        let server = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+        try await withSender(bootB) {
+            try await withServer(server) {
+                for _ in 0..<5 { await bootB.submit(encodedEvents: events, eventCount: 4) }
+                #expect(await bootB.flush(timeout: .seconds(20)))
+            }
+        }
+        let bootAID = bootA.configuration.bootID
+        let bootBID = bootB.configuration.bootID
+        #expect(collector.highest("sensor-1", bootBID) == 5)
+        #expect(collector.state.withLock { $0.dedup.state(sensorID: "sensor-1", bootID: bootAID)?.above } == Set(3...10))
+        #expect(bootB.stats.replayedBatches == 8)
+        #expect(bootB.stats.spoolDepth == 0 && bootB.stats.spoolBytes == 0)
+        #expect(await eventually(timeout: .seconds(5)) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? ["?"]).isEmpty
+        })
+    }
+
     @Test("without a spool the memory bound drops and counts")
     func memoryOnly() async throws {
         let address = Ports.loopbackTCPAddress()

@@ -170,6 +170,28 @@ struct RPCTests {
         }
     }
 
+    @Test("with replyToUndecodable off, garbage is dropped without a reply, and counted")
+    func garbageDropped() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let server = try RPCServer(
+            configuration: RPCServerConfiguration(address: address, replyToUndecodable: false)
+        ) { request, _ in RPCReply(status: .ok, payload: request.payload) }
+        try await withServer(server) {
+            let good = try RPCClient(configuration: RPCClientConfiguration(address: address))
+            let rogue = try RPCClient(configuration: RPCClientConfiguration(address: address))
+            defer {
+                good.close()
+                rogue.close()
+            }
+            let result = await rogue.rawCall([1, 2, 3, 4, 5], timeout: .milliseconds(300))
+            #expect(throws: TransportError.self) { try result.get() }
+            let fine = try await good.call(RPCRequest(method: "m", payload: [8]), timeout: .seconds(5))
+            #expect(fine.payload == [8])
+            #expect(server.stats.decodeFailures >= 1)
+            #expect(server.stats.replyFailures == 0)
+        }
+    }
+
     @Test("oversized frames are refused by closing the connection; others keep being served")
     func oversized() async throws {
         let address = Ports.loopbackTCPAddress()
