@@ -489,7 +489,8 @@ public final class BatchSender: Sendable {
                 do {
                     bytes = try await spool!.read(sequence)
                 } catch {
-                    logger.error("spooled batch unreadable; dropped", metadata: ["sequence": "\(sequence)", "error": "\(error)"])
+                    logger.error(
+                        "spooled batch unreadable; dropped", metadata: ["sequence": "\(sequence)", "error": "\(error)"])
                     state.withLock { state in
                         state.inFlight.remove(sequence)
                         state.stats.spoolErrors += 1
@@ -551,7 +552,9 @@ public final class BatchSender: Sendable {
         do {
             bytes = try await spool.read(path: path)
         } catch {
-            logger.error("spooled batch of an earlier boot unreadable; dropped", metadata: ["file": "\(path)", "error": "\(error)"])
+            logger.error(
+                "spooled batch of an earlier boot unreadable; dropped",
+                metadata: ["file": "\(path)", "error": "\(error)"])
             state.withLock { state in
                 if state.removeEarlier(path) {
                     state.stats.spoolErrors += 1
@@ -587,7 +590,8 @@ public final class BatchSender: Sendable {
                 state.earlierInFlight.remove(path)
                 state.stats.retries += 1
             }
-            logger.debug("earlier-boot batch delivery failed; retrying", metadata: ["file": "\(path)", "reason": "\(why)"])
+            logger.debug(
+                "earlier-boot batch delivery failed; retrying", metadata: ["file": "\(path)", "reason": "\(why)"])
             try? await Task.sleep(for: backoff)
             return min(backoff * 2, configuration.retryMaximum)
         }

@@ -1,5 +1,5 @@
-internal import CNNG
 import Basics
+internal import CNNG
 import EventModel
 import Logging
 import Synchronization

@@ -63,9 +63,10 @@ struct BatchSenderTests {
         #expect(stats.spoolDepth == 0 && stats.spoolBytes == 0 && stats.memoryDepth == 0)
         #expect(stats.collectorHighestContiguous == 40)
         let left = try FileManager.default.contentsOfDirectory(atPath: directory.path)
-        #expect(await eventually(timeout: .seconds(5)) {
-            ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? left).isEmpty
-        })
+        #expect(
+            await eventually(timeout: .seconds(5)) {
+                ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? left).isEmpty
+            })
     }
 
     @Test("delivers everything when the collector is stopped and restarted")
@@ -77,7 +78,8 @@ struct BatchSenderTests {
         let collector = CollectorStub()
         let events = sampleEvents(5)
         try await withSender(sender) {
-            let first = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let first = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             try await withServer(first) {
                 for _ in 0..<20 { await sender.submit(encodedEvents: events, eventCount: 5) }
                 #expect(await sender.flush(timeout: .seconds(20)))
@@ -88,7 +90,8 @@ struct BatchSenderTests {
             try await Task.sleep(for: .milliseconds(800))
             #expect(sender.stats.acknowledgedBatches == 20)
             #expect(sender.stats.spilledBatches > 0)
-            let second = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let second = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             try await withServer(second) {
                 for _ in 0..<10 { await sender.submit(encodedEvents: events, eventCount: 5) }
                 #expect(await sender.flush(timeout: .seconds(30)))
@@ -122,7 +125,8 @@ struct BatchSenderTests {
         #expect(stats.spoolDepth == 5)
         #expect(stats.memoryDepth == 2)
         try await withSender(sender) {
-            let server = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let server = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             try await withServer(server) {
                 #expect(await sender.flush(timeout: .seconds(30)))
             }
@@ -136,7 +140,8 @@ struct BatchSenderTests {
     func wireShape() throws {
         var fixtures = EventFixtures(seed: 42)
         let events = fixtures.events(25)
-        let header = BatchHeader(sensorID: "sensor-9", bootID: "boot-a", sequence: 77, compressed: false, eventCount: 25)
+        let header = BatchHeader(
+            sensorID: "sensor-9", bootID: "boot-a", sequence: 77, compressed: false, eventCount: 25)
         let bytes = BatchProtocol.encodeBatch(header, encodedEvents: BatchProtocol.encodeEvents(events))
         let received = try BatchProtocol.decodeBatch(RPCRequest(method: BatchProtocol.sendBatchMethod, payload: bytes))
         #expect(received.header == header)
@@ -203,12 +208,14 @@ struct BatchSenderTests {
         let bootAID = bootA.configuration.bootID
         let bootBID = bootB.configuration.bootID
         #expect(collector.highest("sensor-1", bootBID) == 5)
-        #expect(collector.state.withLock { $0.dedup.state(sensorID: "sensor-1", bootID: bootAID)?.above } == Set(3...10))
+        #expect(
+            collector.state.withLock { $0.dedup.state(sensorID: "sensor-1", bootID: bootAID)?.above } == Set(3...10))
         #expect(bootB.stats.replayedBatches == 8)
         #expect(bootB.stats.spoolDepth == 0 && bootB.stats.spoolBytes == 0)
-        #expect(await eventually(timeout: .seconds(5)) {
-            ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? ["?"]).isEmpty
-        })
+        #expect(
+            await eventually(timeout: .seconds(5)) {
+                ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? ["?"]).isEmpty
+            })
     }
 
     @Test("without a spool the memory bound drops and counts")
@@ -261,7 +268,8 @@ struct BatchSenderLongOutageTests {
         let events = sampleEvents(20)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await sender.run() }
-            let first = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let first = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             try await withServer(first) {
                 for _ in 0..<10 { await sender.submit(encodedEvents: events, eventCount: 20) }
                 #expect(await sender.flush(timeout: .seconds(20)))
@@ -272,12 +280,14 @@ struct BatchSenderLongOutageTests {
                 await sender.submit(encodedEvents: events, eventCount: 20)
                 try await Task.sleep(for: .milliseconds(500))
             }
-            let second = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let second = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             let back = clock.now
             try await withServer(second) {
                 #expect(await sender.flush(timeout: .seconds(60)))
             }
-            print("long outage: \(sender.stats.lastSequence) batches, all delivered \(clock.now - back) after the collector returned")
+            let delay = clock.now - back
+            print("long outage: \(sender.stats.lastSequence) batches, delivered \(delay) after the collector returned")
             sender.close()
             try await group.waitForAll()
         }

@@ -82,7 +82,8 @@ struct RPCTests {
             defer { client.close() }
             #expect(await eventually(timeout: .seconds(10)) { client.stats.connects == 3 })
             for index in 0..<9 {
-                let reply = try await client.call(RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(5))
+                let reply = try await client.call(
+                    RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(5))
                 #expect(reply.payload == [UInt8(index)])
             }
             #expect(server.stats.openConnections == 3)
@@ -119,7 +120,8 @@ struct RPCTests {
         }
     }
 
-    @Test("invalid addresses are refused with a message", arguments: ["http://x:1", "tcp://nohost", "", "tcp://h:port"])
+    @Test(
+        "invalid addresses are refused with a message", arguments: ["http://x:1", "tcp://nohost", "", "tcp://h:port"])
     func invalidAddress(address: String) {
         #expect(throws: TransportError.self) {
             _ = try RPCClient(configuration: RPCClientConfiguration(address: address))

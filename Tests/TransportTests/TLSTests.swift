@@ -46,7 +46,8 @@ struct TLSTests {
         try await withServer(server) {
             let noCertificate = try RPCClient(
                 configuration: RPCClientConfiguration(
-                    address: address, tls: TLSConfiguration(caFile: certificates.caCertificate, serverName: "localhost")))
+                    address: address, tls: TLSConfiguration(caFile: certificates.caCertificate, serverName: "localhost")
+                ))
             defer { noCertificate.close() }
             do {
                 _ = try await noCertificate.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(1))
@@ -65,7 +66,8 @@ struct TLSTests {
                 configuration: RPCClientConfiguration(
                     address: address,
                     tls: TLSConfiguration(
-                        certificateFile: certificates.rogueClientCertificate, privateKeyFile: certificates.rogueClientKey,
+                        certificateFile: certificates.rogueClientCertificate,
+                        privateKeyFile: certificates.rogueClientKey,
                         caFile: certificates.caCertificate, serverName: "localhost")))
             defer { rogue.close() }
             do {

@@ -46,7 +46,8 @@ struct TransportBenchmark {
             handler: collector.handler)
         let sender = try BatchSender(
             configuration: BatchSenderConfiguration(
-                client: RPCClientConfiguration(address: address, tls: clientTLS, connections: connections), sensorID: "bench", bootID: "boot-1",
+                client: RPCClientConfiguration(address: address, tls: clientTLS, connections: connections),
+                sensorID: "bench", bootID: "boot-1",
                 maxInFlight: inFlight, memoryQueueLimit: inFlight * 4))
         // Realistic events (seeded fixtures), encoded once: the sensor encodes outside the sender.
         let body = sampleEvents(eventsPerBatch)
@@ -71,9 +72,12 @@ struct TransportBenchmark {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let events = Double(batches * eventsPerBatch)
         let megabytes = Double(batches * body.count) / 1e6
+        let setup =
+            "in flight \(inFlight)\(useTLS ? ", mutual TLS" : ""), \(connections) connection(s)"
+            + (decode ? ", collector decodes events" : "")
         print(
             "transport benchmark: \(batches) batches x \(eventsPerBatch) events x \(bytesPerEvent) B, "
-                + "in flight \(inFlight)\(useTLS ? ", mutual TLS" : ""), \(connections) connection(s)\(decode ? ", collector decodes events" : ""): \(String(format: "%.3f", seconds)) s, "
+                + "\(setup): \(String(format: "%.3f", seconds)) s, "
                 + "\(Int(events / seconds)) events/s, \(String(format: "%.1f", megabytes / seconds)) MB/s, "
                 + "\(Int(Double(batches) / seconds)) batches/s")
         #expect(collector.received.count == batches)
