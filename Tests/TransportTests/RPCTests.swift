@@ -47,9 +47,15 @@ struct RPCTests {
     @Test("concurrent calls run on separate contexts")
     func concurrentCalls() async throws {
         let address = Ports.loopbackTCPAddress()
+        let active = Mutex((now: 0, peak: 0))
         let server = try RPCServer(configuration: RPCServerConfiguration(address: address, concurrency: 16)) {
             request, _ in
-            try? await Task.sleep(for: .milliseconds(200))
+            active.withLock {
+                $0.now += 1
+                $0.peak = max($0.peak, $0.now)
+            }
+            try? await Task.sleep(for: .milliseconds(300))
+            active.withLock { $0.now -= 1 }
             return RPCReply(status: .ok, payload: request.payload)
         }
         try await withServer(server) {
@@ -61,15 +67,16 @@ struct RPCTests {
                 for index in 0..<16 {
                     group.addTask {
                         let reply = try await client.call(
-                            RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(10))
+                            RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(20))
                         #expect(reply.payload == [UInt8(index)])
                     }
                 }
                 try await group.waitForAll()
             }
             let elapsed = clock.now - started
-            // Serially this would take 3.2 s.
-            #expect(elapsed < .milliseconds(1500), "16 calls of 200 ms took \(elapsed)")
+            // Serially this would take 4.8 s; the peak shows how many handlers ran at once.
+            #expect(active.withLock { $0.peak } >= 8)
+            #expect(elapsed < .seconds(4), "16 calls of 300 ms took \(elapsed)")
         }
     }
 
@@ -102,6 +109,48 @@ struct RPCTests {
         try await withServer(server) {
             let reply = try await client.call(RPCRequest(method: "m", payload: [9]), timeout: .seconds(10))
             #expect(reply.payload == [9])
+        }
+    }
+
+    @Test("cancelling the caller's task ends its call with .cancelled, at once")
+    func cancellation() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let server = try RPCServer(configuration: RPCServerConfiguration(address: address)) { request, _ in
+            try? await Task.sleep(for: .seconds(1))
+            return RPCReply(status: .ok, payload: request.payload)
+        }
+        try await withServer(server) {
+            let client = try RPCClient(configuration: RPCClientConfiguration(address: address))
+            defer { client.close() }
+            let clock = ContinuousClock()
+            let started = clock.now
+            let call = Task {
+                try await client.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(10))
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            call.cancel()
+            let result = await call.result
+            #expect(clock.now - started < .milliseconds(900))
+            if case .failure(let error) = result {
+                #expect((error as? TransportError)?.code == .cancelled, "\(error)")
+            } else {
+                Issue.record("the cancelled call returned a reply")
+            }
+        }
+    }
+
+    @Test("cancelling the task that runs the server closes it")
+    func serverCancellation() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let server = try echoServer(address)
+        let running = Task { await server.run() }
+        try await Task.sleep(for: .milliseconds(100))
+        running.cancel()
+        await running.value
+        let client = try RPCClient(configuration: RPCClientConfiguration(address: address))
+        defer { client.close() }
+        await #expect(throws: TransportError.self) {
+            _ = try await client.call(RPCRequest(method: "m", payload: []), timeout: .milliseconds(300))
         }
     }
 
@@ -216,3 +265,4 @@ struct RPCTests {
         }
     }
 }
+
