@@ -50,7 +50,7 @@ let package = Package(
             name: "BPF", dependencies: ["Basics", "CLibBPF", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(name: "WireFormat", dependencies: ["Basics", "EventModel", "CWireProto", "CProtobufC"],
-            swiftSettings: swiftSettings),
+            exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(
             name: "Transport",
             dependencies: [
@@ -118,6 +118,14 @@ let package = Package(
         .executableTarget(name: "patrol-sensor", dependencies: ["SensorApp"], swiftSettings: swiftSettings),
         .executableTarget(name: "patrol-collector", dependencies: ["CollectorApp"], swiftSettings: swiftSettings),
         .executableTarget(name: "patrolctl", dependencies: ["AdminApp"], swiftSettings: swiftSettings),
+        // Benchmarks (bench/README.md): one ArgumentParser subcommand per area, `swift run -c release patrol-bench wire`.
+        .executableTarget(
+            name: "patrol-bench",
+            dependencies: [
+                "Basics", "EventModel", "WireFormat", "TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
 
         // Test support: fixtures and servers that tests start.
         .target(

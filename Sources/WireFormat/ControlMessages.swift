@@ -338,8 +338,7 @@ extension WireCodec {
         guard let pointer else { return "" }
         let length = strlen(pointer)
         if length == 0 { return "" }
-        let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: length)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        guard let text = CText.string(pointer, length: length) else {
             throw WireFormatError(.invalidValue, "\(field()) is not valid UTF-8")
         }
         return text

@@ -111,26 +111,38 @@ enum WireEnums {
 
 /// Reads unpacked C messages into values, validating as it goes. `index` is the event's position in its batch
 /// (-1 for a lone event or a control message), used only to word errors.
-struct EventReader {
+struct EventReader: ~Copyable {
     var index: Int
+    /// The batch's container table (`Event.container_index` refers into it); empty for a lone event.
+    var containers: [ContainerRef] = []
 
-    /// Strings repeat a lot within a batch (node, container, image, exe): remember the last one per slot and
-    /// reuse its Swift string when the bytes are equal, which saves an allocation and a UTF-8 validation.
-    private var slots: [Slot]
+    /// Strings repeat a lot within a batch (node, exe, paths, argv): a small table, keyed by the bytes, hands back
+    /// the Swift string made the first time, saving an allocation and a UTF-8 check. It points into the unpacked
+    /// C message, so it lives only as long as one decode call. Strings of up to 15 bytes are stored inline by
+    /// Swift, cost no allocation, and skip the table.
+    private let interned: UnsafeMutablePointer<Interned>
+    private let internMask: Int
 
-    private struct Slot {
+    private struct Interned {
+        var key: UInt64 = 0
         var bytes: UnsafePointer<CChar>? = nil
         var length = 0
         var text = ""
     }
 
-    enum SlotID: Int, CaseIterable {
-        case node, runtime, containerID, podUID, podName, namespace, containerName, image, comm, exe, cwd
+    /// `expectedStrings`: about how many long strings to expect (sizes the intern table).
+    init(index: Int, expectedStrings: Int = 8) {
+        self.index = index
+        var capacity = 16
+        while capacity < expectedStrings * 2 && capacity < 8192 { capacity <<= 1 }
+        internMask = capacity - 1
+        interned = .allocate(capacity: capacity)
+        interned.initialize(repeating: Interned(), count: capacity)
     }
 
-    init(index: Int) {
-        self.index = index
-        self.slots = Array(repeating: Slot(), count: SlotID.allCases.count)
+    deinit {
+        interned.deinitialize(count: internMask + 1)
+        interned.deallocate()
     }
 
     func fail(_ code: WireFormatError.Code, _ text: String) -> WireFormatError {
@@ -145,29 +157,43 @@ struct EventReader {
         guard let pointer else { return "" }
         let length = strlen(pointer)
         if length == 0 { return "" }
-        let bytes = UnsafeBufferPointer(
-            start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self), count: length)
-        guard let text = String(validating: bytes, as: UTF8.self) else {
+        if length <= 15 { return try make(pointer, length, field, prefixed) }
+        let raw = UnsafeRawPointer(pointer)
+        let first = raw.loadUnaligned(as: UInt64.self)
+        let middle = raw.loadUnaligned(fromByteOffset: length / 2 - 4, as: UInt64.self)
+        let last = raw.loadUnaligned(fromByteOffset: length - 8, as: UInt64.self)
+        var key = (first &* 0x9E37_79B9_7F4A_7C15) ^ (middle &* 0xC2B2_AE3D_27D4_EB4F) ^ (last &* 0x1656_67B1_9E37_79F9)
+        key ^= UInt64(truncatingIfNeeded: length) ^ (key >> 29)
+        let home = Int(truncatingIfNeeded: key >> 7) & internMask
+        var target = home
+        var probe = home
+        for _ in 0..<4 {
+            let entry = interned + probe
+            guard entry.pointee.bytes != nil else {
+                target = probe
+                break
+            }
+            if entry.pointee.key == key, entry.pointee.length == length,
+                memcmp(entry.pointee.bytes!, pointer, length) == 0
+            {
+                return entry.pointee.text
+            }
+            probe = (probe + 1) & internMask
+        }
+        let value = try make(pointer, length, field, prefixed)
+        (interned + target).pointee = Interned(key: key, bytes: pointer, length: length, text: value)
+        return value
+    }
+
+    @inline(__always)
+    private func make(_ pointer: UnsafePointer<CChar>, _ length: Int, _ field: StaticString, _ prefixed: Bool)
+        throws(WireFormatError) -> String
+    {
+        guard let text = CText.string(pointer, length: length) else {
             if prefixed { throw fail(.invalidValue, "\(field) is not valid UTF-8") }
             throw WireFormatError(.invalidValue, "\(field) is not valid UTF-8")
         }
         return text
-    }
-
-    @inline(__always)
-    mutating func text(_ pointer: UnsafePointer<CChar>?, _ field: StaticString, slot: SlotID) throws(WireFormatError)
-        -> String
-    {
-        guard let pointer else { return "" }
-        let length = strlen(pointer)
-        if length == 0 { return "" }
-        let cached = slots[slot.rawValue]
-        if let previous = cached.bytes, cached.length == length, memcmp(previous, pointer, length) == 0 {
-            return cached.text
-        }
-        let value = try text(pointer, field)
-        slots[slot.rawValue] = Slot(bytes: pointer, length: length, text: value)
-        return value
     }
 
     func texts(_ count: Int, _ pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: StaticString)
@@ -180,27 +206,35 @@ struct EventReader {
         return out
     }
 
-    mutating func event(_ c: UnsafePointer<Patrol__V1__Event>) throws(WireFormatError) -> Event {
+    func event(_ c: UnsafePointer<Patrol__V1__Event>) throws(WireFormatError) -> Event {
         let e = c.pointee
         guard e.count != 0 else { throw fail(.invalidValue, "count is 0") }
         guard let p = e.process?.pointee else { throw fail(.missingField, "process is missing") }
-        let node = try text(e.node, "node", slot: .node)
+        let node = try text(e.node, "node")
         let process = ProcessInfo(
             pid: p.pid, ppid: p.ppid, tid: p.tid, uid: p.uid, gid: p.gid,
-            comm: try text(p.comm, "process.comm", slot: .comm),
-            exe: try text(p.exe, "process.exe", slot: .exe),
-            cwd: try text(p.cwd, "process.cwd", slot: .cwd),
+            comm: try text(p.comm, "process.comm"),
+            exe: try text(p.exe, "process.exe"),
+            cwd: try text(p.cwd, "process.cwd"),
             mountNamespace: p.mount_namespace)
         var container: ContainerRef? = nil
-        if let ref = e.container?.pointee {
+        if e.container_index != 0 {
+            guard e.container == nil else { throw fail(.invalidValue, "both container and container_index are set") }
+            guard Int(e.container_index) <= containers.count else {
+                throw fail(
+                    .invalidValue,
+                    "container_index \(e.container_index) is beyond the batch's \(containers.count) containers")
+            }
+            container = containers[Int(e.container_index) - 1]
+        } else if let ref = e.container?.pointee {
             container = ContainerRef(
-                runtime: try text(ref.runtime, "container.runtime", slot: .runtime),
-                containerID: try text(ref.container_id, "container.container_id", slot: .containerID),
-                podUID: try text(ref.pod_uid, "container.pod_uid", slot: .podUID),
-                podName: try text(ref.pod_name, "container.pod_name", slot: .podName),
-                namespace: try text(ref.namespace_, "container.namespace", slot: .namespace),
-                containerName: try text(ref.container_name, "container.container_name", slot: .containerName),
-                image: try text(ref.image, "container.image", slot: .image))
+                runtime: try text(ref.runtime, "container.runtime"),
+                containerID: try text(ref.container_id, "container.container_id"),
+                podUID: try text(ref.pod_uid, "container.pod_uid"),
+                podName: try text(ref.pod_name, "container.pod_name"),
+                namespace: try text(ref.namespace_, "container.namespace"),
+                containerName: try text(ref.container_name, "container.container_name"),
+                image: try text(ref.image, "container.image"))
         }
         return Event(
             time: e.time_ns, node: node, process: process, container: container, payload: try payload(e),
@@ -283,7 +317,7 @@ struct EventReader {
             }
             let length = strlen(json)
             let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(json).assumingMemoryBound(to: UInt8.self), count: length)
-            guard String(validating: bytes, as: UTF8.self) != nil else {
+            guard CText.isValidUTF8(bytes) else {
                 throw fail(.invalidValue, "audit.document_json is not valid UTF-8")
             }
             let document: JSONValue

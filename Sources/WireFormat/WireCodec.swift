@@ -41,14 +41,43 @@ public enum WireCodec {
         if count > 0 {
             let structs = arena.allocate(Patrol__V1__Event.self, count: count)
             let pointers = arena.allocate(UnsafeMutablePointer<Patrol__V1__Event>?.self, count: count)
+            // Each distinct container goes into the batch's table once; events carry its 1-based index.
+            var containers: [ContainerRef] = []
+            var indexByID: [String: UInt32] = [:]
+            var lastIndex: UInt32 = 0
             value.events.withUnsafeBufferPointer { events in
                 for index in 0..<count {
-                    arena.fill(structs + index, from: events[index])
+                    // Through a pointer, so the event is borrowed rather than copied (a copy retains every string).
+                    let event = events.baseAddress! + index
+                    var containerIndex: UInt32 = 0
+                    if let ref = event.pointee.container {
+                        if lastIndex != 0, containers[Int(lastIndex) - 1] == ref {
+                            containerIndex = lastIndex
+                        } else if let known = indexByID[ref.containerID], containers[Int(known) - 1] == ref {
+                            containerIndex = known
+                        } else {
+                            containers.append(ref)
+                            containerIndex = UInt32(containers.count)
+                            indexByID[ref.containerID] = containerIndex
+                        }
+                        lastIndex = containerIndex
+                    }
+                    arena.fill(structs + index, from: event.pointee, containerIndex: containerIndex)
                     pointers[index] = structs + index
                 }
             }
             message.pointee.n_events = count
             message.pointee.events = pointers
+            if !containers.isEmpty {
+                let refs = arena.allocate(Patrol__V1__ContainerRef.self, count: containers.count)
+                let refPointers = arena.allocate(UnsafeMutablePointer<Patrol__V1__ContainerRef>?.self, count: containers.count)
+                for (slot, ref) in containers.enumerated() {
+                    arena.fill(refs + slot, from: ref)
+                    refPointers[slot] = refs + slot
+                }
+                message.pointee.n_containers = containers.count
+                message.pointee.containers = refPointers
+            }
         }
         return pack(message)
     }
@@ -60,11 +89,20 @@ public enum WireCodec {
         }
         defer { patrol__v1__event_batch__free_unpacked(message, nil) }
         let batch = message.pointee
-        var reader = EventReader(index: -1)
+        var reader = EventReader(index: -1, expectedStrings: batch.n_events)
         let sensorID = try reader.text(batch.sensor_id, "EventBatch.sensor_id", prefixed: false)
         guard !sensorID.isEmpty else { throw WireFormatError(.missingField, "EventBatch.sensor_id is empty") }
         let bootID = try reader.text(batch.boot_id, "EventBatch.boot_id", prefixed: false)
         guard batch.sequence != 0 else { throw WireFormatError(.invalidValue, "EventBatch.sequence is 0") }
+        var containers: [ContainerRef] = []
+        containers.reserveCapacity(batch.n_containers)
+        for index in 0..<batch.n_containers {
+            guard let ref = batch.containers[index] else {
+                throw WireFormatError(.malformed, "EventBatch.containers[\(index)] is missing")
+            }
+            containers.append(try containerRef(ref.pointee, "EventBatch.containers[\(index)]"))
+        }
+        reader.containers = containers
         var events: [Event] = []
         events.reserveCapacity(batch.n_events)
         for index in 0..<batch.n_events {
@@ -96,7 +134,7 @@ public enum WireCodec {
             throw malformed("Event", bytes.count)
         }
         defer { patrol__v1__event__free_unpacked(message, nil) }
-        var reader = EventReader(index: -1)
+        let reader = EventReader(index: -1)
         return try reader.event(message)
     }
 
@@ -105,6 +143,17 @@ public enum WireCodec {
     }
 
     // MARK: Helpers shared by every message
+
+    static func containerRef(_ ref: Patrol__V1__ContainerRef, _ name: String) throws(WireFormatError) -> ContainerRef {
+        ContainerRef(
+            runtime: try controlText(ref.runtime, "\(name).runtime"),
+            containerID: try controlText(ref.container_id, "\(name).container_id"),
+            podUID: try controlText(ref.pod_uid, "\(name).pod_uid"),
+            podName: try controlText(ref.pod_name, "\(name).pod_name"),
+            namespace: try controlText(ref.namespace_, "\(name).namespace"),
+            containerName: try controlText(ref.container_name, "\(name).container_name"),
+            image: try controlText(ref.image, "\(name).image"))
+    }
 
     static func checkSize(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) throws(WireFormatError) {
         let max = maxMessageBytes
@@ -119,13 +168,10 @@ public enum WireCodec {
             cause: .cCode(library: "protobuf-c", code: 0, text: "protobuf_c_message_unpack returned NULL"))
     }
 
-    private static let one: UInt8 = 0
-
-    /// protobuf-c never reads `data` when `len` is 0, but gets a valid pointer anyway.
+    /// The bytes for protobuf-c; nil for empty input, which protobuf-c never reads when the length is 0.
     @inline(__always)
-    static func baseAddress(_ bytes: UnsafeRawBufferPointer) -> UnsafePointer<UInt8> {
-        if let base = bytes.baseAddress { return base.assumingMemoryBound(to: UInt8.self) }
-        return withUnsafePointer(to: one) { $0 }  // never dereferenced: len is 0
+    static func baseAddress(_ bytes: UnsafeRawBufferPointer) -> UnsafePointer<UInt8>? {
+        bytes.count == 0 ? nil : bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)
     }
 
     @inline(__always)
@@ -154,8 +200,23 @@ public enum WireCodec {
 // MARK: - Encoding events
 
 extension Arena {
+    mutating func fill(_ c: UnsafeMutablePointer<Patrol__V1__ContainerRef>, from ref: ContainerRef) {
+        patrol__v1__container_ref__init(c)
+        c.pointee.runtime = cString(ref.runtime)
+        c.pointee.container_id = cString(ref.containerID)
+        c.pointee.pod_uid = cString(ref.podUID)
+        c.pointee.pod_name = cString(ref.podName)
+        c.pointee.namespace_ = cString(ref.namespace)
+        c.pointee.container_name = cString(ref.containerName)
+        c.pointee.image = cString(ref.image)
+    }
+
+    /// Fills an Event struct. A non-zero `containerIndex` refers to the batch's container table instead of
+    /// writing the container inline.
     @inline(__always)
-    mutating func fill(_ c: UnsafeMutablePointer<Patrol__V1__Event>, from event: Event) {
+    mutating func fill(
+        _ c: UnsafeMutablePointer<Patrol__V1__Event>, from event: Event, containerIndex: UInt32 = 0
+    ) {
         patrol__v1__event__init(c)
         c.pointee.time_ns = event.time
         c.pointee.node = cString(event.node)
@@ -163,28 +224,22 @@ extension Arena {
 
         let process = allocate(Patrol__V1__Process.self)
         patrol__v1__process__init(process)
-        let info = event.process
-        process.pointee.pid = info.pid
-        process.pointee.ppid = info.ppid
-        process.pointee.tid = info.tid
-        process.pointee.uid = info.uid
-        process.pointee.gid = info.gid
-        process.pointee.comm = cString(info.comm)
-        process.pointee.exe = cString(info.exe)
-        process.pointee.cwd = cString(info.cwd)
-        process.pointee.mount_namespace = info.mountNamespace
+        process.pointee.pid = event.process.pid
+        process.pointee.ppid = event.process.ppid
+        process.pointee.tid = event.process.tid
+        process.pointee.uid = event.process.uid
+        process.pointee.gid = event.process.gid
+        process.pointee.comm = cString(event.process.comm)
+        process.pointee.exe = cString(event.process.exe)
+        process.pointee.cwd = cString(event.process.cwd)
+        process.pointee.mount_namespace = event.process.mountNamespace
         c.pointee.process = process
 
-        if let ref = event.container {
+        if containerIndex != 0 {
+            c.pointee.container_index = containerIndex
+        } else if let ref = event.container {
             let container = allocate(Patrol__V1__ContainerRef.self)
-            patrol__v1__container_ref__init(container)
-            container.pointee.runtime = cString(ref.runtime)
-            container.pointee.container_id = cString(ref.containerID)
-            container.pointee.pod_uid = cString(ref.podUID)
-            container.pointee.pod_name = cString(ref.podName)
-            container.pointee.namespace_ = cString(ref.namespace)
-            container.pointee.container_name = cString(ref.containerName)
-            container.pointee.image = cString(ref.image)
+            fill(container, from: ref)
             c.pointee.container = container
         }
 

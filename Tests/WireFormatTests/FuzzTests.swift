@@ -134,20 +134,31 @@ struct FuzzTests {
         print("fuzz random bytes: \(cases) cases")
         #expect(cases >= 40_000)
     }
+}
+
+/// Tests that depend on `WireCodec.maxMessageBytes`, which is process-wide: serialized, and the limit is only ever
+/// raised temporarily, so tests elsewhere (which decode small messages) are not affected.
+@Suite("Wire size limit", .serialized)
+struct SizeLimitTests {
+    typealias Kind = FuzzTests.Kind
+
+    /// A valid message padded with an unknown field to exactly `size` bytes.
+    static func padded(_ bytes: [UInt8], to size: Int) -> [UInt8] {
+        var padded = bytes
+        var header = ProtoWriter()
+        header.rawVarint(UInt64(1000 << 3 | 2))
+        header.rawVarint(UInt64(size - bytes.count - 6))
+        padded += header.bytes
+        padded += [UInt8](repeating: 0x41, count: size - padded.count)
+        return padded
+    }
 
     @Test("oversized input is rejected before parsing")
     func oversized() {
         let limit = WireCodec.maxMessageBytes
-        let valid = Self.corpus(seed: 1)
+        let valid = FuzzTests.corpus(seed: 1)
         for (kind, bytes) in valid {
-            // A valid message padded with an unknown field until it is just over the limit.
-            var padded = bytes
-            var header = ProtoWriter()
-            let fill = limit + 1 - bytes.count - 6
-            header.rawVarint(UInt64(1000 << 3 | 2))
-            header.rawVarint(UInt64(fill))
-            padded += header.bytes
-            padded += [UInt8](repeating: 0x41, count: limit + 1 - padded.count)
+            let padded = Self.padded(bytes, to: limit + 1)
             #expect(padded.count == limit + 1)
             do throws(WireFormatError) {
                 switch kind {
@@ -164,5 +175,29 @@ struct FuzzTests {
                 #expect(error.code == .oversized)
             }
         }
+    }
+
+    @Test("the limit defaults to 16 MiB and can be raised")
+    func configurable() throws {
+        #expect(WireCodec.maxMessageBytes == 16 << 20)
+        var fixtures = EventFixtures(seed: 3)
+        let batch = fixtures.batch(sequence: 1, count: 3)
+        let big = Self.padded(WireCodec.encode(batch), to: (16 << 20) + 1)
+        do {
+            _ = try WireCodec.decodeEventBatch(big)
+            Issue.record("a message over the limit decoded")
+        } catch {
+            #expect(error.code == .oversized)
+            #expect(error.message == "EventBatch is 16777217 bytes, more than the limit of 16777216")
+        }
+        do {
+            _ = try WireCodec.decodeRPCRequest([UInt8](repeating: 0, count: (16 << 20) + 1))
+            Issue.record("a message over the limit decoded")
+        } catch {
+            #expect(error.message == "RpcRequest is 16777217 bytes, more than the limit of 16777216")
+        }
+        WireCodec.maxMessageBytes = 32 << 20
+        defer { WireCodec.maxMessageBytes = 16 << 20 }
+        #expect(try WireCodec.decodeEventBatch(big) == batch)
     }
 }

@@ -69,7 +69,7 @@ struct RoundTripTests {
                     "": .string(""), unicode: .string("quote \" backslash \\ slash / nl \n tab \t nul \u{0} bell \u{7}"),
                     "nums": .array([
                         .number(0), .number(-1), .number(3.5), .number(1e300), .number(-2.2250738585072014e-308),
-                        .number(9_007_199_254_740_993), .number(0.1), .number(123_456_789_012),
+                        .number(9_007_199_254_740_992), .number(-9_007_199_254_740_994), .number(1.5e16), .number(0.1), .number(123_456_789_012),
                     ]),
                     "nested": .array([.array([.array([.object(["a": .bool(true), "b": .bool(false), "c": .null])])])]),
                 ]), sourceID: "es/_doc/1")),
@@ -109,6 +109,26 @@ struct RoundTripTests {
             let viaPointer = try bytes.withUnsafeBytes { raw in try WireCodec.decodeEventBatch(raw) }
             #expect(viaPointer == batch)
         }
+    }
+
+    @Test("a batch names each container once and keeps look-alike containers apart")
+    func containerTable() throws {
+        let a = ContainerRef(runtime: "containerd", containerID: "aaa", podName: "p1", image: "img:1")
+        let aNewImage = ContainerRef(runtime: "containerd", containerID: "aaa", podName: "p1", image: "img:2")
+        let b = ContainerRef(containerID: "bbb")
+        let empty = ContainerRef(containerID: "")
+        let refs: [ContainerRef?] = [a, a, nil, b, a, aNewImage, aNewImage, a, empty, nil, b]
+        let events = refs.enumerated().map { index, ref in
+            Event(
+                time: UInt64(index), node: "n", process: ProcessInfo(pid: Int32(index)), container: ref,
+                payload: .exit(Exit(code: Int32(index))))
+        }
+        let batch = EventBatch(sensorID: "s", bootID: "b", sequence: 1, events: events)
+        let bytes = WireCodec.encode(batch)
+        #expect(try WireCodec.decodeEventBatch(bytes) == batch)
+        // The same events one by one carry every container inline, so they are larger.
+        let inline = events.reduce(0) { $0 + WireCodec.encode($1).count }
+        #expect(bytes.count < inline)
     }
 
     @Test("BatchAck round-trips with every directive")
@@ -205,5 +225,36 @@ struct RoundTripTests {
                         .number(1), .number(-50), .bool(true), .bool(false), .null, .string("é🚀/\u{8}\u{c}\n\r\t"),
                     ])
                 ]))
+    }
+}
+
+@Suite("RPC method names")
+struct RPCMethodTests {
+    @Test("method names come from the service descriptors")
+    func names() {
+        #expect(RPCMethods.sensorService == [RPCMethods.sensorHello, RPCMethods.sendBatch, RPCMethods.reportStatus])
+        #expect(RPCMethods.adminService.contains("patrol.v1.AdminService/ListBindings"))
+        #expect(RPCMethods.adminService.contains("patrol.v1.AdminService/StartScan"))
+        #expect(RPCMethods.adminService.count == 21)
+    }
+}
+
+@Suite("Wire concurrency")
+struct ConcurrencyTests {
+    @Test("encoding and decoding run safely from many tasks at once")
+    func manyTasks() async throws {
+        var fixtures = EventFixtures(seed: 77)
+        let batches = (1...8).map { fixtures.batch(sequence: UInt64($0), count: 200, kinds: EventKind.allCases) }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for batch in batches {
+                group.addTask {
+                    for _ in 0..<20 where try WireCodec.decodeEventBatch(WireCodec.encode(batch)) != batch {
+                        return false
+                    }
+                    return true
+                }
+            }
+            for try await ok in group { #expect(ok) }
+        }
     }
 }

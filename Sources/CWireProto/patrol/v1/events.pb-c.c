@@ -2048,7 +2048,7 @@ const ProtobufCMessageDescriptor patrol__v1__audit_record__descriptor =
   (ProtobufCMessageInit) patrol__v1__audit_record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__event__field_descriptors[21] =
+static const ProtobufCFieldDescriptor patrol__v1__event__field_descriptors[22] =
 {
   {
     "time_ns",
@@ -2105,6 +2105,18 @@ static const ProtobufCFieldDescriptor patrol__v1__event__field_descriptors[21] =
     PROTOBUF_C_TYPE_UINT32,
     0,   /* quantifier_offset */
     offsetof(Patrol__V1__Event, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "container_index",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__Event, container_index),
     NULL,
     NULL,
     0,             /* flags */
@@ -2304,33 +2316,34 @@ static const ProtobufCFieldDescriptor patrol__v1__event__field_descriptors[21] =
   },
 };
 static const unsigned patrol__v1__event__field_indices_by_name[] = {
-  9,   /* field[9] = accept */
-  20,   /* field[20] = audit */
-  18,   /* field[18] = bpf */
-  12,   /* field[12] = capability */
-  8,   /* field[8] = connect */
+  10,   /* field[10] = accept */
+  21,   /* field[21] = audit */
+  19,   /* field[19] = bpf */
+  13,   /* field[13] = capability */
+  9,   /* field[9] = connect */
   3,   /* field[3] = container */
+  5,   /* field[5] = container_index */
   4,   /* field[4] = count */
-  10,   /* field[10] = dns */
-  5,   /* field[5] = exec */
-  6,   /* field[6] = exit */
-  17,   /* field[17] = link */
-  16,   /* field[16] = memfd */
-  13,   /* field[13] = module_load */
-  15,   /* field[15] = namespace_change */
+  11,   /* field[11] = dns */
+  6,   /* field[6] = exec */
+  7,   /* field[7] = exit */
+  18,   /* field[18] = link */
+  17,   /* field[17] = memfd */
+  14,   /* field[14] = module_load */
+  16,   /* field[16] = namespace_change */
   1,   /* field[1] = node */
-  7,   /* field[7] = open */
+  8,   /* field[8] = open */
   2,   /* field[2] = process */
-  14,   /* field[14] = ptrace */
-  19,   /* field[19] = scan_result */
-  11,   /* field[11] = syscalls */
+  15,   /* field[15] = ptrace */
+  20,   /* field[20] = scan_result */
+  12,   /* field[12] = syscalls */
   0,   /* field[0] = time_ns */
 };
 static const ProtobufCIntRange patrol__v1__event__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 10, 5 },
-  { 0, 21 }
+  { 10, 6 },
+  { 0, 22 }
 };
 const ProtobufCMessageDescriptor patrol__v1__event__descriptor =
 {
@@ -2340,7 +2353,7 @@ const ProtobufCMessageDescriptor patrol__v1__event__descriptor =
   "Patrol__V1__Event",
   "patrol.v1",
   sizeof(Patrol__V1__Event),
-  21,
+  22,
   patrol__v1__event__field_descriptors,
   patrol__v1__event__field_indices_by_name,
   2,  patrol__v1__event__number_ranges,

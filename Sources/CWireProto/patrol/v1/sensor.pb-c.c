@@ -526,7 +526,7 @@ void   patrol__v1__rpc_reply__free_unpacked
   assert(message->base.descriptor == &patrol__v1__rpc_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor patrol__v1__event_batch__field_descriptors[5] =
+static const ProtobufCFieldDescriptor patrol__v1__event_batch__field_descriptors[6] =
 {
   {
     "sensor_id",
@@ -588,10 +588,23 @@ static const ProtobufCFieldDescriptor patrol__v1__event_batch__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "containers",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Patrol__V1__EventBatch, n_containers),
+    offsetof(Patrol__V1__EventBatch, containers),
+    &patrol__v1__container_ref__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__event_batch__field_indices_by_name[] = {
   1,   /* field[1] = boot_id */
   3,   /* field[3] = compressed */
+  5,   /* field[5] = containers */
   4,   /* field[4] = events */
   0,   /* field[0] = sensor_id */
   2,   /* field[2] = sequence */
@@ -599,7 +612,7 @@ static const unsigned patrol__v1__event_batch__field_indices_by_name[] = {
 static const ProtobufCIntRange patrol__v1__event_batch__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor patrol__v1__event_batch__descriptor =
 {
@@ -609,7 +622,7 @@ const ProtobufCMessageDescriptor patrol__v1__event_batch__descriptor =
   "Patrol__V1__EventBatch",
   "patrol.v1",
   sizeof(Patrol__V1__EventBatch),
-  5,
+  6,
   patrol__v1__event_batch__field_descriptors,
   patrol__v1__event_batch__field_indices_by_name,
   1,  patrol__v1__event_batch__number_ranges,

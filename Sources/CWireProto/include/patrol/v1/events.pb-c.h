@@ -401,13 +401,18 @@ struct  Patrol__V1__Event
   char *node;
   Patrol__V1__Process *process;
   /*
-   * Absent means the host.
+   * The container, written inline. Absent (and container_index 0) means the host.
    */
   Patrol__V1__ContainerRef *container;
   /*
    * How many identical events the sensor folded into this one (at least 1).
    */
   uint32_t count;
+  /*
+   * Inside an EventBatch: 1-based index into EventBatch.containers, instead of an inline `container`
+   * (a batch names each container once; 0 = not used). Never set together with `container`.
+   */
+  uint32_t container_index;
   Patrol__V1__Event__PayloadCase payload_case;
   union {
     Patrol__V1__Exec *exec;
@@ -430,7 +435,7 @@ struct  Patrol__V1__Event
 };
 #define PATROL__V1__EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__event__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, NULL, NULL, 0, PATROL__V1__EVENT__PAYLOAD__NOT_SET, {0} }
+    , 0, (char *)protobuf_c_empty_string, NULL, NULL, 0, 0, PATROL__V1__EVENT__PAYLOAD__NOT_SET, {0} }
 
 
 /* Patrol__V1__Process methods */

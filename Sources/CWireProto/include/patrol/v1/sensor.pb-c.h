@@ -77,10 +77,16 @@ struct  Patrol__V1__EventBatch
   protobuf_c_boolean compressed;
   size_t n_events;
   Patrol__V1__Event **events;
+  /*
+   * The containers the events run in, each once; events refer to them by Event.container_index. This keeps
+   * seven strings per event off the wire and out of the decoder's allocations.
+   */
+  size_t n_containers;
+  Patrol__V1__ContainerRef **containers;
 };
 #define PATROL__V1__EVENT_BATCH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__event_batch__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0,NULL }
 
 
 /*

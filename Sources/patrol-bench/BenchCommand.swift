@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `patrol-bench`: Patrol's benchmarks, one subcommand (and one file) per area. Run in release mode:
+/// `swift run -c release patrol-bench <subcommand>`. Results are recorded in docs/BENCHMARKS.md.
+@main
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "patrol-bench",
+        abstract: "Patrol benchmarks (build with -c release).",
+        subcommands: [WireBench.self])
+}
