@@ -1,5 +1,6 @@
 import Basics
 import EventModel
+import WireFormat
 
 /// The identifying fields of an `EventBatch`, without its events.
 public struct BatchHeader: Sendable, Hashable {
@@ -51,7 +52,7 @@ public struct ReceivedBatch: Sendable, Hashable {
 /// return BatchProtocol.reply(dedup.ack(for: batch.header))   // the ack goes out only now
 /// ```
 public enum BatchProtocol {
-    public static let sendBatchMethod = "patrol.v1.SensorService/SendBatch"
+    public static let sendBatchMethod = RPCMethods.sendBatch
 
     /// Decodes the request of a `SendBatch` call.
     public static func decodeBatch(_ request: RPCRequest) throws(TransportError) -> ReceivedBatch {
