@@ -17,7 +17,11 @@ struct RPCTests {
 
     @Test("round trip", arguments: try addresses())
     func roundTrip(address: String) async throws {
-        let server = try echoServer(address)
+        let server = try RPCServer(configuration: RPCServerConfiguration(address: address)) { request, peer in
+            #expect(!peer.tlsVerified)
+            #expect(peer.remoteAddress != "unknown", "\(peer)")
+            return RPCReply(status: .ok, message: request.method, payload: request.payload)
+        }
         try await withServer(server) {
             let client = try RPCClient(configuration: RPCClientConfiguration(address: address))
             defer { client.close() }
