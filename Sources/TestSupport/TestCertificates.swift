@@ -40,25 +40,34 @@ public struct TestCertificates: Sendable {
 
     private static func makeCA(name: String, commonName: String, in directory: String) throws {
         try openssl(
-            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).pem", "-days", "1",
-             "-subj", "/CN=\(commonName)", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).pem", "-days", "1",
+                "-subj", "/CN=\(commonName)", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            ])
     }
 
-    private static func makeLeaf(name: String, commonName: String, ca: String, server: Bool, in directory: String) throws {
+    private static func makeLeaf(name: String, commonName: String, ca: String, server: Bool, in directory: String)
+        throws
+    {
         try openssl(
-            ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).csr", "-subj", "/CN=\(commonName)"])
+            [
+                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).csr", "-subj", "/CN=\(commonName)",
+            ])
         let extensions = "\(directory)/\(name).ext"
         let usage = server ? "serverAuth" : "clientAuth"
-        let text = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+        let text =
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
             + "extendedKeyUsage=\(usage)\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
         try text.write(toFile: extensions, atomically: true, encoding: .utf8)
         try openssl(
-            ["x509", "-req", "-in", "\(directory)/\(name).csr", "-CA", "\(directory)/\(ca).pem",
-             "-CAkey", "\(directory)/\(ca).key", "-CAcreateserial", "-out", "\(directory)/\(name).pem",
-             "-days", "1", "-extfile", extensions])
+            [
+                "x509", "-req", "-in", "\(directory)/\(name).csr", "-CA", "\(directory)/\(ca).pem",
+                "-CAkey", "\(directory)/\(ca).key", "-CAcreateserial", "-out", "\(directory)/\(name).pem",
+                "-days", "1", "-extfile", extensions,
+            ])
     }
 
     private static func openssl(_ arguments: [String]) throws {

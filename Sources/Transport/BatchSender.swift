@@ -71,6 +71,10 @@ public struct BatchSenderStats: Sendable, Hashable {
     public var spilledBatches: UInt64 = 0
     /// Spool files that could not be written or read back (their batches are counted as dropped).
     public var spoolErrors: UInt64 = 0
+    /// Batches of earlier boots found in the spool at start and delivered.
+    public var replayedBatches: UInt64 = 0
+    /// Batches of earlier boots still waiting in the spool.
+    public var earlierBootDepth: Int = 0
     /// Attempts that failed and were retried.
     public var retries: UInt64 = 0
     public var memoryDepth: Int = 0
@@ -114,6 +118,11 @@ public final class BatchSender: Sendable {
         var location: Location
     }
 
+    private struct EarlierBatch {
+        var path: String
+        var size: Int
+    }
+
     private struct State {
         var nextSequence: UInt64 = 1
         var entries: [UInt64: Entry] = [:]
@@ -125,6 +134,9 @@ public final class BatchSender: Sendable {
         var spooled: [UInt64] = []
         var spoolBytes = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
+        /// Spool files of earlier boots, oldest first; delivered before this boot's batches.
+        var earlier: [EarlierBatch] = []
+        var earlierInFlight: Set<String> = []
         /// Producers waiting in `waitForMemoryCapacity`.
         var capacityWaiters: [CheckedContinuation<Bool, Never>] = []
         var closed = false
@@ -152,6 +164,33 @@ public final class BatchSender: Sendable {
             return entry
         }
 
+        var hasWork: Bool {
+            if earlier.contains(where: { !earlierInFlight.contains($0.path) }) { return true }
+            var sequence = cursor
+            while sequence < nextSequence {
+                if entries[sequence] != nil && !inFlight.contains(sequence) { return true }
+                sequence += 1
+            }
+            return false
+        }
+
+        /// Removes the oldest earlier-boot file not in flight (for `dropOldest`); returns its path.
+        mutating func dropOldestEarlier() -> String? {
+            guard let index = earlier.firstIndex(where: { !earlierInFlight.contains($0.path) }) else { return nil }
+            let file = earlier.remove(at: index)
+            spoolBytes -= file.size
+            stats.droppedBatches += 1
+            return file.path
+        }
+
+        mutating func removeEarlier(_ path: String) -> Bool {
+            earlierInFlight.remove(path)
+            guard let index = earlier.firstIndex(where: { $0.path == path }) else { return false }
+            spoolBytes -= earlier[index].size
+            earlier.remove(at: index)
+            return true
+        }
+
         mutating func countDrop(_ entry: Entry) {
             stats.droppedBatches += 1
             stats.droppedEvents += UInt64(entry.eventCount)
@@ -170,19 +209,26 @@ public final class BatchSender: Sendable {
         if let directory = configuration.spoolDirectory {
             let spool = try Spool(directory: directory, bootID: configuration.bootID)
             self.spool = spool
-            let leftovers = spool.leftovers()
-            if !leftovers.isEmpty {
-                // Batches of an earlier boot: their sequence stream is over. Counted, logged, removed.
-                logger.warning(
-                    "spool holds batches of an earlier boot; discarding them",
-                    metadata: [
-                        "directory": "\(directory)", "files": "\(leftovers.count)",
-                        "bytes": "\(leftovers.reduce(0) { $0 + $1.size })",
-                    ])
-                for leftover in leftovers { spool.remove(path: leftover.path) }
-            }
+            // Batches of earlier boots are complete EventBatch messages: deliver them first (the collector
+            // de-duplicates by their own boot id). Beyond the byte bound the oldest are dropped, counted.
             var initial = State()
-            initial.stats.droppedBatches = UInt64(leftovers.count)
+            var discarded: [String] = []
+            for leftover in spool.leftovers() {
+                initial.earlier.append(EarlierBatch(path: leftover.path, size: leftover.size))
+                initial.spoolBytes += leftover.size
+            }
+            while initial.spoolBytes > configuration.spoolMaxBytes, let path = initial.dropOldestEarlier() {
+                discarded.append(path)
+            }
+            for path in discarded { spool.remove(path: path) }
+            if !initial.earlier.isEmpty || !discarded.isEmpty {
+                logger.notice(
+                    "spool holds batches of earlier boots; delivering them first",
+                    metadata: [
+                        "directory": "\(directory)", "files": "\(initial.earlier.count)",
+                        "bytes": "\(initial.spoolBytes)", "droppedOverBound": "\(discarded.count)",
+                    ])
+            }
             state = Mutex(initial)
         } else {
             spool = nil
@@ -194,7 +240,8 @@ public final class BatchSender: Sendable {
         state.withLock { state in
             var stats = state.stats
             stats.memoryDepth = state.memoryCount
-            stats.spoolDepth = state.spooled.count
+            stats.spoolDepth = state.spooled.count + state.earlier.count
+            stats.earlierBootDepth = state.earlier.count
             stats.spoolBytes = state.spoolBytes
             stats.inFlight = state.inFlight.count
             stats.lastSequence = state.nextSequence - 1
@@ -203,7 +250,7 @@ public final class BatchSender: Sendable {
     }
 
     /// Batches not yet acked (in memory, spooled or in flight).
-    public var pendingBatches: Int { state.withLock { $0.entries.count } }
+    public var pendingBatches: Int { state.withLock { $0.entries.count + $0.earlier.count } }
 
     /// Queues one batch of already encoded events (`BatchProtocol.encodeEvents`: protobuf `EventBatch.events`
     /// entries) and returns its sequence number, or nil when the
@@ -212,6 +259,7 @@ public final class BatchSender: Sendable {
     public func submit(encodedEvents: [UInt8], eventCount: Int, compressed: Bool = false) async -> UInt64? {
         let configuration = self.configuration
         // Sequence assignment and placement happen under one lock so sequences follow submission order.
+        var droppedEarlier: [String] = []
         let (sequence, bytes, toSpool, dropped) = state.withLock {
             state -> (UInt64, [UInt8], Bool, [(UInt64, Entry)]) in
             let sequence = state.nextSequence
@@ -232,6 +280,10 @@ public final class BatchSender: Sendable {
             if spool != nil {
                 // Spill to disk, within the byte bound.
                 while state.spoolBytes + bytes.count > configuration.spoolMaxBytes {
+                    if configuration.overflowPolicy == .dropOldest, let path = state.dropOldestEarlier() {
+                        droppedEarlier.append(path)
+                        continue
+                    }
                     guard configuration.overflowPolicy == .dropOldest,
                         let victim = state.spooled.first(where: { !state.inFlight.contains($0) }),
                         case .spool = state.entries[victim]?.location
@@ -263,6 +315,10 @@ public final class BatchSender: Sendable {
             state.entries[sequence] = entry
             state.memoryCount += 1
             return (sequence, bytes, false, [(victim, removed)])
+        }
+        for path in droppedEarlier {
+            spool?.remove(path: path)
+            logger.warning("batch of an earlier boot dropped at spool bound", metadata: ["file": "\(path)"])
         }
         for (victim, entry) in dropped {
             if victim != sequence, case .spool = entry.location { spool?.remove(victim) }
@@ -344,10 +400,10 @@ public final class BatchSender: Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while clock.now < deadline {
-            if state.withLock({ $0.entries.isEmpty }) { return true }
+            if state.withLock({ $0.entries.isEmpty && $0.earlier.isEmpty }) { return true }
             try? await Task.sleep(for: .milliseconds(5))
         }
-        return state.withLock { $0.entries.isEmpty }
+        return state.withLock { $0.entries.isEmpty && $0.earlier.isEmpty }
     }
 
     /// Stops delivery. Unacked batches stay in the spool files only for the record: the next boot
@@ -366,6 +422,7 @@ public final class BatchSender: Sendable {
     // MARK: Delivery
 
     private enum Next {
+        case earlier(String)
         case batch(UInt64, Entry)
         case wait
         case closed
@@ -374,6 +431,10 @@ public final class BatchSender: Sendable {
     private func next() -> Next {
         state.withLock { state in
             if state.closed { return .closed }
+            if let file = state.earlier.first(where: { !state.earlierInFlight.contains($0.path) }) {
+                state.earlierInFlight.insert(file.path)
+                return .earlier(file.path)
+            }
             var sequence = state.cursor
             while sequence < state.nextSequence {
                 if state.entries[sequence] != nil && !state.inFlight.contains(sequence) {
@@ -396,11 +457,7 @@ public final class BatchSender: Sendable {
             let resumeNow = state.withLock { state -> Bool in
                 if state.closed { return true }
                 // Re-check under the lock: work may have arrived since `next()`.
-                var sequence = state.cursor
-                while sequence < state.nextSequence {
-                    if state.entries[sequence] != nil && !state.inFlight.contains(sequence) { return true }
-                    sequence += 1
-                }
+                if state.hasWork { return true }
                 state.waiters.append(continuation)
                 return false
             }
@@ -418,6 +475,9 @@ public final class BatchSender: Sendable {
             case .wait:
                 await waitForWork()
                 continue
+            case .earlier(let path):
+                backoff = await deliverEarlier(path, backoff: backoff)
+                continue
             case .batch(let s, let e):
                 sequence = s
                 entry = e
@@ -429,7 +489,8 @@ public final class BatchSender: Sendable {
                 do {
                     bytes = try await spool!.read(sequence)
                 } catch {
-                    logger.error("spooled batch unreadable; dropped", metadata: ["sequence": "\(sequence)", "error": "\(error)"])
+                    logger.error(
+                        "spooled batch unreadable; dropped", metadata: ["sequence": "\(sequence)", "error": "\(error)"])
                     state.withLock { state in
                         state.inFlight.remove(sequence)
                         state.stats.spoolErrors += 1
@@ -438,19 +499,7 @@ public final class BatchSender: Sendable {
                     continue
                 }
             }
-            let outcome: Outcome
-            do {
-                let reply = try await client.call(
-                    RPCRequest(method: configuration.method, payload: bytes), timeout: configuration.callTimeout)
-                switch reply.status {
-                case .ok: outcome = .acked(try? BatchProtocol.decodeAck(reply))
-                case .invalidArgument, .unimplemented, .permissionDenied, .unauthenticated, .outOfRange:
-                    outcome = .rejected(reply)
-                default: outcome = .retry("collector replied \(reply.status): \(reply.message)")
-                }
-            } catch {
-                outcome = .retry("\(error)")
-            }
+            let outcome = await attempt(bytes)
             switch outcome {
             case .acked(let ack):
                 let removed = state.withLock { state -> Entry? in
@@ -493,6 +542,74 @@ public final class BatchSender: Sendable {
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, configuration.retryMaximum)
             }
+        }
+    }
+
+    /// Sends one spool file of an earlier boot, as is. Returns the next back-off.
+    private func deliverEarlier(_ path: String, backoff: Duration) async -> Duration {
+        guard let spool else { return backoff }
+        let bytes: [UInt8]
+        do {
+            bytes = try await spool.read(path: path)
+        } catch {
+            logger.error(
+                "spooled batch of an earlier boot unreadable; dropped",
+                metadata: ["file": "\(path)", "error": "\(error)"])
+            state.withLock { state in
+                if state.removeEarlier(path) {
+                    state.stats.spoolErrors += 1
+                    state.stats.droppedBatches += 1
+                }
+            }
+            spool.remove(path: path)
+            return backoff
+        }
+        let outcome = await attempt(bytes)
+        switch outcome {
+        case .acked:
+            let removed = state.withLock { state in
+                let removed = state.removeEarlier(path)
+                if removed { state.stats.replayedBatches += 1 }
+                return removed
+            }
+            if removed { spool.remove(path: path) }
+            return configuration.retryMinimum
+        case .rejected(let reply):
+            logger.error(
+                "collector rejected a batch of an earlier boot; not retried",
+                metadata: ["file": "\(path)", "status": "\(reply.status)", "message": "\(reply.message)"])
+            let removed = state.withLock { state in
+                let removed = state.removeEarlier(path)
+                if removed { state.stats.rejectedBatches += 1 }
+                return removed
+            }
+            if removed { spool.remove(path: path) }
+            return backoff
+        case .retry(let why):
+            state.withLock { state in
+                state.earlierInFlight.remove(path)
+                state.stats.retries += 1
+            }
+            logger.debug(
+                "earlier-boot batch delivery failed; retrying", metadata: ["file": "\(path)", "reason": "\(why)"])
+            try? await Task.sleep(for: backoff)
+            return min(backoff * 2, configuration.retryMaximum)
+        }
+    }
+
+    /// One delivery attempt of an encoded batch.
+    private func attempt(_ bytes: [UInt8]) async -> Outcome {
+        do {
+            let reply = try await client.call(
+                RPCRequest(method: configuration.method, payload: bytes), timeout: configuration.callTimeout)
+            switch reply.status {
+            case .ok: return .acked(try? BatchProtocol.decodeAck(reply))
+            case .invalidArgument, .unimplemented, .permissionDenied, .unauthenticated, .outOfRange:
+                return .rejected(reply)
+            default: return .retry("collector replied \(reply.status): \(reply.message)")
+            }
+        } catch {
+            return .retry("\(error)")
         }
     }
 

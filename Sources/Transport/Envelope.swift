@@ -33,7 +33,8 @@ enum Envelope {
     }
 
     static func encodeBatch(_ header: BatchHeader, encodedEvents: [UInt8]) -> [UInt8] {
-        var writer = ProtobufWriter(capacity: encodedEvents.count + header.sensorID.utf8.count + header.bootID.utf8.count + 32)
+        var writer = ProtobufWriter(
+            capacity: encodedEvents.count + header.sensorID.utf8.count + header.bootID.utf8.count + 32)
         writer.string(field: 1, header.sensorID)
         writer.string(field: 2, header.bootID)
         writer.varint(field: 3, header.sequence)
@@ -145,7 +146,8 @@ struct ProtobufScanner {
     mutating func lengthDelimited(_ what: String) throws(EnvelopeError) -> Range<Int> {
         let length = try rawVarint(what + " length")
         guard length <= UInt64(bytes.count - offset) else {
-            throw EnvelopeError("\(what): length \(length) runs past the end (\(bytes.count - offset) bytes left at byte \(offset))")
+            throw EnvelopeError(
+                "\(what): length \(length) runs past the end (\(bytes.count - offset) bytes left at byte \(offset))")
         }
         defer { offset += Int(length) }
         return offset..<(offset + Int(length))

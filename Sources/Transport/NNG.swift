@@ -1,9 +1,9 @@
-internal import CNNG
 import Basics
+internal import CNNG
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // Internal owners of nng handles. Nothing here is public: no C type leaves the module.

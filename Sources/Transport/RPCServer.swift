@@ -1,5 +1,5 @@
-internal import CNNG
 import Basics
+internal import CNNG
 import EventModel
 import Logging
 import Synchronization
@@ -111,7 +111,8 @@ public final class RPCServer: Sendable {
                 try ContextChannel(socket: socket.socket, address: boundAddress)
             }
         } catch {
-            logger.error("rpc server cannot open contexts", metadata: ["address": "\(boundAddress)", "error": "\(error)"])
+            logger.error(
+                "rpc server cannot open contexts", metadata: ["address": "\(boundAddress)", "error": "\(error)"])
             return
         }
         await withTaskCancellationHandler {
@@ -211,7 +212,9 @@ public final class RPCServer: Sendable {
             if rc != NNGErrno.closed {
                 logger.info(
                     "rpc reply not sent",
-                    metadata: ["address": "\(boundAddress)", "peer": "\(peer.remoteAddress)", "error": "\(nngCause(rc))"])
+                    metadata: [
+                        "address": "\(boundAddress)", "peer": "\(peer.remoteAddress)", "error": "\(nngCause(rc))",
+                    ])
             }
         }
     }

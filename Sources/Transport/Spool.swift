@@ -26,14 +26,18 @@ final class Spool: Sendable {
         return "\(directory)/\(bootID)-\(String(repeating: "0", count: max(0, 20 - digits.count)))\(digits).batch"
     }
 
-    /// Files left by earlier boots, with their sizes.
+    /// Files left by earlier boots, oldest first (modification time, then name), with their sizes.
     func leftovers() -> [(path: String, size: Int)] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasSuffix(".batch") && !$0.hasPrefix(bootID + "-") }.map { name in
+        let files = names.filter { $0.hasSuffix(".batch") && !$0.hasPrefix(bootID + "-") }.map {
+            name -> (path: String, size: Int, modified: Double) in
             let path = "\(directory)/\(name)"
-            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
-            return (path, size ?? 0)
+            let attributes = (try? FileManager.default.attributesOfItem(atPath: path)) ?? [:]
+            let size = (attributes[.size] as? Int) ?? 0
+            let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            return (path, size, modified)
         }
+        return files.sorted { ($0.modified, $0.path) < ($1.modified, $1.path) }.map { ($0.path, $0.size) }
     }
 
     func write(_ sequence: UInt64, _ bytes: [UInt8]) async throws(TransportError) {
@@ -52,7 +56,10 @@ final class Spool: Sendable {
     }
 
     func read(_ sequence: UInt64) async throws(TransportError) -> [UInt8] {
-        let path = path(sequence)
+        try await read(path: path(sequence))
+    }
+
+    func read(path: String) async throws(TransportError) -> [UInt8] {
         do {
             return try await executor.run { [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) }
         } catch {

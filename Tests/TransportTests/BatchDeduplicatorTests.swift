@@ -10,7 +10,10 @@ struct BatchDeduplicatorTests {
         var dedup = BatchDeduplicator()
         for sequence in 1...5 as ClosedRange<UInt64> {
             #expect(!dedup.isDuplicate(sensorID: "s", bootID: "b", sequence: sequence))
-            do { let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: sequence); #expect(recorded) }
+            do {
+                let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: sequence)
+                #expect(recorded)
+            }
         }
         #expect(dedup.highestContiguous(sensorID: "s", bootID: "b") == 5)
         #expect(dedup.state(sensorID: "s", bootID: "b")?.above.isEmpty == true)
@@ -35,11 +38,26 @@ struct BatchDeduplicatorTests {
     @Test("duplicates are recognised and not recorded twice")
     func duplicates() {
         var dedup = BatchDeduplicator()
-        do { let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 1); #expect(recorded) }
-        do { let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 1); #expect(!recorded) }
-        do { let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 7); #expect(recorded) }
-        do { let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 7); #expect(!recorded) }
-        do { let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 0); #expect(!recorded) }
+        do {
+            let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 1)
+            #expect(recorded)
+        }
+        do {
+            let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 1)
+            #expect(!recorded)
+        }
+        do {
+            let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 7)
+            #expect(recorded)
+        }
+        do {
+            let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 7)
+            #expect(!recorded)
+        }
+        do {
+            let recorded = dedup.record(sensorID: "s", bootID: "b", sequence: 0)
+            #expect(!recorded)
+        }
         #expect(dedup.isDuplicate(sensorID: "s", bootID: "b", sequence: 1))
         #expect(dedup.isDuplicate(sensorID: "s", bootID: "b", sequence: 7))
     }

@@ -63,9 +63,10 @@ struct BatchSenderTests {
         #expect(stats.spoolDepth == 0 && stats.spoolBytes == 0 && stats.memoryDepth == 0)
         #expect(stats.collectorHighestContiguous == 40)
         let left = try FileManager.default.contentsOfDirectory(atPath: directory.path)
-        #expect(await eventually(timeout: .seconds(5)) {
-            ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? left).isEmpty
-        })
+        #expect(
+            await eventually(timeout: .seconds(5)) {
+                ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? left).isEmpty
+            })
     }
 
     @Test("delivers everything when the collector is stopped and restarted")
@@ -77,7 +78,8 @@ struct BatchSenderTests {
         let collector = CollectorStub()
         let events = sampleEvents(5)
         try await withSender(sender) {
-            let first = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let first = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             try await withServer(first) {
                 for _ in 0..<20 { await sender.submit(encodedEvents: events, eventCount: 5) }
                 #expect(await sender.flush(timeout: .seconds(20)))
@@ -88,7 +90,8 @@ struct BatchSenderTests {
             try await Task.sleep(for: .milliseconds(800))
             #expect(sender.stats.acknowledgedBatches == 20)
             #expect(sender.stats.spilledBatches > 0)
-            let second = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let second = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             try await withServer(second) {
                 for _ in 0..<10 { await sender.submit(encodedEvents: events, eventCount: 5) }
                 #expect(await sender.flush(timeout: .seconds(30)))
@@ -122,7 +125,8 @@ struct BatchSenderTests {
         #expect(stats.spoolDepth == 5)
         #expect(stats.memoryDepth == 2)
         try await withSender(sender) {
-            let server = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let server = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
             try await withServer(server) {
                 #expect(await sender.flush(timeout: .seconds(30)))
             }
@@ -136,7 +140,8 @@ struct BatchSenderTests {
     func wireShape() throws {
         var fixtures = EventFixtures(seed: 42)
         let events = fixtures.events(25)
-        let header = BatchHeader(sensorID: "sensor-9", bootID: "boot-a", sequence: 77, compressed: false, eventCount: 25)
+        let header = BatchHeader(
+            sensorID: "sensor-9", bootID: "boot-a", sequence: 77, compressed: false, eventCount: 25)
         let bytes = BatchProtocol.encodeBatch(header, encodedEvents: BatchProtocol.encodeEvents(events))
         let received = try BatchProtocol.decodeBatch(RPCRequest(method: BatchProtocol.sendBatchMethod, payload: bytes))
         #expect(received.header == header)
@@ -176,6 +181,43 @@ struct BatchSenderTests {
         #expect(decoded.withLock { $0 } == events)
     }
 
+    @Test("a restarted sensor delivers the spool of its earlier boot first")
+    func earlierBootReplay() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let directory = try TemporaryDirectory(prefix: "patrol-spool")
+        defer { directory.remove() }
+        let events = sampleEvents(4)
+        // Boot A: collector down; 2 batches in memory (lost with the process), 8 spilled to disk.
+        let bootA = try BatchSender(configuration: configuration(address, spool: directory.path, memory: 2))
+        for _ in 0..<10 { await bootA.submit(encodedEvents: events, eventCount: 4) }
+        #expect(bootA.stats.spoolDepth == 8)
+        bootA.close()
+        try await Task.sleep(for: .milliseconds(100))  // let the spool thread finish its writes
+
+        // Boot B starts with the collector back.
+        let bootB = try BatchSender(configuration: configuration(address, spool: directory.path, memory: 2))
+        #expect(bootB.stats.earlierBootDepth == 8)
+        let collector = CollectorStub()
+        let server = try RPCServer(configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+        try await withSender(bootB) {
+            try await withServer(server) {
+                for _ in 0..<5 { await bootB.submit(encodedEvents: events, eventCount: 4) }
+                #expect(await bootB.flush(timeout: .seconds(20)))
+            }
+        }
+        let bootAID = bootA.configuration.bootID
+        let bootBID = bootB.configuration.bootID
+        #expect(collector.highest("sensor-1", bootBID) == 5)
+        #expect(
+            collector.state.withLock { $0.dedup.state(sensorID: "sensor-1", bootID: bootAID)?.above } == Set(3...10))
+        #expect(bootB.stats.replayedBatches == 8)
+        #expect(bootB.stats.spoolDepth == 0 && bootB.stats.spoolBytes == 0)
+        #expect(
+            await eventually(timeout: .seconds(5)) {
+                ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? ["?"]).isEmpty
+            })
+    }
+
     @Test("without a spool the memory bound drops and counts")
     func memoryOnly() async throws {
         let address = Ports.loopbackTCPAddress()
@@ -201,5 +243,56 @@ struct BatchSenderTests {
         }
         #expect(sender.stats.rejectedBatches == 1)
         #expect(sender.stats.rejectedEvents == 2)
+    }
+}
+
+/// The DESIGN.md promise with production-like settings: a sensor that outlives its collector by more than
+/// 60 s delivers everything once it is back. Slow (about 70 s): runs only with PATROL_SLOW_TESTS=1.
+@Suite("BatchSender long outage")
+struct BatchSenderLongOutageTests {
+    @Test("collector away for 65 s")
+    func longOutage() async throws {
+        guard ProcessInfo.processInfo.environment["PATROL_SLOW_TESTS"] == "1" else {
+            print("skipped: the 65 s outage test runs only with PATROL_SLOW_TESTS=1")
+            return
+        }
+        let address = Ports.loopbackTCPAddress()
+        let directory = try TemporaryDirectory(prefix: "patrol-spool")
+        defer { directory.remove() }
+        // Defaults everywhere except the spool directory and a small memory queue.
+        let sender = try BatchSender(
+            configuration: BatchSenderConfiguration(
+                client: RPCClientConfiguration(address: address), sensorID: "sensor-1", bootID: "boot-long",
+                memoryQueueLimit: 8, spoolDirectory: directory.path))
+        let collector = CollectorStub()
+        let events = sampleEvents(20)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await sender.run() }
+            let first = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            try await withServer(first) {
+                for _ in 0..<10 { await sender.submit(encodedEvents: events, eventCount: 20) }
+                #expect(await sender.flush(timeout: .seconds(20)))
+            }
+            let clock = ContinuousClock()
+            let downSince = clock.now
+            while clock.now - downSince < .seconds(65) {
+                await sender.submit(encodedEvents: events, eventCount: 20)
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            let second = try RPCServer(
+                configuration: RPCServerConfiguration(address: address), handler: collector.handler)
+            let back = clock.now
+            try await withServer(second) {
+                #expect(await sender.flush(timeout: .seconds(60)))
+            }
+            let delay = clock.now - back
+            print("long outage: \(sender.stats.lastSequence) batches, delivered \(delay) after the collector returned")
+            sender.close()
+            try await group.waitForAll()
+        }
+        let last = sender.stats.lastSequence
+        #expect(collector.received == Set(1...last))
+        #expect(sender.stats.droppedBatches == 0)
     }
 }

@@ -46,6 +46,10 @@ final class CollectorStub: Sendable {
         var events = 0
     }
     let state = Mutex(State())
+    /// Also decode the events (WireFormat), as a real collector does after the duplicate check.
+    let decodeEvents: Bool
+
+    init(decodeEvents: Bool = false) { self.decodeEvents = decodeEvents }
 
     var handler: RPCServer.Handler {
         { [self] request, _ in
@@ -54,6 +58,16 @@ final class CollectorStub: Sendable {
                 batch = try BatchProtocol.decodeBatch(request)
             } catch {
                 return BatchProtocol.rejection(error)
+            }
+            if decodeEvents, !state.withLock({ $0.dedup.isDuplicate(batch.header) }) {
+                do {
+                    let decoded = try batch.decode()
+                    guard decoded.events.count == batch.header.eventCount else {
+                        return RPCReply(status: .dataLoss, message: "event count mismatch")
+                    }
+                } catch {
+                    return BatchProtocol.rejection(error)
+                }
             }
             let ack = state.withLock { state -> BatchAck in
                 if state.dedup.record(batch.header) {

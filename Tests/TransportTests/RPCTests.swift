@@ -17,7 +17,11 @@ struct RPCTests {
 
     @Test("round trip", arguments: try addresses())
     func roundTrip(address: String) async throws {
-        let server = try echoServer(address)
+        let server = try RPCServer(configuration: RPCServerConfiguration(address: address)) { request, peer in
+            #expect(!peer.tlsVerified)
+            #expect(peer.remoteAddress != "unknown", "\(peer)")
+            return RPCReply(status: .ok, message: request.method, payload: request.payload)
+        }
         try await withServer(server) {
             let client = try RPCClient(configuration: RPCClientConfiguration(address: address))
             defer { client.close() }
@@ -47,9 +51,15 @@ struct RPCTests {
     @Test("concurrent calls run on separate contexts")
     func concurrentCalls() async throws {
         let address = Ports.loopbackTCPAddress()
+        let active = Mutex((now: 0, peak: 0))
         let server = try RPCServer(configuration: RPCServerConfiguration(address: address, concurrency: 16)) {
             request, _ in
-            try? await Task.sleep(for: .milliseconds(200))
+            active.withLock {
+                $0.now += 1
+                $0.peak = max($0.peak, $0.now)
+            }
+            try? await Task.sleep(for: .milliseconds(300))
+            active.withLock { $0.now -= 1 }
             return RPCReply(status: .ok, payload: request.payload)
         }
         try await withServer(server) {
@@ -61,15 +71,33 @@ struct RPCTests {
                 for index in 0..<16 {
                     group.addTask {
                         let reply = try await client.call(
-                            RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(10))
+                            RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(20))
                         #expect(reply.payload == [UInt8(index)])
                     }
                 }
                 try await group.waitForAll()
             }
             let elapsed = clock.now - started
-            // Serially this would take 3.2 s.
-            #expect(elapsed < .milliseconds(1500), "16 calls of 200 ms took \(elapsed)")
+            // Serially this would take 4.8 s; the peak shows how many handlers ran at once.
+            #expect(active.withLock { $0.peak } >= 8)
+            #expect(elapsed < .seconds(4), "16 calls of 300 ms took \(elapsed)")
+        }
+    }
+
+    @Test("several connections from one client")
+    func severalConnections() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let server = try echoServer(address)
+        try await withServer(server) {
+            let client = try RPCClient(configuration: RPCClientConfiguration(address: address, connections: 3))
+            defer { client.close() }
+            #expect(await eventually(timeout: .seconds(10)) { client.stats.connects == 3 })
+            for index in 0..<9 {
+                let reply = try await client.call(
+                    RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(5))
+                #expect(reply.payload == [UInt8(index)])
+            }
+            #expect(server.stats.openConnections == 3)
         }
     }
 
@@ -88,6 +116,50 @@ struct RPCTests {
         }
     }
 
+    @Test("cancelling the caller's task ends its call with .cancelled, at once")
+    func cancellation() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let server = try RPCServer(configuration: RPCServerConfiguration(address: address)) { request, _ in
+            try? await Task.sleep(for: .seconds(3))
+            return RPCReply(status: .ok, payload: request.payload)
+        }
+        try await withServer(server) {
+            let client = try RPCClient(configuration: RPCClientConfiguration(address: address))
+            defer { client.close() }
+            let clock = ContinuousClock()
+            let started = clock.now
+            let call = Task {
+                try await client.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(10))
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            let cancelledAt = clock.now
+            call.cancel()
+            let result = await call.result
+            // The handler answers after 3 s; a cancelled call must not wait for that.
+            #expect(clock.now - cancelledAt < .milliseconds(1500), "started \(cancelledAt - started) before cancel")
+            if case .failure(let error) = result {
+                #expect((error as? TransportError)?.code == .cancelled, "\(error)")
+            } else {
+                Issue.record("the cancelled call returned a reply")
+            }
+        }
+    }
+
+    @Test("cancelling the task that runs the server closes it")
+    func serverCancellation() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let server = try echoServer(address)
+        let running = Task { await server.run() }
+        try await Task.sleep(for: .milliseconds(100))
+        running.cancel()
+        await running.value
+        let client = try RPCClient(configuration: RPCClientConfiguration(address: address))
+        defer { client.close() }
+        await #expect(throws: TransportError.self) {
+            _ = try await client.call(RPCRequest(method: "m", payload: []), timeout: .milliseconds(300))
+        }
+    }
+
     @Test("timeout names the address")
     func timeout() async throws {
         let address = Ports.loopbackTCPAddress()
@@ -103,7 +175,8 @@ struct RPCTests {
         }
     }
 
-    @Test("invalid addresses are refused with a message", arguments: ["http://x:1", "tcp://nohost", "", "tcp://h:port"])
+    @Test(
+        "invalid addresses are refused with a message", arguments: ["http://x:1", "tcp://nohost", "", "tcp://h:port"])
     func invalidAddress(address: String) {
         #expect(throws: TransportError.self) {
             _ = try RPCClient(configuration: RPCClientConfiguration(address: address))
@@ -154,6 +227,28 @@ struct RPCTests {
         }
     }
 
+    @Test("with replyToUndecodable off, garbage is dropped without a reply, and counted")
+    func garbageDropped() async throws {
+        let address = Ports.loopbackTCPAddress()
+        let server = try RPCServer(
+            configuration: RPCServerConfiguration(address: address, replyToUndecodable: false)
+        ) { request, _ in RPCReply(status: .ok, payload: request.payload) }
+        try await withServer(server) {
+            let good = try RPCClient(configuration: RPCClientConfiguration(address: address))
+            let rogue = try RPCClient(configuration: RPCClientConfiguration(address: address))
+            defer {
+                good.close()
+                rogue.close()
+            }
+            let result = await rogue.rawCall([1, 2, 3, 4, 5], timeout: .milliseconds(300))
+            #expect(throws: TransportError.self) { try result.get() }
+            let fine = try await good.call(RPCRequest(method: "m", payload: [8]), timeout: .seconds(5))
+            #expect(fine.payload == [8])
+            #expect(server.stats.decodeFailures >= 1)
+            #expect(server.stats.replyFailures == 0)
+        }
+    }
+
     @Test("oversized frames are refused by closing the connection; others keep being served")
     func oversized() async throws {
         let address = Ports.loopbackTCPAddress()
@@ -176,3 +271,4 @@ struct RPCTests {
         }
     }
 }
+

@@ -1,5 +1,6 @@
 import EventModel
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
@@ -21,10 +22,15 @@ struct TLSTests {
             caFile: certificates.caCertificate)
     }
 
-    @Test("a client with a certificate from the CA is served")
+    @Test("a client with a certificate from the CA is served, and the handler sees a verified peer")
     func success() async throws {
         let address = Ports.loopbackTCPAddress(scheme: "tls+tcp")
-        let server = try echoServer(address, tls: serverTLS)
+        let peers = Mutex<[PeerInfo]>([])
+        let server = try RPCServer(configuration: RPCServerConfiguration(address: address, tls: serverTLS)) {
+            request, peer in
+            peers.withLock { $0.append(peer) }
+            return RPCReply(status: .ok, payload: request.payload)
+        }
         try await withServer(server) {
             let client = try RPCClient(
                 configuration: RPCClientConfiguration(
@@ -37,6 +43,10 @@ struct TLSTests {
             #expect(reply.payload == [4, 2])
         }
         #expect(server.stats.tlsRefusals == 0)
+        let peer = try #require(peers.withLock { $0.first })
+        #expect(peer.tlsVerified)
+        #expect(peer.remoteAddress.hasPrefix("127.0.0.1:"))
+        #expect(peer.connectionID > 0)
     }
 
     @Test("clients without a certificate or from another CA are refused, logged and counted")
@@ -46,7 +56,8 @@ struct TLSTests {
         try await withServer(server) {
             let noCertificate = try RPCClient(
                 configuration: RPCClientConfiguration(
-                    address: address, tls: TLSConfiguration(caFile: certificates.caCertificate, serverName: "localhost")))
+                    address: address, tls: TLSConfiguration(caFile: certificates.caCertificate, serverName: "localhost")
+                ))
             defer { noCertificate.close() }
             do {
                 _ = try await noCertificate.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(1))
@@ -65,7 +76,8 @@ struct TLSTests {
                 configuration: RPCClientConfiguration(
                     address: address,
                     tls: TLSConfiguration(
-                        certificateFile: certificates.rogueClientCertificate, privateKeyFile: certificates.rogueClientKey,
+                        certificateFile: certificates.rogueClientCertificate,
+                        privateKeyFile: certificates.rogueClientKey,
                         caFile: certificates.caCertificate, serverName: "localhost")))
             defer { rogue.close() }
             do {
