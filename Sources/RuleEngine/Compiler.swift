@@ -65,9 +65,10 @@ func asciiLower(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 
 /// Case-insensitive (ASCII; other text is lowercased first) substring search. `needle` is lowercase.
 func bytesContainIgnoringCase(_ text: String, _ needle: [UInt8]) -> Bool {
     if needle.isEmpty { return true }
-    if text.utf8.contains(where: { $0 >= 0x80 }) { return bytesContain(text.lowercased(), needle) }
+    guard text.utf8.count >= needle.count else { return false }
+    let ascii = withBytes(text) { bytes in !bytes.contains(where: { $0 >= 0x80 }) }
+    if !ascii { return bytesContain(text.lowercased(), needle) }
     return withBytes(text) { bytes in
-        guard bytes.count >= needle.count else { return false }
         let first = needle[0]
         var i = 0
         let last = bytes.count - needle.count
@@ -83,6 +84,51 @@ func bytesContainIgnoringCase(_ text: String, _ needle: [UInt8]) -> Bool {
             i += 1
         }
         return false
+    }
+}
+
+/// An exact-match set over UTF-8 bytes: FNV-1a and memcmp, cheaper than `Set<String>`'s hashing.
+struct ByteStringSet: Sendable {
+    private let items: [[UInt8]]
+    private let table: [Int32]
+    private let mask: Int
+
+    init(_ strings: [String]) {
+        var unique: [[UInt8]] = []
+        for string in strings where !unique.contains(Array(string.utf8)) { unique.append(Array(string.utf8)) }
+        var size = 8
+        while size < unique.count * 3 { size <<= 1 }
+        var table = [Int32](repeating: -1, count: size)
+        for (index, item) in unique.enumerated() {
+            var slot = Int(truncatingIfNeeded: item.withUnsafeBufferPointer(Self.hash)) & (size - 1)
+            while table[slot] >= 0 { slot = (slot + 1) & (size - 1) }
+            table[slot] = Int32(index)
+        }
+        self.items = unique
+        self.table = table
+        self.mask = size - 1
+    }
+
+    @inline(__always)
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var state: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes { state = (state ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        return state ^ (state >> 29)
+    }
+
+    func contains(_ text: String) -> Bool {
+        withBytes(text) { bytes in
+            var slot = Int(truncatingIfNeeded: Self.hash(bytes)) & mask
+            while true {
+                let index = table[slot]
+                if index < 0 { return false }
+                let found = items[Int(index)].withUnsafeBufferPointer { item in
+                    item.count == bytes.count && (item.count == 0 || memcmp(item.baseAddress!, bytes.baseAddress!, item.count) == 0)
+                }
+                if found { return true }
+                slot = (slot + 1) & mask
+            }
+        }
     }
 }
 
@@ -296,7 +342,7 @@ enum Compiler {
                     let v = values[0]
                     return { e, s in get(e, &s)?.contains(v) ?? false }
                 }
-                let set = Set(values)
+                let set = ByteStringSet(values)
                 return { e, s in get(e, &s)?.contains(where: { set.contains($0) }) ?? false }
             case .icontains:
                 let lowered = Set(values.map { $0.lowercased() })
@@ -391,8 +437,8 @@ enum Compiler {
         case .lt, .le, .gt, .ge:
             throw mismatch("ordering operators need an int field, this one is \(fieldType.rawValue)")
         case .in:
-            if values.count <= 8 { return { values.contains($0) } }
-            let set = Set(values)
+            if values.count <= 2 { return { values.contains($0) } }
+            let set = ByteStringSet(values)
             return { set.contains($0) }
         case .contains:
             let needles = values.map { Array($0.utf8) }

@@ -115,14 +115,22 @@ extension Event {
 }
 
 func basename(_ path: String) -> String {
-    guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return path }
-    return String(path[path.utf8.index(after: slash)...])
+    withBytes(path) { bytes in
+        var index = bytes.count
+        while index > 0, bytes[index - 1] != UInt8(ascii: "/") { index -= 1 }
+        if index == 0 { return path }
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[index...]), as: UTF8.self)
+    }
 }
 
 func dirname(_ path: String) -> String {
-    guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
-    if slash == path.startIndex { return "/" }
-    return String(path[..<slash])
+    withBytes(path) { bytes in
+        var index = bytes.count
+        while index > 0, bytes[index - 1] != UInt8(ascii: "/") { index -= 1 }
+        if index == 0 { return "." }
+        if index == 1 { return "/" }
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[..<(index - 1)]), as: UTF8.self)
+    }
 }
 
 /// Lowercased, without the trailing dot.
