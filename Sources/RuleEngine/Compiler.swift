@@ -7,7 +7,7 @@ import EventModel
 import PatternMatching
 
 /// A compiled condition: true when the event satisfies it.
-typealias Matcher = @Sendable (Event, inout Scratch) -> Bool
+typealias Matcher = @Sendable (EventPointer, inout Scratch) -> Bool
 typealias StringTest = @Sendable (String) -> Bool
 
 // MARK: Byte-level string operations (no Unicode normalisation: paths and names compare as bytes)
