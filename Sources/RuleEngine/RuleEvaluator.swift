@@ -46,9 +46,11 @@ public struct RuleEvaluator: Sendable {
         let ordinal = kindOrdinal(event.pointee.kind)
         var scratch = Scratch()
         var alerts: [Alert] = []
-        for rule in compiled.plain[ordinal] where rule.condition(event, &scratch) {
-            if let exception = rule.exception, exception(event, &scratch) { continue }
-            alerts.append(Self.makeAlert(rule, event, &scratch))
+        compiled.plain[ordinal].withUnsafeBufferPointer { slots in
+            for index in slots.indices where slots[index].condition(event, &scratch) {
+                if let exception = slots[index].exception, exception(event, &scratch) { continue }
+                alerts.append(Self.makeAlert(slots[index].rule, event, &scratch))
+            }
         }
         let sequenceRules = compiled.sequences[ordinal]
         if !sequenceRules.isEmpty {

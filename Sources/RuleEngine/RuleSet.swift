@@ -71,24 +71,32 @@ func kindOrdinal(_ kind: EventKind) -> Int {
 
 let kindCount = EventKind.allCases.count
 
+/// What the hot loop needs for one rule, stored inline so the loop touches one small array.
+struct RuleSlot: Sendable {
+    let condition: Matcher
+    let exception: Matcher?
+    let rule: CompiledRule
+}
+
 /// The compiled, kind-indexed form shared by every evaluator of a rule set.
 final class CompiledRules: Sendable {
     let all: [CompiledRule]
     /// Enabled plain (non-sequence) rules per kind ordinal.
-    let plain: [ContiguousArray<CompiledRule>]
+    let plain: [ContiguousArray<RuleSlot>]
     /// Enabled sequence rules per kind ordinal.
     let sequences: [ContiguousArray<CompiledRule>]
 
     init(all: [CompiledRule]) {
         self.all = all
-        var plain = Array(repeating: ContiguousArray<CompiledRule>(), count: kindCount)
+        var plain = Array(repeating: ContiguousArray<RuleSlot>(), count: kindCount)
         var sequences = Array(repeating: ContiguousArray<CompiledRule>(), count: kindCount)
         for compiled in all where compiled.rule.enabled {
             for kind in compiled.rule.events {
                 if compiled.sequence != nil {
                     sequences[kindOrdinal(kind)].append(compiled)
                 } else {
-                    plain[kindOrdinal(kind)].append(compiled)
+                    plain[kindOrdinal(kind)].append(
+                        RuleSlot(condition: compiled.condition, exception: compiled.exception, rule: compiled))
                 }
             }
         }
