@@ -162,13 +162,11 @@ enum Compiler {
     static func compile(_ expr: Expr, _ context: inout CompileContext) throws(RuleEngineError) -> Matcher {
         switch expr {
         case .and(let terms):
-            var parts: [Matcher] = []
-            for term in terms { parts.append(try compile(term, &context)) }
-            return conjunction(parts)
+            if terms.isEmpty { return { _, _ in true } }
+            return try chain(terms.indices, isAnd: true) { (index) throws(RuleEngineError) in try compile(terms[index], &context) }
         case .or(let terms):
-            var parts: [Matcher] = []
-            for term in terms { parts.append(try compile(term, &context)) }
-            return disjunction(parts)
+            if terms.isEmpty { return { _, _ in false } }
+            return try chain(terms.indices, isAnd: false) { (index) throws(RuleEngineError) in try compile(terms[index], &context) }
         case .not(let inner):
             let predicate = try compile(inner, &context)
             return { e, s in !predicate(e, &s) }
@@ -202,38 +200,16 @@ enum Compiler {
         }
     }
 
-    static func conjunction(_ parts: [Matcher]) -> Matcher {
-        switch parts.count {
-        case 1: return parts[0]
-        case 2:
-            let (a, b) = (parts[0], parts[1])
-            return { e, s in a(e, &s) && b(e, &s) }
-        case 3:
-            let (a, b, c) = (parts[0], parts[1], parts[2])
-            return { e, s in a(e, &s) && b(e, &s) && c(e, &s) }
-        default:
-            return { e, s in
-                for part in parts where !part(e, &s) { return false }
-                return true
-            }
-        }
-    }
-
-    static func disjunction(_ parts: [Matcher]) -> Matcher {
-        switch parts.count {
-        case 1: return parts[0]
-        case 2:
-            let (a, b) = (parts[0], parts[1])
-            return { e, s in a(e, &s) || b(e, &s) }
-        case 3:
-            let (a, b, c) = (parts[0], parts[1], parts[2])
-            return { e, s in a(e, &s) || b(e, &s) || c(e, &s) }
-        default:
-            return { e, s in
-                for part in parts where part(e, &s) { return true }
-                return false
-            }
-        }
+    /// `build(i)` for every index, joined with `&&` (or `||`) left to right. Built by recursion rather than
+    /// from an array: closures stored in arrays are reabstracted, and each call would pass through thunks.
+    static func chain(
+        _ range: Range<Int>, isAnd: Bool, _ build: (Int) throws(RuleEngineError) -> Matcher
+    ) throws(RuleEngineError) -> Matcher {
+        let first = try build(range.lowerBound)
+        if range.count == 1 { return first }
+        let rest = try chain(range.lowerBound + 1..<range.upperBound, isAnd: isAnd, build)
+        if isAnd { return { e, s in first(e, &s) && rest(e, &s) } }
+        return { e, s in first(e, &s) || rest(e, &s) }
     }
 
     /// Resolves a field reference for this rule, checking it exists and applies to one of its kinds.
@@ -324,6 +300,26 @@ enum Compiler {
         }
         switch extractor {
         case .string(let get):
+            // Common cases call the byte helpers directly (one closure hop fewer per comparison).
+            switch op {
+            case .eq:
+                let v = values[0]
+                return { e, s in get(e, &s).map { $0 == v } ?? false }
+            case .in where values.count > 2:
+                let set = ByteStringSet(values)
+                return { e, s in get(e, &s).map { set.contains($0) } ?? false }
+            case .startswith where values.count == 1:
+                let prefix = Array(values[0].utf8)
+                return { e, s in get(e, &s).map { bytesHavePrefix($0, prefix) } ?? false }
+            case .endswith where values.count == 1:
+                let suffix = Array(values[0].utf8)
+                return { e, s in get(e, &s).map { bytesHaveSuffix($0, suffix) } ?? false }
+            case .contains where values.count == 1:
+                let needle = Array(values[0].utf8)
+                return { e, s in get(e, &s).map { bytesContain($0, needle) } ?? false }
+            default:
+                break
+            }
             let test = try stringTest(op, values, fieldType: type, mismatch: mismatch, context, offset: offset)
             return { e, s in
                 guard let value = get(e, &s) else { return false }

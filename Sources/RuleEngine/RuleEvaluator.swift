@@ -48,7 +48,7 @@ public struct RuleEvaluator: Sendable {
         var alerts: [Alert] = []
         compiled.plain[ordinal].withUnsafeBufferPointer { slots in
             for index in slots.indices where slots[index].condition(event, &scratch) {
-                if let exception = slots[index].exception, exception(event, &scratch) { continue }
+                if slots[index].hasException && slots[index].exception(event, &scratch) { continue }
                 alerts.append(Self.makeAlert(slots[index].rule, event, &scratch))
             }
         }

@@ -74,7 +74,9 @@ let kindCount = EventKind.allCases.count
 /// What the hot loop needs for one rule, stored inline so the loop touches one small array.
 struct RuleSlot: Sendable {
     let condition: Matcher
-    let exception: Matcher?
+    let hasException: Bool
+    /// `{ false }` when the rule has no exceptions (not an Optional: see `Compiler.chain`).
+    let exception: Matcher
     let rule: CompiledRule
 }
 
@@ -96,7 +98,9 @@ final class CompiledRules: Sendable {
                     sequences[kindOrdinal(kind)].append(compiled)
                 } else {
                     plain[kindOrdinal(kind)].append(
-                        RuleSlot(condition: compiled.condition, exception: compiled.exception, rule: compiled))
+                        RuleSlot(
+                            condition: compiled.condition, hasException: compiled.exception != nil,
+                            exception: compiled.exception ?? { _, _ in false }, rule: compiled))
                 }
             }
         }
@@ -281,25 +285,26 @@ public struct RuleSet: Sendable {
         }
 
         // Exceptions: any row whose every field matches suppresses the rule.
-        var rows: [Matcher] = []
-        for exception in rule.exceptions {
-            context.location = exception.location
-            for row in exception.values {
-                var cells: [Matcher] = []
-                for (position, field) in exception.fields.enumerated() {
-                    let op = ComparisonOperator(rawValue: exception.comps[position])!
+        var rows: [(exception: RuleException, row: [ParameterValue])] = []
+        for exception in rule.exceptions { for row in exception.values { rows.append((exception, row)) } }
+        var exception: Matcher?
+        if !rows.isEmpty {
+            exception = try Compiler.chain(rows.indices, isAnd: false) { (rowIndex) throws(RuleEngineError) in
+                let (definition, row) = rows[rowIndex]
+                context.location = definition.location
+                return try Compiler.chain(definition.fields.indices, isAnd: true) { (position) throws(RuleEngineError) in
+                    let op = ComparisonOperator(rawValue: definition.comps[position])!
                     let operand: Operand
                     switch row[position] {
                     case .list(let items): operand = .list(items.map { ($0, false) })
-                    case .scalar(let value): operand = op == .in ? .single(value, quoted: false) : .single(value, quoted: true)
+                    case .scalar(let value):
+                        operand = op == .in ? .single(value, quoted: false) : .single(value, quoted: true)
                     }
-                    cells.append(
-                        try Compiler.compileComparison(field: field, op: op, operand: operand, offset: 0, &context))
+                    return try Compiler.compileComparison(
+                        field: definition.fields[position], op: op, operand: operand, offset: 0, &context)
                 }
-                rows.append(Compiler.conjunction(cells))
             }
         }
-        let exception: Matcher? = rows.isEmpty ? nil : Compiler.disjunction(rows)
 
         // Sequence steps.
         var sequence: CompiledSequence?
