@@ -49,20 +49,33 @@ private final class CodeBox: @unchecked Sendable {
     deinit { pcre2_code_free_8(code) }
 }
 
-/// A stack of reusable match-data blocks. A match pops one (or creates one) and pushes it back,
-/// so concurrent matches never share scratch memory and the steady state allocates nothing.
+/// Reusable match-data blocks: a few atomic slots. A match takes a block from a slot (or creates one)
+/// and puts it back, so concurrent matches never share scratch memory, the steady state allocates
+/// nothing, and the uncontended path is one atomic exchange each way (no lock).
 private final class MatchDataPool: Sendable {
-    private let free = Mutex<[UInt]>([])
-    private let limit: Int
+    private let slot0 = Atomic<UInt>(0)
+    private let slot1 = Atomic<UInt>(0)
+    private let slot2 = Atomic<UInt>(0)
+    private let slot3 = Atomic<UInt>(0)
 
-    init(limit: Int) {
-        self.limit = limit
-        free.withLock { $0.reserveCapacity(limit) }
+    init() {}
+
+    @inline(__always)
+    private func withSlot<R>(_ index: Int, _ body: (borrowing Atomic<UInt>) -> R) -> R {
+        switch index {
+        case 0: return body(slot0)
+        case 1: return body(slot1)
+        case 2: return body(slot2)
+        default: return body(slot3)
+        }
     }
 
     @inline(__always)
     func take() -> OpaquePointer {
-        if let raw = free.withLock({ $0.popLast() }), let data = OpaquePointer(bitPattern: raw) { return data }
+        for index in 0..<4 {
+            let raw = withSlot(index) { $0.exchange(0, ordering: .acquiring) }
+            if raw != 0, let data = OpaquePointer(bitPattern: raw) { return data }
+        }
         // One ovector pair is enough: we report match / no match and the overall range.
         guard let data = pcre2_match_data_create_8(1, nil) else { fatalError("pcre2_match_data_create: out of memory") }
         return data
@@ -71,19 +84,19 @@ private final class MatchDataPool: Sendable {
     @inline(__always)
     func give(_ data: OpaquePointer) {
         let raw = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(data)))
-        let limit = self.limit
-        let kept = free.withLock { stack -> Bool in
-            guard stack.count < limit else { return false }
-            stack.append(raw)
-            return true
+        for index in 0..<4 {
+            let stored = withSlot(index) {
+                $0.compareExchange(expected: 0, desired: raw, ordering: .releasing).exchanged
+            }
+            if stored { return }
         }
-        if !kept { pcre2_match_data_free_8(data) }
+        pcre2_match_data_free_8(data)
     }
 
     deinit {
-        free.withLock { stack in
-            for raw in stack { pcre2_match_data_free_8(OpaquePointer(bitPattern: raw)) }
-            stack.removeAll()
+        for index in 0..<4 {
+            let raw = withSlot(index) { $0.exchange(0, ordering: .acquiring) }
+            if raw != 0 { pcre2_match_data_free_8(OpaquePointer(bitPattern: raw)) }
         }
     }
 }
@@ -121,7 +134,7 @@ public final class CompiledPattern: Sendable, CustomStringConvertible {
         self.options = options
         self.box = CodeBox(code)
         self.isJIT = pcre2_jit_compile_8(code, UInt32(PCRE2_JIT_COMPLETE)) == 0
-        self.pool = MatchDataPool(limit: 16)
+        self.pool = MatchDataPool()
     }
 
     public var description: String { "/\(pattern)/" }

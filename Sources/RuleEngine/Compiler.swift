@@ -7,7 +7,7 @@ import EventModel
 import PatternMatching
 
 /// A compiled condition: true when the event satisfies it.
-typealias Matcher = @Sendable (Event, inout Scratch) -> Bool
+typealias Matcher = @Sendable (EventPointer, inout Scratch) -> Bool
 typealias StringTest = @Sendable (String) -> Bool
 
 // MARK: Byte-level string operations (no Unicode normalisation: paths and names compare as bytes)
@@ -65,9 +65,10 @@ func asciiLower(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 
 /// Case-insensitive (ASCII; other text is lowercased first) substring search. `needle` is lowercase.
 func bytesContainIgnoringCase(_ text: String, _ needle: [UInt8]) -> Bool {
     if needle.isEmpty { return true }
-    if text.utf8.contains(where: { $0 >= 0x80 }) { return bytesContain(text.lowercased(), needle) }
+    guard text.utf8.count >= needle.count else { return false }
+    let ascii = withBytes(text) { bytes in !bytes.contains(where: { $0 >= 0x80 }) }
+    if !ascii { return bytesContain(text.lowercased(), needle) }
     return withBytes(text) { bytes in
-        guard bytes.count >= needle.count else { return false }
         let first = needle[0]
         var i = 0
         let last = bytes.count - needle.count
@@ -83,6 +84,51 @@ func bytesContainIgnoringCase(_ text: String, _ needle: [UInt8]) -> Bool {
             i += 1
         }
         return false
+    }
+}
+
+/// An exact-match set over UTF-8 bytes: FNV-1a and memcmp, cheaper than `Set<String>`'s hashing.
+struct ByteStringSet: Sendable {
+    private let items: [[UInt8]]
+    private let table: [Int32]
+    private let mask: Int
+
+    init(_ strings: [String]) {
+        var unique: [[UInt8]] = []
+        for string in strings where !unique.contains(Array(string.utf8)) { unique.append(Array(string.utf8)) }
+        var size = 8
+        while size < unique.count * 3 { size <<= 1 }
+        var table = [Int32](repeating: -1, count: size)
+        for (index, item) in unique.enumerated() {
+            var slot = Int(truncatingIfNeeded: item.withUnsafeBufferPointer(Self.hash)) & (size - 1)
+            while table[slot] >= 0 { slot = (slot + 1) & (size - 1) }
+            table[slot] = Int32(index)
+        }
+        self.items = unique
+        self.table = table
+        self.mask = size - 1
+    }
+
+    @inline(__always)
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var state: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes { state = (state ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        return state ^ (state >> 29)
+    }
+
+    func contains(_ text: String) -> Bool {
+        withBytes(text) { bytes in
+            var slot = Int(truncatingIfNeeded: Self.hash(bytes)) & mask
+            while true {
+                let index = table[slot]
+                if index < 0 { return false }
+                let found = items[Int(index)].withUnsafeBufferPointer { item in
+                    item.count == bytes.count && (item.count == 0 || memcmp(item.baseAddress!, bytes.baseAddress!, item.count) == 0)
+                }
+                if found { return true }
+                slot = (slot + 1) & mask
+            }
+        }
     }
 }
 
@@ -116,13 +162,11 @@ enum Compiler {
     static func compile(_ expr: Expr, _ context: inout CompileContext) throws(RuleEngineError) -> Matcher {
         switch expr {
         case .and(let terms):
-            var parts: [Matcher] = []
-            for term in terms { parts.append(try compile(term, &context)) }
-            return conjunction(parts)
+            if terms.isEmpty { return { _, _ in true } }
+            return try chain(terms.indices, isAnd: true) { (index) throws(RuleEngineError) in try compile(terms[index], &context) }
         case .or(let terms):
-            var parts: [Matcher] = []
-            for term in terms { parts.append(try compile(term, &context)) }
-            return disjunction(parts)
+            if terms.isEmpty { return { _, _ in false } }
+            return try chain(terms.indices, isAnd: false) { (index) throws(RuleEngineError) in try compile(terms[index], &context) }
         case .not(let inner):
             let predicate = try compile(inner, &context)
             return { e, s in !predicate(e, &s) }
@@ -156,38 +200,16 @@ enum Compiler {
         }
     }
 
-    static func conjunction(_ parts: [Matcher]) -> Matcher {
-        switch parts.count {
-        case 1: return parts[0]
-        case 2:
-            let (a, b) = (parts[0], parts[1])
-            return { e, s in a(e, &s) && b(e, &s) }
-        case 3:
-            let (a, b, c) = (parts[0], parts[1], parts[2])
-            return { e, s in a(e, &s) && b(e, &s) && c(e, &s) }
-        default:
-            return { e, s in
-                for part in parts where !part(e, &s) { return false }
-                return true
-            }
-        }
-    }
-
-    static func disjunction(_ parts: [Matcher]) -> Matcher {
-        switch parts.count {
-        case 1: return parts[0]
-        case 2:
-            let (a, b) = (parts[0], parts[1])
-            return { e, s in a(e, &s) || b(e, &s) }
-        case 3:
-            let (a, b, c) = (parts[0], parts[1], parts[2])
-            return { e, s in a(e, &s) || b(e, &s) || c(e, &s) }
-        default:
-            return { e, s in
-                for part in parts where part(e, &s) { return true }
-                return false
-            }
-        }
+    /// `build(i)` for every index, joined with `&&` (or `||`) left to right. Built by recursion rather than
+    /// from an array: closures stored in arrays are reabstracted, and each call would pass through thunks.
+    static func chain(
+        _ range: Range<Int>, isAnd: Bool, _ build: (Int) throws(RuleEngineError) -> Matcher
+    ) throws(RuleEngineError) -> Matcher {
+        let first = try build(range.lowerBound)
+        if range.count == 1 { return first }
+        let rest = try chain(range.lowerBound + 1..<range.upperBound, isAnd: isAnd, build)
+        if isAnd { return { e, s in first(e, &s) && rest(e, &s) } }
+        return { e, s in first(e, &s) || rest(e, &s) }
     }
 
     /// Resolves a field reference for this rule, checking it exists and applies to one of its kinds.
@@ -278,6 +300,26 @@ enum Compiler {
         }
         switch extractor {
         case .string(let get):
+            // Common cases call the byte helpers directly (one closure hop fewer per comparison).
+            switch op {
+            case .eq:
+                let v = values[0]
+                return { e, s in get(e, &s).map { $0 == v } ?? false }
+            case .in where values.count > 2:
+                let set = ByteStringSet(values)
+                return { e, s in get(e, &s).map { set.contains($0) } ?? false }
+            case .startswith where values.count == 1:
+                let prefix = Array(values[0].utf8)
+                return { e, s in get(e, &s).map { bytesHavePrefix($0, prefix) } ?? false }
+            case .endswith where values.count == 1:
+                let suffix = Array(values[0].utf8)
+                return { e, s in get(e, &s).map { bytesHaveSuffix($0, suffix) } ?? false }
+            case .contains where values.count == 1:
+                let needle = Array(values[0].utf8)
+                return { e, s in get(e, &s).map { bytesContain($0, needle) } ?? false }
+            default:
+                break
+            }
             let test = try stringTest(op, values, fieldType: type, mismatch: mismatch, context, offset: offset)
             return { e, s in
                 guard let value = get(e, &s) else { return false }
@@ -296,7 +338,7 @@ enum Compiler {
                     let v = values[0]
                     return { e, s in get(e, &s)?.contains(v) ?? false }
                 }
-                let set = Set(values)
+                let set = ByteStringSet(values)
                 return { e, s in get(e, &s)?.contains(where: { set.contains($0) }) ?? false }
             case .icontains:
                 let lowered = Set(values.map { $0.lowercased() })
@@ -391,8 +433,8 @@ enum Compiler {
         case .lt, .le, .gt, .ge:
             throw mismatch("ordering operators need an int field, this one is \(fieldType.rawValue)")
         case .in:
-            if values.count <= 8 { return { values.contains($0) } }
-            let set = Set(values)
+            if values.count <= 2 { return { values.contains($0) } }
+            let set = ByteStringSet(values)
             return { set.contains($0) }
         case .contains:
             let needles = values.map { Array($0.utf8) }

@@ -25,11 +25,14 @@ struct Scratch {
     var uriParams: [String: String]?
 }
 
-typealias StringGetter = @Sendable (Event, inout Scratch) -> String?
-typealias IntGetter = @Sendable (Event, inout Scratch) -> Int64?
-typealias BoolGetter = @Sendable (Event, inout Scratch) -> Bool?
-typealias StringsGetter = @Sendable (Event, inout Scratch) -> ArraySlice<String>?
-typealias IntsGetter = @Sendable (Event, inout Scratch) -> [Int64]?
+/// Conditions receive the event by pointer: closures stored in generic containers are reabstracted, and
+/// a large struct passed by value through those thunks would be copied (and retained) on every call.
+typealias EventPointer = UnsafePointer<Event>
+typealias StringGetter = @Sendable (EventPointer, inout Scratch) -> String?
+typealias IntGetter = @Sendable (EventPointer, inout Scratch) -> Int64?
+typealias BoolGetter = @Sendable (EventPointer, inout Scratch) -> Bool?
+typealias StringsGetter = @Sendable (EventPointer, inout Scratch) -> ArraySlice<String>?
+typealias IntsGetter = @Sendable (EventPointer, inout Scratch) -> [Int64]?
 
 /// How to read one field from an event; nil means "not present" (every comparison is then false).
 enum Extractor: Sendable {
@@ -50,7 +53,7 @@ enum Extractor: Sendable {
     }
 
     /// The value as text, for output templates, alert fields and sequence keys.
-    func render(_ event: Event, _ scratch: inout Scratch) -> String? {
+    func render(_ event: EventPointer, _ scratch: inout Scratch) -> String? {
         switch self {
         case .string(let get): return get(event, &scratch)
         case .int(let get): return get(event, &scratch).map { String($0) }
@@ -115,14 +118,22 @@ extension Event {
 }
 
 func basename(_ path: String) -> String {
-    guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return path }
-    return String(path[path.utf8.index(after: slash)...])
+    withBytes(path) { bytes in
+        var index = bytes.count
+        while index > 0, bytes[index - 1] != UInt8(ascii: "/") { index -= 1 }
+        if index == 0 { return path }
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[index...]), as: UTF8.self)
+    }
 }
 
 func dirname(_ path: String) -> String {
-    guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
-    if slash == path.startIndex { return "/" }
-    return String(path[..<slash])
+    withBytes(path) { bytes in
+        var index = bytes.count
+        while index > 0, bytes[index - 1] != UInt8(ascii: "/") { index -= 1 }
+        if index == 0 { return "." }
+        if index == 1 { return "/" }
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[..<(index - 1)]), as: UTF8.self)
+    }
 }
 
 /// Lowercased, without the trailing dot.
@@ -288,49 +299,49 @@ enum FieldRegistry {
         let jsonPath = JSONPath(path)
         return FieldSpec(name: name, type: type, kinds: [.audit], argument: .none, doc: doc) { _ in
             switch type {
-            case .int: return .success(.int { event, _ in event.auditDocument.flatMap { jsonInt(jsonPath.single($0)) } })
+            case .int: return .success(.int { event, _ in event.pointee.auditDocument.flatMap { jsonInt(jsonPath.single($0)) } })
             case .strings:
                 return .success(
                     .strings { event, _ in
-                        guard let document = event.auditDocument else { return nil }
+                        guard let document = event.pointee.auditDocument else { return nil }
                         return ArraySlice(jsonPath.all(document).compactMap(jsonScalarText))
                     })
             default:
                 return .success(
-                    .string { event, _ in event.auditDocument.flatMap { jsonScalarText(jsonPath.single($0)) } })
+                    .string { event, _ in event.pointee.auditDocument.flatMap { jsonScalarText(jsonPath.single($0)) } })
             }
         }
     }
 
     static let table: [FieldSpec] = [
         // Event
-        string("evt.kind", allKinds, "The event kind (`exec`, `open`, ...).") { e, _ in e.kind.rawValue },
+        string("evt.kind", allKinds, "The event kind (`exec`, `open`, ...).") { e, _ in e.pointee.kind.rawValue },
         int("evt.count", allKinds, "How many identical events the sensor folded into this one.") { e, _ in
-            Int64(e.count)
+            Int64(e.pointee.count)
         },
-        string("evt.node", allKinds, "The node (host name) the event came from.") { e, _ in e.node },
+        string("evt.node", allKinds, "The node (host name) the event came from.") { e, _ in e.pointee.node },
         // Process
-        string("proc.exe", sensorKinds, "Executable path; for exec events the new image.") { e, _ in e.procExe },
+        string("proc.exe", sensorKinds, "Executable path; for exec events the new image.") { e, _ in e.pointee.procExe },
         string("proc.name", sensorKinds, "Base name of `proc.exe` (falls back to `proc.comm`).") { e, s in
             if let cached = s.procName { return cached }
-            let exe = e.procExe
-            let name = exe.isEmpty ? e.process.comm : basename(exe)
+            let exe = e.pointee.procExe
+            let name = exe.isEmpty ? e.pointee.process.comm : basename(exe)
             s.procName = name
             return name
         },
-        string("proc.comm", sensorKinds, "The kernel's command name (at most 15 bytes).") { e, _ in e.process.comm },
+        string("proc.comm", sensorKinds, "The kernel's command name (at most 15 bytes).") { e, _ in e.pointee.process.comm },
         strings("proc.args", [.exec], "Arguments after argv[0] (multi-valued).") { e, _ in
-            e.execPayload.map { $0.argv.dropFirst() }
+            e.pointee.execPayload.map { $0.argv.dropFirst() }
         },
         string("proc.cmdline", [.exec], "argv joined by spaces (argv[0] first); the path when argv is empty.") { e, s in
             if let cached = s.cmdline { return cached }
-            guard let exec = e.execPayload else { return nil }
+            guard let exec = e.pointee.execPayload else { return nil }
             let line = exec.argv.isEmpty ? exec.path : exec.argv.joined(separator: " ")
             s.cmdline = line
             return line
         },
         strings("proc.env", [.exec], "Environment entries the sensor keeps, as `NAME=value` (multi-valued).") { e, _ in
-            e.execPayload.map { $0.env[...] }
+            e.pointee.execPayload.map { $0.env[...] }
         },
         FieldSpec(
             name: "proc.env", type: .string, kinds: [.exec], argument: .required("variable name"),
@@ -339,192 +350,192 @@ enum FieldRegistry {
             let prefix = (argument ?? "") + "="
             return .success(
                 .string { e, _ in
-                    guard let env = e.execPayload?.env else { return nil }
+                    guard let env = e.pointee.execPayload?.env else { return nil }
                     for entry in env where entry.hasPrefix(prefix) { return String(entry.dropFirst(prefix.count)) }
                     return nil
                 })
         },
-        int("proc.pid", sensorKinds, "Process id.") { e, _ in Int64(e.process.pid) },
-        int("proc.ppid", sensorKinds, "Parent process id.") { e, _ in Int64(e.process.ppid) },
-        int("proc.tid", sensorKinds, "Thread id.") { e, _ in Int64(e.process.tid) },
-        int("proc.uid", sensorKinds, "User id.") { e, _ in Int64(e.process.uid) },
-        int("proc.gid", sensorKinds, "Group id.") { e, _ in Int64(e.process.gid) },
-        string("proc.cwd", sensorKinds, "Working directory.") { e, _ in e.process.cwd },
+        int("proc.pid", sensorKinds, "Process id.") { e, _ in Int64(e.pointee.process.pid) },
+        int("proc.ppid", sensorKinds, "Parent process id.") { e, _ in Int64(e.pointee.process.ppid) },
+        int("proc.tid", sensorKinds, "Thread id.") { e, _ in Int64(e.pointee.process.tid) },
+        int("proc.uid", sensorKinds, "User id.") { e, _ in Int64(e.pointee.process.uid) },
+        int("proc.gid", sensorKinds, "Group id.") { e, _ in Int64(e.pointee.process.gid) },
+        string("proc.cwd", sensorKinds, "Working directory.") { e, _ in e.pointee.process.cwd },
         bool("exec.upper_layer", [.exec], "The executable is in the container's writable layer (drift).") { e, _ in
-            e.execPayload?.upperLayer
+            e.pointee.execPayload?.upperLayer
         },
         int("exit.code", [.exit], "Exit code.") { e, _ in
-            if case .exit(let x) = e.payload { return Int64(x.code) }
+            if case .exit(let x) = e.pointee.payload { return Int64(x.code) }
             return nil
         },
         int("exit.signal", [.exit], "Terminating signal, 0 if none.") { e, _ in
-            if case .exit(let x) = e.payload { return Int64(x.signal) }
+            if case .exit(let x) = e.pointee.payload { return Int64(x.signal) }
             return nil
         },
         // Container and Kubernetes; absent (nil) for host processes.
-        string("container.id", sensorKinds, "Container id; absent on the host.") { e, _ in e.container?.containerID },
-        string("container.name", sensorKinds, "Container name.") { e, _ in e.container?.containerName },
-        string("container.image", sensorKinds, "Container image.") { e, _ in e.container?.image },
-        string("container.runtime", sensorKinds, "Container runtime.") { e, _ in e.container?.runtime },
-        string("k8s.ns.name", sensorKinds, "Pod namespace.") { e, _ in e.container?.namespace },
-        string("k8s.pod.name", sensorKinds, "Pod name.") { e, _ in e.container?.podName },
-        string("k8s.pod.uid", sensorKinds, "Pod UID.") { e, _ in e.container?.podUID },
+        string("container.id", sensorKinds, "Container id; absent on the host.") { e, _ in e.pointee.container?.containerID },
+        string("container.name", sensorKinds, "Container name.") { e, _ in e.pointee.container?.containerName },
+        string("container.image", sensorKinds, "Container image.") { e, _ in e.pointee.container?.image },
+        string("container.runtime", sensorKinds, "Container runtime.") { e, _ in e.pointee.container?.runtime },
+        string("k8s.ns.name", sensorKinds, "Pod namespace.") { e, _ in e.pointee.container?.namespace },
+        string("k8s.pod.name", sensorKinds, "Pod name.") { e, _ in e.pointee.container?.podName },
+        string("k8s.pod.uid", sensorKinds, "Pod UID.") { e, _ in e.pointee.container?.podUID },
         // Files
-        string("fd.name", [.open], "The opened path.") { e, _ in e.openPayload?.path },
+        string("fd.name", [.open], "The opened path.") { e, _ in e.pointee.openPayload?.path },
         string("fd.directory", [.open], "Directory part of `fd.name`.") { e, s in
             if let cached = s.fdDirectory { return cached }
-            guard let path = e.openPayload?.path else { return nil }
+            guard let path = e.pointee.openPayload?.path else { return nil }
             let dir = dirname(path)
             s.fdDirectory = dir
             return dir
         },
         string("fd.filename", [.open], "Last component of `fd.name`.") { e, s in
             if let cached = s.fdFilename { return cached }
-            guard let path = e.openPayload?.path else { return nil }
+            guard let path = e.pointee.openPayload?.path else { return nil }
             let file = basename(path)
             s.fdFilename = file
             return file
         },
-        int("fd.flags", [.open], "open(2) flags.") { e, _ in e.openPayload.map { Int64($0.flags) } },
+        int("fd.flags", [.open], "open(2) flags.") { e, _ in e.pointee.openPayload.map { Int64($0.flags) } },
         bool("fd.write", [.open], "Opened for writing (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC).") { e, _ in
-            e.openPayload.map { ($0.flags & 0o3) != 0 || ($0.flags & 0o1100) != 0 }
+            e.pointee.openPayload.map { ($0.flags & 0o3) != 0 || ($0.flags & 0o1100) != 0 }
         },
-        int("fd.result", [.open], "File descriptor or negative errno.") { e, _ in e.openPayload.map { Int64($0.result) } },
+        int("fd.result", [.open], "File descriptor or negative errno.") { e, _ in e.pointee.openPayload.map { Int64($0.result) } },
         // Network: dport/daddr are the remote end for connect and the local end for accept.
         int("net.dport", [.connect, .accept], "Destination port.") { e, _ in
-            e.flowPayload.map { Int64($0.outgoing ? $0.flow.remotePort : $0.flow.localPort) }
+            e.pointee.flowPayload.map { Int64($0.outgoing ? $0.flow.remotePort : $0.flow.localPort) }
         },
         string("net.daddr", [.connect, .accept], "Destination address.") { e, _ in
-            e.flowPayload.map { $0.outgoing ? $0.flow.remoteAddress : $0.flow.localAddress }
+            e.pointee.flowPayload.map { $0.outgoing ? $0.flow.remoteAddress : $0.flow.localAddress }
         },
         int("net.sport", [.connect, .accept], "Source port.") { e, _ in
-            e.flowPayload.map { Int64($0.outgoing ? $0.flow.localPort : $0.flow.remotePort) }
+            e.pointee.flowPayload.map { Int64($0.outgoing ? $0.flow.localPort : $0.flow.remotePort) }
         },
         string("net.saddr", [.connect, .accept], "Source address.") { e, _ in
-            e.flowPayload.map { $0.outgoing ? $0.flow.localAddress : $0.flow.remoteAddress }
+            e.pointee.flowPayload.map { $0.outgoing ? $0.flow.localAddress : $0.flow.remoteAddress }
         },
         string("net.proto", [.connect, .accept], "`tcp`, `udp` or `unspecified`.") { e, _ in
-            e.flowPayload?.flow.proto.rawValue
+            e.pointee.flowPayload?.flow.proto.rawValue
         },
         string("net.family", [.connect, .accept], "`inet`, `inet6`, `unix` or `unspecified`.") { e, _ in
-            e.flowPayload?.flow.family.rawValue
+            e.pointee.flowPayload?.flow.family.rawValue
         },
-        int("net.result", [.connect, .accept], "0 or negative errno.") { e, _ in e.flowPayload.map { Int64($0.flow.result) } },
+        int("net.result", [.connect, .accept], "0 or negative errno.") { e, _ in e.pointee.flowPayload.map { Int64($0.flow.result) } },
         // DNS
         string("dns.name", [.dns], "Query name, lowercased, trailing dot removed.") { e, s in
             if let cached = s.dnsName { return cached }
-            guard case .dns(let query) = e.payload else { return nil }
+            guard case .dns(let query) = e.pointee.payload else { return nil }
             let name = normaliseDNSName(query.name)
             s.dnsName = name
             return name
         },
         int("dns.type", [.dns], "Numeric query type (1 = A, 28 = AAAA).") { e, _ in
-            if case .dns(let query) = e.payload { return Int64(query.queryType) }
+            if case .dns(let query) = e.pointee.payload { return Int64(query.queryType) }
             return nil
         },
         strings("dns.answers", [.dns], "Answer addresses (multi-valued).") { e, _ in
-            if case .dns(let query) = e.payload { return query.answers[...] }
+            if case .dns(let query) = e.pointee.payload { return query.answers[...] }
             return nil
         },
         // Syscalls, capabilities, modules, namespaces
         ints("syscall.ids", [.syscalls], "Syscall numbers used in the window (multi-valued).") { e, s in
             if let cached = s.syscallIDs { return cached }
-            guard case .syscalls(let set) = e.payload else { return nil }
+            guard case .syscalls(let set) = e.pointee.payload else { return nil }
             let ids = set.syscalls.map { Int64($0) }
             s.syscallIDs = ids
             return ids
         },
         int("cap.id", [.capability], "Capability number (CAP_SYS_ADMIN = 21).") { e, _ in
-            if case .capability(let use) = e.payload { return Int64(use.capability) }
+            if case .capability(let use) = e.pointee.payload { return Int64(use.capability) }
             return nil
         },
-        string("cap.name", [.capability], "Capability name, e.g. `CAP_SYS_ADMIN`.") { e, _ in
-            guard case .capability(let use) = e.payload else { return nil }
+        string("cap.name", [.capability], "Capability name, e.pointee.g. `CAP_SYS_ADMIN`.") { e, _ in
+            guard case .capability(let use) = e.pointee.payload else { return nil }
             let index = Int(use.capability)
             return capabilityNames.indices.contains(index) ? capabilityNames[index] : "CAP_\(index)"
         },
         int("cap.syscall", [.capability], "The syscall that asked for the capability.") { e, _ in
-            if case .capability(let use) = e.payload { return Int64(use.syscall) }
+            if case .capability(let use) = e.pointee.payload { return Int64(use.syscall) }
             return nil
         },
         bool("cap.granted", [.capability], "The kernel granted the capability.") { e, _ in
-            if case .capability(let use) = e.payload { return use.granted }
+            if case .capability(let use) = e.pointee.payload { return use.granted }
             return nil
         },
         string("module.name", [.moduleLoad], "Kernel module name.") { e, _ in
-            if case .moduleLoad(let load) = e.payload { return load.name }
+            if case .moduleLoad(let load) = e.pointee.payload { return load.name }
             return nil
         },
         string("module.syscall", [.moduleLoad], "`init_module` or `finit_module`.") { e, _ in
-            if case .moduleLoad(let load) = e.payload { return load.syscall }
+            if case .moduleLoad(let load) = e.pointee.payload { return load.syscall }
             return nil
         },
         string("ns.syscall", [.namespaceChange], "`unshare`, `setns` or `mount`.") { e, _ in
-            if case .namespaceChange(let change) = e.payload { return change.syscall }
+            if case .namespaceChange(let change) = e.pointee.payload { return change.syscall }
             return nil
         },
         int("ns.flags", [.namespaceChange], "CLONE_NEW* flags, or mount flags.") { e, _ in
-            if case .namespaceChange(let change) = e.payload { return Int64(bitPattern: change.flags) }
+            if case .namespaceChange(let change) = e.pointee.payload { return Int64(bitPattern: change.flags) }
             return nil
         },
         string("mount.source", [.namespaceChange], "Mount source (or setns target path).") { e, _ in
-            if case .namespaceChange(let change) = e.payload { return change.source }
+            if case .namespaceChange(let change) = e.pointee.payload { return change.source }
             return nil
         },
         string("mount.target", [.namespaceChange], "Mount target directory.") { e, _ in
-            if case .namespaceChange(let change) = e.payload { return change.target }
+            if case .namespaceChange(let change) = e.pointee.payload { return change.target }
             return nil
         },
         string("mount.fstype", [.namespaceChange], "Mount file-system type.") { e, _ in
-            if case .namespaceChange(let change) = e.payload { return change.fsType }
+            if case .namespaceChange(let change) = e.pointee.payload { return change.fsType }
             return nil
         },
         string("memfd.name", [.memfd], "memfd_create name.") { e, _ in
-            if case .memfd(let memfd) = e.payload { return memfd.name }
+            if case .memfd(let memfd) = e.pointee.payload { return memfd.name }
             return nil
         },
         int("memfd.flags", [.memfd], "memfd_create flags.") { e, _ in
-            if case .memfd(let memfd) = e.payload { return Int64(memfd.flags) }
+            if case .memfd(let memfd) = e.pointee.payload { return Int64(memfd.flags) }
             return nil
         },
         string("link.target", [.link], "What the new link points to.") { e, _ in
-            if case .link(let link) = e.payload { return link.target }
+            if case .link(let link) = e.pointee.payload { return link.target }
             return nil
         },
         string("link.path", [.link], "The new link's path.") { e, _ in
-            if case .link(let link) = e.payload { return link.linkPath }
+            if case .link(let link) = e.pointee.payload { return link.linkPath }
             return nil
         },
         bool("link.symbolic", [.link], "Symbolic (true) or hard (false) link.") { e, _ in
-            if case .link(let link) = e.payload { return link.symbolic }
+            if case .link(let link) = e.pointee.payload { return link.symbolic }
             return nil
         },
         int("bpf.cmd", [.bpf], "bpf(2) command number.") { e, _ in
-            if case .bpf(let call) = e.payload { return Int64(call.command) }
+            if case .bpf(let call) = e.pointee.payload { return Int64(call.command) }
             return nil
         },
         int("ptrace.request", [.ptrace], "ptrace request.") { e, _ in
-            if case .ptrace(let attach) = e.payload { return Int64(attach.request) }
+            if case .ptrace(let attach) = e.pointee.payload { return Int64(attach.request) }
             return nil
         },
         int("ptrace.pid", [.ptrace], "Target pid.") { e, _ in
-            if case .ptrace(let attach) = e.payload { return Int64(attach.targetPid) }
+            if case .ptrace(let attach) = e.pointee.payload { return Int64(attach.targetPid) }
             return nil
         },
         string("scan.signature", [.scanResult], "Malware signature name.") { e, _ in
-            if case .scanResult(let scan) = e.payload { return scan.signature }
+            if case .scanResult(let scan) = e.pointee.payload { return scan.signature }
             return nil
         },
         string("scan.path", [.scanResult], "Infected file path.") { e, _ in
-            if case .scanResult(let scan) = e.payload { return scan.path }
+            if case .scanResult(let scan) = e.pointee.payload { return scan.path }
             return nil
         },
         string("scan.sha256", [.scanResult], "File SHA-256.") { e, _ in
-            if case .scanResult(let scan) = e.payload { return scan.sha256 }
+            if case .scanResult(let scan) = e.pointee.payload { return scan.sha256 }
             return nil
         },
         bool("scan.part_of_image", [.scanResult], "File comes from the image's lower layers.") { e, _ in
-            if case .scanResult(let scan) = e.payload { return scan.partOfImage }
+            if case .scanResult(let scan) = e.pointee.payload { return scan.partOfImage }
             return nil
         },
         // Kubernetes audit (raw audit.k8s.io/v1 layout).
@@ -555,7 +566,7 @@ enum FieldRegistry {
             return .success(
                 .string { e, s in
                     if s.uriParams == nil {
-                        guard let uri = e.auditDocument?["requestURI"]?.stringValue else { return nil }
+                        guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
                         s.uriParams = queryParameters(of: uri)
                     }
                     return s.uriParams?[key]
@@ -566,7 +577,7 @@ enum FieldRegistry {
             doc: "`ka.annotation[KEY]`: an audit annotation."
         ) { argument in
             let path = JSONPath(["annotations", argument ?? ""])
-            return .success(.string { e, _ in e.auditDocument.flatMap { jsonScalarText(path.single($0)) } })
+            return .success(.string { e, _ in e.pointee.auditDocument.flatMap { jsonScalarText(path.single($0)) } })
         },
         FieldSpec(
             name: "jevt.value", type: .string, kinds: [.audit], argument: .required("JSON pointer"),
@@ -575,7 +586,7 @@ enum FieldRegistry {
             guard let path = JSONPath(pointer: argument ?? ""), !path.hasWildcard else {
                 return .failure(FieldArgumentError(reason: "jevt.value needs a JSON pointer like /objectRef/name (no *)"))
             }
-            return .success(.string { e, _ in e.auditDocument.flatMap { jsonScalarText(path.single($0)) } })
+            return .success(.string { e, _ in e.pointee.auditDocument.flatMap { jsonScalarText(path.single($0)) } })
         },
         FieldSpec(
             name: "jevt.int", type: .int, kinds: [.audit], argument: .required("JSON pointer"),
@@ -584,7 +595,7 @@ enum FieldRegistry {
             guard let path = JSONPath(pointer: argument ?? ""), !path.hasWildcard else {
                 return .failure(FieldArgumentError(reason: "jevt.int needs a JSON pointer like /responseStatus/code"))
             }
-            return .success(.int { e, _ in e.auditDocument.flatMap { jsonInt(path.single($0)) } })
+            return .success(.int { e, _ in e.pointee.auditDocument.flatMap { jsonInt(path.single($0)) } })
         },
         FieldSpec(
             name: "jevt.values", type: .strings, kinds: [.audit], argument: .required("JSON pointer with * wildcards"),
@@ -595,7 +606,7 @@ enum FieldRegistry {
             }
             return .success(
                 .strings { e, _ in
-                    guard let document = e.auditDocument else { return nil }
+                    guard let document = e.pointee.auditDocument else { return nil }
                     return ArraySlice(path.all(document).compactMap(jsonScalarText))
                 })
         },

@@ -39,12 +39,18 @@ public struct RuleEvaluator: Sendable {
 
     /// The alerts `event` raises. Only rules for the event's kind are visited.
     public mutating func evaluate(_ event: Event) -> [Alert] {
-        let ordinal = kindOrdinal(event.kind)
+        withUnsafePointer(to: event) { evaluate(pointer: $0) }
+    }
+
+    private mutating func evaluate(pointer event: EventPointer) -> [Alert] {
+        let ordinal = kindOrdinal(event.pointee.kind)
         var scratch = Scratch()
         var alerts: [Alert] = []
-        for rule in compiled.plain[ordinal] where rule.condition(event, &scratch) {
-            if let exception = rule.exception, exception(event, &scratch) { continue }
-            alerts.append(Self.makeAlert(rule, event, &scratch))
+        compiled.plain[ordinal].withUnsafeBufferPointer { slots in
+            for index in slots.indices where slots[index].condition(event, &scratch) {
+                if slots[index].hasException && slots[index].exception(event, &scratch) { continue }
+                alerts.append(Self.makeAlert(slots[index].rule, event, &scratch))
+            }
         }
         let sequenceRules = compiled.sequences[ordinal]
         if !sequenceRules.isEmpty {
@@ -56,7 +62,7 @@ public struct RuleEvaluator: Sendable {
     }
 
     private mutating func advance(
-        _ rule: CompiledRule, _ sequence: CompiledSequence, _ event: Event, _ ordinal: Int, _ scratch: inout Scratch
+        _ rule: CompiledRule, _ sequence: CompiledSequence, _ event: EventPointer, _ ordinal: Int, _ scratch: inout Scratch
     ) -> Alert? {
         var key: SequenceKey?
         for step in sequence.stepsByKind[ordinal] where sequence.steps[step](event, &scratch) {
@@ -64,15 +70,15 @@ public struct RuleEvaluator: Sendable {
             key = stateKey
             if step == 0 {
                 if let existing = states[stateKey], existing.progress > 1,
-                    event.time &- existing.start <= existing.within || existing.start > event.time
+                    event.pointee.time &- existing.start <= existing.within || existing.start > event.pointee.time
                 {
                     return nil  // a later step is already pending; keep its window
                 }
-                insert(stateKey, SequenceState(progress: 1, start: event.time, within: sequence.within), now: event.time)
+                insert(stateKey, SequenceState(progress: 1, start: event.pointee.time, within: sequence.within), now: event.pointee.time)
                 return nil
             }
             guard let state = states[stateKey], state.progress == step else { continue }
-            let elapsed = event.time >= state.start ? event.time - state.start : state.start - event.time
+            let elapsed = event.pointee.time >= state.start ? event.pointee.time - state.start : state.start - event.pointee.time
             guard elapsed <= sequence.within else {
                 states[stateKey] = nil
                 continue
@@ -101,10 +107,10 @@ public struct RuleEvaluator: Sendable {
     }
 
     /// Node and container always part of the key, then the rule's `by` fields.
-    static func sequenceKey(_ sequence: CompiledSequence, _ event: Event, _ scratch: inout Scratch) -> String {
-        var key = event.node
+    static func sequenceKey(_ sequence: CompiledSequence, _ event: EventPointer, _ scratch: inout Scratch) -> String {
+        var key = event.pointee.node
         key += "\u{1F}"
-        key += event.container?.containerID ?? ""
+        key += event.pointee.container?.containerID ?? ""
         for extractor in sequence.by {
             key += "\u{1F}"
             key += extractor.render(event, &scratch) ?? ""
@@ -112,7 +118,7 @@ public struct RuleEvaluator: Sendable {
         return key
     }
 
-    static func render(_ segments: [CompiledSegment], _ event: Event, _ scratch: inout Scratch) -> String {
+    static func render(_ segments: [CompiledSegment], _ event: EventPointer, _ scratch: inout Scratch) -> String {
         var text = ""
         for segment in segments {
             switch segment {
@@ -123,11 +129,12 @@ public struct RuleEvaluator: Sendable {
         return text
     }
 
-    static func makeAlert(_ compiled: CompiledRule, _ event: Event, _ scratch: inout Scratch) -> Alert {
+    static func makeAlert(_ compiled: CompiledRule, _ pointer: EventPointer, _ scratch: inout Scratch) -> Alert {
+        let event = pointer.pointee
         let rule = compiled.rule
         var fields: [String: String] = [:]
         for (name, extractor) in compiled.outputFields {
-            if let value = extractor.render(event, &scratch) { fields[name] = value }
+            if let value = extractor.render(pointer, &scratch) { fields[name] = value }
         }
         var hash = StableHash()
         hash.combine(rule.id)
@@ -135,7 +142,7 @@ public struct RuleEvaluator: Sendable {
         hash.combine(eventKey(event))
         return Alert(
             id: hash.hex, ruleID: rule.id, ruleName: rule.name, severity: rule.severity, tags: rule.tags,
-            message: render(compiled.output, event, &scratch), fix: rule.fix, time: event.time, node: event.node,
+            message: render(compiled.output, pointer, &scratch), fix: rule.fix, time: event.time, node: event.node,
             eventKind: event.kind, process: event.process, container: event.container, fields: fields, count: event.count)
     }
 

@@ -71,24 +71,36 @@ func kindOrdinal(_ kind: EventKind) -> Int {
 
 let kindCount = EventKind.allCases.count
 
+/// What the hot loop needs for one rule, stored inline so the loop touches one small array.
+struct RuleSlot: Sendable {
+    let condition: Matcher
+    let hasException: Bool
+    /// `{ false }` when the rule has no exceptions (not an Optional: see `Compiler.chain`).
+    let exception: Matcher
+    let rule: CompiledRule
+}
+
 /// The compiled, kind-indexed form shared by every evaluator of a rule set.
 final class CompiledRules: Sendable {
     let all: [CompiledRule]
     /// Enabled plain (non-sequence) rules per kind ordinal.
-    let plain: [ContiguousArray<CompiledRule>]
+    let plain: [ContiguousArray<RuleSlot>]
     /// Enabled sequence rules per kind ordinal.
     let sequences: [ContiguousArray<CompiledRule>]
 
     init(all: [CompiledRule]) {
         self.all = all
-        var plain = Array(repeating: ContiguousArray<CompiledRule>(), count: kindCount)
+        var plain = Array(repeating: ContiguousArray<RuleSlot>(), count: kindCount)
         var sequences = Array(repeating: ContiguousArray<CompiledRule>(), count: kindCount)
         for compiled in all where compiled.rule.enabled {
             for kind in compiled.rule.events {
                 if compiled.sequence != nil {
                     sequences[kindOrdinal(kind)].append(compiled)
                 } else {
-                    plain[kindOrdinal(kind)].append(compiled)
+                    plain[kindOrdinal(kind)].append(
+                        RuleSlot(
+                            condition: compiled.condition, hasException: compiled.exception != nil,
+                            exception: compiled.exception ?? { _, _ in false }, rule: compiled))
                 }
             }
         }
@@ -273,25 +285,26 @@ public struct RuleSet: Sendable {
         }
 
         // Exceptions: any row whose every field matches suppresses the rule.
-        var rows: [Matcher] = []
-        for exception in rule.exceptions {
-            context.location = exception.location
-            for row in exception.values {
-                var cells: [Matcher] = []
-                for (position, field) in exception.fields.enumerated() {
-                    let op = ComparisonOperator(rawValue: exception.comps[position])!
+        var rows: [(exception: RuleException, row: [ParameterValue])] = []
+        for exception in rule.exceptions { for row in exception.values { rows.append((exception, row)) } }
+        var exception: Matcher?
+        if !rows.isEmpty {
+            exception = try Compiler.chain(rows.indices, isAnd: false) { (rowIndex) throws(RuleEngineError) in
+                let (definition, row) = rows[rowIndex]
+                context.location = definition.location
+                return try Compiler.chain(definition.fields.indices, isAnd: true) { (position) throws(RuleEngineError) in
+                    let op = ComparisonOperator(rawValue: definition.comps[position])!
                     let operand: Operand
                     switch row[position] {
                     case .list(let items): operand = .list(items.map { ($0, false) })
-                    case .scalar(let value): operand = op == .in ? .single(value, quoted: false) : .single(value, quoted: true)
+                    case .scalar(let value):
+                        operand = op == .in ? .single(value, quoted: false) : .single(value, quoted: true)
                     }
-                    cells.append(
-                        try Compiler.compileComparison(field: field, op: op, operand: operand, offset: 0, &context))
+                    return try Compiler.compileComparison(
+                        field: definition.fields[position], op: op, operand: operand, offset: 0, &context)
                 }
-                rows.append(Compiler.conjunction(cells))
             }
         }
-        let exception: Matcher? = rows.isEmpty ? nil : Compiler.disjunction(rows)
 
         // Sequence steps.
         var sequence: CompiledSequence?

@@ -64,9 +64,9 @@ import Testing
         return events
     }
 
-    static func now() -> Double {
+    static func now(_ clock: clockid_t = CLOCK_MONOTONIC) -> Double {
         var spec = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &spec)
+        clock_gettime(clock, &spec)
         return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
@@ -81,17 +81,24 @@ import Testing
         var evaluator = RuleEvaluator(ruleSet: set)
         var alerts = 0
         for event in events.prefix(20_000) { alerts &+= evaluator.evaluate(event).count }  // warm up
-        var best = 0.0
+        // The machine is shared, so report events per second of this thread's CPU time (per core) as
+        // well as per wall-clock second.
+        var bestCPU = 0.0
+        var bestWall = 0.0
         for _ in 0..<5 {
             alerts = 0
-            let start = Self.now()
-            for event in events { alerts &+= evaluator.evaluate(event).count }
-            let elapsed = Self.now() - start
-            best = max(best, Double(events.count) / elapsed)
+            let wallStart = Self.now()
+            let cpuStart = Self.now(CLOCK_THREAD_CPUTIME_ID)
+            for index in events.indices { alerts &+= evaluator.evaluate(events[index]).count }
+            let cpu = Self.now(CLOCK_THREAD_CPUTIME_ID) - cpuStart
+            let wall = Self.now() - wallStart
+            bestCPU = max(bestCPU, Double(events.count) / cpu)
+            bestWall = max(bestWall, Double(events.count) / wall)
         }
         #expect(alerts > 0)
         print(
             "RuleEngineBenchmark: 30 rules, \(events.count) events (50% exec, 30% open, 20% connect), "
-                + "\(alerts) alerts per pass, best \(Int(best)) events/s on one core")
+                + "\(alerts) alerts per pass, best \(Int(bestCPU)) events/s per core (CPU time), "
+                + "\(Int(bestWall)) events/s wall clock")
     }
 }

@@ -161,3 +161,41 @@ import Testing
         #expect(error?.description.hasPrefix("bad_severity: x.yaml:1: rule 'S': bad severity") == true)
     }
 }
+
+@Suite struct MoreErrorTests {
+    @Test func errorsInsideMacrosNameTheMacroLineAndTheRule() {
+        let yaml = """
+            - macro: open_write
+              condition: fd.write = maybe
+            - rule:
+                id: W
+                name: w
+                severity: low
+                events: [open]
+                condition: open_write
+                output: o
+            """
+        let error = loadError(yaml, file: "m.yaml")
+        #expect(error?.code == .typeMismatch)
+        #expect(error?.line == 2)
+        #expect(error?.message.contains("rule 'W'") == true)
+        #expect(error?.message.contains("in macro 'open_write'") == true)
+    }
+
+    @Test func appendedConditionMustStartWithAndOr() {
+        let base = "- macro: m\n  condition: proc.name = a\n"
+        let user = "- macro: m\n  condition: proc.name = b\n  append: true\n"
+        do {
+            _ = try RuleSet.load(sources: [("base.yaml", base), ("user.yaml", user)])
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.code == .badCondition)
+            #expect(error.message.hasPrefix("user.yaml:2:"))
+        }
+    }
+
+    @Test func icontainsHandlesNonASCII() throws {
+        #expect(try fires("proc.cmdline icontains ÉTÉ", execEvent("/bin/echo", argv: ["echo", "été"])))
+        #expect(try !fires("proc.cmdline icontains hiver", execEvent("/bin/echo", argv: ["echo", "été"])))
+    }
+}

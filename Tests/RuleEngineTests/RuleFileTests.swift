@@ -447,3 +447,57 @@ import Testing
         #expect(FieldInfo.all.first { $0.name == "proc.args" }?.type == .strings)
     }
 }
+
+@Suite struct MoreSequenceTests {
+    @Test func threeStepsInOrderOnly() throws {
+        let yaml = """
+            - rule:
+                id: S3
+                name: memfd then exec then connect
+                severity: critical
+                output: "chain ended with %evt.kind"
+                sequence:
+                  by: [proc.pid]
+                  within: 500ms
+                  steps:
+                    - {events: [memfd], condition: memfd.name exists}
+                    - {events: [exec], condition: 'proc.exe startswith "/memfd:"'}
+                    - {events: [connect], condition: net.dport > 0}
+            """
+        let set = try RuleSet.load(yaml: yaml, fileName: "s3.yaml")
+        var evaluator = RuleEvaluator(ruleSet: set)
+        let memfd = Event(time: 1_000, node: "node-a", process: ProcessInfo(pid: 5), container: podContainer, payload: .memfd(MemfdCreate(name: "x")))
+        // Out of order: exec before memfd does nothing.
+        #expect(evaluator.evaluate(execEvent("/memfd:x", pid: 5, time: 500)).isEmpty)
+        #expect(evaluator.evaluate(memfd).isEmpty)
+        #expect(evaluator.evaluate(connectEvent("1.1.1.1", 80, pid: 5, time: 2_000)).isEmpty)  // skipped step 2
+        #expect(evaluator.evaluate(execEvent("/memfd:x", pid: 5, time: 3_000)).isEmpty)
+        let alerts = evaluator.evaluate(connectEvent("1.1.1.1", 80, pid: 5, time: 4_000))
+        #expect(alerts.map(\.message) == ["chain ended with connect"])
+    }
+
+    @Test func exceptionsApplyToTheFinalEvent() throws {
+        let yaml = """
+            - rule:
+                id: S2
+                name: open then connect
+                severity: low
+                output: x
+                exceptions:
+                  - name: dns
+                    fields: [net.dport]
+                    values: [[53]]
+                sequence:
+                  by: proc.pid
+                  within: 1s
+                  steps:
+                    - {events: [open], condition: fd.name = /etc/passwd}
+                    - {events: [connect], condition: net.dport > 0}
+            """
+        var evaluator = RuleEvaluator(ruleSet: try RuleSet.load(yaml: yaml, fileName: "s2.yaml"))
+        _ = evaluator.evaluate(openEvent("/etc/passwd", pid: 1, time: 10))
+        #expect(evaluator.evaluate(connectEvent("1.1.1.1", 53, pid: 1, time: 20)).isEmpty)
+        _ = evaluator.evaluate(openEvent("/etc/passwd", pid: 1, time: 30))
+        #expect(evaluator.evaluate(connectEvent("1.1.1.1", 443, pid: 1, time: 40)).count == 1)
+    }
+}
