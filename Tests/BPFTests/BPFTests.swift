@@ -1,6 +1,7 @@
 import BPF
 import Foundation
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -40,7 +41,11 @@ func withWatchdog<T: Sendable>(
 
 /// Runs /bin/true `times` times; returns the pids (exec keeps the pid, so records carry them).
 @discardableResult
-func runTrue(times: Int) throws -> Set<UInt32> {
+func runTrue(times: Int) async throws -> Set<UInt32> {
+    try await offPool { try runTrueBlocking(times: times) }
+}
+
+private func runTrueBlocking(times: Int) throws -> Set<UInt32> {
     var pids: Set<UInt32> = []
     for _ in 0..<times {
         let process = Process()
@@ -121,7 +126,7 @@ struct ExecRecord: Sendable {
 
         let reader = try object.ringBufferReader(map: "events", capacity: 1024)
         reader.start()
-        let pids = try runTrue(times: 3)
+        let pids = try await runTrue(times: 3)
 
         // Other tests run /bin/true concurrently: keep only our children's records.
         let matches = await withWatchdog(reader, seconds: 10) {
@@ -206,7 +211,7 @@ struct ExecRecord: Sendable {
         // Room for one record; nobody drains while the execs happen.
         let reader = try object.ringBufferReader(map: "events", capacity: 1, pollTimeout: .milliseconds(20))
         reader.start()
-        try runTrue(times: 4)
+        try await runTrue(times: 4)
         let deadline = ContinuousClock.now + .seconds(5)
         while reader.receivedCount < 4 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))

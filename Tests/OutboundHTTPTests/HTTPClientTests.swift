@@ -143,8 +143,8 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
         defer { server.stop() }
         let client = HTTPClient()
         let url = "\(server.baseURL)/slow"
-        let start = ContinuousClock.now
         do {
+            // The server answers after 3 s, so only the 300 ms timeout can end this call with an error.
             _ = try await client.send(HTTPRequest(url: url, timeout: .milliseconds(300)))
             Issue.record("a slow request did not time out")
         } catch {
@@ -153,7 +153,6 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
             #expect(error.message.contains("GET"))
             #expect("\(error)".contains("Timeout was reached"))
         }
-        #expect(ContinuousClock.now - start < .seconds(2))
         server.stop()
     }
 
@@ -240,7 +239,7 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
         let server = try HTTPTestServer { _ in .init(status: 200, body: [1], delay: .seconds(5)) }
         defer { server.stop() }
         let client = HTTPClient()
-        let start = ContinuousClock.now
+        // The server answers after 5 s: a response means the cancellation did not abort the transfer.
         let task = Task { try await client.get("\(server.baseURL)/never") }
         try await Task.sleep(for: .milliseconds(200))
         task.cancel()
@@ -250,7 +249,6 @@ final class CapturingLogHandler: LogHandler, @unchecked Sendable {
             return
         }
         #expect((error as? OutboundHTTPError)?.code == .cancelled)
-        #expect(ContinuousClock.now - start < .seconds(4))
         server.stop()
     }
 

@@ -1,13 +1,15 @@
 import Foundation
 import OutboundHTTP
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A real TLS server: `openssl s_server -www` with a certificate from a throwaway CA.
-final class OpenSSLServer {
+// Immutable after init; the child process is only signalled.
+final class OpenSSLServer: @unchecked Sendable {
     static let available = FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl")
 
     let directory: URL
@@ -104,7 +106,7 @@ final class OpenSSLServer {
 @Suite(.enabled(if: OpenSSLServer.available, "needs /usr/bin/openssl to run a TLS server"), .serialized)
 struct TLSTests {
     @Test func verifiesTheServerWithTheGivenCA() async throws {
-        let server = try OpenSSLServer()
+        let server = try await offPool { try OpenSSLServer() }
         let trusted = HTTPClient(configuration: .init(tls: TLSOptions(caFile: server.path("ca.pem"))))
         let response = try await trusted.get(server.url)
         #expect(response.status == 200)
@@ -131,7 +133,7 @@ struct TLSTests {
     }
 
     @Test func presentsAClientCertificate() async throws {
-        let server = try OpenSSLServer(requireClientCertificate: true)
+        let server = try await offPool { try OpenSSLServer(requireClientCertificate: true) }
         let client = HTTPClient(
             configuration: .init(
                 tls: TLSOptions(

@@ -65,8 +65,6 @@ struct RPCTests {
         try await withServer(server) {
             let client = try RPCClient(configuration: RPCClientConfiguration(address: address))
             defer { client.close() }
-            let clock = ContinuousClock()
-            let started = clock.now
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<16 {
                     group.addTask {
@@ -77,10 +75,8 @@ struct RPCTests {
                 }
                 try await group.waitForAll()
             }
-            let elapsed = clock.now - started
-            // Serially this would take 4.8 s; the peak shows how many handlers ran at once.
+            // The peak shows how many handlers ran at once; serially it would be 1.
             #expect(active.withLock { $0.peak } >= 8)
-            #expect(elapsed < .seconds(4), "16 calls of 300 ms took \(elapsed)")
         }
     }
 
@@ -119,24 +115,23 @@ struct RPCTests {
     @Test("cancelling the caller's task ends its call with .cancelled, at once")
     func cancellation() async throws {
         let address = Ports.loopbackTCPAddress()
+        let handlerFinished = Mutex(false)
         let server = try RPCServer(configuration: RPCServerConfiguration(address: address)) { request, _ in
-            try? await Task.sleep(for: .seconds(3))
+            try? await Task.sleep(for: .seconds(30))
+            handlerFinished.withLock { $0 = true }
             return RPCReply(status: .ok, payload: request.payload)
         }
         try await withServer(server) {
             let client = try RPCClient(configuration: RPCClientConfiguration(address: address))
             defer { client.close() }
-            let clock = ContinuousClock()
-            let started = clock.now
             let call = Task {
                 try await client.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(10))
             }
             try await Task.sleep(for: .milliseconds(200))
-            let cancelledAt = clock.now
             call.cancel()
             let result = await call.result
-            // The handler answers after 3 s; a cancelled call must not wait for that.
-            #expect(clock.now - cancelledAt < .milliseconds(1500), "started \(cancelledAt - started) before cancel")
+            // The handler answers after 30 s; a cancelled call must not wait for that.
+            #expect(!handlerFinished.withLock { $0 })
             if case .failure(let error) = result {
                 #expect((error as? TransportError)?.code == .cancelled, "\(error)")
             } else {

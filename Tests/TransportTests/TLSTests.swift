@@ -11,9 +11,10 @@ struct TLSTests {
     let directory: TemporaryDirectory
     let certificates: TestCertificates
 
-    init() throws {
-        directory = try TemporaryDirectory(prefix: "patrol-tls")
-        certificates = try TestCertificates(in: directory.path)
+    init() async throws {
+        let directory = try TemporaryDirectory(prefix: "patrol-tls")
+        self.directory = directory
+        certificates = try await offPool { try TestCertificates(in: directory.path) }
     }
 
     var serverTLS: TLSConfiguration {

@@ -30,7 +30,7 @@ struct TransportBenchmark {
         var serverTLS: TLSConfiguration?
         var clientTLS: TLSConfiguration?
         if useTLS {
-            let certificates = try TestCertificates(in: directory.path)
+            let certificates = try await offPool { try TestCertificates(in: directory.path) }
             serverTLS = TLSConfiguration(
                 certificateFile: certificates.serverCertificate, privateKeyFile: certificates.serverKey,
                 caFile: certificates.caCertificate)
