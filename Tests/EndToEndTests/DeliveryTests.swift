@@ -14,10 +14,12 @@ import TestSupport
         var collector = try harness.collector()
         for round in 1...2 {
             // Let some batches land, then kill without warning and restart.
-            try await Task.sleep(for: .seconds(round == 1 ? 3 : 2))
+            try await Task.sleep(for: .seconds(round == 1 ? 2 : 1))
             collector.signal(SIGKILL)
             await collector.waitForExit(timeout: .seconds(10))
-            try await Task.sleep(for: .milliseconds(500))
+            // The kill must land mid-run for the test to mean anything.
+            let ingestedAtKill = try await harness.counters()["events_ingested"] ?? 0
+            #expect(ingestedAtKill > 0 && ingestedAtKill < 1_000_000, "kill \(round) came at \(ingestedAtKill) events")
             collector = try harness.collector()
         }
         let sensorStatus = await sensor.waitForExit(timeout: .seconds(480))
