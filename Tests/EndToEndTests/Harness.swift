@@ -39,6 +39,12 @@ struct Harness {
         return try await store.counters()
     }
 
+    func sensorProgress() async throws -> [SensorProgress] {
+        let store = try await Store.open(path: storePath)
+        defer { Task { await store.close() } }
+        return try await store.sensorProgress()
+    }
+
     /// Writes `count` seeded events of the sensor kinds as a replay file.
     func replayFile(events count: Int, seed: UInt64 = 7) throws -> String {
         var fixtures = EventFixtures(seed: seed)
