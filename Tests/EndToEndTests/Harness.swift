@@ -9,9 +9,9 @@ struct Harness {
     let address: String
     let storePath: String
 
-    init(_ label: String) throws {
+    init(_ label: String, scheme: String = "tcp") throws {
         directory = try TemporaryDirectory(prefix: "patrol-e2e-\(label)")
-        address = Ports.loopbackTCPAddress()
+        address = Ports.loopbackTCPAddress(scheme: scheme)
         storePath = directory.file("patrol.db")
     }
 
