@@ -71,7 +71,8 @@ test: proto-check bpf-check release build
 
 run: release
 	@mkdir -p $(PATROL_STATE)
-	.build/release/patrol-collector --all-in-one --rules rules --store $(PATROL_STATE)/patrol.db --listen ipc://$(CURDIR)/$(PATROL_STATE)/collector.sock
+	.build/release/patrol-collector --all-in-one --replay docs/examples/capture.jsonl --rules rules \
+		--store $(PATROL_STATE)/patrol.db --listen ipc://$(CURDIR)/$(PATROL_STATE)/collector.sock
 
 bench:
 	bench/run

@@ -74,11 +74,7 @@ public struct CollectorCommand: AsyncParsableCommand {
 
     public func run() async throws {
         let configuration = try resolvedConfiguration()
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        PatrolLogging.bootstrap(level: logLevel)
         try await Collector(configuration: configuration, logger: Logger(label: "patrol.collector")).run()
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import Logging
 import ServiceLifecycle
 
@@ -58,11 +59,7 @@ public struct SensorCommand: AsyncParsableCommand {
     public init() {}
 
     public func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        PatrolLogging.bootstrap(level: logLevel)
         let logger = Logger(label: "patrol.sensor")
         var tls: (certificate: String, key: String, ca: String)?
         switch (tlsCert, tlsKey, tlsCA) {
