@@ -132,7 +132,7 @@ struct TLSTests {
                 Ports.loopbackTCPAddress(scheme: "tls+tcp"),
                 tls: TLSConfiguration(certificateFile: "/nonexistent/cert.pem", privateKeyFile: "/nonexistent/key.pem"))
             Issue.record("expected an error")
-        } catch let error as TransportError {
+        } catch {
             #expect(error.code == .tls)
             #expect(error.message.contains("/nonexistent/cert.pem"))
         }

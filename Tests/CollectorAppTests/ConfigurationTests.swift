@@ -1,0 +1,56 @@
+import Basics
+import Testing
+@testable import CollectorApp
+
+@Suite struct ConfigurationTests {
+    @Test func fullFileIsRead() throws {
+        let config = try CollectorConfiguration.parse(
+            yaml: """
+                listen: tls+tcp://0.0.0.0:7600
+                store: /var/lib/patrol/patrol.db
+                rules: [/etc/patrol/rules, /etc/patrol/local.yaml]
+                tls: {certificate: c.pem, key: k.pem, ca: ca.pem}
+                sinks:
+                  stdout: false
+                  csv: {path: /var/log/alerts.csv, maxBytes: 1000, keepFiles: 2}
+                ingest: {maxMessageBytes: 1024, parallelRequests: 3}
+                """, source: "collector.yaml")
+        #expect(config.listen == "tls+tcp://0.0.0.0:7600")
+        #expect(config.rulePaths == ["/etc/patrol/rules", "/etc/patrol/local.yaml"])
+        #expect(config.tls == .init(certificate: "c.pem", key: "k.pem", ca: "ca.pem"))
+        #expect(config.sinks.stdout == false)
+        #expect(config.sinks.csvPath == "/var/log/alerts.csv")
+        #expect(config.sinks.csvMaxBytes == 1000)
+        #expect(config.ingest.parallelRequests == 3)
+    }
+
+    @Test(arguments: [
+        ("listn: tcp://x", "collector.yaml:1: top level: unknown key 'listn'"),
+        ("sinks:\n  csv: {maxBytes: 10}", "collector.yaml:2: sinks.csv: missing required key 'path'"),
+        ("sinks:\n  stdout: maybe", "collector.yaml:2: sinks.stdout: expected true or false, found 'maybe'"),
+        ("ingest:\n  parallelRequests: -2", "collector.yaml:2: ingest.parallelRequests: expected a non-negative integer"),
+        ("listen: [a, b]", "collector.yaml:1: listen: expected a string"),
+        ("listen: 'unterminated", "collector.yaml is not valid YAML"),
+    ])
+    func badFilesNameFileLineAndKey(yaml: String, expected: String) {
+        #expect {
+            _ = try CollectorConfiguration.parse(yaml: yaml, source: "collector.yaml")
+        } throws: { error in
+            "\(error)".contains(expected)
+        }
+    }
+
+    @Test func flagsOverrideTheFile() throws {
+        let command = try CollectorCommand.parse(["--listen", "ipc:///tmp/c.sock", "--no-stdout", "--csv", "/tmp/a.csv", "--rules", "r1", "--rules", "r2"])
+        let config = try command.resolvedConfiguration()
+        #expect(config.listen == "ipc:///tmp/c.sock")
+        #expect(config.sinks.stdout == false)
+        #expect(config.sinks.csvPath == "/tmp/a.csv")
+        #expect(config.rulePaths == ["r1", "r2"])
+    }
+
+    @Test func tlsFlagsMustComeTogether() throws {
+        let command = try CollectorCommand.parse(["--tls-cert", "c.pem"])
+        #expect(throws: (any Error).self) { try command.resolvedConfiguration() }
+    }
+}
