@@ -8,12 +8,13 @@ extension KeyedDecodingContainer {
 }
 
 extension Exec {
-    private enum LenientKeys: String, CodingKey { case path, argv, env, upperLayer }
+    private enum LenientKeys: String, CodingKey { case path, argv, env, upperLayer, fromVolume, stdioSocket }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: LenientKeys.self)
         self.init(
             path: try c.decode(String.self, forKey: .path), argv: try c.value(.argv, default: []),
-            env: try c.value(.env, default: []), upperLayer: try c.value(.upperLayer, default: false))
+            env: try c.value(.env, default: []), upperLayer: try c.value(.upperLayer, default: false),
+            fromVolume: try c.value(.fromVolume, default: false), stdioSocket: try c.value(.stdioSocket, default: false))
     }
 }
 

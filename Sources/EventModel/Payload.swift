@@ -59,12 +59,21 @@ public struct Exec: Sendable, Hashable, Codable {
     public var env: [String]
     /// True when the executable lives in the container's writable (upper) layer rather than its image.
     public var upperLayer: Bool
+    /// True when the executable lives under one of the container's volume mounts.
+    public var fromVolume: Bool
+    /// True when the new program's stdin or stdout is a socket (the shape of a reverse shell).
+    public var stdioSocket: Bool
 
-    public init(path: String, argv: [String] = [], env: [String] = [], upperLayer: Bool = false) {
+    public init(
+        path: String, argv: [String] = [], env: [String] = [], upperLayer: Bool = false, fromVolume: Bool = false,
+        stdioSocket: Bool = false
+    ) {
         self.path = path
         self.argv = argv
         self.env = env
         self.upperLayer = upperLayer
+        self.fromVolume = fromVolume
+        self.stdioSocket = stdioSocket
     }
 }
 

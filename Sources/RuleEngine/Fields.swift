@@ -364,6 +364,12 @@ enum FieldRegistry {
         bool("exec.upper_layer", [.exec], "The executable is in the container's writable layer (drift).") { e, _ in
             e.pointee.execPayload?.upperLayer
         },
+        bool("exec.from_volume", [.exec], "The executable is under one of the container's volume mounts.") { e, _ in
+            e.pointee.execPayload?.fromVolume
+        },
+        bool("exec.stdio_socket", [.exec], "The new program's stdin or stdout is a socket (reverse shell shape).") { e, _ in
+            e.pointee.execPayload?.stdioSocket
+        },
         int("exit.code", [.exit], "Exit code.") { e, _ in
             if case .exit(let x) = e.pointee.payload { return Int64(x.code) }
             return nil
