@@ -432,6 +432,24 @@ private let negatives: [NegativeCase] = [
         #expect(alerts.isEmpty, "\(alerts.map { "\($0.ruleID): \($0.message)" })")
     }
 
+    /// The README's example capture (replayed by `make run` and the end-to-end tests) raises exactly its
+    /// three documented alerts with the shipped rules.
+    @Test func exampleCaptureRaisesItsThreeAlerts() throws {
+        let path = shippedRulesDirectory().dropLast("rules".count) + "docs/examples/capture.jsonl"
+        let lines = try String(contentsOfFile: String(path), encoding: .utf8).split(separator: "\n")
+            .filter { !$0.hasPrefix("#") && !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        var evaluator = RuleEvaluator(ruleSet: try shippedRules())
+        var alerts: [Alert] = []
+        for line in lines { alerts += evaluator.evaluate(try JSONDecoder().decode(Event.self, from: Data(line.utf8))) }
+        #expect(alerts.map(\.ruleID) == ["R1000", "R1007", "R1002"])
+        #expect(alerts.map(\.message) == [
+            "Exec from malicious source: /dev/shm/true (/dev/shm/true) runs from a runtime-data directory or file descriptor",
+            "Crypto miner: /tmp/xmrig contacted pool.supportxmr.com, a known mining pool port or domain (dns)",
+            "Kernel module load via finit_module (module 'rootkit') by /usr/sbin/insmod",
+        ])
+        #expect(alerts.last?.container == nil)
+    }
+
     // MARK: R1003
 
     private func sshSequence(
