@@ -105,6 +105,8 @@ public final class RuncContainer: @unchecked Sendable {
     public let cgroupPath: String
 
     private let stopped = LockedFlag()
+    /// Host pids whose parent is this process (the init, detached execs): reaped on stop.
+    private let children = LockedPIDs()
 
     // MARK: - Availability
 
@@ -147,6 +149,8 @@ public final class RuncContainer: @unchecked Sendable {
 
     private static let imageLock = NSLock()
     nonisolated(unsafe) private static var builtImage: String?
+    /// Read by the atexit handler, which cannot capture.
+    nonisolated(unsafe) static var builtImageForExit: String?
 
     /// The busybox root file system, built once per test run into the temp directory and shared (read-only) by
     /// every container: `/bin/busybox` plus a symlink per applet, and a minimal `/etc`.
@@ -177,6 +181,10 @@ public final class RuncContainer: @unchecked Sendable {
         try "root:x:0:\nnogroup:x:65534:\n".write(toFile: "\(image)/etc/group", atomically: true, encoding: .utf8)
         try "127.0.0.1 localhost\n::1 localhost\n".write(toFile: "\(image)/etc/hosts", atomically: true, encoding: .utf8)
         builtImage = image
+        atexit {
+            if let image = RuncContainer.builtImageForExit { try? FileManager.default.removeItem(atPath: image) }
+        }
+        builtImageForExit = image
         return image
     }
 
@@ -185,7 +193,32 @@ public final class RuncContainer: @unchecked Sendable {
     /// Creates and starts the container (`runc run -d`); returns once its init is running.
     public static func start(_ options: Options = Options()) async throws -> RuncContainer {
         if let reason = unavailableReason { throw HarnessError(description: reason) }
+        _ = isSubreaper
         return try await offPool { try RuncContainer(starting: options) }
+    }
+
+    /// The test process becomes a child subreaper, so a detached container's init and `runc exec -d` processes
+    /// (orphaned when runc exits) become its children and are reaped the moment the container stops. Otherwise
+    /// they wait as zombies for this sandbox's pid 1, which reaps slowly, and their pids are not reused.
+    static let isSubreaper: Bool = {
+        // prctl is variadic, which Swift cannot call; its integer arguments pass the same way without the ellipsis.
+        typealias Prctl = @convention(c) (Int32, UInt, UInt, UInt, UInt) -> Int32
+        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "prctl") else { return false }
+        let prctl = unsafeBitCast(symbol, to: Prctl.self)
+        let PR_SET_CHILD_SUBREAPER: Int32 = 36
+        return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    }()
+
+    /// Reaps `pids` that are (or become, within a few seconds) zombie children of this process.
+    static func reap(_ pids: [Int32]) {
+        for pid in pids {
+            var status: Int32 = 0
+            for _ in 0..<200 {
+                let result = waitpid(pid, &status, WNOHANG)
+                if result == pid || (result < 0 && errno == ECHILD) { break }
+                usleep(10_000)
+            }
+        }
     }
 
     private init(starting options: Options) throws {
@@ -230,6 +263,7 @@ public final class RuncContainer: @unchecked Sendable {
                 let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
             else { throw HarnessError(description: "runc wrote no pid file") }
             initPID = pid
+            children.add(pid)
         } catch {
             Self.cleanUp(options: options, bundle: bundle, rootfs: rootfs, overlay: options.overlay)
             throw error
@@ -283,6 +317,7 @@ public final class RuncContainer: @unchecked Sendable {
             guard result.status == 0, let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
                 let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
             else { throw HarnessError(description: "runc exec -d failed (\(result.status)): \(self.errorOutput)") }
+            self.children.add(pid)
             return pid
         }
     }
@@ -298,14 +333,21 @@ public final class RuncContainer: @unchecked Sendable {
     /// `stop()` for `defer` blocks and other synchronous places.
     public func stopBlocking() {
         guard stopped.set() else { return }
-        Self.cleanUp(options: options, bundle: bundle, rootfs: rootfs, overlay: options.overlay)
+        Self.cleanUp(
+            options: options, bundle: bundle, rootfs: rootfs, overlay: options.overlay, children: children.all)
     }
 
     deinit {
         stopBlocking()
     }
 
-    private static func cleanUp(options: Options, bundle: String, rootfs: String, overlay: Bool) {
+    private static func cleanUp(
+        options: Options, bundle: String, rootfs: String, overlay: Bool, children: [Int32] = []
+    ) {
+        // Kill and reap our own children first: runc delete waits for the init to disappear, and as this
+        // process's child it stays a zombie until reaped here. Killing the pid namespace's init kills the rest.
+        if let initPID = children.first { kill(initPID, SIGKILL) }
+        reap(children)
         _ = try? run(runcArguments(options) + ["delete", "-f", options.containerID], timeout: 30)
         if overlay { umount2(rootfs, Int32(MNT_DETACH)) }
         // runc removes the container's cgroups; the pod and QoS levels above it are the kubelet's, made by runc's
@@ -435,6 +477,24 @@ public final class RuncContainer: @unchecked Sendable {
         ]
         let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
         try data.write(to: URL(fileURLWithPath: "\(bundle)/config.json"))
+    }
+}
+
+/// Pids collected from several threads.
+final class LockedPIDs: @unchecked Sendable {
+    private let lock = NSLock()
+    private var pids: [Int32] = []
+
+    func add(_ pid: Int32) {
+        lock.lock()
+        pids.append(pid)
+        lock.unlock()
+    }
+
+    var all: [Int32] {
+        lock.lock()
+        defer { lock.unlock() }
+        return pids
     }
 }
 

@@ -84,13 +84,16 @@ struct RuncResolverTests {
         let guaranteed = try await RuncContainer.start(.init(podName: "db-0", containerName: "db", qos: "guaranteed"))
         defer { guaranteed.stopBlocking() }
         let resolver = Self.resolver()
-        let first = try #require(resolver.container(forCgroup: try #require(app.cgroupID), pid: app.initPID))
-        let second = try #require(resolver.container(forCgroup: try #require(sidecar.cgroupID), pid: sidecar.initPID))
+        let appID = try #require(app.cgroupID)
+        let first = try #require(resolver.container(forCgroup: appID, pid: app.initPID))
+        let sidecarID = try #require(sidecar.cgroupID)
+        let second = try #require(resolver.container(forCgroup: sidecarID, pid: sidecar.initPID))
         #expect(first.containerName == "app")
         #expect(second.containerName == "proxy")
         #expect(first.podUID == second.podUID)
         #expect(first.containerID != second.containerID)
-        let db = try #require(resolver.container(forCgroup: try #require(guaranteed.cgroupID), pid: guaranteed.initPID))
+        let guaranteedID = try #require(guaranteed.cgroupID)
+        let db = try #require(resolver.container(forCgroup: guaranteedID, pid: guaranteed.initPID))
         #expect(db.podName == "db-0")
         #expect(guaranteed.cgroupPath.hasPrefix("/kubepods/pod"))
     }
@@ -150,18 +153,19 @@ struct RuncResolverTests {
         if Self.skip() { return }
         let volume = try TemporaryDirectory(prefix: "patrol-volume")
         defer { volume.remove() }
-        try FileManager.default.copyItem(atPath: "/bin/busybox", toPath: volume.file("tool"))
+        // Named after an applet: busybox picks the applet from argv[0].
+        try FileManager.default.copyItem(atPath: "/bin/busybox", toPath: volume.file("true"))
         let container = try await RuncContainer.start(
             .init(
                 podName: "drift", volumes: [RuncContainer.Volume(hostPath: volume.path, containerPath: "/mnt/vol")],
                 overlay: true))
         defer { container.stopBlocking() }
-        let write = try await container.exec(["sh", "-c", "cp /bin/busybox /tmp/dropped && /tmp/dropped true"])
+        let write = try await container.exec(["sh", "-c", "cp /bin/busybox /tmp/true && /tmp/true"])
         #expect(write.status == 0, "\(write.standardError)")
-        let fromVolume = try await container.exec(["/mnt/vol/tool", "true"])
+        let fromVolume = try await container.exec(["/mnt/vol/true", "true"])
         #expect(fromVolume.status == 0, "\(fromVolume.standardError)")
         let upper = try #require(container.upperDir)
-        #expect(FileManager.default.fileExists(atPath: upper + "/tmp/dropped"))
+        #expect(FileManager.default.fileExists(atPath: upper + "/tmp/true"))
 
         let resolver = Self.resolver()
         let cgroupID = try #require(container.cgroupID)
@@ -170,18 +174,18 @@ struct RuncResolverTests {
         #expect(filesystem.lowerDirs == [container.imageDir])
         #expect(filesystem.volumes.map(\.destination) == ["/mnt/vol"])
 
-        #expect(resolver.isInUpperLayer("/tmp/dropped", cgroup: cgroupID, pid: container.initPID))
+        #expect(resolver.isInUpperLayer("/tmp/true", cgroup: cgroupID, pid: container.initPID))
         #expect(!resolver.isInUpperLayer("/bin/busybox", cgroup: cgroupID, pid: container.initPID))
         #expect(!resolver.isInUpperLayer("/bin/sh", cgroup: cgroupID, pid: container.initPID))
-        #expect(!resolver.isInUpperLayer("/mnt/vol/tool", cgroup: cgroupID, pid: container.initPID))
-        #expect(resolver.isFromVolume("/mnt/vol/tool", cgroup: cgroupID, pid: container.initPID))
-        #expect(!resolver.isFromVolume("/tmp/dropped", cgroup: cgroupID, pid: container.initPID))
+        #expect(!resolver.isInUpperLayer("/mnt/vol/true", cgroup: cgroupID, pid: container.initPID))
+        #expect(resolver.isFromVolume("/mnt/vol/true", cgroup: cgroupID, pid: container.initPID))
+        #expect(!resolver.isFromVolume("/tmp/true", cgroup: cgroupID, pid: container.initPID))
         #expect(!resolver.isFromVolume("/bin/busybox", cgroup: cgroupID, pid: container.initPID))
         // A file changed later is seen without re-reading mountinfo (the layout is cached; the check is a stat).
         _ = try await container.exec(["sh", "-c", "cp /bin/sh /usr/bin/late"])
         #expect(resolver.isInUpperLayer("/usr/bin/late", cgroup: cgroupID, pid: container.initPID))
         // By pid alone.
-        #expect(resolver.isInUpperLayer("/tmp/dropped", cgroup: 0, pid: container.initPID))
+        #expect(resolver.isInUpperLayer("/tmp/true", cgroup: 0, pid: container.initPID))
         // The host has neither.
         let selfPID = getpid()
         #expect(!resolver.isInUpperLayer("/tmp", cgroup: 0, pid: selfPID))
@@ -198,7 +202,7 @@ struct RuncResolverTests {
         let resolver = Self.resolver()
         let cgroupID = try #require(container.cgroupID)
         #expect(resolver.filesystem(forCgroup: cgroupID, pid: container.initPID)?.upperDir == nil)
-        #expect(!resolver.isInUpperLayer("/tmp/dropped", cgroup: cgroupID, pid: container.initPID))
+        #expect(!resolver.isInUpperLayer("/tmp/true", cgroup: cgroupID, pid: container.initPID))
     }
 
     /// Makes the kernel hand `pid` to a new host process (`sleep`), by setting `ns_last_pid`; nil when another
@@ -207,7 +211,12 @@ struct RuncResolverTests {
         try await offPool {
             for _ in 0..<20 {
                 guard kill(pid, 0) != 0 else { return nil }  // still taken
-                try? "\(pid - 1)".write(toFile: "/proc/sys/kernel/ns_last_pid", atomically: false, encoding: .utf8)
+                let descriptor = open("/proc/sys/kernel/ns_last_pid", O_WRONLY)
+                guard descriptor >= 0 else { return nil }
+                let text = "\(pid - 1)"
+                let written = write(descriptor, text, text.utf8.count)
+                close(descriptor)
+                guard written == text.utf8.count else { return nil }
                 var child: pid_t = 0
                 let arguments = ["/bin/sleep", "30"]
                 var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
