@@ -147,6 +147,7 @@ public final class RuncContainer: @unchecked Sendable {
 
     // MARK: - Image
 
+    static let live = LiveCount()
     private static let imageLock = NSLock()
     nonisolated(unsafe) private static var builtImage: String?
     /// Read by the atexit handler, which cannot capture.
@@ -249,6 +250,7 @@ public final class RuncContainer: @unchecked Sendable {
             options.qos == "guaranteed"
             ? "/kubepods/\(podSegment)/\(options.containerID)"
             : "/kubepods/\(options.qos)/\(podSegment)/\(options.containerID)"
+        Self.live.add()
         do {
             try Self.writeConfig(options: options, bundle: bundle, cgroupPath: cgroupPath)
             let result = try Self.run(
@@ -355,10 +357,16 @@ public final class RuncContainer: @unchecked Sendable {
         let podPath =
             options.qos == "guaranteed"
             ? "/kubepods/pod\(options.podUID)" : "/kubepods/\(options.qos)/pod\(options.podUID)"
+        let lastContainer = live.remove()
         for mount in cgroupMounts() {
             // The container's own directory normally went with runc delete; try it first for a failed start.
             rmdir(mount.path + podPath + "/" + options.containerID)
             rmdir(mount.path + podPath)
+            // The QoS and kubepods levels, once no container of this process may be creating cgroups under them
+            // (rmdir fails harmlessly while anything is left inside).
+            if lastContainer {
+                for level in ["/kubepods/besteffort", "/kubepods/burstable", "/kubepods"] { rmdir(mount.path + level) }
+            }
         }
         try? FileManager.default.removeItem(atPath: bundle)
     }
@@ -477,6 +485,26 @@ public final class RuncContainer: @unchecked Sendable {
         ]
         let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
         try data.write(to: URL(fileURLWithPath: "\(bundle)/config.json"))
+    }
+}
+
+/// How many harness containers of this process are starting or running.
+final class LiveCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+
+    func add() {
+        lock.lock()
+        count += 1
+        lock.unlock()
+    }
+
+    /// Counts one down; true when none is left.
+    func remove() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        count -= 1
+        return count == 0
     }
 }
 
