@@ -5,9 +5,10 @@ import Foundation
 ///
 /// ```swift
 /// if let reason = RuncContainer.unavailableReason { print("skipped: \(reason)"); return }
-/// let container = try await RuncContainer.start(.init(podName: "web", overlay: true))
-/// defer { container.stopBlocking() }          // or `await container.stop()`
-/// let result = try await container.exec(["sh", "-c", "echo hi > /tmp/x"])
+/// try await RuncContainer.with(.init(podName: "web", overlay: true)) { container in
+///     let result = try await container.exec(["sh", "-c", "echo hi > /tmp/x"])
+/// }
+/// // or: let container = try await RuncContainer.start(...); ...; await container.stop()
 /// ```
 ///
 /// Every blocking step (runc, mount) runs through `offPool`, and every runc call is wrapped in `timeout -s KILL`.
@@ -196,6 +197,22 @@ public final class RuncContainer: @unchecked Sendable {
         if let reason = unavailableReason { throw HarnessError(description: reason) }
         _ = isSubreaper
         return try await offPool { try RuncContainer(starting: options) }
+    }
+
+    /// Starts a container, runs `body` with it, and stops it afterwards (also when `body` throws), without
+    /// blocking the cooperative pool.
+    public static func with<T: Sendable>(
+        _ options: Options = Options(), _ body: (RuncContainer) async throws -> T
+    ) async throws -> T {
+        let container = try await start(options)
+        do {
+            let result = try await body(container)
+            await container.stop()
+            return result
+        } catch {
+            await container.stop()
+            throw error
+        }
     }
 
     /// The test process becomes a child subreaper, so a detached container's init and `runc exec -d` processes

@@ -31,6 +31,8 @@ struct RuncResolverTests {
         return CgroupHierarchy.inode(of: path == "/" ? mount : mount + path)
     }
 
+    // Each test stops its containers with `await stop()`; the `defer`s are the safety net when a `#require` throws.
+
     @Test("a container's processes resolve by cgroup id and by pid; the host resolves to nil")
     func identity() async throws {
         if Self.skip() { return }
@@ -71,6 +73,7 @@ struct RuncResolverTests {
         #expect(resolver.container(forCgroup: hostID, pid: selfPID) == nil)
         #expect(resolver.container(forCgroup: 0, pid: selfPID) == nil)
         #expect(resolver.container(forCgroup: 0, pid: 1) == nil)
+        await container.stop()
     }
 
     @Test("two containers of one pod, and a guaranteed-QoS pod")
@@ -96,6 +99,7 @@ struct RuncResolverTests {
         let db = try #require(resolver.container(forCgroup: guaranteedID, pid: guaranteed.initPID))
         #expect(db.podName == "db-0")
         #expect(guaranteed.cgroupPath.hasPrefix("/kubepods/pod"))
+        for container in [app, sidecar, guaranteed] { await container.stop() }
     }
 
     @Test("restart with a new container id, pid reuse, and a container id reused with new annotations")
@@ -146,6 +150,7 @@ struct RuncResolverTests {
         #expect(resolver.container(forCgroup: thirdID, pid: third.initPID)?.podName == "job-2")
         #expect(resolver.container(forCgroup: secondID, pid: 0)?.podName != "job-2")
         #expect(resolver.container(forCgroup: 0, pid: third.initPID)?.podName == "job-2")
+        await third.stop()
     }
 
     @Test("upper layer and volume checks on files in the upper layer, the image and a volume")
@@ -184,12 +189,16 @@ struct RuncResolverTests {
         // A file changed later is seen without re-reading mountinfo (the layout is cached; the check is a stat).
         _ = try await container.exec(["sh", "-c", "cp /bin/sh /usr/bin/late"])
         #expect(resolver.isInUpperLayer("/usr/bin/late", cgroup: cgroupID, pid: container.initPID))
+        #expect(resolver.execOrigin("/tmp/true", cgroup: cgroupID, pid: container.initPID) == (true, false))
+        #expect(resolver.execOrigin("/mnt/vol/true", cgroup: cgroupID, pid: container.initPID) == (false, true))
+        #expect(resolver.execOrigin("/bin/busybox", cgroup: cgroupID, pid: container.initPID) == (false, false))
         // By pid alone.
         #expect(resolver.isInUpperLayer("/tmp/true", cgroup: 0, pid: container.initPID))
         // The host has neither.
         let selfPID = getpid()
         #expect(!resolver.isInUpperLayer("/tmp", cgroup: 0, pid: selfPID))
         #expect(!resolver.isFromVolume("/tmp", cgroup: 0, pid: selfPID))
+        await container.stop()
     }
 
     @Test("a container whose root is not an overlay has no upper layer")
@@ -202,7 +211,10 @@ struct RuncResolverTests {
         let resolver = Self.resolver()
         let cgroupID = try #require(container.cgroupID)
         #expect(resolver.filesystem(forCgroup: cgroupID, pid: container.initPID)?.upperDir == nil)
-        #expect(!resolver.isInUpperLayer("/tmp/true", cgroup: cgroupID, pid: container.initPID))
+        #expect(!resolver.isInUpperLayer("/tmp/dropped", cgroup: cgroupID, pid: container.initPID))
+        // The file is really there, in the container's own writable root.
+        #expect(FileManager.default.fileExists(atPath: container.hostPath("/tmp/dropped")))
+        await container.stop()
     }
 
     /// Makes the kernel hand `pid` to a new host process (`sleep`), by setting `ns_last_pid`; nil when another

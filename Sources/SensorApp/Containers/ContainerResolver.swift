@@ -173,6 +173,12 @@ public final class ContainerResolver: ContainerResolving {
         filesystem(forCgroup: id, pid: pid)?.isFromVolume(path) ?? false
     }
 
+    /// Both exec checks with one layout lookup: what `Exec.upperLayer` and `Exec.fromVolume` carry.
+    public func execOrigin(_ path: String, cgroup id: UInt64, pid: Int32) -> (upperLayer: Bool, fromVolume: Bool) {
+        guard let filesystem = filesystem(forCgroup: id, pid: pid) else { return (false, false) }
+        return (filesystem.isInUpperLayer(path), filesystem.isFromVolume(path))
+    }
+
     /// Revalidates every entry now: drops those whose cgroup is gone past the grace period, whose path maps to
     /// another id, or that outlived the TTL. A sensor calls this periodically so exited containers leave the cache
     /// even when no more events name them.
