@@ -176,12 +176,15 @@ public final class RuncContainer: @unchecked Sendable {
         let list = try run([busybox, "--list-full"], timeout: 10)
         for applet in list.standardOutput.split(separator: "\n") where !applet.isEmpty && applet != "bin/busybox" {
             let link = "\(image)/\(applet)"
-            if !fm.fileExists(atPath: link) { try? fm.createSymbolicLink(atPath: link, withDestinationPath: "/bin/busybox") }
+            if !fm.fileExists(atPath: link) {
+                try? fm.createSymbolicLink(atPath: link, withDestinationPath: "/bin/busybox")
+            }
         }
         try "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"
             .write(toFile: "\(image)/etc/passwd", atomically: true, encoding: .utf8)
         try "root:x:0:\nnogroup:x:65534:\n".write(toFile: "\(image)/etc/group", atomically: true, encoding: .utf8)
-        try "127.0.0.1 localhost\n::1 localhost\n".write(toFile: "\(image)/etc/hosts", atomically: true, encoding: .utf8)
+        try "127.0.0.1 localhost\n::1 localhost\n".write(
+            toFile: "\(image)/etc/hosts", atomically: true, encoding: .utf8)
         builtImage = image
         atexit {
             if let image = RuncContainer.builtImageForExit { try? FileManager.default.removeItem(atPath: image) }
@@ -404,8 +407,10 @@ public final class RuncContainer: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         process.arguments = ["-s", "KILL", "\(timeout)"] + arguments
-        let capture = stdout == nil ? FileManager.default.temporaryDirectory.path
-            + "/patrol-run-\(UUID().uuidString.prefix(8)).out" : nil
+        let capture =
+            stdout == nil
+            ? FileManager.default.temporaryDirectory.path
+                + "/patrol-run-\(UUID().uuidString.prefix(8)).out" : nil
         let outPath = stdout ?? capture!
         if !FileManager.default.fileExists(atPath: outPath) {
             _ = FileManager.default.createFile(atPath: outPath, contents: nil)
@@ -414,7 +419,9 @@ public final class RuncContainer: @unchecked Sendable {
         outHandle.seekToEndOfFile()
         process.standardOutput = outHandle
         if let stderr {
-            if !FileManager.default.fileExists(atPath: stderr) { _ = FileManager.default.createFile(atPath: stderr, contents: nil) }
+            if !FileManager.default.fileExists(atPath: stderr) {
+                _ = FileManager.default.createFile(atPath: stderr, contents: nil)
+            }
             let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
             errHandle.seekToEndOfFile()
             process.standardError = errHandle
@@ -458,8 +465,14 @@ public final class RuncContainer: @unchecked Sendable {
                 "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                 "options": ["nosuid", "nodev", "mode=1777", "size=65536k"],
             ],
-            ["destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]],
-            ["destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]],
+            [
+                "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"],
+            ],
+            [
+                "destination": "/sys", "type": "sysfs", "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            ],
         ]
         for volume in options.volumes {
             mounts.append([
@@ -492,7 +505,8 @@ public final class RuncContainer: @unchecked Sendable {
                 "resources": ["devices": [["allow": false, "access": "rwm"]]],
                 "namespaces": namespaces,
                 "maskedPaths": [
-                    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                    "/proc/timer_list",
                     "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
                 ],
                 "readonlyPaths": [

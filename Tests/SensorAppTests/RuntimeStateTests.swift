@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @testable import SensorApp
 
@@ -181,7 +181,8 @@ struct RuntimeStateTests {
         let runcID = String(repeating: "d", count: 64)
         // containerd: <root>/<namespace>/<id>/config.json + init.pid
         let task = "\(root)/run/containerd/io.containerd.runtime.v2.task"
-        try write("\(task)/k8s.io/\(containerdID)/config.json", try Self.ociConfig(annotations: Self.containerdAnnotations))
+        try write(
+            "\(task)/k8s.io/\(containerdID)/config.json", try Self.ociConfig(annotations: Self.containerdAnnotations))
         try write("\(task)/k8s.io/\(containerdID)/init.pid", Data("777".utf8))
         try fm.createDirectory(atPath: "\(task)/moby", withIntermediateDirectories: true)
         // CRI-O: <root>/<id>/userdata/config.json + pidfile; absolute root path.

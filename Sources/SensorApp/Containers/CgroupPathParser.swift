@@ -112,7 +112,8 @@ public enum CgroupPathParser {
     /// Container ids are lowercase hex: 64 characters for containerd, CRI-O, docker and podman. Shorter ids (at
     /// least 12) are accepted for hand-made runtimes.
     public static func isContainerID<S: StringProtocol>(_ text: S) -> Bool {
-        text.count >= 12 && text.count <= 128 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+        text.count >= 12 && text.count <= 128
+            && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 }
 

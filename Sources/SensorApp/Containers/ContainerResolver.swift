@@ -102,8 +102,10 @@ public final class ContainerResolver: ContainerResolving {
 
     public init(configuration: ContainerResolverConfiguration = .init()) {
         self.configuration = configuration
-        let mountPoint = configuration.cgroupMountPoint ?? CgroupHierarchy.unifiedMountPoint(
-            procRoot: configuration.procRoot)
+        let mountPoint =
+            configuration.cgroupMountPoint
+            ?? CgroupHierarchy.unifiedMountPoint(
+                procRoot: configuration.procRoot)
         index = mountPoint.map {
             CgroupIndex(
                 mountPoint: $0, maxEntries: configuration.maxIndexedCgroups,
@@ -352,7 +354,8 @@ public final class ContainerResolver: ContainerResolving {
     }
 
     private func procCgroups(_ pid: Int32) -> [ProcCgroupEntry]? {
-        guard pid > 0, let text = try? String(contentsOfFile: "\(configuration.procRoot)/\(pid)/cgroup", encoding: .utf8)
+        guard pid > 0,
+            let text = try? String(contentsOfFile: "\(configuration.procRoot)/\(pid)/cgroup", encoding: .utf8)
         else { return nil }
         return ProcCgroupParser.parse(text)
     }

@@ -83,7 +83,8 @@ public enum RuntimeStateParser {
         let mounts = (object["mounts"] as? [[String: Any]] ?? []).compactMap { mount -> OCIMount? in
             guard let destination = mount["destination"] as? String else { return nil }
             return OCIMount(
-                destination: destination, source: mount["source"] as? String ?? "", type: mount["type"] as? String ?? "",
+                destination: destination, source: mount["source"] as? String ?? "",
+                type: mount["type"] as? String ?? "",
                 options: (mount["options"] as? [Any] ?? []).compactMap { $0 as? String })
         }
         var rootfs = (object["root"] as? [String: Any])?["path"] as? String
@@ -154,7 +155,8 @@ public struct RuntimeStateSource: Sendable, Hashable {
     public static let defaults: [RuntimeStateSource] = [
         RuntimeStateSource(
             runtime: "containerd", layout: .containerdTask, root: "/run/containerd/io.containerd.runtime.v2.task"),
-        RuntimeStateSource(runtime: "cri-o", layout: .storageUserdata, root: "/run/containers/storage/overlay-containers"),
+        RuntimeStateSource(
+            runtime: "cri-o", layout: .storageUserdata, root: "/run/containers/storage/overlay-containers"),
         RuntimeStateSource(runtime: "docker", layout: .runcState, root: "/run/docker/runtime-runc/moby"),
         RuntimeStateSource(runtime: "containerd", layout: .runcState, root: "/run/containerd/runc/k8s.io"),
         RuntimeStateSource(runtime: "runc", layout: .runcState, root: "/run/runc"),
