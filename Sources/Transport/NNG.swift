@@ -112,6 +112,11 @@ final class AsyncIO: @unchecked Sendable {
     private struct State {
         var continuation: CheckedContinuation<Int32, Never>?
         var cancelled = false
+        /// The timeout given to nng for the next operation, -1 for none.
+        var timeoutMilliseconds: Int32 = -1
+        /// nng never completed an operation, even after a cancel: the handle may still be in use inside
+        /// nng, so it is neither reused nor freed (freeing would block until nng lets go of it).
+        var abandoned = false
     }
     private let state = Mutex(State())
     private(set) var handle: OpaquePointer!
@@ -131,8 +136,11 @@ final class AsyncIO: @unchecked Sendable {
 
     deinit {
         // Waits for a running callback to finish; never called from the callback itself.
-        nng_aio_free(handle)
+        if !state.withLock({ $0.abandoned }) { nng_aio_free(handle) }
     }
+
+    /// True once an operation had to be given up on; the owner must not reuse this aio.
+    var isAbandoned: Bool { state.withLock { $0.abandoned } }
 
     private func completed() {
         let continuation = state.withLock { state in
@@ -144,11 +152,52 @@ final class AsyncIO: @unchecked Sendable {
 
     /// Sets the timeout of the next operation, in milliseconds (`-1`: none).
     func setTimeout(milliseconds: Int32) {
+        state.withLock { $0.timeoutMilliseconds = milliseconds }
         nng_aio_set_timeout(handle, milliseconds)
     }
 
     /// Starts an operation with `start(aio)` and suspends until its callback fires; returns nng's result.
-    func perform(_ start: (OpaquePointer) -> Void) async -> Int32 {
+    ///
+    /// With a timeout set, a watchdog backs nng's own timer: seen here, a REQ context send made while the
+    /// peer was gone for about a minute never completed, which left a sensor waiting forever. If nng has
+    /// not answered a second after its deadline, the operation is cancelled; if even that does not
+    /// complete it, the caller gets a timeout and this aio is abandoned.
+    func perform(_ start: @escaping @Sendable (OpaquePointer) -> Void) async -> Int32 {
+        let timeout = state.withLock { $0.timeoutMilliseconds }
+        guard timeout >= 0 else { return await performUnguarded(start) }
+        return await withTaskGroup(of: Int32?.self) { group in
+            group.addTask { await self.performUnguarded(start) }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Int(timeout) + 1_000))
+                if Task.isCancelled { return nil }
+                nng_aio_cancel(self.handle)
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled { return nil }
+                self.abandon()
+                return nil
+            }
+            var result = NNGErrno.timedOut
+            while let next = await group.next() {
+                if let next {
+                    result = next
+                    break
+                }
+            }
+            group.cancelAll()
+            return result
+        }
+    }
+
+    private func abandon() {
+        let continuation = state.withLock { state in
+            defer { state.continuation = nil }
+            if state.continuation != nil { state.abandoned = true }
+            return state.continuation
+        }
+        continuation?.resume(returning: NNGErrno.timedOut)
+    }
+
+    private func performUnguarded(_ start: (OpaquePointer) -> Void) async -> Int32 {
         state.withLock { $0.cancelled = false }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
@@ -217,7 +266,8 @@ final class ContextChannel: @unchecked Sendable {
         aio.setMessage(msg)
         let context = self.context
         let result = await aio.perform { nng_ctx_send(context, $0) }
-        if result != 0 { aio.freeUnsentMessage() }
+        // An abandoned send may still own the message inside nng; then it is not ours to free.
+        if result != 0 && !aio.isAbandoned { aio.freeUnsentMessage() }
         return result
     }
 

@@ -7,7 +7,7 @@ import TestSupport
     /// 1M events replayed while the collector is SIGKILLed and restarted twice: the collector's own
     /// store counts exactly 1M ingested events, none lost and none twice.
     @Test(.timeLimit(.minutes(10))) func millionEventsSurviveTwoCollectorKills() async throws {
-        let harness = try Harness("kill")
+        let harness = try Harness("kill", scheme: "tcp")
         defer { harness.directory.remove() }
         let replay = try harness.replayFile(events: 10_000)
         let sensor = try harness.sensor(replay: replay, repeatCount: 100)
@@ -53,14 +53,16 @@ import TestSupport
         let replay = try harness.replayFile(events: 10_000)
         var collector = try harness.collector()
         // Small memory queue, so the outage really goes through the disk spool.
-        let sensor = try harness.sensor(replay: replay, repeatCount: 10, extra: ["--memory-batches", "4"])
+        let sensor = try harness.sensor(replay: replay, repeatCount: 10, extra: ["--memory-batches", "4", "--log-level", "debug"])
         try await Task.sleep(for: .seconds(1))
         collector.signal(SIGKILL)
         await collector.waitForExit(timeout: .seconds(10))
         try await Task.sleep(for: .seconds(60))
         #expect(sensor.isRunning)
         collector = try harness.collector()
-        #expect(await sensor.waitForExit(timeout: .seconds(120)) == 0, "sensor log:\n\(sensor.standardError.suffix(2000))")
+        #expect(
+            await sensor.waitForExit(timeout: .seconds(120)) == 0,
+            "sensor log:\n\(sensor.standardError.suffix(2000))\ncollector log:\n\(collector.standardError.suffix(2000))")
         collector.signal(SIGTERM)
         #expect(await collector.waitForExit(timeout: .seconds(30)) == 0)
         #expect(try await harness.counters()["events_ingested"] == 100_000)

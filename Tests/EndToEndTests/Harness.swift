@@ -9,9 +9,11 @@ struct Harness {
     let address: String
     let storePath: String
 
-    init(_ label: String, scheme: String = "tcp") throws {
+    /// `scheme` "ipc" (the default) listens on a socket file in the test's own directory, so a collector
+    /// restarted after a long outage can never find its address taken by another test's server.
+    init(_ label: String, scheme: String = "ipc") throws {
         directory = try TemporaryDirectory(prefix: "patrol-e2e-\(label)")
-        address = Ports.loopbackTCPAddress(scheme: scheme)
+        address = scheme == "ipc" ? "ipc://\(directory.path)/collector.sock" : Ports.loopbackTCPAddress(scheme: scheme)
         storePath = directory.file("patrol.db")
     }
 

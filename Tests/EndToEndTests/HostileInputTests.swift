@@ -12,7 +12,7 @@ import WireFormat
     /// request gets an error reply that says what was wrong, the collector stays up, and the sensor's
     /// events all arrive exactly once.
     @Test(.timeLimit(.minutes(10))) func malformedRequestsAreRefusedWhileOthersAreServed() async throws {
-        let harness = try Harness("hostile")
+        let harness = try Harness("hostile", scheme: "tcp")
         defer { harness.directory.remove() }
         let collector = try harness.collector()
         let replay = try harness.replayFile(events: 10_000)
