@@ -13,7 +13,7 @@ import Darwin
 /// Converts the `EventModel` values to and from their protobuf encoding (proto/patrol/v1).
 ///
 /// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer. Decoding checks
-/// the size limit, unpacks with protobuf-c's default allocator, converts and validates every value, and frees the
+/// the size limit, unpacks with a bump allocator (`UnpackArena`), converts and validates every value, and frees the
 /// C message before returning. Bad input never traps: it throws `WireFormatError` naming what and where.
 public enum WireCodec {
     private static let limit = Atomic<Int>(16 << 20)
@@ -84,10 +84,18 @@ public enum WireCodec {
 
     public static func decodeEventBatch(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> EventBatch {
         try checkSize(bytes, "EventBatch")
-        guard let message = patrol__v1__event_batch__unpack(nil, bytes.count, baseAddress(bytes)) else {
-            throw malformed("EventBatch", bytes.count)
+        return try UnpackArena.with(inputBytes: bytes.count) { allocator throws(WireFormatError) in
+            guard let message = patrol__v1__event_batch__unpack(allocator, bytes.count, baseAddress(bytes)) else {
+                throw malformed("EventBatch", bytes.count)
+            }
+            // The arena frees everything at once; no free_unpacked.
+            return try readBatch(message)
         }
-        defer { patrol__v1__event_batch__free_unpacked(message, nil) }
+    }
+
+    private static func readBatch(_ message: UnsafeMutablePointer<Patrol__V1__EventBatch>) throws(WireFormatError)
+        -> EventBatch
+    {
         let batch = message.pointee
         var reader = EventReader(index: -1, expectedStrings: batch.n_events)
         let sensorID = try reader.text(batch.sensor_id, "EventBatch.sensor_id", prefixed: false)
@@ -130,12 +138,13 @@ public enum WireCodec {
 
     public static func decodeEvent(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> Event {
         try checkSize(bytes, "Event")
-        guard let message = patrol__v1__event__unpack(nil, bytes.count, baseAddress(bytes)) else {
-            throw malformed("Event", bytes.count)
+        return try UnpackArena.with(inputBytes: bytes.count) { allocator throws(WireFormatError) in
+            guard let message = patrol__v1__event__unpack(allocator, bytes.count, baseAddress(bytes)) else {
+                throw malformed("Event", bytes.count)
+            }
+            let reader = EventReader(index: -1)
+            return try reader.event(message)
         }
-        defer { patrol__v1__event__free_unpacked(message, nil) }
-        let reader = EventReader(index: -1)
-        return try reader.event(message)
     }
 
     public static func decodeEvent(_ bytes: [UInt8]) throws(WireFormatError) -> Event {
