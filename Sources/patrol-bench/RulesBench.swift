@@ -25,13 +25,42 @@ struct RulesBench: ParsableCommand {
     @Option(help: "Fixture seed.")
     var seed: UInt64 = 42
 
+    @Option(
+        help: """
+            Percent of the sample's events that raise an alert. The fixtures' mix is attack-heavy (about half alert); \
+            with a value here, alerting events are dropped from the sample until this share remains (1 is typical).
+            """)
+    var alertPercent: Double?
+
     mutating func run() throws {
         precondition(events > 0 && distinctEvents > 0 && rounds > 0)
         let ruleSet = try RuleSet.load(files: rules)
         var fixtures = EventFixtures(seed: seed)
-        let sample = fixtures.events(distinctEvents, kinds: EventFixtures.execOpenConnect)
+        var sample = fixtures.events(distinctEvents, kinds: EventFixtures.execOpenConnect)
+        if let alertPercent {
+            var probe = RuleEvaluator(ruleSet: ruleSet)
+            var quiet: [Event] = []
+            var alerting: [Event] = []
+            for event in sample {
+                if probe.evaluate(event).isEmpty { quiet.append(event) } else { alerting.append(event) }
+            }
+            let keep = min(alerting.count, Int(Double(quiet.count) * alertPercent / max(1e-9, 100 - alertPercent)))
+            // Spread the kept alerting events evenly through the quiet ones.
+            var mixed: [Event] = []
+            mixed.reserveCapacity(quiet.count + keep)
+            let stride = keep > 0 ? max(1, quiet.count / keep) : Int.max
+            var kept = 0
+            for (index, event) in quiet.enumerated() {
+                mixed.append(event)
+                if kept < keep, index % stride == stride - 1 {
+                    mixed.append(alerting[kept])
+                    kept += 1
+                }
+            }
+            sample = mixed
+        }
         print("rules: \(ruleSet.rules.count) rules from \(rules.joined(separator: ", ")); "
-            + "\(events) events per round, exec/open/open/open/connect mix (\(distinctEvents) distinct, cycled)")
+            + "\(events) events per round, exec/open/open/open/connect mix (\(sample.count) distinct, cycled)")
         var best = Double.infinity
         var bestCPU = Double.infinity
         var alerts = 0
