@@ -117,7 +117,8 @@ public enum WireCodec {
         -> EventBatch
     {
         let batch = message.pointee
-        var reader = EventReader(index: -1, expectedStrings: batch.n_events)
+        // Table strings and short strings (most argv entries, addresses) skip the intern table: size it smaller.
+        var reader = EventReader(index: -1, expectedStrings: batch.n_events / 4)
         let sensorID = try reader.text(batch.sensor_id, "EventBatch.sensor_id", prefixed: false)
         guard !sensorID.isEmpty else { throw WireFormatError(.missingField, "EventBatch.sensor_id is empty") }
         let bootID = try reader.text(batch.boot_id, "EventBatch.boot_id", prefixed: false)
