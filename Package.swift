@@ -121,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "patrol-bench",
             dependencies: [
-                "Basics", "EventModel", "WireFormat", "TestSupport",
+                "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),

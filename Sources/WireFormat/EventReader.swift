@@ -115,6 +115,8 @@ struct EventReader: ~Copyable {
     var index: Int
     /// The batch's container table (`Event.container_index` refers into it); empty for a lone event.
     var containers: [ContainerRef] = []
+    /// The batch's string table (`*_ref` fields refer into it, 1-based); empty for a lone event.
+    var strings: [String] = []
 
     /// Strings repeat a lot within a batch (node, exe, paths, argv): a small table, keyed by the bytes, hands back
     /// the Swift string made the first time, saving an allocation and a UTF-8 check. It points into the unpacked
@@ -185,6 +187,19 @@ struct EventReader: ~Copyable {
         return value
     }
 
+    /// A string field that may instead be a 1-based reference into the batch's string table.
+    @inline(__always)
+    func text(
+        ref: UInt32, _ pointer: UnsafePointer<CChar>?, _ field: StaticString, _ refField: StaticString
+    ) throws(WireFormatError) -> String {
+        if ref == 0 { return try text(pointer, field) }
+        guard Int(ref) <= strings.count else {
+            throw fail(.invalidValue, "\(refField) \(ref) is beyond the batch's \(strings.count) strings")
+        }
+        if let pointer, pointer.pointee != 0 { throw fail(.invalidValue, "both \(field) and \(refField) are set") }
+        return strings[Int(ref) - 1]
+    }
+
     @inline(__always)
     private func make(_ pointer: UnsafePointer<CChar>, _ length: Int, _ field: StaticString, _ prefixed: Bool)
         throws(WireFormatError) -> String
@@ -210,12 +225,12 @@ struct EventReader: ~Copyable {
         let e = c.pointee
         guard e.count != 0 else { throw fail(.invalidValue, "count is 0") }
         guard let p = e.process?.pointee else { throw fail(.missingField, "process is missing") }
-        let node = try text(e.node, "node")
+        let node = try text(ref: e.node_ref, e.node, "node", "node_ref")
         let process = ProcessInfo(
             pid: p.pid, ppid: p.ppid, tid: p.tid, uid: p.uid, gid: p.gid,
-            comm: try text(p.comm, "process.comm"),
-            exe: try text(p.exe, "process.exe"),
-            cwd: try text(p.cwd, "process.cwd"),
+            comm: try text(ref: p.comm_ref, p.comm, "process.comm", "process.comm_ref"),
+            exe: try text(ref: p.exe_ref, p.exe, "process.exe", "process.exe_ref"),
+            cwd: try text(ref: p.cwd_ref, p.cwd, "process.cwd", "process.cwd_ref"),
             mountNamespace: p.mount_namespace)
         var container: ContainerRef? = nil
         if e.container_index != 0 {
@@ -247,14 +262,15 @@ struct EventReader: ~Copyable {
             let p = e.exec.pointee
             return .exec(
                 Exec(
-                    path: try text(p.path, "exec.path"), argv: try texts(p.n_argv, p.argv, "exec.argv"),
+                    path: try text(ref: p.path_ref, p.path, "exec.path", "exec.path_ref"), argv: try texts(p.n_argv, p.argv, "exec.argv"),
                     env: try texts(p.n_env, p.env, "exec.env"), upperLayer: p.upper_layer != 0))
         case PATROL__V1__EVENT__PAYLOAD_EXIT:
             let p = e.exit.pointee
             return .exit(Exit(code: p.code, signal: p.signal))
         case PATROL__V1__EVENT__PAYLOAD_OPEN:
             let p = e.open.pointee
-            return .open(FileOpen(path: try text(p.path, "open.path"), flags: p.flags, result: p.result))
+            return .open(
+                FileOpen(path: try text(ref: p.path_ref, p.path, "open.path", "open.path_ref"), flags: p.flags, result: p.result))
         case PATROL__V1__EVENT__PAYLOAD_CONNECT:
             return .connect(try flow(e.connect.pointee, connect: true))
         case PATROL__V1__EVENT__PAYLOAD_ACCEPT:

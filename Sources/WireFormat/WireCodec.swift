@@ -13,7 +13,7 @@ import Darwin
 /// Converts the `EventModel` values to and from their protobuf encoding (proto/patrol/v1).
 ///
 /// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer. Decoding checks
-/// the size limit, unpacks with protobuf-c's default allocator, converts and validates every value, and frees the
+/// the size limit, unpacks with a bump allocator (`UnpackArena`), converts and validates every value, and frees the
 /// C message before returning. Bad input never traps: it throws `WireFormatError` naming what and where.
 public enum WireCodec {
     private static let limit = Atomic<Int>(16 << 20)
@@ -41,10 +41,13 @@ public enum WireCodec {
         if count > 0 {
             let structs = arena.allocate(Patrol__V1__Event.self, count: count)
             let pointers = arena.allocate(UnsafeMutablePointer<Patrol__V1__Event>?.self, count: count)
-            // Each distinct container goes into the batch's table once; events carry its 1-based index.
+            // Each distinct container goes into the batch's table once; events carry its 1-based index. Batches
+            // hold few containers, so a linear scan (string equality is a pointer check for shared storage) beats
+            // hashing the 64-character container id.
             var containers: [ContainerRef] = []
             var indexByID: [String: UInt32] = [:]
             var lastIndex: UInt32 = 0
+            var strings = StringTable(enabled: true)
             value.events.withUnsafeBufferPointer { events in
                 for index in 0..<count {
                     // Through a pointer, so the event is borrowed rather than copied (a copy retains every string).
@@ -53,16 +56,29 @@ public enum WireCodec {
                     if let ref = event.pointee.container {
                         if lastIndex != 0, containers[Int(lastIndex) - 1] == ref {
                             containerIndex = lastIndex
+                        } else if containers.count <= 16 {
+                            for slot in 0..<containers.count where containers[slot] == ref {
+                                containerIndex = UInt32(slot + 1)
+                                break
+                            }
                         } else if let known = indexByID[ref.containerID], containers[Int(known) - 1] == ref {
                             containerIndex = known
-                        } else {
+                        }
+                        if containerIndex == 0 {
                             containers.append(ref)
                             containerIndex = UInt32(containers.count)
-                            indexByID[ref.containerID] = containerIndex
+                            if containers.count > 16 {
+                                if indexByID.isEmpty {
+                                    for (slot, known) in containers.enumerated() where indexByID[known.containerID] == nil {
+                                        indexByID[known.containerID] = UInt32(slot + 1)
+                                    }
+                                }
+                                indexByID[ref.containerID] = containerIndex
+                            }
                         }
                         lastIndex = containerIndex
                     }
-                    arena.fill(structs + index, from: event.pointee, containerIndex: containerIndex)
+                    arena.fill(structs + index, from: event.pointee, containerIndex: containerIndex, strings: &strings)
                     pointers[index] = structs + index
                 }
             }
@@ -78,18 +94,31 @@ public enum WireCodec {
                 message.pointee.n_containers = containers.count
                 message.pointee.containers = refPointers
             }
+            if !strings.strings.isEmpty {
+                message.pointee.n_strings = strings.strings.count
+                message.pointee.strings = arena.cStrings(strings.strings)
+            }
         }
         return pack(message)
     }
 
     public static func decodeEventBatch(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> EventBatch {
         try checkSize(bytes, "EventBatch")
-        guard let message = patrol__v1__event_batch__unpack(nil, bytes.count, baseAddress(bytes)) else {
-            throw malformed("EventBatch", bytes.count)
+        return try UnpackArena.with(inputBytes: bytes.count) { allocator throws(WireFormatError) in
+            guard let message = patrol__v1__event_batch__unpack(allocator, bytes.count, baseAddress(bytes)) else {
+                throw malformed("EventBatch", bytes.count)
+            }
+            // The arena frees everything at once; no free_unpacked.
+            return try readBatch(message)
         }
-        defer { patrol__v1__event_batch__free_unpacked(message, nil) }
+    }
+
+    private static func readBatch(_ message: UnsafeMutablePointer<Patrol__V1__EventBatch>) throws(WireFormatError)
+        -> EventBatch
+    {
         let batch = message.pointee
-        var reader = EventReader(index: -1, expectedStrings: batch.n_events)
+        // Table strings and short strings (most argv entries, addresses) skip the intern table: size it smaller.
+        var reader = EventReader(index: -1, expectedStrings: batch.n_events / 4)
         let sensorID = try reader.text(batch.sensor_id, "EventBatch.sensor_id", prefixed: false)
         guard !sensorID.isEmpty else { throw WireFormatError(.missingField, "EventBatch.sensor_id is empty") }
         let bootID = try reader.text(batch.boot_id, "EventBatch.boot_id", prefixed: false)
@@ -103,6 +132,19 @@ public enum WireCodec {
             containers.append(try containerRef(ref.pointee, "EventBatch.containers[\(index)]"))
         }
         reader.containers = containers
+        var strings: [String] = []
+        strings.reserveCapacity(batch.n_strings)
+        for index in 0..<batch.n_strings {
+            guard let pointer = batch.strings[index] else {
+                strings.append("")
+                continue
+            }
+            guard let text = CText.string(pointer, length: strlen(pointer)) else {
+                throw WireFormatError(.invalidValue, "EventBatch.strings[\(index)] is not valid UTF-8")
+            }
+            strings.append(text)
+        }
+        reader.strings = strings
         var events: [Event] = []
         events.reserveCapacity(batch.n_events)
         for index in 0..<batch.n_events {
@@ -124,18 +166,20 @@ public enum WireCodec {
     public static func encode(_ value: Event) -> [UInt8] {
         var arena = Arena(capacity: 1024)
         let message = arena.allocate(Patrol__V1__Event.self)
-        arena.fill(message, from: value)
+        var strings = StringTable(enabled: false)
+        arena.fill(message, from: value, strings: &strings)
         return pack(message)
     }
 
     public static func decodeEvent(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> Event {
         try checkSize(bytes, "Event")
-        guard let message = patrol__v1__event__unpack(nil, bytes.count, baseAddress(bytes)) else {
-            throw malformed("Event", bytes.count)
+        return try UnpackArena.with(inputBytes: bytes.count) { allocator throws(WireFormatError) in
+            guard let message = patrol__v1__event__unpack(allocator, bytes.count, baseAddress(bytes)) else {
+                throw malformed("Event", bytes.count)
+            }
+            let reader = EventReader(index: -1)
+            return try reader.event(message)
         }
-        defer { patrol__v1__event__free_unpacked(message, nil) }
-        let reader = EventReader(index: -1)
-        return try reader.event(message)
     }
 
     public static func decodeEvent(_ bytes: [UInt8]) throws(WireFormatError) -> Event {
@@ -215,11 +259,13 @@ extension Arena {
     /// writing the container inline.
     @inline(__always)
     mutating func fill(
-        _ c: UnsafeMutablePointer<Patrol__V1__Event>, from event: Event, containerIndex: UInt32 = 0
+        _ c: UnsafeMutablePointer<Patrol__V1__Event>, from event: Event, containerIndex: UInt32 = 0,
+        strings: inout StringTable
     ) {
         patrol__v1__event__init(c)
         c.pointee.time_ns = event.time
-        c.pointee.node = cString(event.node)
+        c.pointee.node_ref = strings.ref(event.node)
+        if c.pointee.node_ref == 0 { c.pointee.node = cString(event.node) }
         c.pointee.count = event.count
 
         let process = allocate(Patrol__V1__Process.self)
@@ -229,9 +275,12 @@ extension Arena {
         process.pointee.tid = event.process.tid
         process.pointee.uid = event.process.uid
         process.pointee.gid = event.process.gid
-        process.pointee.comm = cString(event.process.comm)
-        process.pointee.exe = cString(event.process.exe)
-        process.pointee.cwd = cString(event.process.cwd)
+        process.pointee.comm_ref = strings.ref(event.process.comm)
+        if process.pointee.comm_ref == 0 { process.pointee.comm = cString(event.process.comm) }
+        process.pointee.exe_ref = strings.ref(event.process.exe)
+        if process.pointee.exe_ref == 0 { process.pointee.exe = cString(event.process.exe) }
+        process.pointee.cwd_ref = strings.ref(event.process.cwd)
+        if process.pointee.cwd_ref == 0 { process.pointee.cwd = cString(event.process.cwd) }
         process.pointee.mount_namespace = event.process.mountNamespace
         c.pointee.process = process
 
@@ -247,7 +296,8 @@ extension Arena {
         case .exec(let exec):
             let p = allocate(Patrol__V1__Exec.self)
             patrol__v1__exec__init(p)
-            p.pointee.path = cString(exec.path)
+            p.pointee.path_ref = strings.ref(exec.path)
+            if p.pointee.path_ref == 0 { p.pointee.path = cString(exec.path) }
             p.pointee.n_argv = exec.argv.count
             p.pointee.argv = cStrings(exec.argv)
             p.pointee.n_env = exec.env.count
@@ -265,7 +315,8 @@ extension Arena {
         case .open(let open):
             let p = allocate(Patrol__V1__FileOpen.self)
             patrol__v1__file_open__init(p)
-            p.pointee.path = cString(open.path)
+            p.pointee.path_ref = strings.ref(open.path)
+            if p.pointee.path_ref == 0 { p.pointee.path = cString(open.path) }
             p.pointee.flags = open.flags
             p.pointee.result = open.result
             c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_OPEN

@@ -137,6 +137,36 @@ struct ValidationTests {
         }
     }
 
+    @Test("*_ref fields must refer into the batch's string table")
+    func stringRefs() throws {
+        expectError(.invalidValue, "Event: process.exe_ref 1 is beyond the batch's 0 strings") {
+            _ = try WireCodec.decodeEvent(
+                eventBytes(process: false) { $0.message(3) { $0.varint(11, 1) }; $0.message(11) { _ in } })
+        }
+        func batch(strings: [[UInt8]], _ event: [UInt8]) -> [UInt8] {
+            var writer = ProtoWriter()
+            writer.string(1, "sensor")
+            writer.varint(3, 1)
+            writer.lengthDelimited(5, event)
+            for text in strings { writer.lengthDelimited(7, text) }
+            return writer.bytes
+        }
+        let exeRef = eventBytes(process: false) { $0.message(3) { $0.varint(11, 1) }; $0.message(11) { _ in } }
+        let decoded = try WireCodec.decodeEventBatch(batch(strings: [Array("/usr/bin/x".utf8)], exeRef))
+        #expect(decoded.events.first?.process.exe == "/usr/bin/x")
+        expectError(.invalidValue, "event 0: open.path_ref 2 is beyond the batch's 1 strings") {
+            _ = try WireCodec.decodeEventBatch(
+                batch(strings: [Array("/etc/passwd".utf8)], eventBytes { $0.message(12) { $0.varint(4, 2) } }))
+        }
+        expectError(.invalidValue, "event 0: both node and node_ref are set") {
+            _ = try WireCodec.decodeEventBatch(
+                batch(strings: [Array("n".utf8)], eventBytes { $0.varint(26, 1); $0.message(11) { _ in } }))
+        }
+        expectError(.invalidValue, "EventBatch.strings[1] is not valid UTF-8") {
+            _ = try WireCodec.decodeEventBatch(batch(strings: [Array("ok".utf8), [0xff]], exeRef))
+        }
+    }
+
     @Test("audit documents must be JSON")
     func auditJSON() {
         expectError(.missingField, "Event: audit.document_json is empty") {

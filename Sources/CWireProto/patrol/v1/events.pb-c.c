@@ -817,7 +817,7 @@ void   patrol__v1__event__free_unpacked
   assert(message->base.descriptor == &patrol__v1__event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor patrol__v1__process__field_descriptors[9] =
+static const ProtobufCFieldDescriptor patrol__v1__process__field_descriptors[12] =
 {
   {
     "pid",
@@ -927,11 +927,50 @@ static const ProtobufCFieldDescriptor patrol__v1__process__field_descriptors[9] 
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "comm_ref",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__Process, comm_ref),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exe_ref",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__Process, exe_ref),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cwd_ref",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__Process, cwd_ref),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__process__field_indices_by_name[] = {
   5,   /* field[5] = comm */
+  9,   /* field[9] = comm_ref */
   7,   /* field[7] = cwd */
+  11,   /* field[11] = cwd_ref */
   6,   /* field[6] = exe */
+  10,   /* field[10] = exe_ref */
   4,   /* field[4] = gid */
   8,   /* field[8] = mount_namespace */
   0,   /* field[0] = pid */
@@ -942,7 +981,7 @@ static const unsigned patrol__v1__process__field_indices_by_name[] = {
 static const ProtobufCIntRange patrol__v1__process__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor patrol__v1__process__descriptor =
 {
@@ -952,7 +991,7 @@ const ProtobufCMessageDescriptor patrol__v1__process__descriptor =
   "Patrol__V1__Process",
   "patrol.v1",
   sizeof(Patrol__V1__Process),
-  9,
+  12,
   patrol__v1__process__field_descriptors,
   patrol__v1__process__field_indices_by_name,
   1,  patrol__v1__process__number_ranges,
@@ -1075,7 +1114,7 @@ const ProtobufCMessageDescriptor patrol__v1__container_ref__descriptor =
   (ProtobufCMessageInit) patrol__v1__container_ref__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__exec__field_descriptors[4] =
+static const ProtobufCFieldDescriptor patrol__v1__exec__field_descriptors[5] =
 {
   {
     "path",
@@ -1125,17 +1164,30 @@ static const ProtobufCFieldDescriptor patrol__v1__exec__field_descriptors[4] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "path_ref",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__Exec, path_ref),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__exec__field_indices_by_name[] = {
   1,   /* field[1] = argv */
   2,   /* field[2] = env */
   0,   /* field[0] = path */
+  4,   /* field[4] = path_ref */
   3,   /* field[3] = upper_layer */
 };
 static const ProtobufCIntRange patrol__v1__exec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor patrol__v1__exec__descriptor =
 {
@@ -1145,7 +1197,7 @@ const ProtobufCMessageDescriptor patrol__v1__exec__descriptor =
   "Patrol__V1__Exec",
   "patrol.v1",
   sizeof(Patrol__V1__Exec),
-  4,
+  5,
   patrol__v1__exec__field_descriptors,
   patrol__v1__exec__field_indices_by_name,
   1,  patrol__v1__exec__number_ranges,
@@ -1203,7 +1255,7 @@ const ProtobufCMessageDescriptor patrol__v1__exit__descriptor =
   (ProtobufCMessageInit) patrol__v1__exit__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__file_open__field_descriptors[3] =
+static const ProtobufCFieldDescriptor patrol__v1__file_open__field_descriptors[4] =
 {
   {
     "path",
@@ -1241,16 +1293,29 @@ static const ProtobufCFieldDescriptor patrol__v1__file_open__field_descriptors[3
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "path_ref",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__FileOpen, path_ref),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__file_open__field_indices_by_name[] = {
   1,   /* field[1] = flags */
   0,   /* field[0] = path */
+  3,   /* field[3] = path_ref */
   2,   /* field[2] = result */
 };
 static const ProtobufCIntRange patrol__v1__file_open__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor patrol__v1__file_open__descriptor =
 {
@@ -1260,7 +1325,7 @@ const ProtobufCMessageDescriptor patrol__v1__file_open__descriptor =
   "Patrol__V1__FileOpen",
   "patrol.v1",
   sizeof(Patrol__V1__FileOpen),
-  3,
+  4,
   patrol__v1__file_open__field_descriptors,
   patrol__v1__file_open__field_indices_by_name,
   1,  patrol__v1__file_open__number_ranges,
@@ -2048,7 +2113,7 @@ const ProtobufCMessageDescriptor patrol__v1__audit_record__descriptor =
   (ProtobufCMessageInit) patrol__v1__audit_record__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__event__field_descriptors[22] =
+static const ProtobufCFieldDescriptor patrol__v1__event__field_descriptors[23] =
 {
   {
     "time_ns",
@@ -2314,6 +2379,18 @@ static const ProtobufCFieldDescriptor patrol__v1__event__field_descriptors[22] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "node_ref",
+    26,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__Event, node_ref),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__event__field_indices_by_name[] = {
   10,   /* field[10] = accept */
@@ -2332,6 +2409,7 @@ static const unsigned patrol__v1__event__field_indices_by_name[] = {
   14,   /* field[14] = module_load */
   16,   /* field[16] = namespace_change */
   1,   /* field[1] = node */
+  22,   /* field[22] = node_ref */
   8,   /* field[8] = open */
   2,   /* field[2] = process */
   15,   /* field[15] = ptrace */
@@ -2343,7 +2421,7 @@ static const ProtobufCIntRange patrol__v1__event__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 10, 6 },
-  { 0, 22 }
+  { 0, 23 }
 };
 const ProtobufCMessageDescriptor patrol__v1__event__descriptor =
 {
@@ -2353,7 +2431,7 @@ const ProtobufCMessageDescriptor patrol__v1__event__descriptor =
   "Patrol__V1__Event",
   "patrol.v1",
   sizeof(Patrol__V1__Event),
-  22,
+  23,
   patrol__v1__event__field_descriptors,
   patrol__v1__event__field_indices_by_name,
   2,  patrol__v1__event__number_ranges,

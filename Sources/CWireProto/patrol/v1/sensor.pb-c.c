@@ -526,7 +526,7 @@ void   patrol__v1__rpc_reply__free_unpacked
   assert(message->base.descriptor == &patrol__v1__rpc_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor patrol__v1__event_batch__field_descriptors[6] =
+static const ProtobufCFieldDescriptor patrol__v1__event_batch__field_descriptors[7] =
 {
   {
     "sensor_id",
@@ -600,6 +600,18 @@ static const ProtobufCFieldDescriptor patrol__v1__event_batch__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "strings",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Patrol__V1__EventBatch, n_strings),
+    offsetof(Patrol__V1__EventBatch, strings),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__event_batch__field_indices_by_name[] = {
   1,   /* field[1] = boot_id */
@@ -608,11 +620,12 @@ static const unsigned patrol__v1__event_batch__field_indices_by_name[] = {
   4,   /* field[4] = events */
   0,   /* field[0] = sensor_id */
   2,   /* field[2] = sequence */
+  6,   /* field[6] = strings */
 };
 static const ProtobufCIntRange patrol__v1__event_batch__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor patrol__v1__event_batch__descriptor =
 {
@@ -622,7 +635,7 @@ const ProtobufCMessageDescriptor patrol__v1__event_batch__descriptor =
   "Patrol__V1__EventBatch",
   "patrol.v1",
   sizeof(Patrol__V1__EventBatch),
-  6,
+  7,
   patrol__v1__event_batch__field_descriptors,
   patrol__v1__event_batch__field_indices_by_name,
   1,  patrol__v1__event_batch__number_ranges,

@@ -94,10 +94,17 @@ struct  Patrol__V1__Process
    * The mount namespace inode, 0 when unknown.
    */
   uint64_t mount_namespace;
+  /*
+   * In an EventBatch, 1-based references into EventBatch.strings used instead of comm, exe and cwd (which are
+   * then empty); 0 means the inline field. A lone Event must leave them 0.
+   */
+  uint32_t comm_ref;
+  uint32_t exe_ref;
+  uint32_t cwd_ref;
 };
 #define PATROL__V1__PROCESS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__process__descriptor) \
-    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 /*
@@ -137,10 +144,14 @@ struct  Patrol__V1__Exec
    * True when the executable lives in the container's writable (upper) layer.
    */
   protobuf_c_boolean upper_layer;
+  /*
+   * In an EventBatch, a 1-based reference into EventBatch.strings used instead of path; 0: path is inline.
+   */
+  uint32_t path_ref;
 };
 #define PATROL__V1__EXEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__exec__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0 }
 
 
 struct  Patrol__V1__Exit
@@ -166,10 +177,14 @@ struct  Patrol__V1__FileOpen
    * A file descriptor, or a negative errno.
    */
   int32_t result;
+  /*
+   * In an EventBatch, a 1-based reference into EventBatch.strings used instead of path; 0: path is inline.
+   */
+  uint32_t path_ref;
 };
 #define PATROL__V1__FILE_OPEN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__file_open__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 /*
@@ -413,6 +428,10 @@ struct  Patrol__V1__Event
    * (a batch names each container once; 0 = not used). Never set together with `container`.
    */
   uint32_t container_index;
+  /*
+   * In an EventBatch, a 1-based reference into EventBatch.strings used instead of node; 0: node is inline.
+   */
+  uint32_t node_ref;
   Patrol__V1__Event__PayloadCase payload_case;
   union {
     Patrol__V1__Exec *exec;
@@ -435,7 +454,7 @@ struct  Patrol__V1__Event
 };
 #define PATROL__V1__EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__event__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, NULL, NULL, 0, 0, PATROL__V1__EVENT__PAYLOAD__NOT_SET, {0} }
+    , 0, (char *)protobuf_c_empty_string, NULL, NULL, 0, 0, 0, PATROL__V1__EVENT__PAYLOAD__NOT_SET, {0} }
 
 
 /* Patrol__V1__Process methods */

@@ -83,10 +83,16 @@ struct  Patrol__V1__EventBatch
    */
   size_t n_containers;
   Patrol__V1__ContainerRef **containers;
+  /*
+   * Strings that repeat across events (node, process comm/exe/cwd, exec and open paths), each once; events refer
+   * to them by 1-based *_ref fields. Decoding builds each Swift string once per batch instead of once per event.
+   */
+  size_t n_strings;
+  char **strings;
 };
 #define PATROL__V1__EVENT_BATCH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__event_batch__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0,NULL, 0,NULL }
 
 
 /*
