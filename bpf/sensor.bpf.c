@@ -560,14 +560,33 @@ int exit_accept(struct trace_event_raw_sys_exit *ctx)
 
 /* ---- DNS: UDP datagrams to port 53 ---- */
 
-static __always_inline int emit_dns(int fd, const void *buf, __u64 len, const void *uaddr)
+/*
+ * The destination is checked on sys_enter; the payload is copied on sys_exit, when the kernel has
+ * read it and its pages are certainly present (a read on entry can fault on a page not yet touched).
+ */
+struct dns_args {
+	__u64 buf;
+	__u64 len;
+	__u8 addr[16];
+	__u16 family;
+	__u16 port;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct dns_args);
+} pending_dns SEC(".maps");
+
+static __always_inline int stash_dns(int fd, const void *buf, __u64 len, const void *uaddr)
 {
 	__u64 id = bpf_get_current_pid_tgid(), cgid;
-	struct patrol_dns_record *rec;
+	struct dns_args args = {};
 	__u8 sa[28] = {};
-	__u8 addr[16] = {};
-	__u16 family = 0, port = 0;
 	struct sock *sk = NULL;
+	__u32 tid = (__u32)id;
 
 	if (!buf || len < 12)
 		return 0;	/* shorter than a DNS header */
@@ -576,23 +595,23 @@ static __always_inline int emit_dns(int fd, const void *buf, __u64 len, const vo
 			return 0;
 		if (*(__u16 *)sa == AF_INET6 && bpf_probe_read_user(sa, 28, uaddr))
 			return 0;
-		if (!parse_sockaddr(sa, &family, &port, addr))
+		if (!parse_sockaddr(sa, &args.family, &args.port, args.addr))
 			return 0;
-		if (port != DNS_PORT)
+		if (args.port != DNS_PORT)
 			return 0;
 		sk = fd_sock(fd);
 	} else {
 		sk = fd_sock(fd);
 		if (!sk)
 			return 0;
-		port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-		if (port != DNS_PORT)
+		args.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (args.port != DNS_PORT)
 			return 0;
-		family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		if (family == AF_INET)
-			bpf_core_read(addr, 4, &sk->__sk_common.skc_daddr);
-		else if (family == AF_INET6)
-			bpf_core_read(addr, 16, &sk->__sk_common.skc_v6_daddr);
+		args.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		if (args.family == AF_INET)
+			bpf_core_read(args.addr, 4, &sk->__sk_common.skc_daddr);
+		else if (args.family == AF_INET6)
+			bpf_core_read(args.addr, 16, &sk->__sk_common.skc_v6_daddr);
 		else
 			return 0;
 	}
@@ -600,15 +619,36 @@ static __always_inline int emit_dns(int fd, const void *buf, __u64 len, const vo
 		return 0;
 	if (!wanted(PATROL_RECORD_DNS, id, &cgid))
 		return 0;
+	args.buf = (__u64)buf;
+	args.len = len;
+	bpf_map_update_elem(&pending_dns, &tid, &args, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int emit_dns(void)
+{
+	__u64 id = bpf_get_current_pid_tgid(), cgid;
+	__u32 tid = (__u32)id;
+	struct dns_args *pending = bpf_map_lookup_elem(&pending_dns, &tid);
+	struct dns_args args;
+	struct patrol_dns_record *rec;
+	__u64 len;
+
+	if (!pending)
+		return 0;
+	args = *pending;
+	bpf_map_delete_elem(&pending_dns, &tid);
+	cgid = bpf_get_current_cgroup_id();
 	RESERVE_OR_RETURN(rec, PATROL_RECORD_DNS, id, cgid);
-	rec->family = family;
-	rec->remote_port = port;
-	__builtin_memcpy(rec->remote_addr, addr, 16);
+	rec->family = args.family;
+	rec->remote_port = args.port;
+	__builtin_memcpy(rec->remote_addr, args.addr, 16);
+	len = args.len;
 	if (len > PATROL_DNS_LEN)
 		len = PATROL_DNS_LEN;
 	barrier_var(len);
 	rec->payload_size = 0;
-	if (len <= PATROL_DNS_LEN && bpf_probe_read_user(rec->payload, len, buf) == 0)
+	if (len <= PATROL_DNS_LEN && bpf_probe_read_user(rec->payload, len, (void *)args.buf) == 0)
 		rec->payload_size = len;
 	bpf_ringbuf_submit(rec, 0);
 	return 0;
@@ -617,7 +657,25 @@ static __always_inline int emit_dns(int fd, const void *buf, __u64 len, const vo
 SEC("tracepoint/syscalls/sys_enter_sendto")
 int enter_sendto(struct trace_event_raw_sys_enter *ctx)
 {
-	return emit_dns((int)ctx->args[0], (void *)ctx->args[1], ctx->args[2], (void *)ctx->args[4]);
+	return stash_dns((int)ctx->args[0], (void *)ctx->args[1], ctx->args[2], (void *)ctx->args[4]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int exit_sendto(struct trace_event_raw_sys_exit *ctx)
+{
+	return emit_dns();
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return emit_dns();
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int exit_sendmmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	return emit_dns();
 }
 
 /* sendmsg, and the first message of sendmmsg (struct mmsghdr starts with struct user_msghdr). */
@@ -632,7 +690,7 @@ static __always_inline int emit_dns_msg(int fd, const void *umsg)
 		return 0;
 	if (bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
 		return 0;
-	return emit_dns(fd, iov.iov_base, iov.iov_len, msg.msg_name);
+	return stash_dns(fd, iov.iov_base, iov.iov_len, msg.msg_name);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
