@@ -62,6 +62,12 @@ public struct Sensor: Service {
                 } else {
                     try? await gracefulShutdown()
                     _ = await sender.flush(timeout: .seconds(5))
+                    let stats = sender.stats
+                    logger.info(
+                        "sensor stopped",
+                        metadata: [
+                            "events_acked": "\(stats.acknowledgedEvents)", "dropped_events": "\(stats.droppedEvents)",
+                        ])
                     sender.close()
                 }
             }

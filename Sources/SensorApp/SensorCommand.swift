@@ -1,5 +1,8 @@
 import ArgumentParser
 import Basics
+import EventModel
+import Foundation
+import KernelEvents
 import Logging
 import ServiceLifecycle
 
@@ -63,6 +66,11 @@ public struct SensorCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds per syscall-set window.", valueName: "s"))
     var syscallWindow = 10
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Comma-separated event kinds to capture (exec,open,connect,...); default all.", valueName: "kinds"))
+    var kinds: String?
+
     @Option(name: .long, help: ArgumentHelp("A cgroup id the kernel ignores (repeatable).", valueName: "id"))
     var ignoreCgroup: [UInt64] = []
 
@@ -88,6 +96,16 @@ public struct SensorCommand: AsyncParsableCommand {
         configuration.capture.dedupWindow = .milliseconds(max(0, dedupWindowMs))
         configuration.capture.syscallSetInterval = .seconds(max(1, syscallWindow))
         configuration.capture.ignoredCgroups = ignoreCgroup
+        if let kinds {
+            var enabled = Set<KernelRecordKind>()
+            for name in kinds.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                guard let kind = EventKind(rawValue: name), !KernelRecordKind.kinds(for: kind).isEmpty else {
+                    throw ValidationError("--kinds: \(name) is not a kind the sensor captures")
+                }
+                enabled.formUnion(KernelRecordKind.kinds(for: kind))
+            }
+            configuration.capture.enabledKinds = enabled
+        }
         if let sensorID { configuration.sensorID = sensorID }
         if let node { configuration.node = node }
         let sensor = try Sensor(configuration: configuration, logger: logger)
