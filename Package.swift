@@ -52,7 +52,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .target(
             name: "KernelEvents", dependencies: ["Basics", "EventModel", "CSensorABI"],
-            swiftSettings: swiftSettings),
+            exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "WireFormat", dependencies: ["Basics", "EventModel", "CWireProto", "CProtobufC"],
             exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(
