@@ -149,8 +149,9 @@ public final class LiveCapture: Sendable {
     /// to `deliver` in batches of at most `batchSize`. Stops the ring-buffer thread before returning.
     public func run(batchSize: Int = 1000, deliver: @escaping @Sendable ([Event]) async -> Void) async {
         reader.start()
-        let tick = min(configuration.dedupWindow == .zero ? .milliseconds(200) : configuration.dedupWindow / 2,
-            configuration.syscallSetInterval)
+        let tick = min(
+            configuration.dedupWindow == .zero ? .milliseconds(200) : configuration.dedupWindow / 2,
+            configuration.syscallSetInterval, max(configuration.batchLinger, .milliseconds(1)))
         let records = reader.records
         await withDiscardingTaskGroup { group in
             // Wakes the consumer when idle: an empty record is a tick, never a kernel record.
@@ -170,10 +171,11 @@ public final class LiveCapture: Sendable {
     private func consume(batchSize: Int, deliver: @Sendable ([Event]) async -> Void) async {
         var decoder = KernelDecoder(clock: BootClock.measure())
         var dedup = EdgeDeduplicator(window: configuration.dedupWindow)
-        let syscallInterval = UInt64(configuration.syscallSetInterval.components.seconds) * 1_000_000_000
-            + UInt64(configuration.syscallSetInterval.components.attoseconds / 1_000_000_000)
+        let syscallInterval = Self.nanoseconds(configuration.syscallSetInterval)
         var nextSyscallFlush = BootClock.bootNow() + syscallInterval
         var nextClockMeasure = BootClock.bootNow() + 60_000_000_000
+        let linger = Self.nanoseconds(configuration.batchLinger)
+        var oldestPending: UInt64 = 0
         var out: [Event] = []
         out.reserveCapacity(batchSize)
         func emit(_ record: KernelRecord) {
@@ -182,7 +184,7 @@ public final class LiveCapture: Sendable {
             event.container = resolver.container(forCgroup: record.cgroupID, pid: event.process.pid)
             out.append(event)
         }
-        while let batch = await reader.records.drain(limit: batchSize) {
+        while let batch = await reader.records.drain(limit: max(1, batchSize - out.count)) {
             let now = BootClock.bootNow()
             for bytes in batch where !bytes.isEmpty {
                 do {
@@ -203,10 +205,13 @@ public final class LiveCapture: Sendable {
                 decoder.clock = BootClock.measure()
             }
             foldedTotal.store(dedup.folded, ordering: .relaxed)
-            if !out.isEmpty {
+            // Hand on full batches at once, a partial one when its oldest event has waited `linger`.
+            if !out.isEmpty && oldestPending == 0 { oldestPending = now }
+            if out.count >= batchSize || (!out.isEmpty && now &- oldestPending >= linger) {
                 delivered.add(UInt64(out.count), ordering: .relaxed)
                 await deliver(out)
                 out.removeAll(keepingCapacity: true)
+                oldestPending = 0
             }
         }
         // Cancelled: hand on what de-duplication still holds and the last syscall window.
@@ -216,6 +221,11 @@ public final class LiveCapture: Sendable {
             delivered.add(UInt64(out.count), ordering: .relaxed)
             await deliver(out)
         }
+    }
+
+    static func nanoseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
     }
 
     /// Reads and clears every cgroup's syscall bitmap: one `SyscallSet` event per cgroup per window.

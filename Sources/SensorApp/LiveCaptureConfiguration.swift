@@ -15,6 +15,8 @@ public struct LiveCaptureConfiguration: Sendable {
     public var syscallSetInterval: Duration
     /// Records held between the ring-buffer thread and the decoder; overflow is a `user_queue` drop.
     public var queueCapacity: Int
+    /// Longest an event waits for its batch to fill before the partial batch is handed on.
+    public var batchLinger: Duration
     /// Where tracefs is (mounted there when missing).
     public var tracefsPath: String
     /// The BPF object to load; nil = the one embedded in this binary.
@@ -23,7 +25,7 @@ public struct LiveCaptureConfiguration: Sendable {
     public init(
         enabledKinds: Set<KernelRecordKind> = Set(KernelRecordKind.allCases), ignoredCgroups: [UInt64] = [],
         ignoreOwnProcess: Bool = true, dedupWindow: Duration = .milliseconds(250),
-        syscallSetInterval: Duration = .seconds(10), queueCapacity: Int = 262_144,
+        syscallSetInterval: Duration = .seconds(10), queueCapacity: Int = 262_144, batchLinger: Duration = .milliseconds(20),
         tracefsPath: String = "/sys/kernel/tracing", objectBytes: [UInt8]? = nil
     ) {
         self.enabledKinds = enabledKinds
@@ -32,6 +34,7 @@ public struct LiveCaptureConfiguration: Sendable {
         self.dedupWindow = dedupWindow
         self.syscallSetInterval = syscallSetInterval
         self.queueCapacity = queueCapacity
+        self.batchLinger = batchLinger
         self.tracefsPath = tracefsPath
         self.objectBytes = objectBytes
     }

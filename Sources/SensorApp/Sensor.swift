@@ -113,6 +113,7 @@ public struct Sensor: Service {
         logger.info(
             "live capture stopped",
             metadata: [
+                "received": "\(live.receivedCount)", "queued": "\(live.queueDepth)",
                 "delivered": "\(live.deliveredCount)", "folded": "\(live.foldedCount)",
                 "drops": "\(live.drops.map { "\($0.key.rawValue)=\($0.value)" }.sorted())",
             ])

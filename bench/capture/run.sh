@@ -49,10 +49,10 @@ run_patrol() {
         --log-level info > "$log" 2>&1 &
     local sensor=$!; pids+=("$sensor")
     wait_for "$log" "live capture ready" 30
-    local before issued=0 after rss
+    local before issued=0 achieved=0 after rss
     before=$(cpu_ticks "$sensor")
     if [ "$rate" -gt 0 ]; then
-        issued=$("$work/openat-load" "$rate" "$SECONDS_PER_RATE" | awk '{print $2}')
+        read -r _ issued _ achieved < <("$work/openat-load" "$rate" "$SECONDS_PER_RATE")
     else
         sleep "$SECONDS_PER_RATE"
     fi
@@ -61,7 +61,7 @@ run_patrol() {
     kill -TERM "$sensor"; wait "$sensor" || true
     local acked
     acked=$(grep -o 'events_acked=[0-9]*' "$log" | tail -1 | cut -d= -f2)
-    echo "${acked:-0} $(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN{printf "%.2f", t/hz}') $rss $issued"
+    echo "${acked:-0} $(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN{printf "%.2f", t/hz}') $rss $issued $achieved"
 }
 
 # run_bpftrace <rate>: prints "captured cpu_s rss_kib issued lost"
@@ -71,28 +71,29 @@ run_bpftrace() {
         > "$out" 2> "$work/bpftrace-$1.err" &
     local tracer=$!; pids+=("$tracer")
     wait_for "$out" "Attaching" 60
-    local before issued after rss
+    local before issued achieved after rss
     before=$(cpu_ticks "$tracer")
-    issued=$("$work/openat-load" "$rate" "$SECONDS_PER_RATE" | awk '{print $2}')
+    read -r _ issued _ achieved < <("$work/openat-load" "$rate" "$SECONDS_PER_RATE")
     sleep 3
     after=$(cpu_ticks "$tracer"); rss=$(peak_rss_kib "$tracer")
     kill -INT "$tracer"; wait "$tracer" || true
     local captured lost
     captured=$(grep -c 'patrol-openat-load-missing' "$out" || true)
-    lost=$(grep -o 'Lost [0-9]*' "$out" "$work/bpftrace-$1.err" | awk '{s += $2} END {print s + 0}')
-    echo "$captured $(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN{printf "%.2f", t/hz}') $rss $issued $lost"
+    lost=$( (grep -ho 'Lost [0-9]*' "$out" "$work/bpftrace-$1.err" || true) | awk '{s += $2} END {print s + 0}')
+    echo "$captured $(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN{printf "%.2f", t/hz}') $rss $issued $lost $achieved"
 }
 
-read -r noise _ _ _ < <(run_patrol 0)
+read -r noise _ _ _ _ < <(run_patrol 0)
 echo "# capture benchmark: ${SECONDS_PER_RATE}s per rate; idle open events from other processes in ${SECONDS_PER_RATE}s: $noise" >&2
-echo "| rate/s | capturer | issued | captured | fraction | CPU s per 100k | peak RSS MiB |"
-echo "|---|---|---|---|---|---|---|"
+echo "| target rate/s | capturer | achieved rate/s | issued | captured | fraction | lost (reported) | CPU s per 100k | peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|"
 for rate in $RATES; do
-    read -r acked cpu rss issued < <(run_patrol "$rate")
+    read -r acked cpu rss issued achieved < <(run_patrol "$rate")
     captured=$((acked > noise ? acked - noise : 0)); [ "$captured" -gt "$issued" ] && captured=$issued
-    awk -v r="$rate" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" 'BEGIN{
-        printf "| %d | patrol-sensor | %d | %d | %.3f | %.3f | %.1f |\n", r, i, c, c / i, cpu / (i / 100000), rss / 1024 }'
-    read -r captured cpu rss issued lost < <(run_bpftrace "$rate")
-    awk -v r="$rate" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" -v lost="$lost" 'BEGIN{
-        printf "| %d | bpftrace | %d | %d | %.3f | %.3f | %.1f |\n", r, i, c, c / i, cpu / (i / 100000), rss / 1024 }'
+    drops=$(grep -o 'drops=\[[^]]*\]' "$work/sensor-$rate.log" | tail -1 | tr -d ' "' | sed 's/drops=//')
+    awk -v r="$rate" -v a="$achieved" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" -v d="$drops" 'BEGIN{
+        printf "| %d | patrol-sensor | %.0f | %d | %d | %.3f | %s | %.3f | %.1f |\n", r, a, i, c, c / i, d, cpu / (i / 100000), rss / 1024 }'
+    read -r captured cpu rss issued lost achieved < <(run_bpftrace "$rate")
+    awk -v r="$rate" -v a="$achieved" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" -v lost="$lost" 'BEGIN{
+        printf "| %d | bpftrace | %.0f | %d | %d | %.3f | %d | %.3f | %.1f |\n", r, a, i, c, c / i, lost, cpu / (i / 100000), rss / 1024 }'
 done
