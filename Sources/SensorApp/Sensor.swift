@@ -97,10 +97,14 @@ public struct Sensor: Service {
             return
         }
         let live: LiveCapture
+        // Loading runs the verifier over every program (seconds of CPU): keep it off the cooperative pool.
+        let loader = BlockingExecutor(name: "bpf-load")
+        defer { loader.shutdown() }
         do {
-            live = try LiveCapture(
-                configuration: configuration.capture, node: configuration.node, resolver: containerResolver,
-                logger: logger)
+            let (capture, node, resolver, logger) = (configuration.capture, configuration.node, containerResolver, logger)
+            live = try await loader.run {
+                try LiveCapture(configuration: capture, node: node, resolver: resolver, logger: logger)
+            }
         } catch {
             logger.error("live capture unavailable", metadata: ["error": "\(error)"])
             return
