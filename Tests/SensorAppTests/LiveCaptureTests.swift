@@ -93,7 +93,11 @@ enum Host {
             let activityRun = try await Host.run(activity, [linkPath])
             #expect(trueRun.status == 0 && catRun.status == 0 && unshareRun.status == 0)
             #expect(activityRun.status == 0, "activity helper failed with \(activityRun.status)")
-            let port = UInt16(activityRun.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            let printed = activityRun.output.split(separator: " ").map {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let port = printed.first.flatMap { UInt16($0) } ?? 0
+            let socketChildPid = printed.count > 1 ? Int32(printed[1]) ?? -1 : -1
             let catPid = catRun.pid
             let truePid = trueRun.pid
             let unsharePid = unshareRun.pid
@@ -105,7 +109,10 @@ enum Host {
                 for event in events {
                     let pid = event.process.pid
                     switch event.payload {
-                    case .exec(let exec) where pid == truePid && exec.path == shmTrue: result["exec"] = true
+                    case .exec(let exec) where pid == truePid && exec.path == shmTrue:
+                        result["exec"] = !exec.stdioSocket
+                    case .exec(let exec) where pid == socketChildPid && exec.path == "/bin/true":
+                        result["stdioSocket"] = exec.stdioSocket
                     case .exit where pid == truePid: result["exit"] = true
                     case .open(let open) where pid == catPid && open.path == "/etc/hostname" && open.result >= 0:
                         result["open"] = true
@@ -131,7 +138,7 @@ enum Host {
                 return result
             }
             let expected: Set<String> = [
-                "exec", "exit", "open", "connect", "accept", "dns", "memfd", "link", "unshare", "syscalls",
+                "exec", "exit", "open", "connect", "accept", "dns", "memfd", "link", "unshare", "syscalls", "stdioSocket",
             ]
             // Give up after a generous bound (this is not a latency assertion).
             var seen: [String: Bool] = [:]

@@ -2,7 +2,8 @@
 /*
  * activity.c - compiled by Tests/SensorAppTests at test time. Does, in one process, the things the live
  * capture test expects to see: a TCP connect to a loopback listener and its accept, a DNS query datagram
- * to 127.0.0.1:53, memfd_create, and a symlink. Prints the listener's port.
+ * to 127.0.0.1:53, memfd_create, a symlink, and an exec of /bin/true whose stdin is the accepted socket
+ * (the shape of a reverse shell). Prints the listener's port and the child's pid.
  *
  * usage: activity <symlink path>
  */
@@ -14,13 +15,15 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int main(int argc, char **argv)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t len = sizeof(addr);
-	int listener, client, server, udp, memfd;
+	int listener, client, server, udp, memfd, status;
+	pid_t child;
 	/* id 0x1234, RD, 1 question: patrol-test.example A IN */
 	static const unsigned char query[] = {
 		0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -51,6 +54,14 @@ int main(int argc, char **argv)
 	unlink(argv[1]);
 	if (symlink("/etc/hostname", argv[1]))
 		return 8;
-	printf("%d\n", ntohs(addr.sin_port));
+	child = fork();
+	if (child == 0) {
+		dup2(server, 0);
+		execl("/bin/true", "true", (char *)NULL);
+		_exit(127);
+	}
+	if (child < 0 || waitpid(child, &status, 0) != child || status != 0)
+		return 9;
+	printf("%d %d\n", ntohs(addr.sin_port), (int)child);
 	return 0;
 }
