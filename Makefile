@@ -97,7 +97,9 @@ release:
 
 # The end-to-end tests run the release executables (PATROL_BIN), as users do.
 test: proto-check bpf-check sensor-check release build
-	PATROL_BIN=$(CURDIR)/.build/release $(SWIFT) test --skip-build
+	# Serially: a 2-core CI machine gives the cooperative pool two threads, and CPU-heavy tests running in
+	# parallel would starve the servers other tests start. Run `swift test` yourself for a parallel run.
+	PATROL_BIN=$(CURDIR)/.build/release $(SWIFT) test --skip-build --no-parallel
 
 run: release
 	@mkdir -p $(PATROL_STATE)

@@ -11,6 +11,7 @@ struct SensorRPCHandler: Sendable {
     let ingest: IngestService
     let logger: Logger
     private let malformed = Counter(label: "patrol_ingest_malformed_requests_total")
+    private let malformedLog = LogThrottle()
 
     init(ingest: IngestService, logger: Logger) {
         self.ingest = ingest
@@ -67,9 +68,14 @@ struct SensorRPCHandler: Sendable {
 
     private func refuse(_ error: WireFormatError, peer: PeerInfo, method: String) -> RPCReply {
         malformed.increment()
-        logger.warning(
-            "malformed request refused",
-            metadata: ["peer": "\(peer.remoteAddress)", "method": "\(method)", "error": "\(error)"])
+        if let suppressed = malformedLog.admit() {
+            logger.warning(
+                "malformed request refused",
+                metadata: [
+                    "peer": "\(peer.remoteAddress)", "method": "\(method)", "error": "\(error)",
+                    "suppressed_since_last": "\(suppressed)",
+                ])
+        }
         return RPCReply(status: .invalidArgument, message: error.description)
     }
 }

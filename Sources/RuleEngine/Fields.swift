@@ -136,6 +136,11 @@ func dirname(_ path: String) -> String {
     }
 }
 
+/// `address:port`, with IPv6 addresses in brackets.
+func endpointText(_ address: String, _ port: UInt16) -> String {
+    address.utf8.contains(UInt8(ascii: ":")) ? "[\(address)]:\(port)" : "\(address):\(port)"
+}
+
 /// Lowercased, without the trailing dot.
 func normaliseDNSName(_ name: String) -> String {
     var text = name
@@ -320,6 +325,24 @@ enum FieldRegistry {
             Int64(e.pointee.count)
         },
         string("evt.node", allKinds, "The node (host name) the event came from.") { e, _ in e.pointee.node },
+        string(
+            "evt.target", [.exec, .open, .connect, .accept, .dns],
+            "What the event acts on, for templates shared by several kinds: the exec or opened path, the remote "
+                + "(connect) or local (accept) `address:port`, the normalised DNS name."
+        ) { e, s in
+            switch e.pointee.payload {
+            case .exec(let exec): return exec.path
+            case .open(let open): return open.path
+            case .connect(let flow): return endpointText(flow.remoteAddress, flow.remotePort)
+            case .accept(let flow): return endpointText(flow.localAddress, flow.localPort)
+            case .dns(let query):
+                if let cached = s.dnsName { return cached }
+                let name = normaliseDNSName(query.name)
+                s.dnsName = name
+                return name
+            default: return nil
+            }
+        },
         // Process
         string("proc.exe", sensorKinds, "Executable path; for exec events the new image.") { e, _ in e.pointee.procExe },
         string("proc.name", sensorKinds, "Base name of `proc.exe` (falls back to `proc.comm`).") { e, s in

@@ -41,3 +41,23 @@ import Testing
         #expect(time.iso8601 == "2023-11-14T22:13:20.123456Z")
     }
 }
+
+@Suite struct LogThrottleTests {
+    @Test func passesTheLimitThenCountsWhatItSuppressed() {
+        let throttle = LogThrottle(limit: 3, per: .seconds(3600))
+        #expect(throttle.admit() == 0)
+        #expect(throttle.admit() == 0)
+        #expect(throttle.admit() == 0)
+        for _ in 0..<5 { #expect(throttle.admit() == nil) }
+    }
+
+    @Test func aNewWindowReportsTheSuppressedCount() async throws {
+        let throttle = LogThrottle(limit: 1, per: .seconds(1))
+        #expect(throttle.admit() == 0)
+        #expect(throttle.admit() == nil)
+        #expect(throttle.admit() == nil)
+        try await Task.sleep(for: .milliseconds(1200))
+        // The first line of the next window says how many were held back.
+        #expect(throttle.admit() == 2)
+    }
+}

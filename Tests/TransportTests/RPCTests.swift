@@ -26,11 +26,11 @@ struct RPCTests {
             let client = try RPCClient(configuration: RPCClientConfiguration(address: address))
             defer { client.close() }
             let reply = try await client.call(
-                RPCRequest(method: "patrol.v1.Test/Echo", payload: payload(1000)), timeout: .seconds(5))
+                RPCRequest(method: "patrol.v1.Test/Echo", payload: payload(1000)), timeout: .seconds(60))
             #expect(reply.status == .ok)
             #expect(reply.message == "patrol.v1.Test/Echo")
             #expect(reply.payload == payload(1000))
-            let empty = try await client.call(RPCRequest(method: "m", payload: []), timeout: .seconds(5))
+            let empty = try await client.call(RPCRequest(method: "m", payload: []), timeout: .seconds(60))
             #expect(empty.payload.isEmpty)
         }
         #expect(server.stats.requestsServed == 2)
@@ -43,7 +43,7 @@ struct RPCTests {
         try await withServer(server) {
             let client = try RPCClient(configuration: RPCClientConfiguration(address: server.boundAddress))
             defer { client.close() }
-            let reply = try await client.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(5))
+            let reply = try await client.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(60))
             #expect(reply.payload == [1])
         }
     }
@@ -90,7 +90,7 @@ struct RPCTests {
             #expect(await eventually(timeout: .seconds(10)) { client.stats.connects == 3 })
             for index in 0..<9 {
                 let reply = try await client.call(
-                    RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(5))
+                    RPCRequest(method: "m", payload: [UInt8(index)]), timeout: .seconds(60))
                 #expect(reply.payload == [UInt8(index)])
             }
             #expect(server.stats.openConnections == 3)
@@ -210,11 +210,11 @@ struct RPCTests {
                 rogue.close()
             }
             for garbage in [[0xde, 0xad, 0xbe, 0xef], [], Array("PRQ1".utf8) + [0xff, 0xff, 0xff, 0x7f]] as [[UInt8]] {
-                let raw = try await rogue.rawCall(garbage, timeout: .seconds(5)).get()
+                let raw = try await rogue.rawCall(garbage, timeout: .seconds(60)).get()
                 let reply = try Envelope.decodeReply(raw)
                 #expect(reply.status == .invalidArgument)
                 #expect(reply.message.contains("does not decode"))
-                let fine = try await good.call(RPCRequest(method: "m", payload: [1, 2]), timeout: .seconds(5))
+                let fine = try await good.call(RPCRequest(method: "m", payload: [1, 2]), timeout: .seconds(60))
                 #expect(fine.payload == [1, 2])
             }
             #expect(server.stats.decodeFailures == 3)
@@ -237,7 +237,7 @@ struct RPCTests {
             }
             let result = await rogue.rawCall([1, 2, 3, 4, 5], timeout: .milliseconds(300))
             #expect(throws: TransportError.self) { try result.get() }
-            let fine = try await good.call(RPCRequest(method: "m", payload: [8]), timeout: .seconds(5))
+            let fine = try await good.call(RPCRequest(method: "m", payload: [8]), timeout: .seconds(60))
             #expect(fine.payload == [8])
             #expect(server.stats.decodeFailures >= 1)
             #expect(server.stats.replyFailures == 0)
@@ -255,12 +255,12 @@ struct RPCTests {
                 good.close()
                 rogue.close()
             }
-            _ = try await good.call(RPCRequest(method: "m", payload: [0]), timeout: .seconds(5))
+            _ = try await good.call(RPCRequest(method: "m", payload: [0]), timeout: .seconds(60))
             let big = Envelope.encode(RPCRequest(method: "m", payload: payload(256 << 10)))
             let result = await rogue.rawCall(big, timeout: .milliseconds(800))
             #expect(throws: TransportError.self) { try result.get() }
             #expect(server.stats.connectionsClosed >= 1)
-            let fine = try await good.call(RPCRequest(method: "m", payload: [3]), timeout: .seconds(5))
+            let fine = try await good.call(RPCRequest(method: "m", payload: [3]), timeout: .seconds(60))
             #expect(fine.payload == [3])
             #expect(server.stats.requestsServed == 2)
         }

@@ -6,6 +6,8 @@ import Testing
 
 /// Deterministic fuzzing: every input must either decode or throw `WireFormatError`, never crash. Anything that
 /// decodes must survive re-encoding and decode to the same value.
+// The loops below run for seconds of CPU; they yield now and then because the cooperative pool has one
+// thread per core and other tests' servers need it too.
 @Suite("Wire fuzzing")
 struct FuzzTests {
     enum Kind: CaseIterable { case batch, event, ack, hello, status, request, reply }
@@ -74,7 +76,7 @@ struct FuzzTests {
     }
 
     @Test("truncations of valid messages at every length never crash")
-    func truncations() {
+    func truncations() async {
         var cases = 0
         for seed in 0..<4 as Range<UInt64> {
             for (kind, bytes) in Self.corpus(seed: seed) {
@@ -82,6 +84,7 @@ struct FuzzTests {
                 for length in 0..<bytes.count {
                     Self.attempt(kind, Array(bytes[..<length]))
                     cases += 1
+                    if cases % 1_000 == 0 { await Task.yield() }
                 }
             }
         }
@@ -90,12 +93,13 @@ struct FuzzTests {
     }
 
     @Test("bit flips and byte mutations of valid messages never crash")
-    func bitFlips() {
+    func bitFlips() async {
         var generator = SeededGenerator(seed: 0xB17F_11B5)
         let corpus = Self.corpus(seed: 11) + Self.corpus(seed: 12)
         var decoded = 0
         let total = 40_000
         for round in 0..<total {
+            if round % 1_000 == 0 { await Task.yield() }
             var (kind, bytes) = corpus[round % corpus.count]
             switch round % 4 {
             case 0, 1:  // flip 1-3 bits
@@ -120,10 +124,11 @@ struct FuzzTests {
     }
 
     @Test("random bytes never crash, as every message type")
-    func randomBytes() {
+    func randomBytes() async {
         var generator = SeededGenerator(seed: 0x5EED)
         var cases = 0
-        for _ in 0..<6_000 {
+        for round in 0..<6_000 {
+            if round % 200 == 0 { await Task.yield() }
             let length = Int.random(in: 0...96, using: &generator)
             let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
             for kind in Kind.allCases {
