@@ -36,6 +36,8 @@ let package = Package(
         cLibrary("CClamAV", pkgConfig: "libclamav"),
         cLibrary("CSQLite", pkgConfig: "sqlite3"),
         .target(name: "CWireProto", dependencies: ["CProtobufC"]),
+        // The sensor's kernel/user ABI (include/sensor_abi.h links to bpf/include) and its embedded BPF object.
+        .target(name: "CSensorABI"),
 
         // Layer 1: foundations, pure Swift.
         .target(
@@ -48,6 +50,9 @@ let package = Package(
         .target(
             name: "BPF", dependencies: ["Basics", "CLibBPF", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        .target(
+            name: "KernelEvents", dependencies: ["Basics", "EventModel", "CSensorABI"],
+            exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "WireFormat", dependencies: ["Basics", "EventModel", "CWireProto", "CProtobufC"],
             exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(
@@ -86,7 +91,7 @@ let package = Package(
         .target(
             name: "SensorApp",
             dependencies: [
-                "Basics", "EventModel", "WireFormat", "Transport",
+                "Basics", "EventModel", "WireFormat", "Transport", "BPF", "KernelEvents",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -142,6 +147,10 @@ let package = Package(
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "KernelEventsTests", dependencies: ["KernelEvents", "CSensorABI"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SensorAppTests", dependencies: ["SensorApp", "KernelEvents", "BPF", "TestSupport", "EventModel"],
+            exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "OutboundHTTPTests", dependencies: ["OutboundHTTP", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(

@@ -15,6 +15,18 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* The test's own record (the v1 exec layout, 312 bytes); the sensor's records are in sensor_abi.h. */
+struct test_exec_record {
+	struct patrol_record_header header;
+	__u32 ppid;
+	__u32 uid;
+	__u64 cgroup_id;
+	char comm[PATROL_COMM_LEN];
+	char filename[PATROL_FILENAME_LEN];
+};
+
+_Static_assert(sizeof(struct test_exec_record) == 312, "test exec record size");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
@@ -55,7 +67,7 @@ static __always_inline void bump(__u32 key)
 SEC("tracepoint/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
-	struct patrol_exec_record *rec;
+	struct test_exec_record *rec;
 	struct task_struct *task;
 	char comm[PATROL_COMM_LEN] = {};
 	__u32 zero = 0, *filtering;
@@ -73,7 +85,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		return 0;
 	}
 	rec->header.kind = PATROL_RECORD_EXEC;
-	rec->header.version = PATROL_ABI_VERSION;
+	rec->header.version = 1;
 	rec->header.size = sizeof(*rec);
 	rec->header.timestamp_ns = bpf_ktime_get_boot_ns();
 	rec->header.pid = id >> 32;

@@ -92,6 +92,33 @@ public final class BPFMap: @unchecked Sendable {
         return true
     }
 
+    /// Every key currently in the map (`bpf_map__get_next_key`), for hash maps user space sweeps.
+    /// Keys added or removed while iterating may or may not be seen.
+    public func keys(limit: Int = .max) throws(BPFError) -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        var current: [UInt8]? = nil
+        var next = [UInt8](repeating: 0, count: keySize)
+        while result.count < limit {
+            let rc = owner.withObject { _ in
+                next.withUnsafeMutableBytes { n in
+                    if let current {
+                        return current.withUnsafeBytes { c in
+                            bpf_map__get_next_key(handle, c.baseAddress, n.baseAddress, n.count)
+                        }
+                    }
+                    return bpf_map__get_next_key(handle, nil, n.baseAddress, n.count)
+                }
+            }
+            if rc == -ENOENT { break }
+            if rc != 0 {
+                throw BPFError(.map, "cannot iterate map \(name) of \(owner.name)", cause: LibBPFLog.cause(rc))
+            }
+            result.append(next)
+            current = next
+        }
+        return result
+    }
+
     /// The map's file descriptor (valid while the object is open); for ring buffers and pinning.
     var fileDescriptor: Int32 { owner.withObject { _ in bpf_map__fd(handle) } }
 

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import Transport
 import WireFormat
+import Synchronization
 
 /// The sensor as a Service: produces events (a replay now; live eBPF capture with the sensor issue),
 /// batches them and hands the batches to the `BatchSender`, which delivers, retries and spools.
@@ -11,9 +12,16 @@ public struct Sensor: Service {
     public let configuration: SensorConfiguration
     private let sender: BatchSender
     private let logger: Logger
+    private let containerResolver: any ContainerResolving
+    private let capture = CaptureSlot()
 
-    public init(configuration: SensorConfiguration, logger: Logger) throws {
+    /// - Parameter containerResolver: maps cgroup ids of live events to containers (default: all host).
+    public init(
+        configuration: SensorConfiguration, logger: Logger,
+        containerResolver: any ContainerResolving = HostOnlyResolver()
+    ) throws {
         self.configuration = configuration
+        self.containerResolver = containerResolver
         var logger = logger
         logger[metadataKey: "sensor"] = "\(configuration.sensorID)"
         self.logger = logger
@@ -30,6 +38,9 @@ public struct Sensor: Service {
     }
 
     public var stats: BatchSenderStats { sender.stats }
+
+    /// The live capture once it is running (nil with --replay, --no-capture, or when BPF could not load).
+    public var liveCapture: LiveCapture? { capture.value }
 
     public func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
@@ -51,6 +62,12 @@ public struct Sensor: Service {
                 } else {
                     try? await gracefulShutdown()
                     _ = await sender.flush(timeout: .seconds(5))
+                    let stats = sender.stats
+                    logger.info(
+                        "sensor stopped",
+                        metadata: [
+                            "events_acked": "\(stats.acknowledgedEvents)", "dropped_events": "\(stats.droppedEvents)",
+                        ])
                     sender.close()
                 }
             }
@@ -59,7 +76,7 @@ public struct Sensor: Service {
 
     private func produce() async throws {
         guard let path = configuration.replayPath else {
-            logger.notice("no event source configured; live capture is not available in this build")
+            try await captureLive()
             return
         }
         let source = ReplaySource(path: path, repeatCount: configuration.replayRepeat)
@@ -70,5 +87,48 @@ public struct Sensor: Service {
             await sender.submit(events: events)
         }
         logger.info("replay queued", metadata: ["path": "\(path)", "repeat": "\(configuration.replayRepeat)"])
+    }
+
+    /// Live capture until graceful shutdown. A sensor that cannot load BPF at all says why and keeps
+    /// running (it still connects and delivers spooled batches); missing hooks are logged by LiveCapture.
+    private func captureLive() async throws {
+        guard configuration.liveCapture else {
+            logger.notice("live capture disabled (--no-capture) and no --replay: no events will be produced")
+            return
+        }
+        let live: LiveCapture
+        // Loading runs the verifier over every program (seconds of CPU): keep it off the cooperative pool.
+        let loader = BlockingExecutor(name: "bpf-load")
+        defer { loader.shutdown() }
+        do {
+            let (capture, node, resolver, logger) = (configuration.capture, configuration.node, containerResolver, logger)
+            live = try await loader.run {
+                try LiveCapture(configuration: capture, node: node, resolver: resolver, logger: logger)
+            }
+        } catch {
+            logger.error("live capture unavailable", metadata: ["error": "\(error)"])
+            return
+        }
+        capture.value = live
+        let sender = self.sender
+        await cancelWhenGracefulShutdown {
+            await live.run(batchSize: configuration.batchSize) { events in await sender.submit(events: events) }
+        }
+        logger.info(
+            "live capture stopped",
+            metadata: [
+                "received": "\(live.receivedCount)", "queued": "\(live.queueDepth)",
+                "delivered": "\(live.deliveredCount)", "folded": "\(live.foldedCount)",
+                "drops": "\(live.drops.map { "\($0.key.rawValue)=\($0.value)" }.sorted())",
+            ])
+    }
+}
+
+/// Holds the running capture for status reporting (Sensor is a struct shared with the service group).
+final class CaptureSlot: Sendable {
+    private let slot = Mutex<LiveCapture?>(nil)
+    var value: LiveCapture? {
+        get { slot.withLock { $0 } }
+        set { slot.withLock { $0 = newValue } }
     }
 }

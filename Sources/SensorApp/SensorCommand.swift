@@ -1,5 +1,8 @@
 import ArgumentParser
 import Basics
+import EventModel
+import Foundation
+import KernelEvents
 import Logging
 import ServiceLifecycle
 
@@ -9,7 +12,8 @@ public struct SensorCommand: AsyncParsableCommand {
         commandName: "patrol-sensor",
         abstract: "Patrol's node sensor: capture events and stream them to the collector.",
         discussion: """
-            With --replay, sends a recorded JSON-lines capture (docs/replay.md) through the real transport \
+            Without --replay, captures live with eBPF (needs root or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN); \
+            hooks that cannot attach are logged and the rest keep running. With --replay, sends a recorded JSON-lines capture (docs/replay.md) through the real transport \
             instead of capturing live. Unacked batches are kept in memory and spilled to --spool-dir while \
             the collector is unreachable; every drop is counted.
             """)
@@ -53,6 +57,23 @@ public struct SensorCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("CA (PEM) the collector's certificate must chain to.", valueName: "file"))
     var tlsCA: String?
 
+    @Flag(name: .long, help: "Without --replay: do not capture live from the kernel.")
+    var noCapture = false
+
+    @Option(name: .long, help: ArgumentHelp("Identical events inside this window become one with a count (0: off).", valueName: "ms"))
+    var dedupWindowMs = 250
+
+    @Option(name: .long, help: ArgumentHelp("Seconds per syscall-set window.", valueName: "s"))
+    var syscallWindow = 10
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Comma-separated event kinds to capture (exec,open,connect,...); default all.", valueName: "kinds"))
+    var kinds: String?
+
+    @Option(name: .long, help: ArgumentHelp("A cgroup id the kernel ignores (repeatable).", valueName: "id"))
+    var ignoreCgroup: [UInt64] = []
+
     @Option(name: .long, help: ArgumentHelp("Log level.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
@@ -71,6 +92,20 @@ public struct SensorCommand: AsyncParsableCommand {
             collector: collector, replayPath: replay, replayRepeat: `repeat`, batchSize: batchSize,
             memoryQueueBatches: memoryBatches, spoolDirectory: spoolDir, spoolMaxBytes: spoolMaxBytes, tls: tls,
             exitWhenDone: exitWhenDone)
+        configuration.liveCapture = !noCapture
+        configuration.capture.dedupWindow = .milliseconds(max(0, dedupWindowMs))
+        configuration.capture.syscallSetInterval = .seconds(max(1, syscallWindow))
+        configuration.capture.ignoredCgroups = ignoreCgroup
+        if let kinds {
+            var enabled = Set<KernelRecordKind>()
+            for name in kinds.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                guard let kind = EventKind(rawValue: name), !KernelRecordKind.kinds(for: kind).isEmpty else {
+                    throw ValidationError("--kinds: \(name) is not a kind the sensor captures")
+                }
+                enabled.formUnion(KernelRecordKind.kinds(for: kind))
+            }
+            configuration.capture.enabledKinds = enabled
+        }
         if let sensorID { configuration.sensorID = sensorID }
         if let node { configuration.node = node }
         let sensor = try Sensor(configuration: configuration, logger: logger)

@@ -23,14 +23,20 @@ public struct SensorConfiguration: Sendable {
     public var tls: (certificate: String, key: String, ca: String)?
     /// With a replay: exit once everything is acked.
     public var exitWhenDone: Bool
+    /// Without a replay: capture live from the kernel (false: `--no-capture`).
+    public var liveCapture: Bool
+    /// Live capture settings (kinds, ignored cgroups, de-duplication window, syscall-set window).
+    public var capture: LiveCaptureConfiguration
 
     public init(
         collector: String, sensorID: String = ProcessInfo.processInfo.hostName, node: String? = nil,
         bootID: String = UUID().uuidString.lowercased(), replayPath: String? = nil, replayRepeat: Int = 1,
         batchSize: Int = 1000, memoryQueueBatches: Int = 64, spoolDirectory: String? = nil,
         spoolMaxBytes: Int = 256 << 20, tls: (certificate: String, key: String, ca: String)? = nil,
-        exitWhenDone: Bool = false
+        exitWhenDone: Bool = false, liveCapture: Bool = true, capture: LiveCaptureConfiguration = .init()
     ) {
+        self.liveCapture = liveCapture
+        self.capture = capture
         self.collector = collector
         self.sensorID = sensorID
         self.node = node ?? ProcessInfo.processInfo.hostName

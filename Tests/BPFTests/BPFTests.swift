@@ -64,7 +64,7 @@ struct ExecRecord: Sendable {
     var comm: String
     var filename: String
 
-    /// Decodes the PATROL_RECORD_EXEC layout pinned by bpf/include/sensor_abi.h.
+    /// Decodes test_exec.bpf.c's own record (the header of bpf/include/sensor_abi.h plus the v1 exec fields).
     init?(_ bytes: [UInt8]) {
         guard bytes.count >= 312 else { return nil }
         func u16(_ at: Int) -> UInt16 { UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8 }

@@ -1,0 +1,1 @@
+../../../bpf/include/sensor_abi.h

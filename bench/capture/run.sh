@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Capture benchmark: Patrol's sensor vs bpftrace, side by side, at fixed openat rates.
+#
+#   bench/capture/run.sh [seconds per rate] [rates...]      (root; release binaries in .build/release)
+#
+# For each rate, openat-load issues openat(2) on missing paths for N seconds while one capturer runs:
+#   patrol:   patrol-sensor (--kinds open --dedup-window-ms 0: every event is sent on its own) delivering to a
+#             patrol-collector over ipc://; captured = events the collector acked (sensor's shutdown log), less
+#             the open events other processes made during an idle run of the same length.
+#   bpftrace: bpftrace -e 'tracepoint:syscalls:sys_enter_openat { printf(...) }' writing one line per event
+#             to a file; captured = lines naming the generator's paths.
+# CPU is the capturer's own user+system time (from /proc/<pid>/stat) from just before the load until the
+# capture has drained; kernel-side BPF time is charged to the generator, for both. Peak RSS is VmHWM.
+# Prints a Markdown table (for docs/BENCHMARKS.md, "Capture").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECONDS_PER_RATE=${1:-5}
+shift || true
+RATES=${*:-50000 100000 200000 400000}
+BIN=${PATROL_BIN:-$PWD/.build/release}
+work=$(mktemp -d /tmp/patrol-capture-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+[ "$(id -u)" = 0 ] || { echo "run as root (BPF)" >&2; exit 1; }
+for b in patrol-sensor patrol-collector; do [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (make release)" >&2; exit 1; }; done
+command -v bpftrace >/dev/null || { echo "bpftrace not installed (apt-get install bpftrace)" >&2; exit 1; }
+cc -O2 -Wall -o "$work/openat-load" bench/capture/openat-load.c
+
+hz=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+wait_for() { # file pattern timeout_s
+    for _ in $(seq 1 $(($3 * 10))); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+    echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
+}
+
+mkdir -p "$work/rules"
+"$BIN/patrol-collector" --listen "ipc://$work/collector.sock" --store "$work/patrol.db" --rules "$work/rules" \
+    --log-level warning > "$work/collector.log" 2>&1 &
+collector=$!; pids+=("$collector")
+sleep 1
+
+# run_patrol <rate>: prints "acked cpu_s rss_kib issued"
+run_patrol() {
+    local rate=$1 log="$work/sensor-$1.log"
+    "$BIN/patrol-sensor" --collector "ipc://$work/collector.sock" --kinds open --dedup-window-ms 0 \
+        --log-level info > "$log" 2>&1 &
+    local sensor=$!; pids+=("$sensor")
+    wait_for "$log" "live capture ready" 30
+    local before issued=0 achieved=0 after rss
+    before=$(cpu_ticks "$sensor")
+    if [ "$rate" -gt 0 ]; then
+        read -r _ issued _ achieved < <("$work/openat-load" "$rate" "$SECONDS_PER_RATE")
+    else
+        sleep "$SECONDS_PER_RATE"
+    fi
+    sleep 3 # drain
+    after=$(cpu_ticks "$sensor"); rss=$(peak_rss_kib "$sensor")
+    kill -TERM "$sensor"; wait "$sensor" || true
+    local acked
+    acked=$(grep -o 'events_acked=[0-9]*' "$log" | tail -1 | cut -d= -f2)
+    echo "${acked:-0} $(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN{printf "%.2f", t/hz}') $rss $issued $achieved"
+}
+
+# run_bpftrace <rate>: prints "captured cpu_s rss_kib issued lost"
+run_bpftrace() {
+    local rate=$1 out="$work/bpftrace-$1.out"
+    bpftrace -e 'tracepoint:syscalls:sys_enter_openat { printf("%d %s %s\n", pid, comm, str(args->filename)); }' \
+        > "$out" 2> "$work/bpftrace-$1.err" &
+    local tracer=$!; pids+=("$tracer")
+    wait_for "$out" "Attaching" 60
+    local before issued achieved after rss
+    before=$(cpu_ticks "$tracer")
+    read -r _ issued _ achieved < <("$work/openat-load" "$rate" "$SECONDS_PER_RATE")
+    sleep 3
+    after=$(cpu_ticks "$tracer"); rss=$(peak_rss_kib "$tracer")
+    kill -INT "$tracer"; wait "$tracer" || true
+    local captured lost
+    captured=$(grep -c 'patrol-openat-load-missing' "$out" || true)
+    lost=$( (grep -ho 'Lost [0-9]*' "$out" "$work/bpftrace-$1.err" || true) | awk '{s += $2} END {print s + 0}')
+    echo "$captured $(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN{printf "%.2f", t/hz}') $rss $issued $lost $achieved"
+}
+
+read -r noise _ _ _ _ < <(run_patrol 0)
+echo "# capture benchmark: ${SECONDS_PER_RATE}s per rate; idle open events from other processes in ${SECONDS_PER_RATE}s: $noise" >&2
+echo "| target rate/s | capturer | achieved rate/s | issued | captured | fraction | lost (reported) | CPU s per 100k | peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for rate in $RATES; do
+    read -r acked cpu rss issued achieved < <(run_patrol "$rate")
+    captured=$((acked > noise ? acked - noise : 0)); [ "$captured" -gt "$issued" ] && captured=$issued
+    drops=$(grep -o 'drops=\[[^]]*\]' "$work/sensor-$rate.log" | tail -1 | tr -d ' "' | sed 's/drops=//')
+    awk -v r="$rate" -v a="$achieved" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" -v d="$drops" 'BEGIN{
+        printf "| %d | patrol-sensor | %.0f | %d | %d | %.3f | %s | %.3f | %.1f |\n", r, a, i, c, c / i, d, cpu / (i / 100000), rss / 1024 }'
+    read -r captured cpu rss issued lost achieved < <(run_bpftrace "$rate")
+    awk -v r="$rate" -v a="$achieved" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" -v lost="$lost" 'BEGIN{
+        printf "| %d | bpftrace | %.0f | %d | %d | %.3f | %d | %.3f | %.1f |\n", r, a, i, c, c / i, lost, cpu / (i / 100000), rss / 1024 }'
+done
