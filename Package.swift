@@ -157,7 +157,6 @@ let package = Package(
             name: "MalwareScanningTests", dependencies: ["MalwareScanning", "TestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(name: "CollectorAppTests", dependencies: ["CollectorApp", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "SensorAppTests", dependencies: ["SensorApp", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests", dependencies: ["CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport"],
             swiftSettings: swiftSettings),

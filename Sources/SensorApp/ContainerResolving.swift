@@ -5,6 +5,14 @@ public import EventModel
 /// (cache) and must not block. nil means the host.
 public protocol ContainerResolving: Sendable {
     func container(forCgroup id: UInt64, pid: Int32) -> ContainerRef?
+    /// Where an executable of a container lives: its writable (upper) layer, and/or a volume mount.
+    func execOrigin(_ path: String, cgroup id: UInt64, pid: Int32) -> (upperLayer: Bool, fromVolume: Bool)
+}
+
+extension ContainerResolving {
+    public func execOrigin(_ path: String, cgroup id: UInt64, pid: Int32) -> (upperLayer: Bool, fromVolume: Bool) {
+        (false, false)
+    }
 }
 
 /// The default resolver: everything is the host.

@@ -182,6 +182,12 @@ public final class LiveCapture: Sendable {
             var event = record.event
             event.node = node
             event.container = resolver.container(forCgroup: record.cgroupID, pid: event.process.pid)
+            if event.container != nil, case .exec(var exec) = event.payload {
+                let origin = resolver.execOrigin(exec.path, cgroup: record.cgroupID, pid: event.process.pid)
+                exec.upperLayer = origin.upperLayer
+                exec.fromVolume = origin.fromVolume
+                event.payload = .exec(exec)
+            }
             out.append(event)
         }
         while let batch = await reader.records.drain(limit: max(1, batchSize - out.count)) {

@@ -15,10 +15,10 @@ public struct Sensor: Service {
     private let containerResolver: any ContainerResolving
     private let capture = CaptureSlot()
 
-    /// - Parameter containerResolver: maps cgroup ids of live events to containers (default: all host).
+    /// - Parameter containerResolver: maps cgroup ids of live events to containers (default: the node's runtimes).
     public init(
         configuration: SensorConfiguration, logger: Logger,
-        containerResolver: any ContainerResolving = HostOnlyResolver()
+        containerResolver: any ContainerResolving = ContainerResolver()
     ) throws {
         self.configuration = configuration
         self.containerResolver = containerResolver
