@@ -1,6 +1,7 @@
 # Patrol top-level make targets.
 #
-#   make run          collector with an in-process sensor and the local store; alerts on stdout
+#   make run          collector with an in-process eBPF sensor and the local store; alerts on stdout (root)
+#   make run-replay   the same, replaying docs/examples/capture.jsonl instead of capturing live
 #   make test         drift checks, then build and run every test (what CI runs)
 #   make build        debug build of everything
 #   make release      release build of the three executables
@@ -85,7 +86,7 @@ sensor-check:
 SWIFT ?= swift
 PATROL_STATE ?= .patrol
 
-.PHONY: build release test run bench
+.PHONY: build release test run run-replay bench
 
 build:
 	$(SWIFT) build --build-tests
@@ -102,6 +103,12 @@ test: proto-check bpf-check sensor-check release build
 	PATROL_BIN=$(CURDIR)/.build/release $(SWIFT) test --skip-build --no-parallel
 
 run: release
+	@mkdir -p $(PATROL_STATE)
+	.build/release/patrol-collector --all-in-one --rules rules \
+		--store $(PATROL_STATE)/patrol.db --listen ipc://$(CURDIR)/$(PATROL_STATE)/collector.sock
+
+# The same, replaying a recorded capture instead of capturing live (no root needed).
+run-replay: release
 	@mkdir -p $(PATROL_STATE)
 	.build/release/patrol-collector --all-in-one --replay docs/examples/capture.jsonl --rules rules \
 		--store $(PATROL_STATE)/patrol.db --listen ipc://$(CURDIR)/$(PATROL_STATE)/collector.sock
