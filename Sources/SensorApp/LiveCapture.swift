@@ -178,9 +178,11 @@ public final class LiveCapture: Sendable {
         var oldestPending: UInt64 = 0
         var out: [Event] = []
         out.reserveCapacity(batchSize)
+        var executables = ExecutableCache()
         func emit(_ record: KernelRecord) {
             var event = record.event
             event.node = node
+            executables.annotate(&event)
             event.container = resolver.container(forCgroup: record.cgroupID, pid: event.process.pid)
             if event.container != nil, case .exec(var exec) = event.payload {
                 let origin = resolver.execOrigin(exec.path, cgroup: record.cgroupID, pid: event.process.pid)
