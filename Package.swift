@@ -149,7 +149,7 @@ let package = Package(
         .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelEventsTests", dependencies: ["KernelEvents", "CSensorABI"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "SensorAppTests", dependencies: ["SensorApp", "KernelEvents", "BPF", "TestSupport", "EventModel"],
+            name: "SensorAppTests", dependencies: ["SensorApp", "KernelEvents", "BPF", "RuleEngine", "TestSupport", "EventModel"],
             exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "OutboundHTTPTests", dependencies: ["OutboundHTTP", "TestSupport"], swiftSettings: swiftSettings),

@@ -28,7 +28,7 @@ public struct ContainerResolverConfiguration: Sendable {
     public init(
         procRoot: String = "/proc", cgroupMountPoint: String? = nil, stateReader: RuntimeStateReader = .init(),
         revalidateInterval: Duration = .seconds(2), timeToLive: Duration = .seconds(600),
-        exitGrace: Duration = .seconds(5), incompleteRetryInterval: Duration = .seconds(1), maxEntries: Int = 16_384,
+        exitGrace: Duration = .seconds(5), incompleteRetryInterval: Duration = .milliseconds(100), maxEntries: Int = 16_384,
         indexRefreshInterval: Duration = .milliseconds(500), maxIndexedCgroups: Int = 100_000
     ) {
         self.procRoot = procRoot
