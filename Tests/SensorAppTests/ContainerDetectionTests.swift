@@ -80,4 +80,58 @@ import Testing
         // The ordinary commands raised nothing.
         #expect(!alerts.contains { ["ls", "sleep"].contains($0.process.comm) || $0.message.contains("/etc/hostname") })
     }
+
+    /// Normal work in a container (a web server, ls, cat, sleep, wget of localhost) raises no signature alert.
+    @Test(.timeLimit(.minutes(3))) func benignWorkInAContainerRaisesNothing() async throws {
+        guard getuid() == 0, RuncContainer.unavailableReason == nil else {
+            print("skipping benignWorkInAContainerRaisesNothing: needs root and runc (\(RuncContainer.unavailableReason ?? "uid \(getuid())"))")
+            return
+        }
+        // The default set: everything but the rules tagged not-default (R1006, unshare, is noisy by design:
+        // runc itself unshares when it enters a container).
+        let rules = try RuleSet.load(files: Self.shippedRules).enabling { !$0.tags.contains("not-default") }
+        let capture = try await offPool {
+            try LiveCapture(
+                configuration: LiveCaptureConfiguration(dedupWindow: .zero), node: "test-node",
+                resolver: ContainerResolver())
+        }
+        let collected = Collected()
+        let options = RuncContainer.Options(podName: "shop-7d9c", namespace: "shop", containerName: "web", hostNetwork: true)
+        let port = Int.random(in: 20_000...40_000)
+        let script = """
+            httpd -p 127.0.0.1:\(port) -h /etc
+            for i in 1 2 3; do
+              ls -l / > /dev/null; cat /etc/hostname /etc/passwd > /dev/null
+              wget -q -O /dev/null http://127.0.0.1:\(port)/hostname || true
+              sleep 0.1
+            done
+            """
+        let (alerts, events): ([Alert], Int) = try await withThrowingTaskGroup(of: ([Alert], Int)?.self) { group in
+            group.addTask {
+                await capture.run(batchSize: 64) { collected.append($0) }
+                return nil
+            }
+            group.addTask {
+                try await RuncContainer.with(options) { container in
+                    let run = try await container.exec(["sh", "-c", script])
+                    #expect(run.status == 0, "script failed: \(run.standardError)")
+                    try await Task.sleep(for: .seconds(2))
+                    let mine = collected.all.filter { $0.container?.containerID == container.id }
+                    var evaluator = RuleEvaluator(ruleSet: rules)
+                    return (mine.flatMap { evaluator.evaluate($0) }, mine.count)
+                }
+            }
+            var result: ([Alert], Int) = ([], 0)
+            while let next = try await group.next() {
+                if let next {
+                    result = next
+                    group.cancelAll()
+                }
+            }
+            return result
+        }
+        // The work was seen (so silence means something), and none of it alerted.
+        #expect(events > 20)
+        #expect(alerts.isEmpty, "unexpected alerts: \(alerts.map { "\($0.ruleID): \($0.message)" })")
+    }
 }
