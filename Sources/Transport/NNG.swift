@@ -124,8 +124,11 @@ final class AsyncIO: @unchecked Sendable {
     init() throws(TransportError) {
         var aio: OpaquePointer?
         let callback: @convention(c) (UnsafeMutableRawPointer?) -> Void = { argument in
-            let owner = Unmanaged<AsyncIO>.fromOpaque(argument!).takeUnretainedValue()
-            owner.completed()
+            // No strong reference here: if the callback held the last one, releasing it would run deinit
+            // on this nng thread, and deinit's nng_aio_free waits for this very callback (a deadlock seen
+            // when a caller gave up on an operation). The aio lives until nng_aio_free has returned, which
+            // waits for this callback, so the object is valid for its duration.
+            Unmanaged<AsyncIO>.fromOpaque(argument!)._withUnsafeGuaranteedRef { $0.completed() }
         }
         let rc = nng_aio_alloc(&aio, callback, Unmanaged.passUnretained(self).toOpaque())
         guard rc == 0, let aio else {
