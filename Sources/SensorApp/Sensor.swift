@@ -81,9 +81,13 @@ public struct Sensor: Service {
         }
         let source = ReplaySource(path: path, repeatCount: configuration.replayRepeat)
         let node = configuration.node
+        let spooling = configuration.spoolDirectory != nil
         try await source.forEachChunk(chunkSize: configuration.batchSize) { chunk in
             var events = chunk
             for index in events.indices where events[index].node.isEmpty { events[index].node = node }
+            // A replay can wait, unlike live capture: without a spool it waits for room in memory instead of
+            // overflowing the queue and dropping batches.
+            if spooling == false { await sender.waitForMemoryCapacity() }
             await sender.submit(events: events)
         }
         logger.info("replay queued", metadata: ["path": "\(path)", "repeat": "\(configuration.replayRepeat)"])
