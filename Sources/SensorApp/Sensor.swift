@@ -87,7 +87,7 @@ public struct Sensor: Service {
             for index in events.indices where events[index].node.isEmpty { events[index].node = node }
             // A replay can wait, unlike live capture: without a spool it waits for room in memory instead of
             // overflowing the queue and dropping batches.
-            if spooling == false { await sender.waitForMemoryCapacity() }
+            if !spooling { await sender.waitForMemoryCapacity() }
             await sender.submit(events: events)
         }
         logger.info("replay queued", metadata: ["path": "\(path)", "repeat": "\(configuration.replayRepeat)"])
