@@ -7,10 +7,23 @@ public struct StableHash: Sendable {
     public init() {}
 
     public mutating func combine(_ text: String) {
-        for byte in text.utf8 {
-            state = (state ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        append(text)
+        endField()
+    }
+
+    /// Adds the bytes of `text` with no separator: `append("a"); append("b"); endField()` hashes exactly as
+    /// `combine("ab")`, so a field can be hashed from its parts without building it.
+    public mutating func append(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            var state = self.state
+            for byte in bytes { state = (state ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+            self.state = state
         }
-        // A separator so ("ab","c") and ("a","bc") differ.
+    }
+
+    /// Ends a field: a separator so ("ab","c") and ("a","bc") differ.
+    public mutating func endField() {
         state = (state ^ 0xff) &* 0x0000_0100_0000_01b3
     }
 
@@ -26,7 +39,12 @@ public struct StableHash: Sendable {
 
     /// 16 lowercase hex digits.
     public var hex: String {
-        let digits = String(state, radix: 16)
-        return String(repeating: "0", count: 16 - digits.count) + digits
+        String(unsafeUninitializedCapacity: 16) { buffer in
+            for position in 0..<16 {
+                let nibble = UInt8((state >> UInt64(60 - 4 * position)) & 0xf)
+                buffer[position] = nibble < 10 ? 0x30 + nibble : 0x57 + nibble  // 0-9, a-f
+            }
+            return 16
+        }
     }
 }

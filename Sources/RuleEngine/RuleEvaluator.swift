@@ -118,32 +118,67 @@ public struct RuleEvaluator: Sendable {
         return key
     }
 
-    static func render(_ segments: [CompiledSegment], _ event: EventPointer, _ scratch: inout Scratch) -> String {
-        var text = ""
-        for segment in segments {
-            switch segment {
-            case .text(let literal): text += literal
-            case .field(let extractor): text += extractor.render(event, &scratch) ?? "<NA>"
-            }
-        }
-        return text
-    }
-
     static func makeAlert(_ compiled: CompiledRule, _ pointer: EventPointer, _ scratch: inout Scratch) -> Alert {
         let event = pointer.pointee
         let rule = compiled.rule
-        var fields: [String: String] = [:]
+        var values: [String?] = []
+        values.reserveCapacity(compiled.outputFields.count)
+        var fields: [String: String] = Dictionary(minimumCapacity: compiled.outputFields.count)
         for (name, extractor) in compiled.outputFields {
-            if let value = extractor.render(pointer, &scratch) { fields[name] = value }
+            let value = extractor.render(pointer, &scratch)
+            values.append(value)
+            if let value { fields[name] = value }
+        }
+        var message = ""
+        for segment in compiled.output {
+            switch segment {
+            case .text(let literal): message += literal
+            case .field(let index): message += values[index] ?? "<NA>"
+            }
         }
         var hash = StableHash()
         hash.combine(rule.id)
-        hash.combine(workloadIdentity(event))
-        hash.combine(eventKey(event))
+        combineWorkloadIdentity(event, into: &hash)
+        combineEventKey(event, into: &hash)
         return Alert(
             id: hash.hex, ruleID: rule.id, ruleName: rule.name, severity: rule.severity, tags: rule.tags,
-            message: render(compiled.output, pointer, &scratch), fix: rule.fix, time: event.time, node: event.node,
+            message: message, fix: rule.fix, time: event.time, node: event.node,
             eventKind: event.kind, process: event.process, container: event.container, fields: fields, count: event.count)
+    }
+
+    /// Hashes `workloadIdentity(event)` without building the string (same bytes, so the same alert ids).
+    static func combineWorkloadIdentity(_ event: Event, into hash: inout StableHash) {
+        if let container = event.container {
+            if container.podName.isEmpty {
+                hash.append("container:")
+                hash.append(container.containerID)
+            } else {
+                hash.append(container.namespace)
+                hash.append("/")
+                hash.append(container.podName)
+                hash.append("/")
+                hash.append(container.containerName)
+            }
+        } else {
+            hash.append("node:")
+            hash.append(event.node)
+        }
+        hash.endField()
+    }
+
+    /// Hashes `eventKey(event)`, without building the string for the common kinds.
+    static func combineEventKey(_ event: Event, into hash: inout StableHash) {
+        switch event.payload {
+        case .exec(let exec):
+            hash.append("exec:")
+            hash.append(exec.path)
+        case .open(let open):
+            hash.append("open:")
+            hash.append(open.path)
+        default:
+            hash.append(eventKey(event))
+        }
+        hash.endField()
     }
 
     /// `namespace/pod/container` for containers, `node:<name>` for the host.

@@ -34,7 +34,9 @@ final class CompiledRule: Sendable {
 
 enum CompiledSegment: Sendable {
     case text(String)
-    case field(Extractor)
+    /// An index into the rule's `outputFields`: each field is rendered once per alert, for both the message and
+    /// the alert's structured fields.
+    case field(Int)
 }
 
 struct CompiledSequence: Sendable {
@@ -344,8 +346,12 @@ public struct RuleSet: Sendable {
                 } catch {
                     throw RuleEngineError(error.code, error.reason + " in output", at: error.location, rule: error.rule)
                 }
-                output.append(.field(extractor))
-                if !outputFields.contains(where: { $0.name == name }) { outputFields.append((name, extractor)) }
+                if let known = outputFields.firstIndex(where: { $0.name == name }) {
+                    output.append(.field(known))
+                } else {
+                    output.append(.field(outputFields.count))
+                    outputFields.append((name, extractor))
+                }
             }
         }
         return CompiledRule(
