@@ -8,6 +8,10 @@
  * meaningful with their result (openat, connect, accept) stash their arguments
  * in a per-thread map on sys_enter and emit on sys_exit.
  *
+ * raw_tp/sys_enter also reports init_module/finit_module and DNS queries
+ * written with write() to a connected UDP socket (no tracepoint of their own
+ * is attached for them; see NR_INIT_MODULE).
+ *
  * Filtering: `sensor_config` (enabled kinds, the sensor's own tgid) and
  * `ignored_cgroups`. Syscall sets are never sent per syscall: raw_tp/sys_enter
  * sets a bit in the per-cgroup bitmap `syscall_sets`, which user space reads
@@ -36,6 +40,27 @@ char LICENSE[] SEC("license") = "GPL";
 #define PTRACE_POKEUSER 6
 #define PTRACE_ATTACH 16
 #define PTRACE_SEIZE 0x4206
+
+/*
+ * Syscall numbers the raw sys_enter program recognises. Module loading is seen there because kernels
+ * built without CONFIG_MODULES have no sys_enter_(f)init_module tracepoints, yet the syscalls still
+ * enter (and fail): the attempt is what matters. write() carries DNS queries of resolvers that connect
+ * a UDP socket first (BusyBox nslookup), which the sendto/sendmsg hooks never see.
+ */
+#if defined(__TARGET_ARCH_x86)
+#define NR_WRITE 1
+#define NR_INIT_MODULE 175
+#define NR_FINIT_MODULE 313
+#elif defined(__TARGET_ARCH_arm64)
+#define NR_WRITE 64
+#define NR_INIT_MODULE 105
+#define NR_FINIT_MODULE 273
+#else
+#error "syscall numbers for this architecture are missing"
+#endif
+
+/* A write longer than this is not a DNS query over UDP (a query is one name; EDNS0 caps at 512+). */
+#define DNS_WRITE_MAX 1232
 
 /* How many environment strings an exec scans for LD_* variables. */
 #define ENV_SCAN_MAX 64
@@ -580,78 +605,97 @@ struct {
 	__type(value, struct dns_args);
 } pending_dns SEC(".maps");
 
-static __always_inline int stash_dns(int fd, const void *buf, __u64 len, const void *uaddr)
+/*
+ * Whether a datagram sent on `fd` (to `uaddr`, or to the socket's peer when NULL) is a UDP query to
+ * port 53 from a task whose DNS events are wanted; fills args (destination, buffer).
+ */
+static __always_inline bool dns_target(__u64 id, int fd, const void *buf, __u64 len, const void *uaddr,
+				       struct dns_args *args)
 {
-	__u64 id = bpf_get_current_pid_tgid(), cgid;
-	struct dns_args args = {};
 	__u8 sa[28] = {};
 	struct sock *sk = NULL;
-	__u32 tid = (__u32)id;
+	__u64 cgid;
 
 	if (!buf || len < 12)
-		return 0;	/* shorter than a DNS header */
+		return false;	/* shorter than a DNS header */
 	if (uaddr) {
 		if (bpf_probe_read_user(sa, 16, uaddr))
-			return 0;
+			return false;
 		if (*(__u16 *)sa == AF_INET6 && bpf_probe_read_user(sa, 28, uaddr))
-			return 0;
-		if (!parse_sockaddr(sa, &args.family, &args.port, args.addr))
-			return 0;
-		if (args.port != DNS_PORT)
-			return 0;
+			return false;
+		if (!parse_sockaddr(sa, &args->family, &args->port, args->addr))
+			return false;
+		if (args->port != DNS_PORT)
+			return false;
 		sk = fd_sock(fd);
 	} else {
 		sk = fd_sock(fd);
 		if (!sk)
-			return 0;
-		args.port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-		if (args.port != DNS_PORT)
-			return 0;
-		args.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		if (args.family == AF_INET)
-			bpf_core_read(args.addr, 4, &sk->__sk_common.skc_daddr);
-		else if (args.family == AF_INET6)
-			bpf_core_read(args.addr, 16, &sk->__sk_common.skc_v6_daddr);
+			return false;
+		args->port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (args->port != DNS_PORT)
+			return false;
+		args->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		if (args->family == AF_INET)
+			bpf_core_read(args->addr, 4, &sk->__sk_common.skc_daddr);
+		else if (args->family == AF_INET6)
+			bpf_core_read(args->addr, 16, &sk->__sk_common.skc_v6_daddr);
 		else
-			return 0;
+			return false;
 	}
 	if (sk && BPF_CORE_READ(sk, sk_protocol) != IPPROTO_UDP)
-		return 0;
+		return false;
 	if (!wanted(PATROL_RECORD_DNS, id, &cgid))
-		return 0;
-	args.buf = (__u64)buf;
-	args.len = len;
-	bpf_map_update_elem(&pending_dns, &tid, &args, BPF_ANY);
+		return false;
+	args->buf = (__u64)buf;
+	args->len = len;
+	return true;
+}
+
+static __always_inline int stash_dns(int fd, const void *buf, __u64 len, const void *uaddr)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct dns_args args = {};
+	__u32 tid = (__u32)id;
+
+	if (dns_target(id, fd, buf, len, uaddr, &args))
+		bpf_map_update_elem(&pending_dns, &tid, &args, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int emit_dns_args(__u64 id, struct dns_args *args)
+{
+	struct patrol_dns_record *rec;
+	__u64 cgid = bpf_get_current_cgroup_id();
+	__u64 len;
+
+	RESERVE_OR_RETURN(rec, PATROL_RECORD_DNS, id, cgid);
+	rec->family = args->family;
+	rec->remote_port = args->port;
+	__builtin_memcpy(rec->remote_addr, args->addr, 16);
+	len = args->len;
+	if (len > PATROL_DNS_LEN)
+		len = PATROL_DNS_LEN;
+	barrier_var(len);
+	rec->payload_size = 0;
+	if (len <= PATROL_DNS_LEN && bpf_probe_read_user(rec->payload, len, (void *)args->buf) == 0)
+		rec->payload_size = len;
+	bpf_ringbuf_submit(rec, 0);
 	return 0;
 }
 
 static __always_inline int emit_dns(void)
 {
-	__u64 id = bpf_get_current_pid_tgid(), cgid;
+	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
 	struct dns_args *pending = bpf_map_lookup_elem(&pending_dns, &tid);
 	struct dns_args args;
-	struct patrol_dns_record *rec;
-	__u64 len;
 
 	if (!pending)
 		return 0;
 	args = *pending;
 	bpf_map_delete_elem(&pending_dns, &tid);
-	cgid = bpf_get_current_cgroup_id();
-	RESERVE_OR_RETURN(rec, PATROL_RECORD_DNS, id, cgid);
-	rec->family = args.family;
-	rec->remote_port = args.port;
-	__builtin_memcpy(rec->remote_addr, args.addr, 16);
-	len = args.len;
-	if (len > PATROL_DNS_LEN)
-		len = PATROL_DNS_LEN;
-	barrier_var(len);
-	rec->payload_size = 0;
-	if (len <= PATROL_DNS_LEN && bpf_probe_read_user(rec->payload, len, (void *)args.buf) == 0)
-		rec->payload_size = len;
-	bpf_ringbuf_submit(rec, 0);
-	return 0;
+	return emit_dns_args(id, &args);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendto")
@@ -707,8 +751,48 @@ int enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
 	return emit_dns_msg((int)ctx->args[0], (void *)ctx->args[1]);
 }
 
-/* ---- syscall sets ---- */
+/* ---- kernel modules, DNS over write(), syscall sets: raw_tp/sys_enter ---- */
 
+static __always_inline int emit_module(__u32 syscall, int fd)
+{
+	__u64 id = bpf_get_current_pid_tgid(), cgid;
+	struct patrol_module_record *rec;
+	struct file *file;
+
+	if (!wanted(PATROL_RECORD_MODULE, id, &cgid))
+		return 0;
+	RESERVE_OR_RETURN(rec, PATROL_RECORD_MODULE, id, cgid);
+	rec->syscall = syscall;
+	rec->pad = 0;
+	rec->name[0] = 0;
+	if (fd >= 0) {
+		file = fd_file((struct task_struct *)bpf_get_current_task(), fd);
+		if (file)
+			bpf_probe_read_kernel_str(rec->name, sizeof(rec->name), file_name(file));
+	}
+	bpf_ringbuf_submit(rec, 0);
+	return 0;
+}
+
+/* A DNS query written to a connected UDP socket: emitted at once, as write() has no exit hook here. */
+static __always_inline int dns_write(int fd, const void *buf, __u64 len)
+{
+	__u64 id = bpf_get_current_pid_tgid(), cgid;
+	struct dns_args args = {};
+
+	/* Most writes are not datagrams to port 53: the size and filter checks spare them the fd table walk. */
+	if (len < 12 || len > DNS_WRITE_MAX || !wanted(PATROL_RECORD_DNS, id, &cgid))
+		return 0;
+	/* The query was just built by the caller, so its pages are present: reading on entry is safe. */
+	if (dns_target(id, fd, buf, len, NULL, &args))
+		emit_dns_args(id, &args);
+	return 0;
+}
+
+/*
+ * Runs on every syscall entry: sets the syscall's bit in the cgroup's bitmap, and reports the few
+ * syscalls that have no usable tracepoint of their own (see NR_INIT_MODULE above).
+ */
 SEC("raw_tp/sys_enter")
 int BPF_PROG(syscall_set, struct pt_regs *regs, long nr)
 {
@@ -716,6 +800,14 @@ int BPF_PROG(syscall_set, struct pt_regs *regs, long nr)
 	struct patrol_syscall_bitmap *bitmap;
 	__u64 bit;
 	__u32 word;
+
+	if (nr == NR_WRITE)
+		dns_write((int)PT_REGS_PARM1_CORE_SYSCALL(regs), (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs),
+			  PT_REGS_PARM3_CORE_SYSCALL(regs));
+	else if (nr == NR_INIT_MODULE)
+		emit_module(PATROL_SYSCALL_INIT_MODULE, -1);
+	else if (nr == NR_FINIT_MODULE)
+		emit_module(PATROL_SYSCALL_FINIT_MODULE, (int)PT_REGS_PARM1_CORE_SYSCALL(regs));
 
 	if ((__u64)nr >= PATROL_SYSCALL_BITS)
 		return 0;
@@ -765,39 +857,6 @@ int BPF_PROG(handle_capable, const struct cred *cred, struct user_namespace *tar
 }
 
 /* ---- escape and persistence signals ---- */
-
-static __always_inline int emit_module(__u32 syscall, int fd)
-{
-	__u64 id = bpf_get_current_pid_tgid(), cgid;
-	struct patrol_module_record *rec;
-	struct file *file;
-
-	if (!wanted(PATROL_RECORD_MODULE, id, &cgid))
-		return 0;
-	RESERVE_OR_RETURN(rec, PATROL_RECORD_MODULE, id, cgid);
-	rec->syscall = syscall;
-	rec->pad = 0;
-	rec->name[0] = 0;
-	if (fd >= 0) {
-		file = fd_file((struct task_struct *)bpf_get_current_task(), fd);
-		if (file)
-			bpf_probe_read_kernel_str(rec->name, sizeof(rec->name), file_name(file));
-	}
-	bpf_ringbuf_submit(rec, 0);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_init_module")
-int enter_init_module(struct trace_event_raw_sys_enter *ctx)
-{
-	return emit_module(PATROL_SYSCALL_INIT_MODULE, -1);
-}
-
-SEC("tracepoint/syscalls/sys_enter_finit_module")
-int enter_finit_module(struct trace_event_raw_sys_enter *ctx)
-{
-	return emit_module(PATROL_SYSCALL_FINIT_MODULE, (int)ctx->args[0]);
-}
 
 static __always_inline int emit_namespace(__u32 syscall, __u64 flags, const char *source, const char *target,
 					  const char *fstype, int fd)

@@ -208,7 +208,7 @@ _Static_assert(__builtin_offsetof(struct patrol_net_record, pad) == 84, "patrol_
 _Static_assert(__builtin_offsetof(struct patrol_net_record, local_addr) == 88, "patrol_net_record.local_addr offset");
 _Static_assert(__builtin_offsetof(struct patrol_net_record, remote_addr) == 104, "patrol_net_record.remote_addr offset");
 
-/* PATROL_RECORD_DNS: UDP sendto/sendmsg/sendmmsg to port 53; user space parses the query. */
+/* PATROL_RECORD_DNS: UDP sendto/sendmsg/sendmmsg/write to port 53; user space parses the query. */
 struct patrol_dns_record {
 	struct patrol_record_header header;
 	struct patrol_task task;
@@ -244,7 +244,7 @@ _Static_assert(__builtin_offsetof(struct patrol_capability_record, syscall) == 7
 _Static_assert(__builtin_offsetof(struct patrol_capability_record, granted) == 80, "patrol_capability_record.granted offset");
 _Static_assert(__builtin_offsetof(struct patrol_capability_record, pad) == 81, "patrol_capability_record.pad offset");
 
-/* PATROL_RECORD_MODULE: sys_enter_init_module / finit_module. */
+/* PATROL_RECORD_MODULE: init_module / finit_module, seen by raw_tp/sys_enter. */
 struct patrol_module_record {
 	struct patrol_record_header header;
 	struct patrol_task task;
