@@ -266,6 +266,39 @@ static __always_inline void zero16(__u8 *p)
 
 /* ---- process ---- */
 
+/*
+ * An exec through a descriptor (fexecve, execveat with AT_EMPTY_PATH) reaches the tracepoint as "/dev/fd/<n>"
+ * or "/proc/self/fd/<n>", which hides a fileless exec from an anonymous memory file. When the new executable
+ * is a memfd (its dentry is named "memfd:<name>"), report the path as /proc/<pid>/exe reads:
+ * "/memfd:<name> (deleted)". Other executables keep the path the caller passed.
+ */
+static __always_inline void exec_memfd_path(struct mm_struct *mm, char *filename)
+{
+	static const char deleted[] = " (deleted)";
+	struct file *exe = BPF_CORE_READ(mm, exe_file);
+	const char *name;
+	char prefix[6];
+	long n;
+
+	if (!exe)
+		return;
+	name = file_name(exe);
+	if (!name || bpf_probe_read_kernel(prefix, sizeof(prefix), name) != 0)
+		return;
+	if (prefix[0] != 'm' || prefix[1] != 'e' || prefix[2] != 'm' || prefix[3] != 'f' || prefix[4] != 'd' ||
+	    prefix[5] != ':')
+		return;
+	filename[0] = '/';
+	n = bpf_probe_read_kernel_str(filename + 1, PATROL_PATH_LEN - 1 - sizeof(deleted), name);
+	if (n <= 0)
+		return;
+	/* n counts the NUL, which lands at filename[n]; the suffix (with its own NUL) starts there. */
+	barrier_var(n);
+	if (n > PATROL_PATH_LEN - sizeof(deleted))
+		return;
+	bpf_probe_read_kernel(filename + n, sizeof(deleted), deleted);
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -293,6 +326,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 				  (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
 
 	mm = BPF_CORE_READ(task, mm);
+	exec_memfd_path(mm, rec->filename);
 	start = BPF_CORE_READ(mm, arg_start);
 	end = BPF_CORE_READ(mm, arg_end);
 	len = end > start ? end - start : 0;
