@@ -29,6 +29,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFSOCK 0140000
 #define IPPROTO_UDP 17
 #define PF_KTHREAD 0x00200000
+#define NSFS_MAGIC 0x6e736673
 #define DNS_PORT 53
 
 #define PTRACE_POKETEXT 4
@@ -833,6 +834,33 @@ int enter_finit_module(struct trace_event_raw_sys_enter *ctx)
 	return emit_module(PATROL_SYSCALL_FINIT_MODULE, (int)ctx->args[0]);
 }
 
+/*
+ * A namespace file (/proc/<pid>/ns/uts, ...) has the dentry name "/", which says nothing; name it as
+ * readlink(/proc/<pid>/ns/<type>) does, "uts:[4026531838]", from the nsfs inode's ns_common. False when the
+ * file is not a namespace (setns also takes a pidfd).
+ */
+static __always_inline bool ns_file_name(struct file *file, char *out, __u32 size)
+{
+	static const char format[] = "%s:[%u]";
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	const struct proc_ns_operations *ops;
+	struct ns_common *ns;
+	const char *name = NULL;
+	__u64 args[2];
+
+	if (!inode || BPF_CORE_READ(inode, i_sb, s_magic) != NSFS_MAGIC)
+		return false;
+	ns = (struct ns_common *)BPF_CORE_READ(inode, i_private);
+	if (!ns)
+		return false;
+	ops = BPF_CORE_READ(ns, ops);
+	if (!ops || bpf_core_read(&name, sizeof(name), &ops->name) != 0 || !name)
+		return false;
+	args[0] = (__u64)name;
+	args[1] = BPF_CORE_READ(ns, inum);
+	return bpf_snprintf(out, size, format, args, sizeof(args)) > 0;
+}
+
 static __always_inline int emit_namespace(__u32 syscall, __u64 flags, const char *source, const char *target,
 					  const char *fstype, int fd)
 {
@@ -857,7 +885,7 @@ static __always_inline int emit_namespace(__u32 syscall, __u64 flags, const char
 		bpf_probe_read_user_str(rec->fstype, sizeof(rec->fstype), fstype);
 	if (fd >= 0) {
 		file = fd_file((struct task_struct *)bpf_get_current_task(), fd);
-		if (file)
+		if (file && !ns_file_name(file, rec->source, sizeof(rec->source)))
 			bpf_probe_read_kernel_str(rec->source, sizeof(rec->source),
 						  file_name(file));
 	}

@@ -224,14 +224,20 @@ import Testing
             #expect(found.container?.containerID == options.containerID, "\(id)")
         }
         // The process each alert names.
+        // As /proc/<pid>/exe reads; the kernel names a descriptor exec /dev/fd/<n>, the sensor looks behind it.
         let memfdExe = alert("R1012")?.process.exe ?? ""
-        #expect(memfdExe.hasPrefix("/memfd:patrol-payload"), "\(memfdExe)")
+        #expect(memfdExe == "/memfd:patrol-payload (deleted)", "\(memfdExe)")
+        // Kernels since 6.14 name the process after the memfd's dentry; older ones after the descriptor number.
+        let memfdComm = alert("R1012")?.process.comm ?? ""
+        #expect(memfdComm.hasPrefix("memfd:patrol") || Int(memfdComm) != nil, "\(memfdComm)")
         for id in ["R1013", "R1014", "R1015", "R1016", "R1017"] {
             #expect(alert(id)?.process.exe == "/usr/bin/intruder", "\(id): \(alert(id)?.process.exe ?? "")")
             #expect(alert(id)?.process.comm == "intruder", "\(id): \(alert(id)?.process.comm ?? "")")
         }
         #expect(alert("R1013")?.message.contains("request 16") == true, "\(alert("R1013")?.message ?? "")")
         #expect(alert("R1014")?.message.contains("/mem") == true, "\(alert("R1014")?.message ?? "")")
+        // The namespace joined, named as readlink(/proc/<pid>/ns/uts) shows it.
+        #expect(alert("R1015")?.message.contains("joined namespace 'uts:[") == true, "\(alert("R1015")?.message ?? "")")
         #expect(alert("R1016")?.message.contains("type 'proc'") == true, "\(alert("R1016")?.message ?? "")")
         #expect(alert("R1018")?.process.exe == "/bin/sh", "\(alert("R1018")?.process.exe ?? "")")
         #expect(alert("R1018")?.process.comm == "sh", "\(alert("R1018")?.process.comm ?? "")")
@@ -333,7 +339,10 @@ import Testing
         let seen: [(String, (Event) -> Bool)] = [
             ("R1013", { if case .ptrace(let p) = $0.payload { p.request == 16 } else { false } }),
             ("R1014", { if case .open(let o) = $0.payload { o.path.hasSuffix("/mem") } else { false } }),
-            ("R1015", { if case .namespaceChange(let n) = $0.payload { n.syscall == "setns" } else { false } }),
+            ("R1015", {
+                if case .namespaceChange(let n) = $0.payload { n.syscall == "setns" && n.source.hasPrefix("uts:[") }
+                else { false }
+            }),
             ("R1016", {
                 if case .namespaceChange(let n) = $0.payload { n.syscall == "mount" && n.fsType == "proc" }
                 else { false }
