@@ -152,8 +152,8 @@ import Testing
         }
         let rules = try RuleSet.load(files: ContainerDetectionTests.shippedRules)
         let resolver = ContainerResolver()
-        // CAP_SYS_ADMIN as a privileged pod would have it, so setns and mount really succeed; host networking so
-        // the reverse shell reaches the test's listener on loopback.
+        // CAP_SYS_ADMIN as a privileged pod would have it, so setns, mount and bpf() really succeed; host networking
+        // so the reverse shell reaches the test's listener on loopback.
         let options = RuncContainer.Options(
             podName: "payments-5f7c", namespace: "fintech", containerName: "api", hostNetwork: true,
             extraCapabilities: ["CAP_SYS_ADMIN"])
@@ -227,7 +227,7 @@ import Testing
         // As /proc/<pid>/exe reads; the kernel names a descriptor exec /dev/fd/<n>, the sensor looks behind it.
         let memfdExe = alert("R1012")?.process.exe ?? ""
         #expect(memfdExe == "/memfd:patrol-payload (deleted)", "\(memfdExe)")
-        // Kernels since 6.14 name the process after the memfd's dentry; older ones after the descriptor number.
+        // Recent kernels (this one is 6.18) name the process after the memfd; older ones after the fd number.
         let memfdComm = alert("R1012")?.process.comm ?? ""
         #expect(memfdComm.hasPrefix("memfd:patrol") || Int(memfdComm) != nil, "\(memfdComm)")
         for id in ["R1013", "R1014", "R1015", "R1016", "R1017"] {
