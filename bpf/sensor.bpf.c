@@ -33,6 +33,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define S_IFSOCK 0140000
 #define IPPROTO_UDP 17
 #define PF_KTHREAD 0x00200000
+#define NSFS_MAGIC 0x6e736673
 #define DNS_PORT 53
 
 #define PTRACE_POKETEXT 4
@@ -291,6 +292,39 @@ static __always_inline void zero16(__u8 *p)
 
 /* ---- process ---- */
 
+/*
+ * An exec through a descriptor (fexecve, execveat with AT_EMPTY_PATH) reaches the tracepoint as "/dev/fd/<n>"
+ * or "/proc/self/fd/<n>", which hides a fileless exec from an anonymous memory file. When the new executable
+ * is a memfd (its dentry is named "memfd:<name>"), report the path as /proc/<pid>/exe reads:
+ * "/memfd:<name> (deleted)". Other executables keep the path the caller passed.
+ */
+static __always_inline void exec_memfd_path(struct mm_struct *mm, char *filename)
+{
+	static const char deleted[] = " (deleted)";
+	struct file *exe = BPF_CORE_READ(mm, exe_file);
+	const char *name;
+	char prefix[6];
+	long n;
+
+	if (!exe)
+		return;
+	name = file_name(exe);
+	if (!name || bpf_probe_read_kernel(prefix, sizeof(prefix), name) != 0)
+		return;
+	if (prefix[0] != 'm' || prefix[1] != 'e' || prefix[2] != 'm' || prefix[3] != 'f' || prefix[4] != 'd' ||
+	    prefix[5] != ':')
+		return;
+	filename[0] = '/';
+	n = bpf_probe_read_kernel_str(filename + 1, PATROL_PATH_LEN - 1 - sizeof(deleted), name);
+	if (n <= 0)
+		return;
+	/* n counts the NUL, which lands at filename[n]; the suffix (with its own NUL) starts there. */
+	barrier_var(n);
+	if (n > PATROL_PATH_LEN - sizeof(deleted))
+		return;
+	bpf_probe_read_kernel(filename + n, sizeof(deleted), deleted);
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
@@ -318,6 +352,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 				  (void *)ctx + (ctx->__data_loc_filename & 0xFFFF));
 
 	mm = BPF_CORE_READ(task, mm);
+	exec_memfd_path(mm, rec->filename);
 	start = BPF_CORE_READ(mm, arg_start);
 	end = BPF_CORE_READ(mm, arg_end);
 	len = end > start ? end - start : 0;
@@ -858,6 +893,33 @@ int BPF_PROG(handle_capable, const struct cred *cred, struct user_namespace *tar
 
 /* ---- escape and persistence signals ---- */
 
+/*
+ * A namespace file (/proc/<pid>/ns/uts, ...) has the dentry name "/", which says nothing; name it as
+ * readlink(/proc/<pid>/ns/<type>) does, "uts:[4026531838]", from the nsfs inode's ns_common. False when the
+ * file is not a namespace (setns also takes a pidfd).
+ */
+static __always_inline bool ns_file_name(struct file *file, char *out, __u32 size)
+{
+	static const char format[] = "%s:[%u]";
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	const struct proc_ns_operations *ops;
+	struct ns_common *ns;
+	const char *name = NULL;
+	__u64 args[2];
+
+	if (!inode || BPF_CORE_READ(inode, i_sb, s_magic) != NSFS_MAGIC)
+		return false;
+	ns = (struct ns_common *)BPF_CORE_READ(inode, i_private);
+	if (!ns)
+		return false;
+	ops = BPF_CORE_READ(ns, ops);
+	if (!ops || bpf_core_read(&name, sizeof(name), &ops->name) != 0 || !name)
+		return false;
+	args[0] = (__u64)name;
+	args[1] = BPF_CORE_READ(ns, inum);
+	return bpf_snprintf(out, size, format, args, sizeof(args)) > 0;
+}
+
 static __always_inline int emit_namespace(__u32 syscall, __u64 flags, const char *source, const char *target,
 					  const char *fstype, int fd)
 {
@@ -882,7 +944,7 @@ static __always_inline int emit_namespace(__u32 syscall, __u64 flags, const char
 		bpf_probe_read_user_str(rec->fstype, sizeof(rec->fstype), fstype);
 	if (fd >= 0) {
 		file = fd_file((struct task_struct *)bpf_get_current_task(), fd);
-		if (file)
+		if (file && !ns_file_name(file, rec->source, sizeof(rec->source)))
 			bpf_probe_read_kernel_str(rec->source, sizeof(rec->source),
 						  file_name(file));
 	}

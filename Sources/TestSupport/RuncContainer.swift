@@ -53,6 +53,9 @@ public final class RuncContainer: @unchecked Sendable {
         public var hostNetwork: Bool
         /// `runc --root`; nil uses runc's default `/run/runc`.
         public var runcRoot: String?
+        /// Capabilities granted on top of the runtime's default set (e.g. `CAP_SYS_ADMIN` for a container that
+        /// mounts or joins namespaces, as a privileged pod could).
+        public var extraCapabilities: [String]
 
         public init(
             podName: String = "test-pod", namespace: String = "default", podUID: String = RuncContainer.newPodUID(),
@@ -60,7 +63,7 @@ public final class RuncContainer: @unchecked Sendable {
             qos: String = "besteffort", command: [String] = ["sleep", "3600"],
             environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"], volumes: [Volume] = [],
             overlay: Bool = false, image: String? = nil, extraAnnotations: [String: String] = [:],
-            hostNetwork: Bool = false, runcRoot: String? = nil
+            hostNetwork: Bool = false, runcRoot: String? = nil, extraCapabilities: [String] = []
         ) {
             self.podName = podName
             self.namespace = namespace
@@ -76,6 +79,7 @@ public final class RuncContainer: @unchecked Sendable {
             self.extraAnnotations = extraAnnotations
             self.hostNetwork = hostNetwork
             self.runcRoot = runcRoot
+            self.extraCapabilities = extraCapabilities
         }
     }
 
@@ -480,11 +484,12 @@ public final class RuncContainer: @unchecked Sendable {
                 "options": ["rbind", volume.readOnly ? "ro" : "rw"],
             ])
         }
-        let capabilities = [
+        let defaultCapabilities = [
             "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
             "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
             "CAP_AUDIT_WRITE",
         ]
+        let capabilities = defaultCapabilities + options.extraCapabilities.filter { !defaultCapabilities.contains($0) }
         let config: [String: Any] = [
             "ociVersion": "1.0.2",
             "process": [

@@ -266,7 +266,7 @@ struct patrol_namespace_record {
 	__u32 syscall;	/* PATROL_SYSCALL_UNSHARE, _SETNS or _MOUNT */
 	__u32 pad;
 	__u64 flags;	/* CLONE_NEW* for unshare/setns, mount flags for mount */
-	char source[PATROL_MOUNT_LEN];	/* mount source; setns: the fd's file name */
+	char source[PATROL_MOUNT_LEN];	/* mount source; setns: "uts:[<inum>]", else the fd's file name */
 	char target[PATROL_MOUNT_LEN];
 	char fstype[PATROL_NAME_LEN];
 };
