@@ -131,6 +131,8 @@ private let positives: [PositiveCase] = [
     .init(rule: "R1000", label: "/run", event: onExec("/run/x"), message: "/run/x"),
     .init(rule: "R1000", label: "/var/run", event: onExec("/var/run/kit/x", ["x", "-o", "pool"]), message: "/var/run/kit/x (x -o pool)"),
     .init(rule: "R1000", label: "/proc/self/fd", event: onExec("/proc/self/fd/3"), message: "/proc/self/fd/3"),
+    .init(rule: "R1000", label: "/dev/fd (fexecve)", event: onExec("/dev/fd/6", ["payload"]), message: "/dev/fd/6 (payload)"),
+    .init(rule: "R1000", label: "/dev/fd, runc init with more arguments", event: onExec("/dev/fd/6", ["/usr/sbin/runc", "init", "-x"]), message: "/dev/fd/6"),
     .init(rule: "R1000", label: "/proc/<pid>/fd", event: onExec("/proc/812/fd/7"), message: "/proc/812/fd/7"),
     .init(rule: "R1000", label: "host /dev/shm", event: onExec("/dev/shm/true", container: nil), message: "/dev/shm/true"),
     // R1001
@@ -229,6 +231,8 @@ private let negatives: [NegativeCase] = [
     .init(rule: "R1000", label: "/var/running/x", event: onExec("/var/running/x")),
     .init(rule: "R1000", label: "/run without a file", event: onExec("/run")),
     .init(rule: "R1000", label: "/proc/self/exe", event: onExec("/proc/self/exe")),
+    .init(rule: "R1000", label: "runc init re-executed from a descriptor", event: onExec("/dev/fd/6", ["/usr/sbin/runc", "init"])),
+    .init(rule: "R1000", label: "runc init, bare argv[0]", event: onExec("/dev/fd/5", ["runc", "init"])),
     .init(rule: "R1000", label: "/usr/bin/env", event: onExec("/usr/bin/env")),
     // R1001 / R1004
     .init(rule: "R1001", label: "image binary", event: onExec("/usr/local/bin/app")),
