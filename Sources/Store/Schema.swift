@@ -9,7 +9,7 @@ enum Schema {
         if current < 2 { try version2(db) }
     }
 
-    private static func version1(_ db: SQLiteConnection) throws(StoreError) {
+    static func version1(_ db: SQLiteConnection) throws(StoreError) {
         try db.execute(
             """
             BEGIN;

@@ -21,13 +21,18 @@ import TestSupport
             "collector log:\n\(collector.standardError.suffix(2000))")
         #expect(await status(base + "/healthz") == 200)
 
-        let sensor = try harness.sensor(
-            replay: try harness.replayFile(events: 3000), id: "replay-a", extra: ["--status-interval", "1"])
+        let replay = try harness.replayFile(events: 3000)
+        let sensor = try harness.sensor(replay: replay, id: "replay-a", extra: ["--status-interval", "1"])
         #expect(await sensor.waitForExit(timeout: .seconds(120)) == 0, "sensor log:\n\(sensor.standardError.suffix(2000))")
 
         let metrics = try await scrape(base + "/metrics")
         let events = metrics.filter { $0.name == "patrol_events_total" && $0.labels["sensor"] == "replay-a" }
-        #expect(events.map(\.value).reduce(0, +) == 3000)
+        // patrol_events_total counts what the events stand for: a folded event counts its `count`.
+        let represented = try String(contentsOfFile: replay, encoding: .utf8).split(separator: "\n").map { line in
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return (object?["count"] as? Int) ?? 1
+        }.reduce(0, +)
+        #expect(events.map(\.value).reduce(0, +) == Double(represented))
         #expect(Set(events.compactMap { $0.labels["kind"] }) == ["exec", "open", "connect"])
         for stage in ["kernel_ringbuf", "user_queue", "spool", "decode"] {
             #expect(
@@ -101,7 +106,14 @@ import TestSupport
         #expect(ingested, "no exec events from live-a at the collector")
 
         for (base, side) in [(sensorBase, "sensor"), (collectorBase, "collector")] {
-            let metrics = try await scrape(base + "/metrics")
+            // The collector's copy is as fresh as the latest status (one a second here).
+            var metrics: [Sample] = []
+            _ = await PatrolProcess.eventually(timeout: .seconds(20)) {
+                metrics = (try? await scrape(base + "/metrics")) ?? []
+                return metrics.contains {
+                    $0.name == "patrol_sensor_events_captured_total" && $0.labels["sensor"] == "live-a" && $0.value > 0
+                }
+            }
             for program in missing {
                 #expect(
                     metrics.first {

@@ -82,3 +82,24 @@ import TestSupport
         #expect(sensor.drops == ["decode": 1])
     }
 }
+
+/// A store written by the previous release (schema 1, no sensor registry) opens, keeps its data and gains the table.
+@Suite struct SchemaUpgradeTests {
+    @Test func aVersionOneStoreGainsTheSensorRegistry() async throws {
+        let dir = try TemporaryDirectory(prefix: "upgrade")
+        defer { dir.remove() }
+        let path = dir.file("patrol.db")
+        do {
+            let old = try SQLiteConnection(path: path)
+            try Schema.version1(old)
+            try old.run("INSERT INTO counters(name, value) VALUES('events_ingested', 42)")
+            old.close()
+        }
+        let store = try await Store.open(path: path)
+        defer { Task { await store.close() } }
+        #expect(try await store.counters()["events_ingested"] == 42)
+        #expect(try await store.sensors().isEmpty)
+        try await store.recordHello(SensorHello(sensorID: "s", bootID: "b", version: "v"), peer: "p", at: 1)
+        #expect(try await store.sensors().map(\.sensorID) == ["s"])
+    }
+}
