@@ -158,6 +158,44 @@ import TestSupport
         #expect(Set(record.drops.keys) == ["kernel_ringbuf", "user_queue", "spool", "decode"])
     }
 
+    /// A collector that restarts (here after SIGKILL) hears the sensor's hello again once nng has reconnected,
+    /// so a fresh collector knows who is talking without waiting for the sensor to restart.
+    @Test(.timeLimit(.minutes(3))) func sensorSaysHelloAgainToARestartedCollector() async throws {
+        let harness = try Harness("status-rehello")
+        defer { harness.directory.remove() }
+        let port = Ports.freeTCPPort()
+        let base = "http://127.0.0.1:\(port)"
+        var collector = try harness.collector(["--metrics-listen", "127.0.0.1:\(port)"])
+        let sensor = try PatrolProcess(
+            "patrol-sensor",
+            ["--collector", harness.address, "--sensor-id", "idle-a", "--no-capture", "--status-interval", "1"],
+            logDirectory: harness.directory.path, name: "idle-a")
+        defer {
+            sensor.signal(SIGKILL)
+            collector.signal(SIGKILL)
+        }
+        func hellos() async -> Double? {
+            let metrics = (try? await scrape(base + "/metrics")) ?? []
+            return metrics.first { $0.name == "patrol_sensor_hellos_total" && $0.labels["sensor"] == "idle-a" }?.value
+        }
+        #expect(await PatrolProcess.eventually(timeout: .seconds(60)) { await hellos() == 1 },
+            "sensor log:\n\(sensor.standardError.suffix(2000))")
+        collector.signal(SIGKILL)
+        await collector.waitForExit(timeout: .seconds(10))
+        collector = try harness.collector(["--metrics-listen", "127.0.0.1:\(port)"])
+        #expect(await PatrolProcess.eventually(timeout: .seconds(60)) { await hellos() == 1 },
+            "no hello after the restart; sensor log:\n\(sensor.standardError.suffix(2000))")
+        // Statuses keep coming to the new collector too.
+        #expect(await PatrolProcess.eventually(timeout: .seconds(30)) {
+            let metrics = (try? await scrape(base + "/metrics")) ?? []
+            return metrics.contains { $0.name == "patrol_sensor_dropped_events_total" && $0.labels["sensor"] == "idle-a" }
+        })
+        sensor.signal(SIGTERM)
+        #expect(await sensor.waitForExit(timeout: .seconds(30)) == 0)
+        collector.signal(SIGTERM)
+        #expect(await collector.waitForExit(timeout: .seconds(30)) == 0)
+    }
+
     /// Without privilege the sensor cannot load BPF at all: it says which step failed and why (EPERM) and exits
     /// with status 77 instead of running blind.
     @Test(.timeLimit(.minutes(2))) func unprivilegedSensorNamesTheFailingStepAndExits() async throws {
