@@ -20,7 +20,8 @@ public struct SensorCommand: AsyncParsableCommand {
             unless --allow-no-capture is given. With --replay, sends a recorded JSON-lines capture (docs/replay.md) through the real transport \
             instead of capturing live. Unacked batches are kept in memory and spilled to --spool-dir while \
             the collector is unreachable; every drop is counted.
-            """)
+            """,
+        version: PatrolVersion.current)
 
     @Option(name: .long, help: ArgumentHelp("Collector NNG address.", valueName: "address"))
     var collector = "tcp://127.0.0.1:7600"
