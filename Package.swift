@@ -87,11 +87,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // Metrics registry and the HTTP status endpoint (/metrics, /healthz, /readyz) both apps serve.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                "Basics", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            exclude: ["README.md"], swiftSettings: swiftSettings),
+
         // Layer 4: applications.
         .target(
             name: "SensorApp",
             dependencies: [
-                "Basics", "EventModel", "WireFormat", "Transport", "BPF", "KernelEvents",
+                "Basics", "EventModel", "WireFormat", "Transport", "BPF", "KernelEvents", "Telemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -102,6 +113,7 @@ let package = Package(
             name: "CollectorApp",
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "AlertSinks", "Store", "SensorApp",
+                "Telemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -156,9 +168,14 @@ let package = Package(
         .testTarget(
             name: "MalwareScanningTests", dependencies: ["MalwareScanning", "TestSupport"],
             swiftSettings: swiftSettings),
+        .testTarget(
+            name: "TelemetryTests", dependencies: ["Telemetry", "OutboundHTTP", .product(name: "Metrics", package: "swift-metrics")],
+            swiftSettings: swiftSettings),
         .testTarget(name: "CollectorAppTests", dependencies: ["CollectorApp", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport"],
+            name: "EndToEndTests", dependencies: [
+                "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP",
+            ],
             swiftSettings: swiftSettings),
     ]
 )

@@ -3,10 +3,12 @@ import Basics
 import EventModel
 import Foundation
 import Logging
+import Metrics
 import RuleEngine
 import SensorApp
 import ServiceLifecycle
 import Store
+import Telemetry
 import Transport
 import WireFormat
 
@@ -18,10 +20,13 @@ import WireFormat
 public struct Collector: Sendable {
     public let configuration: CollectorConfiguration
     let logger: Logger
+    /// The registry /metrics renders; without one (in-process tests) a private, unbootstrapped one is used.
+    let telemetry: Telemetry
 
-    public init(configuration: CollectorConfiguration, logger: Logger) {
+    public init(configuration: CollectorConfiguration, logger: Logger, telemetry: Telemetry? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.telemetry = telemetry ?? Telemetry()
     }
 
     public func run() async throws {
@@ -37,7 +42,7 @@ public struct Collector: Sendable {
         let ingest = IngestService(store: store, ruleSet: ruleSet, signal: signal, logger: logger)
         services.append(ingest)
 
-        let handler = SensorRPCHandler(ingest: ingest, logger: logger)
+        let handler = SensorRPCHandler(ingest: ingest, store: store, logger: logger)
         let server = try RPCServer(
             configuration: RPCServerConfiguration(
                 address: configuration.listen,
@@ -50,13 +55,23 @@ public struct Collector: Sendable {
                 maxMessageSize: configuration.ingest.maxMessageBytes),
             logger: logger,
             handler: handler.handle)
-        services.append(RPCServerService(server: server))
+        let serving = ReadyFlag()
+        services.append(RPCServerService(server: server, serving: serving))
         logger.info("collector listening", metadata: ["address": "\(server.boundAddress)"])
+        if let address = configuration.metricsListen {
+            Self.exportServerStats(server, into: telemetry)
+            telemetry.addReadinessCheck("sensor_rpc") { serving.isSet }
+            let status = try StatusServer(address: address, telemetry: telemetry, logger: logger)
+            logger.info("status endpoint listening", metadata: ["address": "\(status.boundAddress)"])
+            services.append(StatusService(server: status))
+        }
 
         if configuration.allInOne {
-            let sensorConfiguration = SensorConfiguration(
+            var sensorConfiguration = SensorConfiguration(
                 collector: server.boundAddress, sensorID: "embedded-\(Host.localName)",
                 replayPath: configuration.replayPath)
+            // All-in-one is a first run on one machine: without BPF it still serves remote sensors and replays.
+            sensorConfiguration.requireCapture = false
             services.append(try Sensor(configuration: sensorConfiguration, logger: logger))
         }
 
@@ -80,16 +95,42 @@ public struct Collector: Sendable {
     }
 }
 
-/// Runs an RPC server as a Service: stops accepting on graceful shutdown.
+extension Collector {
+    /// Copies the RPC server's counters (kept by nng and the server) into metrics at each scrape.
+    static func exportServerStats(_ server: RPCServer, into telemetry: Telemetry) {
+        let refused = CounterMirror(label: "patrol_rpc_tls_handshakes_refused_total")
+        let undecodable = CounterMirror(label: "patrol_rpc_undecodable_messages_total")
+        let accepted = CounterMirror(label: "patrol_rpc_connections_accepted_total")
+        let acceptFailures = CounterMirror(label: "patrol_rpc_accept_failures_total")
+        let served = CounterMirror(label: "patrol_rpc_requests_total")
+        let open = Gauge(label: "patrol_rpc_connections_open")
+        telemetry.onScrape {
+            let stats = server.stats
+            refused.update(to: stats.tlsRefusals)
+            undecodable.update(to: stats.decodeFailures)
+            accepted.update(to: stats.connectionsAccepted)
+            acceptFailures.update(to: stats.acceptFailures)
+            served.update(to: stats.requestsServed)
+            open.record(Double(stats.openConnections))
+        }
+    }
+}
+
+/// Runs an RPC server as a Service: stops accepting on graceful shutdown. `serving` is set while it serves
+/// (the collector's `/readyz`).
 struct RPCServerService: Service {
     let server: RPCServer
+    let serving: ReadyFlag
 
     func run() async throws {
+        serving.set(true)
         await withGracefulShutdownHandler {
             await server.run()
         } onGracefulShutdown: {
+            serving.set(false)
             server.close()
         }
+        serving.set(false)
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Basics
 import Logging
+import Telemetry
 
 /// `patrol-collector`: receives sensor batches, evaluates rules and fans alerts out to sinks.
 public struct CollectorCommand: AsyncParsableCommand {
@@ -14,7 +15,8 @@ public struct CollectorCommand: AsyncParsableCommand {
             Examples:
               patrol-collector --all-in-one                    # collector + in-process sensor, alerts on stdout
               patrol-collector --listen tcp://0.0.0.0:7600 --store /var/lib/patrol/patrol.db --csv /var/log/patrol/alerts.csv
-            """)
+            """,
+        version: PatrolVersion.current)
 
     @Option(name: .long, help: ArgumentHelp("YAML configuration file.", valueName: "file"))
     var config: String?
@@ -49,6 +51,13 @@ public struct CollectorCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("With --all-in-one: replay this JSON-lines capture (docs/replay.md).", valueName: "file"))
     var replay: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Serve /metrics, /healthz and /readyz over HTTP on this host:port (e.g. 127.0.0.1:9464); default off.",
+            valueName: "host:port"))
+    var metricsListen: String?
+
     @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
@@ -64,6 +73,7 @@ public struct CollectorCommand: AsyncParsableCommand {
         if let csv { result.sinks.csvPath = csv }
         if allInOne { result.allInOne = true }
         if let replay { result.replayPath = replay }
+        if let metricsListen { result.metricsListen = metricsListen }
         switch (tlsCert, tlsKey, tlsCA) {
         case (nil, nil, nil): break
         case (let cert?, let key?, let ca?): result.tls = .init(certificate: cert, key: key, ca: ca)
@@ -75,7 +85,10 @@ public struct CollectorCommand: AsyncParsableCommand {
     public func run() async throws {
         let configuration = try resolvedConfiguration()
         PatrolLogging.bootstrap(level: logLevel)
-        try await Collector(configuration: configuration, logger: Logger(label: "patrol.collector")).run()
+        // swift-metrics takes one backend per process: the executable chooses it, never a library.
+        let telemetry = Telemetry.bootstrap()
+        try await Collector(configuration: configuration, logger: Logger(label: "patrol.collector"), telemetry: telemetry)
+            .run()
     }
 }
 

@@ -19,6 +19,8 @@ public struct CollectorConfiguration: Sendable, Equatable {
     public var allInOne = false
     /// A replay file the embedded sensor sends instead of (or before) live capture.
     public var replayPath: String?
+    /// `host:port` serving /metrics, /healthz and /readyz over HTTP; nil: not served.
+    public var metricsListen: String?
 
     public struct TLSFiles: Sendable, Equatable {
         public var certificate: String
@@ -66,12 +68,16 @@ extension CollectorConfiguration {
         }
         var config = CollectorConfiguration()
         let reader = ConfigReader(source: source)
-        let top = try reader.mapping(root, path: "", allowed: ["listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay"])
+        let top = try reader.mapping(root, path: "", allowed: ["listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics"])
         if let node = top["listen"] { config.listen = try reader.string(node, path: "listen") }
         if let node = top["store"] { config.storePath = try reader.string(node, path: "store") }
         if let node = top["rules"] { config.rulePaths = try reader.strings(node, path: "rules") }
         if let node = top["allInOne"] { config.allInOne = try reader.bool(node, path: "allInOne") }
         if let node = top["replay"] { config.replayPath = try reader.string(node, path: "replay") }
+        if let node = top["metrics"] {
+            let metrics = try reader.mapping(node, path: "metrics", allowed: ["listen"])
+            if let listen = metrics["listen"] { config.metricsListen = try reader.string(listen, path: "metrics.listen") }
+        }
         if let node = top["tls"] {
             let tls = try reader.mapping(node, path: "tls", allowed: ["certificate", "key", "ca"])
             config.tls = TLSFiles(

@@ -76,7 +76,7 @@ public final class IngestService: Service, Sendable {
         var duplicates: [Pending] = []
         var alerts: [Alert] = []
         var eventCount: UInt64 = 0
-        var kindCounts: [EventKind: UInt64] = [:]
+        var kindCounts: [IngestMetrics.Series: UInt64] = [:]
         var staged = ledger
         for pending in group {
             let batch = pending.batch
@@ -86,7 +86,7 @@ public final class IngestService: Service, Sendable {
             }
             accepted.append(pending)
             for event in batch.events {
-                kindCounts[event.kind, default: 0] += UInt64(event.count)
+                kindCounts[IngestMetrics.Series(sensor: batch.sensorID, kind: event.kind), default: 0] += UInt64(event.count)
                 alerts += evaluator.evaluate(event)
             }
             eventCount += UInt64(batch.events.count)
@@ -134,11 +134,19 @@ struct IngestMetrics: Sendable {
     let rejected = Counter(label: "patrol_ingest_rejected_batches_total")
     let storeFailures = Counter(label: "patrol_ingest_store_failures_total")
 
-    func record(events: UInt64, batches count: Int, alerts: [Alert], kinds: [EventKind: UInt64]) {
+    /// One `patrol_events_total` series: events of one kind from one sensor.
+    struct Series: Hashable {
+        var sensor: String
+        var kind: EventKind
+    }
+
+    func record(events: UInt64, batches count: Int, alerts: [Alert], kinds: [Series: UInt64]) {
         batches.increment(by: count)
-        for (kind, n) in kinds {
-            Counter(label: "patrol_events_total", dimensions: [("kind", kind.rawValue), ("source", "sensor")])
-                .increment(by: Int(n))
+        for (series, n) in kinds {
+            Counter(
+                label: "patrol_events_total",
+                dimensions: [("kind", series.kind.rawValue), ("source", "sensor"), ("sensor", series.sensor)]
+            ).increment(by: Int(n))
         }
         for alert in alerts {
             Counter(

@@ -2,19 +2,26 @@ import Basics
 import EventModel
 import Logging
 import Metrics
+import SensorApp
+import Store
 import Transport
 import WireFormat
 
 /// Serves `patrol.v1.SensorService`: decodes each request and answers with a gRPC status. Garbage gets
 /// INVALID_ARGUMENT with the decoder's reason and is counted; it never disturbs other sensors.
+///
+/// Hellos and statuses go to the store's sensor registry (what `patrolctl sensors` will list) and to metrics.
 struct SensorRPCHandler: Sendable {
     let ingest: IngestService
+    let store: Store
     let logger: Logger
     private let malformed = Counter(label: "patrol_ingest_malformed_requests_total")
     private let malformedLog = LogThrottle()
+    private let statusMetrics = SensorStatusMetrics()
 
-    init(ingest: IngestService, logger: Logger) {
+    init(ingest: IngestService, store: Store, logger: Logger) {
         self.ingest = ingest
+        self.store = store
         self.logger = logger
     }
 
@@ -27,6 +34,7 @@ struct SensorRPCHandler: Sendable {
             } catch {
                 return refuse(error, peer: peer, method: request.method)
             }
+            seen(batch.sensorID)
             switch await ingest.submit(batch) {
             case .success(let ack):
                 return RPCReply(status: .ok, payload: WireCodec.encode(ack))
@@ -38,32 +46,52 @@ struct SensorRPCHandler: Sendable {
                 return RPCReply(status: .unavailable, message: "collector store failed: \(reason)")
             }
         case RPCMethods.sensorHello:
+            let hello: SensorHello
             do {
-                let hello = try WireCodec.decodeSensorHello(request.payload)
-                logger.info(
-                    "sensor connected",
-                    metadata: [
-                        "sensor": "\(hello.sensorID)", "boot": "\(hello.bootID)", "version": "\(hello.version)",
-                        "peer": "\(peer.remoteAddress)", "hooks_failed": "\(hello.hooksFailed.keys.sorted())",
-                    ])
-                return RPCReply(status: .ok)
+                hello = try WireCodec.decodeSensorHello(request.payload)
             } catch {
                 return refuse(error, peer: peer, method: request.method)
             }
+            let level: Logger.Level = hello.hooksFailed.isEmpty ? .info : .warning
+            logger.log(
+                level: level, "sensor connected",
+                metadata: [
+                    "sensor": "\(hello.sensorID)", "boot": "\(hello.bootID)", "version": "\(hello.version)",
+                    "node": "\(hello.node)", "kernel": "\(hello.kernel)", "peer": "\(peer.remoteAddress)",
+                    "hooks_loaded": "\(hello.hooksLoaded.count)", "hooks_failed": "\(hello.hooksFailed.keys.sorted())",
+                ])
+            do {
+                try await store.recordHello(hello, peer: peer.remoteAddress, at: WallClock.now())
+            } catch {
+                return RPCReply(status: .unavailable, message: "collector store failed: \(error.message)")
+            }
+            Counter(label: "patrol_sensor_hellos_total", dimensions: [("sensor", hello.sensorID)]).increment()
+            seen(hello.sensorID)
+            return RPCReply(status: .ok)
         case RPCMethods.reportStatus:
+            let status: SensorStatus
             do {
-                let status = try WireCodec.decodeSensorStatus(request.payload)
-                for (stage, count) in status.drops {
-                    Gauge(label: "patrol_sensor_drops", dimensions: [("sensor", status.sensorID), ("stage", stage.rawValue)])
-                        .record(Double(count))
-                }
-                return RPCReply(status: .ok)
+                status = try WireCodec.decodeSensorStatus(request.payload)
             } catch {
                 return refuse(error, peer: peer, method: request.method)
             }
+            do {
+                try await store.recordStatus(status, at: WallClock.now())
+            } catch {
+                return RPCReply(status: .unavailable, message: "collector store failed: \(error.message)")
+            }
+            statusMetrics.record(status)
+            seen(status.sensorID)
+            return RPCReply(status: .ok)
         default:
             return RPCReply(status: .unimplemented, message: "unknown method '\(request.method)'")
         }
+    }
+
+    /// When the collector last heard from a sensor (any request that decoded).
+    private func seen(_ sensorID: String) {
+        Gauge(label: "patrol_sensor_last_seen_seconds", dimensions: [("sensor", sensorID)])
+            .record(Double(WallClock.now()) / 1e9)
     }
 
     private func refuse(_ error: WireFormatError, peer: PeerInfo, method: String) -> RPCReply {

@@ -56,11 +56,14 @@ public struct SensorHello: Sendable, Hashable {
     /// Hooks that failed, with why.
     public var hooksFailed: [String: String]
     public var nodeLabels: [String: String]
+    /// The node the sensor runs on.
+    public var node: String
 
     public init(
         sensorID: String, bootID: String, version: String, kernel: String = "", hooksLoaded: [String] = [],
-        hooksFailed: [String: String] = [:], nodeLabels: [String: String] = [:]
+        hooksFailed: [String: String] = [:], nodeLabels: [String: String] = [:], node: String = ""
     ) {
+        self.node = node
         self.sensorID = sensorID
         self.bootID = bootID
         self.version = version
@@ -92,11 +95,15 @@ public struct SensorStatus: Sendable, Hashable {
     public var queueDepths: [String: UInt64]
     public var hooksLoaded: [String]
     public var hooksFailed: [String: String]
+    /// Cumulative counters since this boot, by name (`SensorStatus.Counter` names the ones the sensor sends).
+    public var counters: [String: UInt64]
 
     public init(
         sensorID: String, bootID: String, time: EpochNanoseconds, drops: [DropStage: UInt64] = [:],
-        queueDepths: [String: UInt64] = [:], hooksLoaded: [String] = [], hooksFailed: [String: String] = [:]
+        queueDepths: [String: UInt64] = [:], hooksLoaded: [String] = [], hooksFailed: [String: String] = [:],
+        counters: [String: UInt64] = [:]
     ) {
+        self.counters = counters
         self.sensorID = sensorID
         self.bootID = bootID
         self.time = time
@@ -104,6 +111,25 @@ public struct SensorStatus: Sendable, Hashable {
         self.queueDepths = queueDepths
         self.hooksLoaded = hooksLoaded
         self.hooksFailed = hooksFailed
+    }
+}
+
+extension SensorStatus {
+    /// Names of the counters a sensor reports in `counters`.
+    public enum Counter {
+        /// Records read from the kernel's ring buffer.
+        public static let eventsCaptured = "events_captured"
+        /// Events handed to the batcher (a folded run counts once).
+        public static let eventsDelivered = "events_delivered"
+        /// Events folded into an earlier identical one by edge de-duplication.
+        public static let eventsFolded = "events_folded"
+        /// Events the collector acknowledged.
+        public static let eventsAcked = "events_acked"
+        public static let batchesAcked = "batches_acked"
+        /// Batches written to the disk spool while the collector was unreachable.
+        public static let batchesSpilled = "batches_spilled"
+        /// Batches the collector refused as invalid.
+        public static let batchesRejected = "batches_rejected"
     }
 }
 

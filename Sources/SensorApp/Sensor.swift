@@ -42,34 +42,55 @@ public struct Sensor: Service {
     /// The live capture once it is running (nil with --replay, --no-capture, or when BPF could not load).
     public var liveCapture: LiveCapture? { capture.value }
 
+    /// The status the sensor would report now (drops, counters, queue depths, hooks).
+    public var status: SensorStatus { reporter.status() }
+
+    /// Whether live capture has settled (loaded or not asked for) and the collector accepted the hello.
+    public var isReady: Bool { capture.hooks != nil && capture.helloAccepted }
+
+    private var reporter: SensorReporter {
+        SensorReporter(configuration: configuration, sender: sender, capture: capture, logger: logger)
+    }
+
     public func run() async throws {
+        let reporter = self.reporter
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await sender.run() }
-            group.addTask {
+            group.addTask { await cancelWhenGracefulShutdown { await reporter.run() } }
+            // The reporter runs until the sensor is done, whichever way that is.
+            defer { group.cancelAll() }
+            do {
                 try await produce()
-                if configuration.exitWhenDone {
-                    while !(await sender.flush(timeout: .seconds(5))) {
-                        logger.info("waiting for the collector to ack the rest", metadata: ["pending": "\(sender.pendingBatches)"])
-                    }
-                    let stats = sender.stats
-                    logger.info(
-                        "replay delivered",
-                        metadata: [
-                            "events_acked": "\(stats.acknowledgedEvents)", "batches_acked": "\(stats.acknowledgedBatches)",
-                            "dropped_events": "\(stats.droppedEvents)",
-                        ])
-                    sender.close()
-                } else {
-                    try? await gracefulShutdown()
-                    _ = await sender.flush(timeout: .seconds(5))
-                    let stats = sender.stats
-                    logger.info(
-                        "sensor stopped",
-                        metadata: [
-                            "events_acked": "\(stats.acknowledgedEvents)", "dropped_events": "\(stats.droppedEvents)",
-                        ])
-                    sender.close()
+            } catch {
+                // Unblock the sender so the error ends the sensor instead of hanging it.
+                sender.close()
+                throw error
+            }
+            if configuration.exitWhenDone {
+                while !(await sender.flush(timeout: .seconds(5))) {
+                    logger.info("waiting for the collector to ack the rest", metadata: ["pending": "\(sender.pendingBatches)"])
                 }
+                await reporter.finalReport()
+                let stats = sender.stats
+                logger.info(
+                    "replay delivered",
+                    metadata: [
+                        "events_acked": "\(stats.acknowledgedEvents)", "batches_acked": "\(stats.acknowledgedBatches)",
+                        "dropped_events": "\(stats.droppedEvents)",
+                    ])
+                sender.close()
+            } else {
+                try? await gracefulShutdown()
+                _ = await sender.flush(timeout: .seconds(5))
+                // A last status, so the collector keeps this boot's final counters.
+                await reporter.finalReport()
+                let stats = sender.stats
+                logger.info(
+                    "sensor stopped",
+                    metadata: [
+                        "events_acked": "\(stats.acknowledgedEvents)", "dropped_events": "\(stats.droppedEvents)",
+                    ])
+                sender.close()
             }
         }
     }
@@ -79,6 +100,7 @@ public struct Sensor: Service {
             try await captureLive()
             return
         }
+        capture.hooks = HookReport()
         let source = ReplaySource(path: path, repeatCount: configuration.replayRepeat)
         let node = configuration.node
         let spooling = configuration.spoolDirectory != nil
@@ -93,10 +115,13 @@ public struct Sensor: Service {
         logger.info("replay queued", metadata: ["path": "\(path)", "repeat": "\(configuration.replayRepeat)"])
     }
 
-    /// Live capture until graceful shutdown. A sensor that cannot load BPF at all says why and keeps
-    /// running (it still connects and delivers spooled batches); missing hooks are logged by LiveCapture.
+    /// Live capture until graceful shutdown. Hooks that cannot load or attach are logged by LiveCapture, by
+    /// name and with libbpf's reason, and reported in the hello and every status; the rest run. A sensor that
+    /// cannot load any hook throws `SensorError.captureUnavailable` unless `requireCapture` is off, in which
+    /// case it keeps running (it still connects, reports and delivers spooled batches).
     private func captureLive() async throws {
         guard configuration.liveCapture else {
+            capture.hooks = HookReport()
             logger.notice("live capture disabled (--no-capture) and no --replay: no events will be produced")
             return
         }
@@ -110,10 +135,19 @@ public struct Sensor: Service {
                 try LiveCapture(configuration: capture, node: node, resolver: resolver, logger: logger)
             }
         } catch {
-            logger.error("live capture unavailable", metadata: ["error": "\(error)"])
+            let failure = SensorError(
+                .captureUnavailable, "live capture unavailable: no BPF hook could be loaded and attached",
+                cause: .error(error))
+            logger.error(
+                "live capture unavailable", metadata: ["error": "\(error)", "exits": "\(configuration.requireCapture)"])
+            // A sensor that captures nothing is blind; by default it stops so the failure is visible (a
+            // DaemonSet pod in CrashLoopBackOff) instead of looking healthy while seeing nothing.
+            if configuration.requireCapture { throw failure }
+            capture.hooks = HookReport(failed: ["*": failure.description])
             return
         }
         capture.value = live
+        capture.hooks = HookReport(loaded: live.hooksLoaded, failed: live.hooksFailed)
         let sender = self.sender
         await cancelWhenGracefulShutdown {
             await live.run(batchSize: configuration.batchSize) { events in await sender.submit(events: events) }
@@ -128,11 +162,30 @@ public struct Sensor: Service {
     }
 }
 
-/// Holds the running capture for status reporting (Sensor is a struct shared with the service group).
+/// Holds the running capture and what the reporter learned, for status reporting (Sensor is a struct shared
+/// with the service group).
 final class CaptureSlot: Sendable {
-    private let slot = Mutex<LiveCapture?>(nil)
+    private struct State {
+        var capture: LiveCapture?
+        var hooks: HookReport?
+        var helloAccepted = false
+    }
+    private let state = Mutex(State())
+
     var value: LiveCapture? {
-        get { slot.withLock { $0 } }
-        set { slot.withLock { $0 = newValue } }
+        get { state.withLock { $0.capture } }
+        set { state.withLock { $0.capture = newValue } }
+    }
+
+    /// Which hooks loaded and which failed; nil until live capture has tried (empty when it was not asked to).
+    var hooks: HookReport? {
+        get { state.withLock { $0.hooks } }
+        set { state.withLock { $0.hooks = newValue } }
+    }
+
+    /// Whether the collector has accepted this boot's hello.
+    var helloAccepted: Bool {
+        get { state.withLock { $0.helloAccepted } }
+        set { state.withLock { $0.helloAccepted = newValue } }
     }
 }

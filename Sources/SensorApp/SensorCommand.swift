@@ -5,6 +5,7 @@ import Foundation
 import KernelEvents
 import Logging
 import ServiceLifecycle
+import Telemetry
 
 /// `patrol-sensor`: captures events on a node and streams them to the collector.
 public struct SensorCommand: AsyncParsableCommand {
@@ -13,10 +14,14 @@ public struct SensorCommand: AsyncParsableCommand {
         abstract: "Patrol's node sensor: capture events and stream them to the collector.",
         discussion: """
             Without --replay, captures live with eBPF (needs root or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN); \
-            hooks that cannot attach are logged and the rest keep running. With --replay, sends a recorded JSON-lines capture (docs/replay.md) through the real transport \
+            hooks that cannot attach are logged by name with the kernel's reason, reported to the collector, \
+            and the rest keep running. When no hook can load at all (no privilege, no tracefs), the sensor \
+            names the failing step and reason and exits with status 77 (permission refused) or 69 (other), \
+            unless --allow-no-capture is given. With --replay, sends a recorded JSON-lines capture (docs/replay.md) through the real transport \
             instead of capturing live. Unacked batches are kept in memory and spilled to --spool-dir while \
             the collector is unreachable; every drop is counted.
-            """)
+            """,
+        version: PatrolVersion.current)
 
     @Option(name: .long, help: ArgumentHelp("Collector NNG address.", valueName: "address"))
     var collector = "tcp://127.0.0.1:7600"
@@ -74,6 +79,19 @@ public struct SensorCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A cgroup id the kernel ignores (repeatable).", valueName: "id"))
     var ignoreCgroup: [UInt64] = []
 
+    @Flag(name: .long, help: "Keep running (connected, reporting, delivering the spool) when no BPF hook can load.")
+    var allowNoCapture = false
+
+    @Option(name: .long, help: ArgumentHelp("Seconds between status reports to the collector.", valueName: "s"))
+    var statusInterval = 10
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Serve /metrics, /healthz and /readyz over HTTP on this host:port (e.g. 127.0.0.1:9465); default off.",
+            valueName: "host:port"))
+    var metricsListen: String?
+
     @Option(name: .long, help: ArgumentHelp("Log level.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
@@ -108,12 +126,36 @@ public struct SensorCommand: AsyncParsableCommand {
         }
         if let sensorID { configuration.sensorID = sensorID }
         if let node { configuration.node = node }
+        configuration.requireCapture = !allowNoCapture
+        configuration.statusInterval = .seconds(max(1, statusInterval))
         let sensor = try Sensor(configuration: configuration, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: sensor, successTerminationBehavior: .gracefullyShutdownGroup)
+        ]
+        if let metricsListen {
+            let telemetry = Telemetry.bootstrap()
+            let metrics = SensorStatusMetrics()
+            telemetry.onScrape { metrics.record(sensor.status) }
+            // Ready once live capture has settled and the collector accepted the hello.
+            telemetry.addReadinessCheck("sensor") { sensor.isReady }
+            let server = try StatusServer(address: metricsListen, telemetry: telemetry, logger: logger)
+            logger.info("status endpoint listening", metadata: ["address": "\(server.boundAddress)"])
+            services.append(.init(service: StatusService(server: server)))
+        }
         let group = ServiceGroup(
-            configuration: .init(
-                services: [.init(service: sensor, successTerminationBehavior: .gracefullyShutdownGroup)],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch let error as SensorError {
+            // Say it plainly on stderr as well as in the log: this is what an operator reads in `kubectl logs`.
+            var text = "patrol-sensor: \(error)\n"
+            if error.isPermissionDenied {
+                text += "patrol-sensor: EPERM: the kernel refused BPF; run as root or with CAP_BPF, CAP_PERFMON and "
+                    + "CAP_SYS_ADMIN (exit status 77)\n"
+            }
+            FileHandle.standardError.write(Data(text.utf8))
+            throw ExitCode(error.isPermissionDenied ? 77 : 69)
+        }
     }
 }
 

@@ -27,6 +27,11 @@ public struct SensorConfiguration: Sendable {
     public var liveCapture: Bool
     /// Live capture settings (kinds, ignored cgroups, de-duplication window, syscall-set window).
     public var capture: LiveCaptureConfiguration
+    /// Stop with `SensorError.captureUnavailable` when live capture cannot load any hook (false: run on
+    /// without capture, reporting the failure).
+    public var requireCapture: Bool = true
+    /// How often a `SensorStatus` goes to the collector.
+    public var statusInterval: Duration = .seconds(10)
 
     public init(
         collector: String, sensorID: String = ProcessInfo.processInfo.hostName, node: String? = nil,

@@ -1,11 +1,15 @@
 /// The store's tables, created or upgraded on open. `user_version` records the schema version.
 enum Schema {
-    static let version = 1
+    static let version = 2
 
     static func migrate(_ db: SQLiteConnection) throws(StoreError) {
         var current: Int64 = 0
         try db.run("PRAGMA user_version") { row in current = row.integer(0) }
-        guard current < version else { return }
+        if current < 1 { try version1(db) }
+        if current < 2 { try version2(db) }
+    }
+
+    static func version1(_ db: SQLiteConnection) throws(StoreError) {
         try db.execute(
             """
             BEGIN;
@@ -18,7 +22,22 @@ enum Schema {
                 namespace TEXT NOT NULL, time_ns INTEGER NOT NULL, body BLOB NOT NULL);
             CREATE INDEX IF NOT EXISTS outbox_time ON outbox(time_ns);
             CREATE TABLE IF NOT EXISTS sink_cursors(sink TEXT PRIMARY KEY, position INTEGER NOT NULL);
-            PRAGMA user_version = \(version);
+            PRAGMA user_version = 1;
+            COMMIT;
+            """)
+    }
+
+    /// The sensor registry: one row per sensor id, from its latest hello and status.
+    private static func version2(_ db: SQLiteConnection) throws(StoreError) {
+        try db.execute(
+            """
+            BEGIN;
+            CREATE TABLE IF NOT EXISTS sensors(
+                sensor_id TEXT PRIMARY KEY, boot_id TEXT NOT NULL, node TEXT NOT NULL, version TEXT NOT NULL,
+                kernel TEXT NOT NULL, peer TEXT NOT NULL, hooks_loaded BLOB NOT NULL, hooks_failed BLOB NOT NULL,
+                first_seen_ns INTEGER NOT NULL, hello_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL,
+                status_ns INTEGER NOT NULL, drops BLOB NOT NULL, counters BLOB NOT NULL, queue_depths BLOB NOT NULL);
+            PRAGMA user_version = 2;
             COMMIT;
             """)
     }

@@ -83,7 +83,7 @@ public final class Store: @unchecked Sendable {
         executor.shutdown()
     }
 
-    private func onStoreThread<T: Sendable>(_ work: @escaping @Sendable (SQLiteConnection) throws -> T) async throws(StoreError) -> T {
+    func onStoreThread<T: Sendable>(_ work: @escaping @Sendable (SQLiteConnection) throws -> T) async throws(StoreError) -> T {
         do {
             return try await executor.run { try work(self.connection) }
         } catch let error as StoreError {

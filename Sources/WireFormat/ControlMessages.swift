@@ -125,6 +125,7 @@ extension WireCodec {
         message.pointee.boot_id = arena.cString(value.bootID)
         message.pointee.version = arena.cString(value.version)
         message.pointee.kernel = arena.cString(value.kernel)
+        message.pointee.node = arena.cString(value.node)
         message.pointee.n_hooks_loaded = value.hooksLoaded.count
         message.pointee.hooks_loaded = arena.cStrings(value.hooksLoaded)
         (message.pointee.n_hooks_failed, message.pointee.hooks_failed) = arena.entries(
@@ -172,7 +173,7 @@ extension WireCodec {
             version: try controlText(hello.version, "SensorHello.version"),
             kernel: try controlText(hello.kernel, "SensorHello.kernel"),
             hooksLoaded: try controlTexts(hello.n_hooks_loaded, hello.hooks_loaded, "SensorHello.hooks_loaded"),
-            hooksFailed: hooksFailed, nodeLabels: nodeLabels)
+            hooksFailed: hooksFailed, nodeLabels: nodeLabels, node: try controlText(hello.node, "SensorHello.node"))
     }
 
     public static func decodeSensorHello(_ bytes: [UInt8]) throws(WireFormatError) -> SensorHello {
@@ -223,6 +224,20 @@ extension WireCodec {
             entry.pointee.key = key
             entry.pointee.value = value
         }
+        let counters = value.counters.sorted { $0.key < $1.key }
+        if !counters.isEmpty {
+            let pointers = arena.allocate(
+                UnsafeMutablePointer<Patrol__V1__SensorStatus__CountersEntry>?.self, count: counters.count)
+            for (index, counter) in counters.enumerated() {
+                let entry = arena.allocate(Patrol__V1__SensorStatus__CountersEntry.self)
+                patrol__v1__sensor_status__counters_entry__init(entry)
+                entry.pointee.key = arena.cString(counter.key)
+                entry.pointee.value = counter.value
+                pointers[index] = entry
+            }
+            message.pointee.n_counters = counters.count
+            message.pointee.counters = pointers
+        }
         return pack(message)
     }
 
@@ -264,11 +279,18 @@ extension WireCodec {
             hooksFailed[try controlText(entry.key, "SensorStatus.hooks_failed[\(index)].key")] = try controlText(
                 entry.value, "SensorStatus.hooks_failed[\(index)].value")
         }
+        var counters: [String: UInt64] = [:]
+        for index in 0..<status.n_counters {
+            guard let entry = status.counters[index]?.pointee else {
+                throw WireFormatError(.malformed, "SensorStatus.counters[\(index)] is missing")
+            }
+            counters[try controlText(entry.key, "SensorStatus.counters[\(index)].key")] = entry.value
+        }
         return SensorStatus(
             sensorID: sensorID, bootID: try controlText(status.boot_id, "SensorStatus.boot_id"), time: status.time_ns,
             drops: drops, queueDepths: depths,
             hooksLoaded: try controlTexts(status.n_hooks_loaded, status.hooks_loaded, "SensorStatus.hooks_loaded"),
-            hooksFailed: hooksFailed)
+            hooksFailed: hooksFailed, counters: counters)
     }
 
     public static func decodeSensorStatus(_ bytes: [UInt8]) throws(WireFormatError) -> SensorStatus {

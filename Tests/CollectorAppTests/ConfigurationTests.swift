@@ -14,7 +14,9 @@ import Testing
                   stdout: false
                   csv: {path: /var/log/alerts.csv, maxBytes: 1000, keepFiles: 2}
                 ingest: {maxMessageBytes: 1024, parallelRequests: 3}
+                metrics: {listen: 127.0.0.1:9464}
                 """, source: "collector.yaml")
+        #expect(config.metricsListen == "127.0.0.1:9464")
         #expect(config.listen == "tls+tcp://0.0.0.0:7600")
         #expect(config.rulePaths == ["/etc/patrol/rules", "/etc/patrol/local.yaml"])
         #expect(config.tls == .init(certificate: "c.pem", key: "k.pem", ca: "ca.pem"))
@@ -30,6 +32,7 @@ import Testing
         ("sinks:\n  stdout: maybe", "collector.yaml:2: sinks.stdout: expected true or false, found 'maybe'"),
         ("ingest:\n  parallelRequests: -2", "collector.yaml:2: ingest.parallelRequests: expected a non-negative integer"),
         ("listen: [a, b]", "collector.yaml:1: listen: expected a string"),
+        ("metrics:\n  port: 9464", "collector.yaml:2: metrics: unknown key 'port'"),
         ("listen: 'unterminated", "collector.yaml is not valid YAML"),
     ])
     func badFilesNameFileLineAndKey(yaml: String, expected: String) {

@@ -161,7 +161,8 @@ struct RoundTripTests {
                 sensorID: Self.unicode, bootID: "b", version: "1.2.3", kernel: "6.18.0-amd64",
                 hooksLoaded: ["sched_process_exec", "", Self.unicode],
                 hooksFailed: ["fentry/x": "EPERM", "": "", Self.unicode: Self.unicode],
-                nodeLabels: ["kubernetes.io/hostname": "node-1", "topology.kubernetes.io/zone": "eu-1a", "": "x"]),
+                nodeLabels: ["kubernetes.io/hostname": "node-1", "topology.kubernetes.io/zone": "eu-1a", "": "x"],
+                node: "node-1"),
         ]
         for hello in hellos {
             let bytes = WireCodec.encode(hello)
@@ -178,7 +179,8 @@ struct RoundTripTests {
                 sensorID: "s", bootID: Self.unicode, time: .max,
                 drops: [.kernelRingBuffer: .max, .userQueue: 0, .spool: 3, .decode: 1],
                 queueDepths: ["ring": 10, "spool": .max, "": 0], hooksLoaded: ["a", ""],
-                hooksFailed: ["kprobe/x": "CONFIG_KPROBES is not set"]),
+                hooksFailed: ["kprobe/x": "CONFIG_KPROBES is not set"],
+                counters: ["events_captured": .max, "events_folded": 7, "": 0]),
         ]
         for status in statuses {
             let bytes = WireCodec.encode(status)

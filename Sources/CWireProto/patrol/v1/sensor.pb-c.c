@@ -391,6 +391,12 @@ void   patrol__v1__sensor_status__hooks_failed_entry__init
   static const Patrol__V1__SensorStatus__HooksFailedEntry init_value = PATROL__V1__SENSOR_STATUS__HOOKS_FAILED_ENTRY__INIT;
   *message = init_value;
 }
+void   patrol__v1__sensor_status__counters_entry__init
+                     (Patrol__V1__SensorStatus__CountersEntry         *message)
+{
+  static const Patrol__V1__SensorStatus__CountersEntry init_value = PATROL__V1__SENSOR_STATUS__COUNTERS_ENTRY__INIT;
+  *message = init_value;
+}
 void   patrol__v1__sensor_status__init
                      (Patrol__V1__SensorStatus         *message)
 {
@@ -1012,7 +1018,7 @@ const ProtobufCMessageDescriptor patrol__v1__sensor_hello__node_labels_entry__de
   (ProtobufCMessageInit) patrol__v1__sensor_hello__node_labels_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__sensor_hello__field_descriptors[7] =
+static const ProtobufCFieldDescriptor patrol__v1__sensor_hello__field_descriptors[8] =
 {
   {
     "sensor_id",
@@ -1098,12 +1104,25 @@ static const ProtobufCFieldDescriptor patrol__v1__sensor_hello__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "node",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__SensorHello, node),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__sensor_hello__field_indices_by_name[] = {
   1,   /* field[1] = boot_id */
   5,   /* field[5] = hooks_failed */
   4,   /* field[4] = hooks_loaded */
   3,   /* field[3] = kernel */
+  7,   /* field[7] = node */
   6,   /* field[6] = node_labels */
   0,   /* field[0] = sensor_id */
   2,   /* field[2] = version */
@@ -1111,7 +1130,7 @@ static const unsigned patrol__v1__sensor_hello__field_indices_by_name[] = {
 static const ProtobufCIntRange patrol__v1__sensor_hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor patrol__v1__sensor_hello__descriptor =
 {
@@ -1121,7 +1140,7 @@ const ProtobufCMessageDescriptor patrol__v1__sensor_hello__descriptor =
   "Patrol__V1__SensorHello",
   "patrol.v1",
   sizeof(Patrol__V1__SensorHello),
-  7,
+  8,
   patrol__v1__sensor_hello__field_descriptors,
   patrol__v1__sensor_hello__field_indices_by_name,
   1,  patrol__v1__sensor_hello__number_ranges,
@@ -1281,7 +1300,58 @@ const ProtobufCMessageDescriptor patrol__v1__sensor_status__hooks_failed_entry__
   (ProtobufCMessageInit) patrol__v1__sensor_status__hooks_failed_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__sensor_status__field_descriptors[7] =
+static const ProtobufCFieldDescriptor patrol__v1__sensor_status__counters_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__SensorStatus__CountersEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__SensorStatus__CountersEntry, value),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned patrol__v1__sensor_status__counters_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange patrol__v1__sensor_status__counters_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor patrol__v1__sensor_status__counters_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "patrol.v1.SensorStatus.CountersEntry",
+  "CountersEntry",
+  "Patrol__V1__SensorStatus__CountersEntry",
+  "patrol.v1",
+  sizeof(Patrol__V1__SensorStatus__CountersEntry),
+  2,
+  patrol__v1__sensor_status__counters_entry__field_descriptors,
+  patrol__v1__sensor_status__counters_entry__field_indices_by_name,
+  1,  patrol__v1__sensor_status__counters_entry__number_ranges,
+  (ProtobufCMessageInit) patrol__v1__sensor_status__counters_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor patrol__v1__sensor_status__field_descriptors[8] =
 {
   {
     "sensor_id",
@@ -1367,9 +1437,22 @@ static const ProtobufCFieldDescriptor patrol__v1__sensor_status__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "counters",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Patrol__V1__SensorStatus, n_counters),
+    offsetof(Patrol__V1__SensorStatus, counters),
+    &patrol__v1__sensor_status__counters_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__sensor_status__field_indices_by_name[] = {
   1,   /* field[1] = boot_id */
+  7,   /* field[7] = counters */
   3,   /* field[3] = drops */
   6,   /* field[6] = hooks_failed */
   5,   /* field[5] = hooks_loaded */
@@ -1380,7 +1463,7 @@ static const unsigned patrol__v1__sensor_status__field_indices_by_name[] = {
 static const ProtobufCIntRange patrol__v1__sensor_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor patrol__v1__sensor_status__descriptor =
 {
@@ -1390,7 +1473,7 @@ const ProtobufCMessageDescriptor patrol__v1__sensor_status__descriptor =
   "Patrol__V1__SensorStatus",
   "patrol.v1",
   sizeof(Patrol__V1__SensorStatus),
-  7,
+  8,
   patrol__v1__sensor_status__field_descriptors,
   patrol__v1__sensor_status__field_indices_by_name,
   1,  patrol__v1__sensor_status__number_ranges,

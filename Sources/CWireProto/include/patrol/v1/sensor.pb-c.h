@@ -29,6 +29,7 @@ typedef struct Patrol__V1__DropCount Patrol__V1__DropCount;
 typedef struct Patrol__V1__SensorStatus Patrol__V1__SensorStatus;
 typedef struct Patrol__V1__SensorStatus__QueueDepthsEntry Patrol__V1__SensorStatus__QueueDepthsEntry;
 typedef struct Patrol__V1__SensorStatus__HooksFailedEntry Patrol__V1__SensorStatus__HooksFailedEntry;
+typedef struct Patrol__V1__SensorStatus__CountersEntry Patrol__V1__SensorStatus__CountersEntry;
 typedef struct Patrol__V1__RpcRequest Patrol__V1__RpcRequest;
 typedef struct Patrol__V1__RpcReply Patrol__V1__RpcReply;
 
@@ -225,10 +226,14 @@ struct  Patrol__V1__SensorHello
   Patrol__V1__SensorHello__HooksFailedEntry **hooks_failed;
   size_t n_node_labels;
   Patrol__V1__SensorHello__NodeLabelsEntry **node_labels;
+  /*
+   * The node the sensor runs on (events carry it too; here so a sensor that has sent nothing yet is listed).
+   */
+  char *node;
 };
 #define PATROL__V1__SENSOR_HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__sensor_hello__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Patrol__V1__DropCount
@@ -264,6 +269,17 @@ struct  Patrol__V1__SensorStatus__HooksFailedEntry
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+struct  Patrol__V1__SensorStatus__CountersEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  uint64_t value;
+};
+#define PATROL__V1__SENSOR_STATUS__COUNTERS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__sensor_status__counters_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
 /*
  * Periodic health from a sensor.
  */
@@ -287,10 +303,16 @@ struct  Patrol__V1__SensorStatus
   char **hooks_loaded;
   size_t n_hooks_failed;
   Patrol__V1__SensorStatus__HooksFailedEntry **hooks_failed;
+  /*
+   * Cumulative counters since this boot, by name: events_captured (records read from the ring buffer),
+   * events_delivered, events_folded (edge de-duplication), batches_acked, events_acked, ...
+   */
+  size_t n_counters;
+  Patrol__V1__SensorStatus__CountersEntry **counters;
 };
 #define PATROL__V1__SENSOR_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__sensor_status__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 /*
@@ -502,6 +524,9 @@ void   patrol__v1__sensor_status__queue_depths_entry__init
 /* Patrol__V1__SensorStatus__HooksFailedEntry methods */
 void   patrol__v1__sensor_status__hooks_failed_entry__init
                      (Patrol__V1__SensorStatus__HooksFailedEntry         *message);
+/* Patrol__V1__SensorStatus__CountersEntry methods */
+void   patrol__v1__sensor_status__counters_entry__init
+                     (Patrol__V1__SensorStatus__CountersEntry         *message);
 /* Patrol__V1__SensorStatus methods */
 void   patrol__v1__sensor_status__init
                      (Patrol__V1__SensorStatus         *message);
@@ -597,6 +622,9 @@ typedef void (*Patrol__V1__SensorStatus__QueueDepthsEntry_Closure)
 typedef void (*Patrol__V1__SensorStatus__HooksFailedEntry_Closure)
                  (const Patrol__V1__SensorStatus__HooksFailedEntry *message,
                   void *closure_data);
+typedef void (*Patrol__V1__SensorStatus__CountersEntry_Closure)
+                 (const Patrol__V1__SensorStatus__CountersEntry *message,
+                  void *closure_data);
 typedef void (*Patrol__V1__SensorStatus_Closure)
                  (const Patrol__V1__SensorStatus *message,
                   void *closure_data);
@@ -665,6 +693,7 @@ extern const ProtobufCMessageDescriptor patrol__v1__drop_count__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__sensor_status__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__sensor_status__queue_depths_entry__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__sensor_status__hooks_failed_entry__descriptor;
+extern const ProtobufCMessageDescriptor patrol__v1__sensor_status__counters_entry__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__rpc_request__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__rpc_reply__descriptor;
 extern const ProtobufCServiceDescriptor patrol__v1__sensor_service__descriptor;
