@@ -20,7 +20,11 @@ public final class PatrolProcess: @unchecked Sendable {
     }
 
     /// Starts `binary` (e.g. `patrol-collector`) with `arguments`; output goes to `<logDirectory>/<name>.out|err`.
-    public init(_ binary: String, _ arguments: [String], logDirectory: String, name: String? = nil) throws {
+    /// A non-empty `launcher` (a command such as `unshare ... sh -c 'script; exec "$0" "$@"'`) is run instead,
+    /// with the binary's path and `arguments` appended, so the binary starts in the environment it prepares.
+    public init(
+        _ binary: String, _ arguments: [String], logDirectory: String, name: String? = nil, launcher: [String] = []
+    ) throws {
         self.name = name ?? binary
         self.arguments = arguments
         let base = "\(logDirectory)/\(self.name)-\(UUID().uuidString.prefix(6))"
@@ -29,8 +33,14 @@ public final class PatrolProcess: @unchecked Sendable {
         FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: "\(Self.binaryDirectory)/\(binary)")
-        process.arguments = arguments
+        let binaryPath = "\(Self.binaryDirectory)/\(binary)"
+        if let command = launcher.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = Array(launcher.dropFirst()) + [binaryPath] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: binaryPath)
+            process.arguments = arguments
+        }
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         process.standardInput = FileHandle.nullDevice
