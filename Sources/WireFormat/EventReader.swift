@@ -119,11 +119,12 @@ struct EventReader: ~Copyable {
     var strings: [String] = []
 
     /// Strings repeat a lot within a batch (node, exe, paths, argv): a small table, keyed by the bytes, hands back
-    /// the Swift string made the first time, saving an allocation and a UTF-8 check. It points into the unpacked
-    /// C message, so it lives only as long as one decode call. Strings of up to 15 bytes are stored inline by
-    /// Swift, cost no allocation, and skip the table.
+    /// the Swift string made the first time, saving an allocation and a UTF-8 check. The batch decoder reuses one
+    /// unpack arena for every event, so the table keeps its own copy of each key's bytes (in `internBytes`).
+    /// Strings of up to 15 bytes are stored inline by Swift, cost no allocation, and skip the table.
     private let interned: UnsafeMutablePointer<Interned>
     private let internMask: Int
+    private var internBytes = Arena(capacity: 4096)
 
     private struct Interned {
         var key: UInt64 = 0
@@ -153,8 +154,8 @@ struct EventReader: ~Copyable {
 
     /// A string field; nil reads as "". Invalid UTF-8 is rejected.
     @inline(__always)
-    func text(_ pointer: UnsafePointer<CChar>?, _ field: StaticString, prefixed: Bool = true) throws(WireFormatError)
-        -> String
+    mutating func text(_ pointer: UnsafePointer<CChar>?, _ field: StaticString, prefixed: Bool = true)
+        throws(WireFormatError) -> String
     {
         guard let pointer else { return "" }
         let length = strlen(pointer)
@@ -183,13 +184,15 @@ struct EventReader: ~Copyable {
             probe = (probe + 1) & internMask
         }
         let value = try make(pointer, length, field, prefixed)
-        (interned + target).pointee = Interned(key: key, bytes: pointer, length: length, text: value)
+        let copy = internBytes.allocate(bytes: length).assumingMemoryBound(to: CChar.self)
+        copy.update(from: pointer, count: length)
+        (interned + target).pointee = Interned(key: key, bytes: UnsafePointer(copy), length: length, text: value)
         return value
     }
 
     /// A string field that may instead be a 1-based reference into the batch's string table.
     @inline(__always)
-    func text(
+    mutating func text(
         ref: UInt32, _ pointer: UnsafePointer<CChar>?, _ field: StaticString, _ refField: StaticString
     ) throws(WireFormatError) -> String {
         if ref == 0 { return try text(pointer, field) }
@@ -211,7 +214,7 @@ struct EventReader: ~Copyable {
         return text
     }
 
-    func texts(_ count: Int, _ pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: StaticString)
+    mutating func texts(_ count: Int, _ pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: StaticString)
         throws(WireFormatError) -> [String]
     {
         guard count > 0, let pointers else { return [] }
@@ -221,7 +224,7 @@ struct EventReader: ~Copyable {
         return out
     }
 
-    func event(_ c: UnsafePointer<Patrol__V1__Event>) throws(WireFormatError) -> Event {
+    mutating func event(_ c: UnsafePointer<Patrol__V1__Event>) throws(WireFormatError) -> Event {
         let e = c.pointee
         guard e.count != 0 else { throw fail(.invalidValue, "count is 0") }
         guard let p = e.process?.pointee else { throw fail(.missingField, "process is missing") }
@@ -256,7 +259,7 @@ struct EventReader: ~Copyable {
             count: e.count)
     }
 
-    private func payload(_ e: Patrol__V1__Event) throws(WireFormatError) -> Payload {
+    private mutating func payload(_ e: Patrol__V1__Event) throws(WireFormatError) -> Payload {
         switch e.payload_case {
         case PATROL__V1__EVENT__PAYLOAD_EXEC:
             let p = e.exec.pointee
@@ -348,7 +351,7 @@ struct EventReader: ~Copyable {
         }
     }
 
-    private func flow(_ p: Patrol__V1__NetworkFlow, connect: Bool) throws(WireFormatError) -> NetworkFlow {
+    private mutating func flow(_ p: Patrol__V1__NetworkFlow, connect: Bool) throws(WireFormatError) -> NetworkFlow {
         let kind = connect ? "connect" : "accept"
         guard let family = WireEnums.family(p.family.rawValue) else {
             throw fail(.invalidValue, "\(kind).family \(p.family.rawValue) is not a known AddressFamily")
