@@ -213,8 +213,10 @@ struct ContainerTable: ~Copyable {
     /// The 1-based table index of the event's container, added on first sight; 0 for an event on the host.
     @inline(__always)
     mutating func index(of event: UnsafePointer<Event>) -> UInt32 {
-        if event.pointee.container == nil { return 0 }
-        // Optional<ContainerRef> keeps its payload in place: the bytes at the field are the ContainerRef's.
+        // Optional<ContainerRef> keeps its payload in place: the bytes at the field are the ContainerRef's. A nil
+        // stores a bit pattern no valid String has in them, so it never matches a remembered image, and the raw
+        // check can come first: testing `container == nil` up front copied the optional (seven retains and
+        // releases per event).
         let raw = UnsafeRawPointer(event) + Self.containerOffset
         let low = raw.loadUnaligned(fromByteOffset: Self.idOffset, as: UInt64.self)
         let high = raw.loadUnaligned(fromByteOffset: Self.idOffset + 8, as: UInt64.self)
@@ -224,6 +226,7 @@ struct ContainerTable: ~Copyable {
         if image >= 0, memcmp(images + image * Self.imageSize, raw, Self.imageSize) == 0 {
             return imageIndexes[image]
         }
+        if event.pointee.container == nil { return 0 }
         return slowIndex(raw, slot: slot)
     }
 

@@ -119,12 +119,11 @@ struct EventReader: ~Copyable {
     var strings: [String] = []
 
     /// Strings repeat a lot within a batch (node, exe, paths, argv): a small table, keyed by the bytes, hands back
-    /// the Swift string made the first time, saving an allocation and a UTF-8 check. The batch decoder reuses one
-    /// unpack arena for every event, so the table keeps its own copy of each key's bytes (in `internBytes`).
-    /// Strings of up to 15 bytes are stored inline by Swift, cost no allocation, and skip the table.
+    /// the Swift string made the first time, saving an allocation and a UTF-8 check. It points into the unpacked
+    /// C message, so it lives only as long as one decode call. Strings of up to 15 bytes are stored inline by
+    /// Swift, cost no allocation, and skip the table.
     private let interned: UnsafeMutablePointer<Interned>
     private let internMask: Int
-    private var internBytes = Arena(capacity: 4096)
 
     private struct Interned {
         var key: UInt64 = 0
@@ -154,8 +153,8 @@ struct EventReader: ~Copyable {
 
     /// A string field; nil reads as "". Invalid UTF-8 is rejected.
     @inline(__always)
-    mutating func text(_ pointer: UnsafePointer<CChar>?, _ field: StaticString, prefixed: Bool = true)
-        throws(WireFormatError) -> String
+    func text(_ pointer: UnsafePointer<CChar>?, _ field: StaticString, prefixed: Bool = true) throws(WireFormatError)
+        -> String
     {
         guard let pointer else { return "" }
         let length = strlen(pointer)
@@ -184,15 +183,13 @@ struct EventReader: ~Copyable {
             probe = (probe + 1) & internMask
         }
         let value = try make(pointer, length, field, prefixed)
-        let copy = internBytes.allocate(bytes: length).assumingMemoryBound(to: CChar.self)
-        copy.update(from: pointer, count: length)
-        (interned + target).pointee = Interned(key: key, bytes: UnsafePointer(copy), length: length, text: value)
+        (interned + target).pointee = Interned(key: key, bytes: pointer, length: length, text: value)
         return value
     }
 
     /// A string field that may instead be a 1-based reference into the batch's string table.
     @inline(__always)
-    mutating func text(
+    func text(
         ref: UInt32, _ pointer: UnsafePointer<CChar>?, _ field: StaticString, _ refField: StaticString
     ) throws(WireFormatError) -> String {
         if ref == 0 { return try text(pointer, field) }
@@ -214,7 +211,7 @@ struct EventReader: ~Copyable {
         return text
     }
 
-    mutating func texts(_ count: Int, _ pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: StaticString)
+    func texts(_ count: Int, _ pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: StaticString)
         throws(WireFormatError) -> [String]
     {
         guard count > 0, let pointers else { return [] }
@@ -224,7 +221,7 @@ struct EventReader: ~Copyable {
         return out
     }
 
-    mutating func event(_ c: UnsafePointer<Patrol__V1__Event>) throws(WireFormatError) -> Event {
+    func event(_ c: UnsafePointer<Patrol__V1__Event>) throws(WireFormatError) -> Event {
         let e = c.pointee
         guard e.count != 0 else { throw fail(.invalidValue, "count is 0") }
         guard let p = e.process?.pointee else { throw fail(.missingField, "process is missing") }
@@ -259,7 +256,7 @@ struct EventReader: ~Copyable {
             count: e.count)
     }
 
-    private mutating func payload(_ e: Patrol__V1__Event) throws(WireFormatError) -> Payload {
+    private func payload(_ e: Patrol__V1__Event) throws(WireFormatError) -> Payload {
         switch e.payload_case {
         case PATROL__V1__EVENT__PAYLOAD_EXEC:
             let p = e.exec.pointee
@@ -351,7 +348,7 @@ struct EventReader: ~Copyable {
         }
     }
 
-    private mutating func flow(_ p: Patrol__V1__NetworkFlow, connect: Bool) throws(WireFormatError) -> NetworkFlow {
+    private func flow(_ p: Patrol__V1__NetworkFlow, connect: Bool) throws(WireFormatError) -> NetworkFlow {
         let kind = connect ? "connect" : "accept"
         guard let family = WireEnums.family(p.family.rawValue) else {
             throw fail(.invalidValue, "\(kind).family \(p.family.rawValue) is not a known AddressFamily")

@@ -12,7 +12,8 @@ import Darwin
 
 /// Converts the `EventModel` values to and from their protobuf encoding (proto/patrol/v1).
 ///
-/// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer. Decoding checks
+/// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer (a batch packs
+/// event by event and writes its envelope itself: `BatchEncoding.swift`). Decoding checks
 /// the size limit, unpacks with a bump allocator (`UnpackArena`), converts and validates every value, and frees the
 /// C message before returning. Bad input never traps: it throws `WireFormatError` naming what and where.
 public enum WireCodec {
@@ -28,6 +29,61 @@ public enum WireCodec {
     }
 
     // MARK: Event batches
+
+    public static func decodeEventBatch(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> EventBatch {
+        try checkSize(bytes, "EventBatch")
+        return try UnpackArena.with(inputBytes: bytes.count) { allocator throws(WireFormatError) in
+            guard let message = patrol__v1__event_batch__unpack(allocator, bytes.count, baseAddress(bytes)) else {
+                throw malformed("EventBatch", bytes.count)
+            }
+            // The arena frees everything at once; no free_unpacked.
+            return try readBatch(message)
+        }
+    }
+
+    private static func readBatch(_ message: UnsafeMutablePointer<Patrol__V1__EventBatch>) throws(WireFormatError)
+        -> EventBatch
+    {
+        let batch = message.pointee
+        // Table strings and short strings (most argv entries, addresses) skip the intern table: size it smaller.
+        var reader = EventReader(index: -1, expectedStrings: batch.n_events / 4)
+        let sensorID = try reader.text(batch.sensor_id, "EventBatch.sensor_id", prefixed: false)
+        guard !sensorID.isEmpty else { throw WireFormatError(.missingField, "EventBatch.sensor_id is empty") }
+        let bootID = try reader.text(batch.boot_id, "EventBatch.boot_id", prefixed: false)
+        guard batch.sequence != 0 else { throw WireFormatError(.invalidValue, "EventBatch.sequence is 0") }
+        var containers: [ContainerRef] = []
+        containers.reserveCapacity(batch.n_containers)
+        for index in 0..<batch.n_containers {
+            guard let ref = batch.containers[index] else {
+                throw WireFormatError(.malformed, "EventBatch.containers[\(index)] is missing")
+            }
+            containers.append(try containerRef(ref.pointee, "EventBatch.containers[\(index)]"))
+        }
+        reader.containers = containers
+        var strings: [String] = []
+        strings.reserveCapacity(batch.n_strings)
+        for index in 0..<batch.n_strings {
+            guard let pointer = batch.strings[index] else {
+                strings.append("")
+                continue
+            }
+            guard let text = CText.string(pointer, length: strlen(pointer)) else {
+                throw WireFormatError(.invalidValue, "EventBatch.strings[\(index)] is not valid UTF-8")
+            }
+            strings.append(text)
+        }
+        reader.strings = strings
+        var events: [Event] = []
+        events.reserveCapacity(batch.n_events)
+        for index in 0..<batch.n_events {
+            reader.index = index
+            guard let event = batch.events[index] else { throw reader.fail(.malformed, "missing") }
+            events.append(try reader.event(event))
+        }
+        return EventBatch(
+            sensorID: sensorID, bootID: bootID, sequence: batch.sequence, compressed: batch.compressed != 0,
+            events: events)
+    }
 
     public static func decodeEventBatch(_ bytes: [UInt8]) throws(WireFormatError) -> EventBatch {
         try withRaw(bytes) { raw throws(WireFormatError) in try decodeEventBatch(raw) }
@@ -51,7 +107,7 @@ public enum WireCodec {
             guard let message = patrol__v1__event__unpack(allocator, bytes.count, baseAddress(bytes)) else {
                 throw malformed("Event", bytes.count)
             }
-            var reader = EventReader(index: -1)
+            let reader = EventReader(index: -1)
             return try reader.event(message)
         }
     }
