@@ -58,7 +58,7 @@ extension WireCodec {
     }
 
     /// An upper bound on the packed size of a message built in an arena that handed out `arenaBytes` for it.
-    /// Every encoded field comes from at least as many struct bytes a third its size: a 4-byte int32 becomes at
+    /// Every packed field comes from arena bytes at least a third of its packed size: a 4-byte int32 becomes at
     /// most a 2-byte tag and a 10-byte varint (12 = 3 × 4); a string of n bytes costs at least 8 (its pointer) +
     /// n + 1 arena bytes and packs to at most n + 7; a nested message's tag and length (≤ 7) are covered by its
     /// 24-byte `ProtobufCMessage` header; a packed uint32 costs 4 bytes and packs to ≤ 5.
@@ -136,8 +136,9 @@ struct PackBuffer: ~Copyable {
         count += length
     }
 
-    /// A length-delimited message field packed by protobuf-c. `bound` must be at least its packed size: the
-    /// message is packed after a one-byte length, then moved up when its length needs more bytes.
+    /// A length-delimited message field packed by protobuf-c. `bound` must be at least its packed size (checked
+    /// after packing, so a wrong bound fails loudly in tests): the message is packed after a one-byte length,
+    /// then moved up when its length needs more bytes.
     @inline(__always)
     mutating func message<M>(field: UInt8, _ message: UnsafeMutablePointer<M>, bound: Int) {
         reserve(6 + bound)
