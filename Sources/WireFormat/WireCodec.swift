@@ -12,7 +12,8 @@ import Darwin
 
 /// Converts the `EventModel` values to and from their protobuf encoding (proto/patrol/v1).
 ///
-/// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer. Decoding checks
+/// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer (a batch packs
+/// event by event and writes its envelope itself: `BatchEncoding.swift`). Decoding checks
 /// the size limit, unpacks with a bump allocator (`UnpackArena`), converts and validates every value, and frees the
 /// C message before returning. Bad input never traps: it throws `WireFormatError` naming what and where.
 public enum WireCodec {
@@ -28,79 +29,6 @@ public enum WireCodec {
     }
 
     // MARK: Event batches
-
-    public static func encode(_ value: EventBatch) -> [UInt8] {
-        var arena = Arena(capacity: 4096 + value.events.count * 384)
-        let message = arena.allocate(Patrol__V1__EventBatch.self)
-        patrol__v1__event_batch__init(message)
-        message.pointee.sensor_id = arena.cString(value.sensorID)
-        message.pointee.boot_id = arena.cString(value.bootID)
-        message.pointee.sequence = value.sequence
-        message.pointee.compressed = value.compressed ? 1 : 0
-        let count = value.events.count
-        if count > 0 {
-            let structs = arena.allocate(Patrol__V1__Event.self, count: count)
-            let pointers = arena.allocate(UnsafeMutablePointer<Patrol__V1__Event>?.self, count: count)
-            // Each distinct container goes into the batch's table once; events carry its 1-based index. Batches
-            // hold few containers, so a linear scan (string equality is a pointer check for shared storage) beats
-            // hashing the 64-character container id.
-            var containers: [ContainerRef] = []
-            var indexByID: [String: UInt32] = [:]
-            var lastIndex: UInt32 = 0
-            var strings = StringTable(enabled: true)
-            value.events.withUnsafeBufferPointer { events in
-                for index in 0..<count {
-                    // Through a pointer, so the event is borrowed rather than copied (a copy retains every string).
-                    let event = events.baseAddress! + index
-                    var containerIndex: UInt32 = 0
-                    if let ref = event.pointee.container {
-                        if lastIndex != 0, containers[Int(lastIndex) - 1] == ref {
-                            containerIndex = lastIndex
-                        } else if containers.count <= 16 {
-                            for slot in 0..<containers.count where containers[slot] == ref {
-                                containerIndex = UInt32(slot + 1)
-                                break
-                            }
-                        } else if let known = indexByID[ref.containerID], containers[Int(known) - 1] == ref {
-                            containerIndex = known
-                        }
-                        if containerIndex == 0 {
-                            containers.append(ref)
-                            containerIndex = UInt32(containers.count)
-                            if containers.count > 16 {
-                                if indexByID.isEmpty {
-                                    for (slot, known) in containers.enumerated() where indexByID[known.containerID] == nil {
-                                        indexByID[known.containerID] = UInt32(slot + 1)
-                                    }
-                                }
-                                indexByID[ref.containerID] = containerIndex
-                            }
-                        }
-                        lastIndex = containerIndex
-                    }
-                    arena.fill(structs + index, from: event.pointee, containerIndex: containerIndex, strings: &strings)
-                    pointers[index] = structs + index
-                }
-            }
-            message.pointee.n_events = count
-            message.pointee.events = pointers
-            if !containers.isEmpty {
-                let refs = arena.allocate(Patrol__V1__ContainerRef.self, count: containers.count)
-                let refPointers = arena.allocate(UnsafeMutablePointer<Patrol__V1__ContainerRef>?.self, count: containers.count)
-                for (slot, ref) in containers.enumerated() {
-                    arena.fill(refs + slot, from: ref)
-                    refPointers[slot] = refs + slot
-                }
-                message.pointee.n_containers = containers.count
-                message.pointee.containers = refPointers
-            }
-            if !strings.strings.isEmpty {
-                message.pointee.n_strings = strings.strings.count
-                message.pointee.strings = arena.cStrings(strings.strings)
-            }
-        }
-        return pack(message)
-    }
 
     public static func decodeEventBatch(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> EventBatch {
         try checkSize(bytes, "EventBatch")
@@ -164,11 +92,13 @@ public enum WireCodec {
     // MARK: Single events
 
     public static func encode(_ value: Event) -> [UInt8] {
-        var arena = Arena(capacity: 1024)
-        let message = arena.allocate(Patrol__V1__Event.self)
-        var strings = StringTable(enabled: false)
-        arena.fill(message, from: value, strings: &strings)
-        return pack(message)
+        withUnsafePointer(to: value) { event in
+            var arena = Arena(capacity: 1024)
+            let message = arena.allocate(Patrol__V1__Event.self)
+            var strings = StringTable(enabled: false)
+            arena.fill(message, from: event, strings: &strings)
+            return pack(message)
+        }
     }
 
     public static func decodeEvent(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> Event {
@@ -256,43 +186,44 @@ extension Arena {
     }
 
     /// Fills an Event struct. A non-zero `containerIndex` refers to the batch's container table instead of
-    /// writing the container inline.
+    /// writing the container inline. The event is read through a pointer so it is borrowed, not copied (a copy
+    /// retains and releases every one of its strings).
     @inline(__always)
     mutating func fill(
-        _ c: UnsafeMutablePointer<Patrol__V1__Event>, from event: Event, containerIndex: UInt32 = 0,
+        _ c: UnsafeMutablePointer<Patrol__V1__Event>, from event: UnsafePointer<Event>, containerIndex: UInt32 = 0,
         strings: inout StringTable
     ) {
         patrol__v1__event__init(c)
-        c.pointee.time_ns = event.time
-        c.pointee.node_ref = strings.ref(event.node)
-        if c.pointee.node_ref == 0 { c.pointee.node = cString(event.node) }
-        c.pointee.count = event.count
+        c.pointee.time_ns = event.pointee.time
+        c.pointee.node_ref = strings.ref(event.pointee.node)
+        if c.pointee.node_ref == 0 { c.pointee.node = cString(event.pointee.node) }
+        c.pointee.count = event.pointee.count
 
         let process = allocate(Patrol__V1__Process.self)
         patrol__v1__process__init(process)
-        process.pointee.pid = event.process.pid
-        process.pointee.ppid = event.process.ppid
-        process.pointee.tid = event.process.tid
-        process.pointee.uid = event.process.uid
-        process.pointee.gid = event.process.gid
-        process.pointee.comm_ref = strings.ref(event.process.comm)
-        if process.pointee.comm_ref == 0 { process.pointee.comm = cString(event.process.comm) }
-        process.pointee.exe_ref = strings.ref(event.process.exe)
-        if process.pointee.exe_ref == 0 { process.pointee.exe = cString(event.process.exe) }
-        process.pointee.cwd_ref = strings.ref(event.process.cwd)
-        if process.pointee.cwd_ref == 0 { process.pointee.cwd = cString(event.process.cwd) }
-        process.pointee.mount_namespace = event.process.mountNamespace
+        process.pointee.pid = event.pointee.process.pid
+        process.pointee.ppid = event.pointee.process.ppid
+        process.pointee.tid = event.pointee.process.tid
+        process.pointee.uid = event.pointee.process.uid
+        process.pointee.gid = event.pointee.process.gid
+        process.pointee.comm_ref = strings.ref(event.pointee.process.comm)
+        if process.pointee.comm_ref == 0 { process.pointee.comm = cString(event.pointee.process.comm) }
+        process.pointee.exe_ref = strings.ref(event.pointee.process.exe)
+        if process.pointee.exe_ref == 0 { process.pointee.exe = cString(event.pointee.process.exe) }
+        process.pointee.cwd_ref = strings.ref(event.pointee.process.cwd)
+        if process.pointee.cwd_ref == 0 { process.pointee.cwd = cString(event.pointee.process.cwd) }
+        process.pointee.mount_namespace = event.pointee.process.mountNamespace
         c.pointee.process = process
 
         if containerIndex != 0 {
             c.pointee.container_index = containerIndex
-        } else if let ref = event.container {
+        } else if let ref = event.pointee.container {
             let container = allocate(Patrol__V1__ContainerRef.self)
             fill(container, from: ref)
             c.pointee.container = container
         }
 
-        switch event.payload {
+        switch event.pointee.payload {
         case .exec(let exec):
             let p = allocate(Patrol__V1__Exec.self)
             patrol__v1__exec__init(p)

@@ -131,6 +131,45 @@ struct RoundTripTests {
         #expect(bytes.count < inline)
     }
 
+    @Test("equal containers are named once whether or not they share storage, also past 16 containers")
+    func containerTableByValue() throws {
+        // Built twice from separate strings: equal values, different string storage (what a sensor gets when it
+        // resolves the same container again).
+        func container(_ number: Int) -> ContainerRef {
+            ContainerRef(
+                runtime: "containerd", containerID: String(repeating: "\(number % 10)", count: 64) + "\(number)",
+                podUID: "uid-\(number)-0123456789abcdef", podName: "pod-\(number)-with-a-long-name",
+                namespace: "namespace-\(number)", containerName: "container-\(number)", image: "registry/img:\(number)")
+        }
+        let shared = (0..<40).map(container)
+        func events(_ refs: (Int) -> ContainerRef) -> [Event] {
+            (0..<400).map { index in
+                Event(
+                    time: UInt64(index), node: "node", process: ProcessInfo(pid: Int32(index)),
+                    container: index % 7 == 0 ? nil : refs((index * 13) % 40), payload: .exit(Exit(code: 0)))
+            }
+        }
+        let sharedBatch = EventBatch(sensorID: "s", bootID: "b", sequence: 1, events: events { shared[$0] })
+        let separateBatch = EventBatch(sensorID: "s", bootID: "b", sequence: 1, events: events(container))
+        let bytes = WireCodec.encode(separateBatch)
+        #expect(try WireCodec.decodeEventBatch(bytes) == separateBatch)
+        // Same table, same bytes: each of the 40 containers went into the table once.
+        #expect(bytes == WireCodec.encode(sharedBatch))
+    }
+
+    @Test("events larger than the encoder's scratch space and long length prefixes round-trip")
+    func largeEvents() throws {
+        var fixtures = EventFixtures(seed: 7)
+        var events = fixtures.events(20, kinds: EventFixtures.execOpenConnect)
+        let argv = (0..<3000).map { "--argument-\($0)=\(Self.unicode)" }
+        events[3].payload = .exec(Exec(path: "/bin/big", argv: argv, env: ["A=\(Self.unicode)"], upperLayer: true))
+        events[11].payload = .open(FileOpen(path: String(repeating: "/deep", count: 40_000), flags: 2, result: 3))
+        let batch = EventBatch(sensorID: "s", bootID: "b", sequence: 9, events: events)
+        let bytes = WireCodec.encode(batch)
+        #expect(bytes.count > 200_000)
+        #expect(try WireCodec.decodeEventBatch(bytes) == batch)
+    }
+
     @Test("BatchAck round-trips with every directive")
     func batchAck() throws {
         let acks = [

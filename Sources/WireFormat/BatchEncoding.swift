@@ -1,0 +1,269 @@
+internal import CProtobufC
+internal import CWireProto
+import EventModel
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension WireCodec {
+    /// Encodes a batch: protobuf-c packs each `Event` (and each table `ContainerRef`); the `EventBatch` envelope
+    /// around them (header fields, the tag and length of every repeated entry, the string table) is written here.
+    /// The bytes are a plain `EventBatch` encoding, in field-number order as protobuf-c would write them.
+    ///
+    /// Why not one `protobuf_c_message_pack` of the whole batch: protobuf-c sizes a nested message once per level
+    /// of nesting above it (the batch is sized, then every event again to write its length, then its process and
+    /// payload again), so an `Event`'s fields were walked three times and its `Process` four. Here each event is
+    /// packed once, straight into the output, with room checked against a bound taken from the arena (see
+    /// `packedSizeBound`), so its fields are walked once and its `Process` and payload twice.
+    public static func encode(_ value: EventBatch) -> [UInt8] {
+        let count = value.events.count
+        var output = PackBuffer(capacity: 256 + count * 96)
+        output.string(field: 1, value.sensorID)
+        output.string(field: 2, value.bootID)
+        if value.sequence != 0 {
+            output.byte(0x18)
+            output.varint(value.sequence)
+        }
+        if value.compressed {
+            output.byte(0x20)
+            output.byte(1)
+        }
+        // One small arena, reset after every event, holds that event's C structs: it stays in cache.
+        var arena = Arena(capacity: 16 << 10)
+        var containers = ContainerTable()
+        var strings = StringTable(enabled: true)
+        value.events.withUnsafeBufferPointer { events in
+            for index in 0..<count {
+                let event = events.baseAddress! + index
+                let containerIndex = containers.index(of: event)
+                arena.reset()
+                let message = arena.allocate(Patrol__V1__Event.self)
+                arena.fill(message, from: event, containerIndex: containerIndex, strings: &strings)
+                output.message(field: 5, message, bound: packedSizeBound(arenaBytes: arena.used))
+            }
+        }
+        for ref in containers.refs {
+            arena.reset()
+            let message = arena.allocate(Patrol__V1__ContainerRef.self)
+            arena.fill(message, from: ref)
+            output.message(field: 6, message, bound: packedSizeBound(arenaBytes: arena.used))
+        }
+        for text in strings.strings {
+            output.string(field: 7, text, keepEmpty: true)
+        }
+        return output.bytes()
+    }
+
+    /// An upper bound on the packed size of a message built in an arena that handed out `arenaBytes` for it.
+    /// Every packed field comes from arena bytes at least a third of its packed size: a 4-byte int32 becomes at
+    /// most a 2-byte tag and a 10-byte varint (12 = 3 × 4); a string of n bytes costs at least 8 (its pointer) +
+    /// n + 1 arena bytes and packs to at most n + 7; a nested message's tag and length (≤ 7) are covered by its
+    /// 24-byte `ProtobufCMessage` header; a packed uint32 costs 4 bytes and packs to ≤ 5.
+    @inline(__always)
+    static func packedSizeBound(arenaBytes: Int) -> Int {
+        3 * arenaBytes + 64
+    }
+}
+
+/// The growing output of `encode(_: EventBatch)`, in C memory: protobuf-c packs into it directly.
+struct PackBuffer: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+    private var count = 0
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 64)
+        base = malloc(self.capacity)!.assumingMemoryBound(to: UInt8.self)
+    }
+
+    deinit {
+        free(base)
+    }
+
+    @inline(__always)
+    private mutating func reserve(_ extra: Int) {
+        if count + extra > capacity { grow(count + extra) }
+    }
+
+    private mutating func grow(_ needed: Int) {
+        var size = capacity * 2
+        while size < needed { size *= 2 }
+        base = realloc(base, size)!.assumingMemoryBound(to: UInt8.self)
+        capacity = size
+    }
+
+    @inline(__always)
+    mutating func byte(_ value: UInt8) {
+        reserve(1)
+        base[count] = value
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func varint(_ value: UInt64) {
+        reserve(10)
+        var value = value
+        while value >= 0x80 {
+            base[count] = UInt8(truncatingIfNeeded: value) | 0x80
+            count += 1
+            value >>= 7
+        }
+        base[count] = UInt8(value)
+        count += 1
+    }
+
+    /// A length-delimited string field; an empty one is left out (proto3) unless `keepEmpty` (a repeated entry).
+    mutating func string(field: UInt8, _ text: String, keepEmpty: Bool = false) {
+        let length = text.utf8.count
+        guard length > 0 || keepEmpty else { return }
+        byte(field << 3 | 2)
+        varint(UInt64(length))
+        reserve(length)
+        let destination = base + count
+        let copied: Void? = text.utf8.withContiguousStorageIfAvailable { buffer in
+            destination.update(from: buffer.baseAddress!, count: length)
+        }
+        if copied == nil {
+            var offset = 0
+            for unit in text.utf8 {
+                destination[offset] = unit
+                offset += 1
+            }
+        }
+        count += length
+    }
+
+    /// A length-delimited message field packed by protobuf-c. `bound` must be at least its packed size (checked
+    /// after packing, so a wrong bound fails loudly in tests): the message is packed after a one-byte length,
+    /// then moved up when its length needs more bytes.
+    @inline(__always)
+    mutating func message<M>(field: UInt8, _ message: UnsafeMutablePointer<M>, bound: Int) {
+        reserve(6 + bound)
+        let base = UnsafeRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self)
+        let start = count
+        let body = self.base + start + 2
+        let size = protobuf_c_message_pack(base, body)
+        precondition(size <= bound, "protobuf-c packed more than the arena bound")
+        self.base[start] = field << 3 | 2
+        count = start + 1
+        if size < 0x80 {
+            self.base[count] = UInt8(size)
+            count += 1
+        } else {
+            var lengthBytes = 1
+            var rest = size >> 7
+            while rest > 0 {
+                lengthBytes += 1
+                rest >>= 7
+            }
+            memmove(self.base + start + 1 + lengthBytes, body, size)
+            varint(UInt64(size))
+        }
+        count += size
+    }
+
+    /// An exactly sized copy of what was written.
+    func bytes() -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 { buffer.baseAddress!.initialize(from: base, count: count) }
+            initialized = count
+        }
+    }
+}
+
+/// The encoder's side of `EventBatch.containers`: each distinct container once, with its 1-based index.
+///
+/// Events of one pod share their `ContainerRef`'s string storage, so the common case is answered by comparing raw
+/// bytes: a small cache keyed by the container id's raw 16 bytes points at a remembered raw image of a whole
+/// `ContainerRef` (7 strings, 112 bytes), and equal raw images are equal values. That costs no retain, release or
+/// string comparison per event. Otherwise the refs are compared by value (a scan, or a dictionary for many), and
+/// the new raw image is remembered as an alias. Every remembered image belongs to a batch event or to `refs`,
+/// which stay alive during the encode call, so no storage address is reused for other text meanwhile.
+struct ContainerTable: ~Copyable {
+    private(set) var refs: [ContainerRef] = []
+    private var indexByID: [String: UInt32] = [:]
+    /// Raw images of `ContainerRef`s, `imageSize` bytes each, and the table index each stands for.
+    private var images: UnsafeMutableRawPointer
+    private var imageIndexes: UnsafeMutablePointer<UInt32>
+    private var imageCount = 0
+    /// Direct-mapped cache: slot → image number + 1 (0: empty).
+    private var cache: UnsafeMutablePointer<Int32>
+
+    private static let imageSize = MemoryLayout<ContainerRef>.size
+    private static let maxImages = 256
+    private static let cacheSize = 64
+    private static let containerOffset = MemoryLayout<Event>.offset(of: \Event.container)!
+    private static let idOffset = MemoryLayout<ContainerRef>.offset(of: \ContainerRef.containerID)!
+
+    init() {
+        images = .allocate(byteCount: Self.imageSize * Self.maxImages, alignment: 16)
+        imageIndexes = .allocate(capacity: Self.maxImages)
+        cache = .allocate(capacity: Self.cacheSize)
+        cache.initialize(repeating: 0, count: Self.cacheSize)
+    }
+
+    deinit {
+        images.deallocate()
+        imageIndexes.deallocate()
+        cache.deallocate()
+    }
+
+    /// The 1-based table index of the event's container, added on first sight; 0 for an event on the host.
+    @inline(__always)
+    mutating func index(of event: UnsafePointer<Event>) -> UInt32 {
+        // Optional<ContainerRef> keeps its payload in place: the bytes at the field are the ContainerRef's. A nil
+        // stores a bit pattern no valid String has in them, so it never matches a remembered image, and the raw
+        // check can come first: testing `container == nil` up front copied the optional (seven retains and
+        // releases per event).
+        let raw = UnsafeRawPointer(event) + Self.containerOffset
+        let low = raw.loadUnaligned(fromByteOffset: Self.idOffset, as: UInt64.self)
+        let high = raw.loadUnaligned(fromByteOffset: Self.idOffset + 8, as: UInt64.self)
+        let mixed = ((low &* 0x9E37_79B9_7F4A_7C15) ^ high) &* 0xC2B2_AE3D_27D4_EB4F
+        let slot = Int(truncatingIfNeeded: mixed >> 58)
+        let image = Int(cache[slot]) - 1
+        if image >= 0, memcmp(images + image * Self.imageSize, raw, Self.imageSize) == 0 {
+            return imageIndexes[image]
+        }
+        if event.pointee.container == nil { return 0 }
+        return slowIndex(raw, slot: slot)
+    }
+
+    private mutating func slowIndex(_ raw: UnsafeRawPointer, slot: Int) -> UInt32 {
+        for image in 0..<imageCount where memcmp(images + image * Self.imageSize, raw, Self.imageSize) == 0 {
+            cache[slot] = Int32(image + 1)
+            return imageIndexes[image]
+        }
+        let ref = raw.assumingMemoryBound(to: ContainerRef.self).pointee
+        var index: UInt32 = 0
+        if refs.count <= 16 {
+            for known in 0..<refs.count where refs[known] == ref {
+                index = UInt32(known + 1)
+                break
+            }
+        } else if let known = indexByID[ref.containerID], refs[Int(known) - 1] == ref {
+            index = known
+        }
+        if index == 0 {
+            refs.append(ref)
+            index = UInt32(refs.count)
+            if refs.count > 16 {
+                if indexByID.isEmpty {
+                    for (position, known) in refs.enumerated() where indexByID[known.containerID] == nil {
+                        indexByID[known.containerID] = UInt32(position + 1)
+                    }
+                }
+                if indexByID[ref.containerID] == nil { indexByID[ref.containerID] = index }
+            }
+        }
+        if imageCount < Self.maxImages {
+            (images + imageCount * Self.imageSize).copyMemory(from: raw, byteCount: Self.imageSize)
+            imageIndexes[imageCount] = index
+            imageCount += 1
+            cache[slot] = Int32(imageCount)
+        }
+        return index
+    }
+}
