@@ -4,7 +4,8 @@
 #   bench/capture/run.sh [seconds per rate] [rates...]      (root; release binaries in .build/release)
 #
 # Environment: PATROL_BIN (default .build/release), LOAD_THREADS (generator threads, default: the number of
-# CPUs), SENSOR_ARGS (extra patrol-sensor options, e.g. "--queue-capacity 65536").
+# CPUs), SENSOR_ARGS (extra patrol-sensor options, e.g. "--queue-capacity 65536"), CAPTURERS (default
+# "patrol bpftrace"; "patrol" alone compares sensor builds quickly).
 #
 # For each rate, openat-load issues openat(2) on missing paths for N seconds while one capturer runs. It
 # stops at the deadline: on a machine that cannot keep up, "issued" is below rate x seconds and the achieved
@@ -25,6 +26,7 @@ RATES=${*:-50000 100000 200000 400000}
 BIN=${PATROL_BIN:-$PWD/.build/release}
 LOAD_THREADS=${LOAD_THREADS:-$(nproc)}
 SENSOR_ARGS=${SENSOR_ARGS:-}
+CAPTURERS=${CAPTURERS:-patrol bpftrace}
 work=$(mktemp -d /tmp/patrol-capture-bench.XXXXXX)
 pids=()
 # Every child is stopped on any exit (error, ^C, timeout): TERM, then KILL for what is still there.
@@ -56,7 +58,9 @@ load() {
 
 [ "$(id -u)" = 0 ] || { echo "run as root (BPF)" >&2; exit 1; }
 for b in patrol-sensor patrol-collector; do [ -x "$BIN/$b" ] || { echo "missing $BIN/$b (make release)" >&2; exit 1; }; done
-command -v bpftrace >/dev/null || { echo "bpftrace not installed (apt-get install bpftrace)" >&2; exit 1; }
+case " $CAPTURERS " in *" bpftrace "*)
+    command -v bpftrace >/dev/null || { echo "bpftrace not installed (apt-get install bpftrace)" >&2; exit 1; }
+esac
 cc -O2 -Wall -pthread -o "$work/openat-load" bench/capture/openat-load.c
 
 hz=$(getconf CLK_TCK)
@@ -121,12 +125,16 @@ echo "# capture benchmark: ${SECONDS_PER_RATE}s per rate, $LOAD_THREADS generato
 echo "| target rate/s | capturer | achieved rate/s | issued | captured | fraction | lost (reported) | CPU s per 100k | peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for rate in $RATES; do
+    case " $CAPTURERS " in *" patrol "*)
     read -r acked cpu rss issued achieved < <(run_patrol "$rate")
     captured=$((acked > noise ? acked - noise : 0)); [ "$captured" -gt "$issued" ] && captured=$issued
     drops=$(grep -o 'drops=\[[^]]*\]' "$work/sensor-$rate.log" | tail -1 | tr -d ' "' | sed 's/drops=//')
     awk -v r="$rate" -v a="$achieved" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" -v d="$drops" 'BEGIN{
         printf "| %d | patrol-sensor | %.0f | %d | %d | %.3f | %s | %.3f | %.1f |\n", r, a, i, c, c / i, d, cpu / (i / 100000), rss / 1024 }'
+    esac
+    case " $CAPTURERS " in *" bpftrace "*)
     read -r captured cpu rss issued lost achieved < <(run_bpftrace "$rate")
     awk -v r="$rate" -v a="$achieved" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" -v lost="$lost" 'BEGIN{
         printf "| %d | bpftrace | %.0f | %d | %d | %.3f | %d | %.3f | %.1f |\n", r, a, i, c, c / i, lost, cpu / (i / 100000), rss / 1024 }'
+    esac
 done
