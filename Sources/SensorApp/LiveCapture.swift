@@ -155,11 +155,14 @@ public final class LiveCapture: Sendable {
             configuration.syscallSetInterval, max(configuration.batchLinger, .milliseconds(1)))
         let records = reader.records
         await withDiscardingTaskGroup { group in
-            // Wakes the consumer when idle: an empty record is a tick, never a kernel record.
+            // Wakes the consumer when idle: an empty record is a tick, never a kernel record. A full queue
+            // needs no tick (the consumer is busy) and a refused tick is not a dropped record, so it is offered
+            // the way that counts nothing.
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: tick)
-                    records.offer([])
+                    var wake: [[UInt8]] = [[]]
+                    _ = records.offer(contentsOf: &wake)
                 }
             }
             await consume(batchSize: batchSize, deliver: deliver)
