@@ -5,14 +5,16 @@ import Logging
 import Synchronization
 
 /// Reads a `BPF_MAP_TYPE_RINGBUF` map on its own dedicated thread (`ring_buffer__poll`) and hands a
-/// copy of every record to Swift through `records`, a bounded buffer that counts what it had to drop.
+/// copy of every record to Swift through `records`, a bounded buffer, in chunks. When `records` is full
+/// the thread waits instead of dropping, leaving the records in the kernel ring buffer: a slow consumer costs
+/// kernel-side reservation failures (counted by the BPF programs), never unbounded user-space memory.
 ///
 /// Lifecycle: `start()` once; `stop()` asks the thread to finish (within one poll timeout); the
 /// thread then frees the libbpf ring buffer and finishes `records`, so a consumer looping on
 /// `records.drain()` ends by seeing nil. A started reader keeps itself (and its object) alive until
 /// stopped; stop readers before closing their `BPFObject`.
 public final class RingBufferReader: Sendable {
-    /// Copied records, oldest first. `records.droppedCount` counts records lost to a full buffer.
+    /// Copied records, oldest first. `records.droppedCount` counts records given up on when stopping.
     public let records: BoundedBuffer<[UInt8]>
     public let mapName: String
     private let map: BPFMap
@@ -34,7 +36,32 @@ public final class RingBufferReader: Sendable {
     private final class Context: Sendable {
         let records: BoundedBuffer<[UInt8]>
         let received = Atomic<UInt64>(0)
+        let stopped = Atomic<Bool>(false)
+        /// Records copied but not yet handed over. They go to `records` in chunks, so the lock and the
+        /// consumer's wake-up are paid once per chunk, not once per record. Only the polling thread uses it.
+        let pending = Mutex<[[UInt8]]>([])
+        static let chunk = 256
         init(records: BoundedBuffer<[UInt8]>) { self.records = records }
+
+        /// Hands `pending` to `records`, waiting while `records` is full. Waiting here stops the thread from
+        /// consuming the kernel ring buffer, so a consumer that falls behind is absorbed by the ring buffer
+        /// (memory already mapped) rather than by a growing queue, and only what the ring buffer cannot hold
+        /// is lost, counted by the kernel as reservation failures. Records still pending when the reader
+        /// stops or `records` is finished are counted as dropped.
+        func flush() {
+            pending.withLock { pending in
+                while !pending.isEmpty {
+                    let open = records.offer(contentsOf: &pending)
+                    if pending.isEmpty { return }
+                    if !open || stopped.load(ordering: .acquiring) {
+                        records.countDropped(pending.count)
+                        pending.removeAll(keepingCapacity: true)
+                        return
+                    }
+                    usleep(200)
+                }
+            }
+        }
     }
 
     /// - Parameters:
@@ -64,7 +91,11 @@ public final class RingBufferReader: Sendable {
             let context = Unmanaged<Context>.fromOpaque(ctx).takeUnretainedValue()
             context.received.add(1, ordering: .relaxed)
             let bytes = [UInt8](UnsafeRawBufferPointer(start: data, count: size))
-            context.records.offer(bytes)
+            let count = context.pending.withLock { pending in
+                pending.append(bytes)
+                return pending.count
+            }
+            if count >= Context.chunk { context.flush() }
             return 0
         }, opaque, nil) else {
             let code = patrol_errno()
@@ -82,7 +113,7 @@ public final class RingBufferReader: Sendable {
 
     /// Records the C callback has seen, whether or not they fitted in `records`.
     public var receivedCount: UInt64 { context.received.load(ordering: .relaxed) }
-    /// Records dropped because `records` was full.
+    /// Records given up on because `records` was still full (or finished) when the reader stopped.
     public var droppedCount: UInt64 { records.droppedCount }
 
     /// Starts the polling thread. Calling it again does nothing.
@@ -104,6 +135,7 @@ public final class RingBufferReader: Sendable {
     /// Asks the polling thread to stop; it exits within one poll timeout. Never blocks.
     public func stop() {
         stopped.store(true, ordering: .releasing)
+        context.stopped.store(true, ordering: .releasing)
         let neverStarted = state.withLock { state -> Bool in
             if state.started { return false }
             state.exited = true
@@ -131,6 +163,7 @@ public final class RingBufferReader: Sendable {
         var failure: Int32 = 0
         while !stopped.load(ordering: .acquiring) {
             let rc = ring_buffer__poll(ring, pollTimeoutMilliseconds)
+            context.flush()
             if rc < 0 && rc != -EINTR {
                 failure = rc
                 break
@@ -139,6 +172,7 @@ public final class RingBufferReader: Sendable {
         if failure == 0 {
             // Hand over whatever is already committed.
             _ = ring_buffer__consume(ring)
+            context.flush()
         } else {
             logger.error(
                 "ring buffer poll failed", metadata: ["map": "\(mapName)", "error": "\(LibBPFLog.cause(failure))"])

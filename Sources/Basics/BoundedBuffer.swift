@@ -40,6 +40,42 @@ public final class BoundedBuffer<Element: Sendable>: Sendable {
         return true
     }
 
+    /// Moves as many of `elements` as fit (oldest first) into the buffer under one lock, with one wake-up of
+    /// the consumer, and removes them from `elements`. Nothing is counted as dropped: a producer that can wait
+    /// (a dedicated thread in front of a kernel buffer) keeps the rest and tries again, so the pressure goes
+    /// back to where it is cheapest to hold. Returns false once the buffer is finished (nothing was taken).
+    public func offer(contentsOf elements: inout [Element]) -> Bool {
+        guard !elements.isEmpty else { return true }
+        let (accepted, waiter) = state.withLock { state -> (Int, CheckedContinuation<Void, Never>??) in
+            guard !state.finished else { return (0, .none) }
+            let room = capacity - (state.items.count - state.head)
+            let take = min(room, elements.count)
+            guard take > 0 else { return (0, .some(nil)) }
+            if take == elements.count {
+                state.items.append(contentsOf: elements)
+            } else {
+                state.items.append(contentsOf: elements[0..<take])
+            }
+            let waiter = state.waiter
+            state.waiter = nil
+            return (take, .some(waiter))
+        }
+        guard let waiter else { return false }
+        if accepted == elements.count {
+            elements.removeAll(keepingCapacity: true)
+        } else if accepted > 0 {
+            elements.removeFirst(accepted)
+        }
+        waiter?.resume()
+        return true
+    }
+
+    /// Counts elements a producer had to give up on (for example when stopping with the buffer full).
+    public func countDropped(_ count: Int) {
+        guard count > 0 else { return }
+        state.withLock { $0.dropped += UInt64(count) }
+    }
+
     /// No more elements will come; the consumer drains what is left and then sees `nil`.
     public func finish() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in

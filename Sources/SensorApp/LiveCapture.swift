@@ -12,8 +12,9 @@ import Synchronization
 /// syscall bitmaps into `SyscallSet` events.
 ///
 /// Drops are counted per stage: `kernel_ringbuf` (reservation failures, from the per-CPU `drops` map),
-/// `user_queue` (the hand-off from the ring-buffer thread was full) and `decode` (a record that did not
-/// decode).
+/// `user_queue` (records still in the hand-off from the ring-buffer thread when capture stopped; while it
+/// runs, a full hand-off makes that thread wait and the kernel ring buffer absorb the backlog) and `decode`
+/// (a record that did not decode).
 public final class LiveCapture: Sendable {
     public let configuration: LiveCaptureConfiguration
     /// Programs attached, in object order.
@@ -154,11 +155,14 @@ public final class LiveCapture: Sendable {
             configuration.syscallSetInterval, max(configuration.batchLinger, .milliseconds(1)))
         let records = reader.records
         await withDiscardingTaskGroup { group in
-            // Wakes the consumer when idle: an empty record is a tick, never a kernel record.
+            // Wakes the consumer when idle: an empty record is a tick, never a kernel record. A full queue
+            // needs no tick (the consumer is busy) and a refused tick is not a dropped record, so it is offered
+            // the way that counts nothing.
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: tick)
-                    records.offer([])
+                    var wake: [[UInt8]] = [[]]
+                    _ = records.offer(contentsOf: &wake)
                 }
             }
             await consume(batchSize: batchSize, deliver: deliver)
@@ -179,11 +183,23 @@ public final class LiveCapture: Sendable {
         var out: [Event] = []
         out.reserveCapacity(batchSize)
         var executables = ExecutableCache()
+        // One resolver call per cgroup per drained batch. The resolver's cache copies its whole entry out of a
+        // lock on every call, which showed in profiles at 100k+ events/s; one batch is read at one `now`, so
+        // the memo is never older than the batch.
+        var containers: [UInt64: ContainerRef?] = [:]
+        func container(cgroup: UInt64, pid: Int32) -> ContainerRef? {
+            // Cgroup id 0 (cgroup v1 only) is resolved by pid: no memo.
+            guard cgroup != 0 else { return resolver.container(forCgroup: cgroup, pid: pid) }
+            if let known = containers[cgroup] { return known }
+            let found = resolver.container(forCgroup: cgroup, pid: pid)
+            containers[cgroup] = .some(found)
+            return found
+        }
         func emit(_ record: KernelRecord) {
             var event = record.event
             event.node = node
             executables.annotate(&event)
-            event.container = resolver.container(forCgroup: record.cgroupID, pid: event.process.pid)
+            event.container = container(cgroup: record.cgroupID, pid: event.process.pid)
             if event.container != nil, case .exec(var exec) = event.payload {
                 let origin = resolver.execOrigin(exec.path, cgroup: record.cgroupID, pid: event.process.pid)
                 exec.upperLayer = origin.upperLayer
@@ -194,6 +210,7 @@ public final class LiveCapture: Sendable {
         }
         while let batch = await reader.records.drain(limit: max(1, batchSize - out.count)) {
             let now = BootClock.bootNow()
+            containers.removeAll(keepingCapacity: true)
             for bytes in batch where !bytes.isEmpty {
                 do {
                     let record = try decoder.decode(bytes)

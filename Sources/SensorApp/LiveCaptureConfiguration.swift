@@ -13,7 +13,9 @@ public struct LiveCaptureConfiguration: Sendable {
     public var dedupWindow: Duration
     /// How often the per-cgroup syscall bitmaps are read, cleared and sent as `SyscallSet` events.
     public var syscallSetInterval: Duration
-    /// Records held between the ring-buffer thread and the decoder; overflow is a `user_queue` drop.
+    /// Records held between the ring-buffer thread and the decoder. When it is full the ring-buffer thread
+    /// waits and the kernel ring buffer holds the rest, so this bounds user-space memory (about 0.4 KiB per
+    /// record) without adding loss; records still queued at shutdown are `user_queue` drops.
     public var queueCapacity: Int
     /// Longest an event waits for its batch to fill before the partial batch is handed on.
     public var batchLinger: Duration
@@ -25,7 +27,7 @@ public struct LiveCaptureConfiguration: Sendable {
     public init(
         enabledKinds: Set<KernelRecordKind> = Set(KernelRecordKind.allCases), ignoredCgroups: [UInt64] = [],
         ignoreOwnProcess: Bool = true, dedupWindow: Duration = .milliseconds(250),
-        syscallSetInterval: Duration = .seconds(10), queueCapacity: Int = 262_144, batchLinger: Duration = .milliseconds(20),
+        syscallSetInterval: Duration = .seconds(10), queueCapacity: Int = 8_192, batchLinger: Duration = .milliseconds(20),
         tracefsPath: String = "/sys/kernel/tracing", objectBytes: [UInt8]? = nil
     ) {
         self.enabledKinds = enabledKinds

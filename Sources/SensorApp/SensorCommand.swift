@@ -76,6 +76,14 @@ public struct SensorCommand: AsyncParsableCommand {
         help: ArgumentHelp("Comma-separated event kinds to capture (exec,open,connect,...); default all.", valueName: "kinds"))
     var kinds: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Records held between the ring-buffer thread and the decoder (about 0.4 KiB each); "
+                + "when full, the kernel ring buffer holds the rest.",
+            valueName: "n"))
+    var queueCapacity = LiveCaptureConfiguration().queueCapacity
+
     @Option(name: .long, help: ArgumentHelp("A cgroup id the kernel ignores (repeatable).", valueName: "id"))
     var ignoreCgroup: [UInt64] = []
 
@@ -114,6 +122,7 @@ public struct SensorCommand: AsyncParsableCommand {
         configuration.capture.dedupWindow = .milliseconds(max(0, dedupWindowMs))
         configuration.capture.syscallSetInterval = .seconds(max(1, syscallWindow))
         configuration.capture.ignoredCgroups = ignoreCgroup
+        configuration.capture.queueCapacity = max(1, queueCapacity)
         if let kinds {
             var enabled = Set<KernelRecordKind>()
             for name in kinds.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {

@@ -13,6 +13,26 @@ import Testing
         #expect(await buffer.drain() == nil)
     }
 
+    @Test func chunkOfferTakesWhatFitsAndKeepsTheRest() async {
+        let buffer = BoundedBuffer<Int>(capacity: 2)
+        var chunk = [1, 2, 3]
+        #expect(buffer.offer(contentsOf: &chunk))
+        // Nothing is dropped: the producer still holds what did not fit.
+        #expect(chunk == [3])
+        #expect(buffer.droppedCount == 0)
+        #expect(await buffer.drain() == [1, 2])
+        #expect(buffer.offer(contentsOf: &chunk))
+        #expect(chunk.isEmpty)
+        buffer.finish()
+        var late = [4]
+        #expect(!buffer.offer(contentsOf: &late))
+        #expect(late == [4])
+        buffer.countDropped(late.count)
+        #expect(buffer.droppedCount == 1)
+        #expect(await buffer.drain() == [3])
+        #expect(await buffer.drain() == nil)
+    }
+
     @Test func consumerWakesWhenProducerThreadOffers() async {
         let buffer = BoundedBuffer<Int>(capacity: 1000)
         let executor = BlockingExecutor(name: "producer")
