@@ -426,8 +426,8 @@ enum FieldRegistry {
             return entries[...]
         },
         // Absent (not empty) when unknown, so `not k8s.owner.kind exists` finds bare pods and API-less sensors.
-        string("k8s.owner.kind", sensorKinds, "Workload kind: `Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, ...") {
-            e, _ in e.pointee.container.flatMap { $0.ownerKind.isEmpty ? nil : $0.ownerKind }
+        string("k8s.owner.kind", sensorKinds, "Workload kind: `Deployment`, `StatefulSet`, `CronJob`, ...") { e, _ in
+            e.pointee.container.flatMap { $0.ownerKind.isEmpty ? nil : $0.ownerKind }
         },
         string("k8s.owner.name", sensorKinds, "Workload name (a ReplicaSet's Deployment, a Job's CronJob).") { e, _ in
             e.pointee.container.flatMap { $0.ownerName.isEmpty ? nil : $0.ownerName }

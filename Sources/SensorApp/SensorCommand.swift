@@ -102,7 +102,8 @@ public struct SensorCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Bearer token file for the Kubernetes API.", valueName: "file"))
     var kubeTokenFile: String?
 
-    @Option(name: .long, help: ArgumentHelp("CA (PEM) the Kubernetes API's certificate must chain to.", valueName: "file"))
+    @Option(
+        name: .long, help: ArgumentHelp("CA (PEM) the Kubernetes API's certificate must chain to.", valueName: "file"))
     var kubeCAFile: String?
 
     @Option(name: .long, help: ArgumentHelp("Seconds between lists of this node's pods (1-600).", valueName: "s"))

@@ -47,7 +47,8 @@ import Testing
                 configuration: LiveCaptureConfiguration(dedupWindow: .zero), node: node, resolver: resolver)
         }
         let collected = Collected()
-        let web = RuncContainer.Options(podName: "web-7d4b9-x2x", namespace: "shop", podUID: webUID, containerName: "nginx")
+        let web = RuncContainer.Options(
+            podName: "web-7d4b9-x2x", namespace: "shop", podUID: webUID, containerName: "nginx")
         // Started while the API is down: the API learns of it only after the outage.
         let lateUID = RuncContainer.newPodUID()
         let late = RuncContainer.Options(podName: "late-pod", namespace: "shop", podUID: lateUID, containerName: "app")
@@ -123,10 +124,12 @@ private func marker(_ name: String, in collected: Collected) async throws -> Eve
 }
 
 /// Events that arrive before the runtime has written the container's state carry only its id (docs/containers.md);
-/// wait until the resolver has read it, so the checks below are about the API, not about that gap.
+/// wait until the resolver has read it, so the checks below are about the API, not about that gap. The container
+/// name is the sign: the pod name may already come from the API.
 private func waitUntilNamed(_ container: RuncContainer, _ resolver: ContainerResolver) async throws {
     try await waitUntil("the runtime state of \(container.id)") {
-        !(resolver.container(forCgroup: container.cgroupID ?? 0, pid: container.initPID)?.podName ?? "").isEmpty
+        let resolved = resolver.container(forCgroup: container.cgroupID ?? 0, pid: container.initPID)
+        return !(resolved?.containerName ?? "").isEmpty
     }
 }
 

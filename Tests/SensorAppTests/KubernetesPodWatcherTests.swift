@@ -190,7 +190,8 @@ import Testing
             group.addTask { try await watcher.run() }
             defer { group.cancelAll() }
             try await waitUntil("the first list") { index.generation >= 1 }
-            api.addPod(.init(uid: "uid-new", name: "new-pod", namespace: "shop", node: Self.node, labels: ["app": "new"]))
+            api.addPod(
+                .init(uid: "uid-new", name: "new-pod", namespace: "shop", node: Self.node, labels: ["app": "new"]))
             #expect(index.pod(uid: "uid-new") == nil)
             try await waitUntil("the new pod to be listed") { index.pod(uid: "uid-new")?.labels["app"] == "new" }
         }
@@ -226,7 +227,8 @@ import Testing
         #expect(inCluster.baseURL == "https://10.96.0.1:6443")
         #expect(inCluster.tokenFile == directory.file("token") && inCluster.caFile == directory.file("ca.crt"))
         let ipv6 = KubernetesAPIConfiguration.resolve(
-            apiURL: nil, tokenFile: nil, caFile: nil, nodeName: "n", environment: ["KUBERNETES_SERVICE_HOST": "fd00::1"],
+            apiURL: nil, tokenFile: nil, caFile: nil, nodeName: "n",
+            environment: ["KUBERNETES_SERVICE_HOST": "fd00::1"],
             serviceAccountDirectory: directory.path)
         #expect(ipv6?.baseURL == "https://[fd00::1]:443")
         let explicit = KubernetesAPIConfiguration.resolve(
@@ -238,7 +240,8 @@ import Testing
                 apiURL: nil, tokenFile: "/x", caFile: nil, nodeName: "n", environment: [:],
                 serviceAccountDirectory: directory.path) == nil)
         // The list interval is bounded.
-        #expect(KubernetesAPIConfiguration(baseURL: "http://x", nodeName: "n", listInterval: .zero).listInterval == .seconds(1))
+        let tooShort = KubernetesAPIConfiguration(baseURL: "http://x", nodeName: "n", listInterval: .zero)
+        #expect(tooShort.listInterval == .seconds(1))
     }
 }
 

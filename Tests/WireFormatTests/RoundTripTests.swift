@@ -95,7 +95,8 @@ struct RoundTripTests {
             Event(
                 time: 2, node: "n", process: Self.host,
                 container: ContainerRef(
-                    containerID: "c1", podUID: "u", labels: ["app": Self.unicode, "app.kubernetes.io/name": "web", "e": ""],
+                    containerID: "c1", podUID: "u",
+                    labels: ["app": Self.unicode, "app.kubernetes.io/name": "web", "e": ""],
                     ownerKind: "Deployment", ownerName: Self.unicode),
                 payload: payload))
     }

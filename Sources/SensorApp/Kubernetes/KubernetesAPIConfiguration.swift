@@ -38,7 +38,8 @@ public struct KubernetesAPIConfiguration: Sendable, Equatable {
         self.tokenFile = tokenFile
         self.caFile = caFile
         self.nodeName = nodeName
-        self.listInterval = min(max(listInterval, Self.listIntervalBounds.lowerBound), Self.listIntervalBounds.upperBound)
+        self.listInterval = min(
+            max(listInterval, Self.listIntervalBounds.lowerBound), Self.listIntervalBounds.upperBound)
         self.minimumListInterval = min(minimumListInterval, self.listInterval)
         self.requestTimeout = requestTimeout
     }

@@ -102,7 +102,9 @@ public final class KubernetesPodWatcher: Service, Sendable {
             let due: Bool
             if let lastList {
                 let since = now - lastList
-                due = since >= configuration.listInterval || (since >= configuration.minimumListInterval && index.takeMiss())
+                due =
+                    since >= configuration.listInterval
+                    || (since >= configuration.minimumListInterval && index.takeMiss())
             } else {
                 due = true
             }
@@ -151,7 +153,8 @@ public final class KubernetesPodWatcher: Service, Sendable {
             return state.failing
         }
         if recovered {
-            logger.notice("Kubernetes API answers again; pod labels and owners are current", metadata: ["pods": "\(pods.count)"])
+            logger.notice(
+                "Kubernetes API answers again; pod labels and owners are current", metadata: ["pods": "\(pods.count)"])
         } else {
             logger.debug("pods listed", metadata: ["pods": "\(pods.count)"])
         }
@@ -174,7 +177,8 @@ public final class KubernetesPodWatcher: Service, Sendable {
         used.insert(key)
         if let cached = state.withLock({ $0.owners[key] }) { return cached }
         state.withLock { $0.stats.ownerLookups += 1 }
-        switch await fetch(ObjectJSON.self, url: configuration.baseURL + path, what: "get \(reference.kind) \(namespace)/\(reference.name)") {
+        let what = "get \(reference.kind) \(namespace)/\(reference.name)"
+        switch await fetch(ObjectJSON.self, url: configuration.baseURL + path, what: what) {
         case .success(let object):
             // A ReplicaSet made by hand (or a Job run by hand) has no controller: it is the workload itself.
             let owner = object.metadata.controllerReference.map { Owner(kind: $0.kind, name: $0.name) } ?? direct
@@ -228,7 +232,8 @@ public final class KubernetesPodWatcher: Service, Sendable {
         if let tokenFile = configuration.tokenFile {
             // Read each time: the kubelet rotates projected service account tokens.
             guard let raw = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
-                return .failure(Failure(reason: "token", what: what, url: url, detail: "cannot read token file \(tokenFile)"))
+                return .failure(
+                    Failure(reason: "token", what: what, url: url, detail: "cannot read token file \(tokenFile)"))
             }
             request.auth = .bearer(token: raw.trimmingCharacters(in: .whitespacesAndNewlines))
         }
@@ -263,7 +268,8 @@ public final class KubernetesPodWatcher: Service, Sendable {
             return .failure(
                 Failure(
                     reason: "bad_json", what: what, url: url,
-                    detail: "response is not the expected JSON (\(Self.snippet("\(error)"))): \(Self.snippet(response.bodyText))"))
+                    detail: "response is not the expected JSON (\(Self.snippet("\(error)"))): "
+                        + Self.snippet(response.bodyText)))
         }
     }
 

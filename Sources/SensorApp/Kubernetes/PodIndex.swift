@@ -6,7 +6,8 @@ public struct PodMetadata: Sendable, Hashable {
     public var namespace: String
     public var name: String
     public var labels: [String: String]
-    /// The workload that controls the pod (ReplicaSet → Deployment and Job → CronJob followed); empty for a bare pod.
+    /// The workload that controls the pod (ReplicaSet → Deployment and Job → CronJob followed); empty for a bare
+    /// pod.
     public var ownerKind: String
     public var ownerName: String
 
