@@ -144,13 +144,20 @@ public final class KubernetesPodWatcher: Service, Sendable {
                     ownerKind: owner.kind, ownerName: owner.name))
         }
         index.replace(with: pods)
-        let recovered = state.withLock { state -> Bool in
+        let (recovered, first) = state.withLock { state -> (Bool, Bool) in
             state.stats.lists += 1
             state.stats.lastError = nil
             // Forget ReplicaSets and Jobs no listed pod refers to any more (rolled out, finished).
             state.owners = state.owners.filter { usedOwners.contains($0.key) }
             defer { state.failing = false }
-            return state.failing
+            return (state.failing, state.stats.lists == 1)
+        }
+        if first && pods.isEmpty {
+            // A node runs at least its DaemonSets' pods (this sensor's own, in a cluster): none usually means the
+            // node name is not the one Kubernetes uses.
+            logger.warning(
+                "the Kubernetes API lists no pods on this node; is --node the Kubernetes node name?",
+                metadata: ["node": "\(configuration.nodeName)"])
         }
         if recovered {
             logger.notice(
