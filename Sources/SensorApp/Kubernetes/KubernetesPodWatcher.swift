@@ -56,6 +56,9 @@ public final class KubernetesPodWatcher: Service, Sendable {
         var failing = false
     }
     private let state = Mutex(State())
+    /// Owner lookups fail once per ReplicaSet or Job per list (for example without RBAC for them): a few lines a
+    /// minute say so, the rest are counted.
+    private let ownerLogThrottle = LogThrottle(limit: 3, per: .seconds(60))
 
     public init(configuration: KubernetesAPIConfiguration, index: PodIndex, logger: Logger) {
         self.configuration = configuration
@@ -197,9 +200,14 @@ public final class KubernetesPodWatcher: Service, Sendable {
                 $0.stats.ownerLookupFailures += 1
                 $0.stats.errors[failure.reason, default: 0] += 1
             }
-            logger.warning(
-                "could not look up a pod's owner; using the \(reference.kind) itself",
-                metadata: ["what": "\(failure.what)", "url": "\(failure.url)", "error": "\(failure.detail)"])
+            if let suppressed = ownerLogThrottle.admit() {
+                logger.warning(
+                    "could not look up a pod's owner; using the \(reference.kind) itself",
+                    metadata: [
+                        "what": "\(failure.what)", "url": "\(failure.url)", "error": "\(failure.detail)",
+                        "suppressed": "\(suppressed)",
+                    ])
+            }
             return direct
         }
     }
