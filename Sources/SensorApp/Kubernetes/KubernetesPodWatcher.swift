@@ -98,7 +98,8 @@ public final class KubernetesPodWatcher: Service, Sendable {
 
     private func loop() async {
         var lastList: ContinuousClock.Instant?
-        // Wake often enough to honour an early list for a new pod, never more often than lists may run.
+        // Checking at half the minimum interval lets an early list for a new pod start soon after it may; the
+        // checks themselves are a clock read and a lock, no requests.
         let step = max(configuration.minimumListInterval / 2, .milliseconds(100))
         while !Task.isCancelled {
             let now = ContinuousClock.now
