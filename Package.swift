@@ -102,7 +102,7 @@ let package = Package(
         .target(
             name: "SensorApp",
             dependencies: [
-                "Basics", "EventModel", "WireFormat", "Transport", "BPF", "KernelEvents", "Telemetry",
+                "Basics", "EventModel", "WireFormat", "Transport", "BPF", "KernelEvents", "Telemetry", "OutboundHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -28,6 +28,18 @@ public enum AlertDocument {
             json.string("namespace", container.namespace)
             json.string("pod", container.podName)
             json.string("pod_uid", container.podUID)
+            // From the Kubernetes API; left out when the sensor has none (or does not know the pod yet).
+            if !container.labels.isEmpty {
+                json.beginObject("labels")
+                for (key, value) in container.labels.sorted(by: { $0.key < $1.key }) { json.string(key, value) }
+                json.endObject()
+            }
+            if !container.ownerKind.isEmpty || !container.ownerName.isEmpty {
+                json.beginObject("owner")
+                json.string("kind", container.ownerKind)
+                json.string("name", container.ownerName)
+                json.endObject()
+            }
             json.endObject()
         }
         json.beginObject("process")

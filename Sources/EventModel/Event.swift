@@ -99,10 +99,17 @@ public struct ContainerRef: Sendable, Hashable, Codable {
     public var namespace: String
     public var containerName: String
     public var image: String
+    /// The pod's labels, from the Kubernetes API; empty when no API is configured or the pod is not known (yet).
+    public var labels: [String: String]
+    /// The pod's controlling owner with ReplicaSets and Jobs followed up to their Deployment or CronJob
+    /// (`Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, `Job`, ...); empty when unknown or the pod is bare.
+    public var ownerKind: String
+    public var ownerName: String
 
     public init(
         runtime: String = "", containerID: String, podUID: String = "", podName: String = "", namespace: String = "",
-        containerName: String = "", image: String = ""
+        containerName: String = "", image: String = "", labels: [String: String] = [:], ownerKind: String = "",
+        ownerName: String = ""
     ) {
         self.runtime = runtime
         self.containerID = containerID
@@ -111,5 +118,28 @@ public struct ContainerRef: Sendable, Hashable, Codable {
         self.namespace = namespace
         self.containerName = containerName
         self.image = image
+        self.labels = labels
+        self.ownerKind = ownerKind
+        self.ownerName = ownerName
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case runtime, containerID, podUID, podName, namespace, containerName, image, labels, ownerKind, ownerName
+    }
+
+    // Replay files written before labels and owners existed (or by hand) leave them out.
+    public init(from decoder: any Decoder) throws {
+        let values = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            runtime: try values.decodeIfPresent(String.self, forKey: .runtime) ?? "",
+            containerID: try values.decode(String.self, forKey: .containerID),
+            podUID: try values.decodeIfPresent(String.self, forKey: .podUID) ?? "",
+            podName: try values.decodeIfPresent(String.self, forKey: .podName) ?? "",
+            namespace: try values.decodeIfPresent(String.self, forKey: .namespace) ?? "",
+            containerName: try values.decodeIfPresent(String.self, forKey: .containerName) ?? "",
+            image: try values.decodeIfPresent(String.self, forKey: .image) ?? "",
+            labels: try values.decodeIfPresent([String: String].self, forKey: .labels) ?? [:],
+            ownerKind: try values.decodeIfPresent(String.self, forKey: .ownerKind) ?? "",
+            ownerName: try values.decodeIfPresent(String.self, forKey: .ownerName) ?? "")
     }
 }

@@ -125,6 +125,10 @@ extension SensorStatus {
         public static let eventsFolded = "events_folded"
         /// Events the collector acknowledged.
         public static let eventsAcked = "events_acked"
+        /// Pod lists from the Kubernetes API applied to the sensor's pod index (labels, owners).
+        public static let kubeAPILists = "kube_api_lists"
+        /// Kubernetes API requests that failed (no answer, 401/403/5xx, bad JSON); capture goes on without them.
+        public static let kubeAPIErrors = "kube_api_errors"
         public static let batchesAcked = "batches_acked"
         /// Batches written to the disk spool while the collector was unreachable.
         public static let batchesSpilled = "batches_spilled"

@@ -23,6 +23,7 @@ struct Scratch {
     var fdFilename: String?
     var syscallIDs: [Int64]?
     var uriParams: [String: String]?
+    var podLabels: [String]?
 }
 
 /// Conditions receive the event by pointer: closures stored in generic containers are reabstracted, and
@@ -409,6 +410,28 @@ enum FieldRegistry {
         string("k8s.ns.name", sensorKinds, "Pod namespace.") { e, _ in e.pointee.container?.namespace },
         string("k8s.pod.name", sensorKinds, "Pod name.") { e, _ in e.pointee.container?.podName },
         string("k8s.pod.uid", sensorKinds, "Pod UID.") { e, _ in e.pointee.container?.podUID },
+        // Labels and owner come from the Kubernetes API when the sensor has one; empty otherwise.
+        FieldSpec(
+            name: "k8s.pod.label", type: .string, kinds: sensorKinds, argument: .required("label key"),
+            doc: "`k8s.pod.label[KEY]`: the value of one pod label; absent when the pod has no such label."
+        ) { argument in
+            let key = argument ?? ""
+            return .success(.string { e, _ in e.pointee.container?.labels[key] })
+        },
+        strings("k8s.pod.labels", sensorKinds, "Pod labels as `key=value`, sorted by key (multi-valued).") { e, s in
+            if let cached = s.podLabels { return cached[...] }
+            guard let labels = e.pointee.container?.labels else { return nil }
+            let entries = labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            s.podLabels = entries
+            return entries[...]
+        },
+        // Absent (not empty) when unknown, so `not k8s.owner.kind exists` finds bare pods and API-less sensors.
+        string("k8s.owner.kind", sensorKinds, "Workload kind: `Deployment`, `StatefulSet`, `CronJob`, ...") { e, _ in
+            e.pointee.container.flatMap { $0.ownerKind.isEmpty ? nil : $0.ownerKind }
+        },
+        string("k8s.owner.name", sensorKinds, "Workload name (a ReplicaSet's Deployment, a Job's CronJob).") { e, _ in
+            e.pointee.container.flatMap { $0.ownerName.isEmpty ? nil : $0.ownerName }
+        },
         // Files
         string("fd.name", [.open], "The opened path.") { e, _ in e.pointee.openPayload?.path },
         string("fd.directory", [.open], "Directory part of `fd.name`.") { e, s in

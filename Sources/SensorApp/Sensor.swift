@@ -13,15 +13,20 @@ public struct Sensor: Service {
     private let sender: BatchSender
     private let logger: Logger
     private let containerResolver: any ContainerResolving
+    private let kubernetes: KubernetesPodWatcher?
     private let capture = CaptureSlot()
 
-    /// - Parameter containerResolver: maps cgroup ids of live events to containers (default: the node's runtimes).
+    /// - Parameters:
+    ///   - containerResolver: maps cgroup ids of live events to containers (default: the node's runtimes).
+    ///   - kubernetes: the pod watcher feeding the resolver's labels and owners, whose counters the status reports.
+    ///     It runs as its own service; the sensor only reads its counters.
     public init(
         configuration: SensorConfiguration, logger: Logger,
-        containerResolver: any ContainerResolving = ContainerResolver()
+        containerResolver: any ContainerResolving = ContainerResolver(), kubernetes: KubernetesPodWatcher? = nil
     ) throws {
         self.configuration = configuration
         self.containerResolver = containerResolver
+        self.kubernetes = kubernetes
         var logger = logger
         logger[metadataKey: "sensor"] = "\(configuration.sensorID)"
         self.logger = logger
@@ -49,7 +54,8 @@ public struct Sensor: Service {
     public var isReady: Bool { capture.hooks != nil && capture.helloAccepted }
 
     private var reporter: SensorReporter {
-        SensorReporter(configuration: configuration, sender: sender, capture: capture, logger: logger)
+        SensorReporter(
+            configuration: configuration, sender: sender, capture: capture, kubernetes: kubernetes, logger: logger)
     }
 
     public func run() async throws {

@@ -100,6 +100,23 @@ public struct SensorCommand: AsyncParsableCommand {
             valueName: "host:port"))
     var metricsListen: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Kubernetes API URL for pod labels and owners; default: in-cluster (KUBERNETES_SERVICE_HOST), else off.",
+            valueName: "url"))
+    var kubeAPI: String?
+
+    @Option(name: .long, help: ArgumentHelp("Bearer token file for the Kubernetes API.", valueName: "file"))
+    var kubeTokenFile: String?
+
+    @Option(
+        name: .long, help: ArgumentHelp("CA (PEM) the Kubernetes API's certificate must chain to.", valueName: "file"))
+    var kubeCAFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds between lists of this node's pods (1-600).", valueName: "s"))
+    var kubeListInterval = 30
+
     @Option(name: .long, help: ArgumentHelp("Log level.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
@@ -137,10 +154,26 @@ public struct SensorCommand: AsyncParsableCommand {
         if let node { configuration.node = node }
         configuration.requireCapture = !allowNoCapture
         configuration.statusInterval = .seconds(max(1, statusInterval))
-        let sensor = try Sensor(configuration: configuration, logger: logger)
+        // Labels and owners from the Kubernetes API when one is configured or the sensor runs in a cluster.
+        var kubernetes: KubernetesPodWatcher?
+        if var api = KubernetesAPIConfiguration.resolve(
+            apiURL: kubeAPI, tokenFile: kubeTokenFile, caFile: kubeCAFile, nodeName: configuration.node)
+        {
+            api = KubernetesAPIConfiguration(
+                baseURL: api.baseURL, tokenFile: api.tokenFile, caFile: api.caFile, nodeName: api.nodeName,
+                listInterval: .seconds(kubeListInterval))
+            kubernetes = KubernetesPodWatcher(configuration: api, index: PodIndex(), logger: logger)
+        } else {
+            logger.info("no Kubernetes API configured: pod labels and owners are not known (annotations only)")
+        }
+        let sensor = try Sensor(
+            configuration: configuration, logger: logger, containerResolver: ContainerResolver(pods: kubernetes?.index),
+            kubernetes: kubernetes)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: sensor, successTerminationBehavior: .gracefullyShutdownGroup)
         ]
+        // It returns at graceful shutdown; the sensor decides when the group ends.
+        if let kubernetes { services.append(.init(service: kubernetes, successTerminationBehavior: .ignore)) }
         if let metricsListen {
             let telemetry = Telemetry.bootstrap()
             let metrics = SensorStatusMetrics()

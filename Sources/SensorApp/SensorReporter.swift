@@ -21,6 +21,8 @@ struct SensorReporter: Sendable {
     let configuration: SensorConfiguration
     let sender: BatchSender
     let capture: CaptureSlot
+    /// The Kubernetes API's pod watcher, when one is configured.
+    let kubernetes: KubernetesPodWatcher?
     let logger: Logger
 
     static let callTimeout: Duration = .seconds(5)
@@ -81,6 +83,11 @@ struct SensorReporter: Sendable {
             counters[SensorStatus.Counter.eventsDelivered] = live.deliveredCount
             counters[SensorStatus.Counter.eventsFolded] = live.foldedCount
             depths["user_queue_records"] = UInt64(max(0, live.queueDepth))
+        }
+        if let kubernetes {
+            let api = kubernetes.stats
+            counters[SensorStatus.Counter.kubeAPILists] = UInt64(api.lists)
+            counters[SensorStatus.Counter.kubeAPIErrors] = UInt64(api.listFailures + api.ownerLookupFailures)
         }
         return SensorStatus(
             sensorID: configuration.sensorID, bootID: configuration.bootID, time: WallClock.now(), drops: drops,

@@ -250,6 +250,7 @@ struct EventReader: ~Copyable {
                 namespace: try text(ref.namespace_, "container.namespace"),
                 containerName: try text(ref.container_name, "container.container_name"),
                 image: try text(ref.image, "container.image"))
+            try WireCodec.kubernetesFields(ref, "Event.container", into: &container!)
         }
         return Event(
             time: e.time_ns, node: node, process: process, container: container, payload: try payload(e),

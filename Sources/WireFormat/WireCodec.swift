@@ -119,7 +119,7 @@ public enum WireCodec {
     // MARK: Helpers shared by every message
 
     static func containerRef(_ ref: Patrol__V1__ContainerRef, _ name: String) throws(WireFormatError) -> ContainerRef {
-        ContainerRef(
+        var container = ContainerRef(
             runtime: try controlText(ref.runtime, "\(name).runtime"),
             containerID: try controlText(ref.container_id, "\(name).container_id"),
             podUID: try controlText(ref.pod_uid, "\(name).pod_uid"),
@@ -127,6 +127,29 @@ public enum WireCodec {
             namespace: try controlText(ref.namespace_, "\(name).namespace"),
             containerName: try controlText(ref.container_name, "\(name).container_name"),
             image: try controlText(ref.image, "\(name).image"))
+        try kubernetesFields(ref, name, into: &container)
+        return container
+    }
+
+    /// The fields that come from the Kubernetes API (labels, owner), shared by the batch table and inline refs.
+    static func kubernetesFields(_ ref: Patrol__V1__ContainerRef, _ name: @autoclosure () -> String,
+        into container: inout ContainerRef) throws(WireFormatError)
+    {
+        if ref.n_labels > 0, let entries = ref.labels {
+            var labels: [String: String] = [:]
+            labels.reserveCapacity(ref.n_labels)
+            for index in 0..<ref.n_labels {
+                guard let entry = entries[index] else {
+                    throw WireFormatError(.malformed, "\(name()).labels[\(index)] is missing")
+                }
+                // Like a protobuf map, a repeated key keeps the last value.
+                labels[try controlText(entry.pointee.key, "\(name()).labels[\(index)].key")] =
+                    try controlText(entry.pointee.value, "\(name()).labels[\(index)].value")
+            }
+            container.labels = labels
+        }
+        container.ownerKind = try controlText(ref.owner_kind, "\(name()).owner_kind")
+        container.ownerName = try controlText(ref.owner_name, "\(name()).owner_name")
     }
 
     static func checkSize(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) throws(WireFormatError) {
@@ -183,6 +206,22 @@ extension Arena {
         c.pointee.namespace_ = cString(ref.namespace)
         c.pointee.container_name = cString(ref.containerName)
         c.pointee.image = cString(ref.image)
+        c.pointee.owner_kind = cString(ref.ownerKind)
+        c.pointee.owner_name = cString(ref.ownerName)
+        if !ref.labels.isEmpty {
+            // Sorted, so equal label sets encode to equal bytes.
+            let sorted = ref.labels.sorted { $0.key < $1.key }
+            let entries = allocate(Patrol__V1__PodLabel.self, count: sorted.count)
+            let pointers = allocate(UnsafeMutablePointer<Patrol__V1__PodLabel>?.self, count: sorted.count)
+            for (slot, label) in sorted.enumerated() {
+                patrol__v1__pod_label__init(entries + slot)
+                entries[slot].key = cString(label.key)
+                entries[slot].value = cString(label.value)
+                pointers[slot] = entries + slot
+            }
+            c.pointee.n_labels = sorted.count
+            c.pointee.labels = pointers
+        }
     }
 
     /// Fills an Event struct. A non-zero `containerIndex` refers to the batch's container table instead of

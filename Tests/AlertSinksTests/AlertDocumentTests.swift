@@ -24,6 +24,24 @@ import TestSupport
         #expect((object["fields"] as? [String: String])?["path"] == "/dev/shm/true")
     }
 
+    @Test("pod labels and the owner appear in the container object when the API supplied them")
+    func labelsAndOwner() throws {
+        var alert = AlertFixtures.alert()
+        alert.container?.labels = ["app": "web", "tier": "front\"end"]
+        alert.container?.ownerKind = "Deployment"
+        alert.container?.ownerName = "web"
+        let object = try #require(
+            JSONSerialization.jsonObject(with: Data(AlertDocument.json(alert).utf8)) as? [String: Any])
+        let container = try #require(object["container"] as? [String: Any])
+        #expect(container["labels"] as? [String: String] == ["app": "web", "tier": "front\"end"])
+        #expect(container["owner"] as? [String: String] == ["kind": "Deployment", "name": "web"])
+        // Without them (no API configured), the keys are left out.
+        let plain = try #require(
+            JSONSerialization.jsonObject(with: Data(AlertDocument.json(AlertFixtures.alert()).utf8)) as? [String: Any])
+        let plainContainer = try #require(plain["container"] as? [String: Any])
+        #expect(plainContainer["labels"] == nil && plainContainer["owner"] == nil)
+    }
+
     @Test func controlCharactersAreEscaped() throws {
         let alert = AlertFixtures.alert(message: "tab\there \u{1} bell \\ slash")
         let line = AlertDocument.json(alert)

@@ -159,6 +159,31 @@ import Testing
         #expect(try fires("container.image = nginx:1.25 and k8s.ns.name = shop and k8s.pod.name = web-1 and container.name = nginx", curl))
     }
 
+    @Test("k8s.pod.label[KEY], k8s.pod.labels and k8s.owner.* read the labels and owner from the API")
+    func kubernetesLabelAndOwnerFields() throws {
+        var container = podContainer
+        container.labels = ["app": "web", "app.kubernetes.io/part-of": "shop", "tier": "frontend"]
+        container.ownerKind = "Deployment"
+        container.ownerName = "web"
+        let event = execEvent("/usr/bin/curl", container: container)
+        #expect(try fires("k8s.pod.label[app] = web and k8s.pod.label[app.kubernetes.io/part-of] = shop", event))
+        #expect(try !fires("k8s.pod.label[app] = db", event))
+        #expect(try !fires("k8s.pod.label[missing] exists", event))
+        #expect(try fires("k8s.pod.labels contains \"tier=frontend\"", event))
+        #expect(try fires("k8s.pod.labels in (\"tier=frontend\", \"app=db\")", event))
+        #expect(try fires("k8s.pod.labels exists", event))
+        #expect(try fires("k8s.owner.kind = Deployment and k8s.owner.name = web", event))
+        // Without the API (annotations only) labels and owner are absent.
+        #expect(try !fires("k8s.pod.label[app] exists", curl))
+        #expect(try !fires("k8s.pod.labels exists", curl))
+        #expect(try !fires("k8s.owner.kind exists", curl))
+        #expect(try fires("not k8s.owner.name exists", curl))
+        // The host has neither.
+        let host = execEvent("/usr/bin/curl", container: nil)
+        #expect(try !fires("k8s.pod.labels exists", host))
+        #expect(try !fires("k8s.owner.kind exists", host))
+    }
+
     @Test func auditFields() throws {
         let event = auditEvent([
             "auditID": "a-1", "verb": "create", "stage": "ResponseComplete",

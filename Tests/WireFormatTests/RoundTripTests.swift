@@ -90,6 +90,15 @@ struct RoundTripTests {
                     runtime: "containerd", containerID: String(repeating: "a", count: 64), podUID: "u",
                     podName: Self.unicode, namespace: "ns", containerName: "c", image: "img:1"),
                 payload: payload, count: 2))
+        // Labels and owner from the Kubernetes API, inline on a lone event.
+        try roundTrip(
+            Event(
+                time: 2, node: "n", process: Self.host,
+                container: ContainerRef(
+                    containerID: "c1", podUID: "u",
+                    labels: ["app": Self.unicode, "app.kubernetes.io/name": "web", "e": ""],
+                    ownerKind: "Deployment", ownerName: Self.unicode),
+                payload: payload))
     }
 
     @Test("the edge payloads cover every payload case")
@@ -117,7 +126,16 @@ struct RoundTripTests {
         let aNewImage = ContainerRef(runtime: "containerd", containerID: "aaa", podName: "p1", image: "img:2")
         let b = ContainerRef(containerID: "bbb")
         let empty = ContainerRef(containerID: "")
-        let refs: [ContainerRef?] = [a, a, nil, b, a, aNewImage, aNewImage, a, empty, nil, b]
+        // The same container before and after the API listed its pod, and after a relabel.
+        var aLabelled = a
+        aLabelled.labels = ["app": "p", "tier": "web"]
+        aLabelled.ownerKind = "Deployment"
+        aLabelled.ownerName = "p"
+        var aRelabelled = aLabelled
+        aRelabelled.labels["tier"] = "canary"
+        let refs: [ContainerRef?] = [
+            a, a, nil, b, a, aNewImage, aNewImage, a, empty, nil, b, aLabelled, a, aRelabelled, aLabelled,
+        ]
         let events = refs.enumerated().map { index, ref in
             Event(
                 time: UInt64(index), node: "n", process: ProcessInfo(pid: Int32(index)), container: ref,
@@ -129,6 +147,26 @@ struct RoundTripTests {
         // The same events one by one carry every container inline, so they are larger.
         let inline = events.reduce(0) { $0 + WireCodec.encode($1).count }
         #expect(bytes.count < inline)
+        let decoded = try WireCodec.decodeEventBatch(bytes)
+        #expect(decoded.events[11].container?.labels == ["app": "p", "tier": "web"])
+        #expect(decoded.events[12].container?.labels == [:])
+        #expect(decoded.events[13].container?.labels["tier"] == "canary")
+        #expect(decoded.events[14].container?.ownerKind == "Deployment")
+    }
+
+    @Test("labels encode in key order, so equal label sets give equal bytes")
+    func labelsAreSorted() throws {
+        var labels: [String: String] = [:]
+        for index in 0..<50 { labels["key-\(index)"] = "value-\(index)" }
+        let event = Event(
+            time: 1, node: "n", process: Self.host, container: ContainerRef(containerID: "c", labels: labels),
+            payload: .exit(Exit(code: 0)))
+        var copy: [String: String] = [:]
+        for (key, value) in labels.shuffled() { copy[key] = value }
+        var other = event
+        other.container?.labels = copy
+        #expect(WireCodec.encode(event) == WireCodec.encode(other))
+        #expect(try WireCodec.decodeEvent(WireCodec.encode(event)) == event)
     }
 
     @Test("equal containers are named once whether or not they share storage, also past 16 containers")

@@ -137,6 +137,38 @@ struct ValidationTests {
         }
     }
 
+    @Test("container labels: a repeated key keeps the last value, like a map; bad UTF-8 is named")
+    func containerLabels() throws {
+        let event = try WireCodec.decodeEvent(
+            eventBytes {
+                $0.message(4) { container in
+                    container.string(2, "c1")
+                    container.message(8) { $0.string(1, "app"); $0.string(2, "old") }
+                    container.message(8) { $0.string(1, "app"); $0.string(2, "web") }
+                    container.message(8) { $0.string(1, "empty") }
+                    container.string(9, "Deployment")
+                    container.string(10, "web")
+                }
+                $0.message(11) { _ in }
+            })
+        #expect(event.container?.labels == ["app": "web", "empty": ""])
+        #expect(event.container?.ownerKind == "Deployment" && event.container?.ownerName == "web")
+        expectError(.invalidValue, "EventBatch.containers[0].labels[1].value is not valid UTF-8") {
+            var bad = ProtoWriter()
+            bad.string(1, "sensor")
+            bad.varint(3, 1)
+            bad.message(6) { container in
+                container.message(8) { $0.string(1, "a"); $0.string(2, "b") }
+                container.message(8) { $0.string(1, "c"); $0.lengthDelimited(2, [0xff]) }
+            }
+            _ = try WireCodec.decodeEventBatch(bad.bytes)
+        }
+        expectError(.invalidValue, "Event.container.owner_name is not valid UTF-8") {
+            _ = try WireCodec.decodeEvent(
+                eventBytes { $0.message(4) { $0.lengthDelimited(10, [0xc3]) }; $0.message(11) { _ in } })
+        }
+    }
+
     @Test("*_ref fields must refer into the batch's string table")
     func stringRefs() throws {
         expectError(.invalidValue, "Event: process.exe_ref 1 is beyond the batch's 0 strings") {

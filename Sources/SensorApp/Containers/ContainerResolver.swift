@@ -100,8 +100,13 @@ public final class ContainerResolver: ContainerResolving {
     }
     private let state = Mutex(State())
 
-    public init(configuration: ContainerResolverConfiguration = .init()) {
+    /// Labels and owners from the Kubernetes API, by pod UID; nil when no API is configured.
+    public let pods: PodIndex?
+
+    /// - Parameter pods: the pods on this node from the Kubernetes API (kept fresh by a `KubernetesPodWatcher`).
+    public init(configuration: ContainerResolverConfiguration = .init(), pods: PodIndex? = nil) {
         self.configuration = configuration
+        self.pods = pods
         let mountPoint =
             configuration.cgroupMountPoint
             ?? CgroupHierarchy.unifiedMountPoint(
@@ -126,6 +131,11 @@ public final class ContainerResolver: ContainerResolving {
     /// The container of a process, or nil for the host. `id` 0 means the cgroup id is unknown; then the pid's
     /// `/proc/<pid>/cgroup` decides.
     public func container(forCgroup id: UInt64, pid: Int32) -> ContainerRef? {
+        withPodMetadata(runtimeContainer(forCgroup: id, pid: pid))
+    }
+
+    /// The container as the cgroup and the runtime's state describe it (no Kubernetes API data).
+    private func runtimeContainer(forCgroup id: UInt64, pid: Int32) -> ContainerRef? {
         if id == 0 { return containerByPID(pid) }
         let now = ContinuousClock.now
         switch cached(id, now: now) {
@@ -133,6 +143,22 @@ public final class ContainerResolver: ContainerResolving {
         case .resolve: break
         }
         return resolve(id, pid: pid, now: now)
+    }
+
+    /// Adds the pod's labels and owner from the API's pod index. Done per lookup rather than stored in the cache,
+    /// so a relabelled pod shows its new labels from the next list on, and a pod the API does not know yet (or an
+    /// API outage) leaves the annotations-only identity, filled in as soon as a list brings the pod.
+    private func withPodMetadata(_ container: ContainerRef?) -> ContainerRef? {
+        guard var container, let pods, !container.podUID.isEmpty, let pod = pods.pod(uid: container.podUID) else {
+            return container
+        }
+        container.labels = pod.labels
+        container.ownerKind = pod.ownerKind
+        container.ownerName = pod.ownerName
+        // Runtimes whose state was not found yet name no pod; the API does.
+        if container.podName.isEmpty { container.podName = pod.name }
+        if container.namespace.isEmpty { container.namespace = pod.namespace }
+        return container
     }
 
     /// The container's file system layout (overlay upper directory, volumes), learnt once per container.

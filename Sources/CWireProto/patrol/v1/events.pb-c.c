@@ -97,6 +97,51 @@ void   patrol__v1__container_ref__free_unpacked
   assert(message->base.descriptor == &patrol__v1__container_ref__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   patrol__v1__pod_label__init
+                     (Patrol__V1__PodLabel         *message)
+{
+  static const Patrol__V1__PodLabel init_value = PATROL__V1__POD_LABEL__INIT;
+  *message = init_value;
+}
+size_t patrol__v1__pod_label__get_packed_size
+                     (const Patrol__V1__PodLabel *message)
+{
+  assert(message->base.descriptor == &patrol__v1__pod_label__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t patrol__v1__pod_label__pack
+                     (const Patrol__V1__PodLabel *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &patrol__v1__pod_label__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t patrol__v1__pod_label__pack_to_buffer
+                     (const Patrol__V1__PodLabel *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &patrol__v1__pod_label__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Patrol__V1__PodLabel *
+       patrol__v1__pod_label__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Patrol__V1__PodLabel *)
+     protobuf_c_message_unpack (&patrol__v1__pod_label__descriptor,
+                                allocator, len, data);
+}
+void   patrol__v1__pod_label__free_unpacked
+                     (Patrol__V1__PodLabel *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &patrol__v1__pod_label__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   patrol__v1__exec__init
                      (Patrol__V1__Exec         *message)
 {
@@ -998,7 +1043,7 @@ const ProtobufCMessageDescriptor patrol__v1__process__descriptor =
   (ProtobufCMessageInit) patrol__v1__process__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__container_ref__field_descriptors[7] =
+static const ProtobufCFieldDescriptor patrol__v1__container_ref__field_descriptors[10] =
 {
   {
     "runtime",
@@ -1084,12 +1129,51 @@ static const ProtobufCFieldDescriptor patrol__v1__container_ref__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "labels",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Patrol__V1__ContainerRef, n_labels),
+    offsetof(Patrol__V1__ContainerRef, labels),
+    &patrol__v1__pod_label__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "owner_kind",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ContainerRef, owner_kind),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "owner_name",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ContainerRef, owner_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__container_ref__field_indices_by_name[] = {
   1,   /* field[1] = container_id */
   5,   /* field[5] = container_name */
   6,   /* field[6] = image */
+  7,   /* field[7] = labels */
   4,   /* field[4] = namespace */
+  8,   /* field[8] = owner_kind */
+  9,   /* field[9] = owner_name */
   3,   /* field[3] = pod_name */
   2,   /* field[2] = pod_uid */
   0,   /* field[0] = runtime */
@@ -1097,7 +1181,7 @@ static const unsigned patrol__v1__container_ref__field_indices_by_name[] = {
 static const ProtobufCIntRange patrol__v1__container_ref__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor patrol__v1__container_ref__descriptor =
 {
@@ -1107,11 +1191,62 @@ const ProtobufCMessageDescriptor patrol__v1__container_ref__descriptor =
   "Patrol__V1__ContainerRef",
   "patrol.v1",
   sizeof(Patrol__V1__ContainerRef),
-  7,
+  10,
   patrol__v1__container_ref__field_descriptors,
   patrol__v1__container_ref__field_indices_by_name,
   1,  patrol__v1__container_ref__number_ranges,
   (ProtobufCMessageInit) patrol__v1__container_ref__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor patrol__v1__pod_label__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__PodLabel, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__PodLabel, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned patrol__v1__pod_label__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange patrol__v1__pod_label__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor patrol__v1__pod_label__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "patrol.v1.PodLabel",
+  "PodLabel",
+  "Patrol__V1__PodLabel",
+  "patrol.v1",
+  sizeof(Patrol__V1__PodLabel),
+  2,
+  patrol__v1__pod_label__field_descriptors,
+  patrol__v1__pod_label__field_indices_by_name,
+  1,  patrol__v1__pod_label__number_ranges,
+  (ProtobufCMessageInit) patrol__v1__pod_label__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor patrol__v1__exec__field_descriptors[5] =

@@ -17,6 +17,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Patrol__V1__Process Patrol__V1__Process;
 typedef struct Patrol__V1__ContainerRef Patrol__V1__ContainerRef;
+typedef struct Patrol__V1__PodLabel Patrol__V1__PodLabel;
 typedef struct Patrol__V1__Exec Patrol__V1__Exec;
 typedef struct Patrol__V1__Exit Patrol__V1__Exit;
 typedef struct Patrol__V1__FileOpen Patrol__V1__FileOpen;
@@ -123,10 +124,32 @@ struct  Patrol__V1__ContainerRef
   char *namespace_;
   char *container_name;
   char *image;
+  /*
+   * From the Kubernetes API (the pods on the sensor's node); empty when none is configured or the pod is unknown.
+   * Sorted by key. Same wire form as map<string, string>.
+   */
+  size_t n_labels;
+  Patrol__V1__PodLabel **labels;
+  /*
+   * The pod's controlling owner, ReplicaSet and Job followed up to Deployment and CronJob.
+   */
+  char *owner_kind;
+  char *owner_name;
 };
 #define PATROL__V1__CONTAINER_REF__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__container_ref__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Patrol__V1__PodLabel
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define PATROL__V1__POD_LABEL__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__pod_label__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Patrol__V1__Exec
@@ -495,6 +518,25 @@ Patrol__V1__ContainerRef *
 void   patrol__v1__container_ref__free_unpacked
                      (Patrol__V1__ContainerRef *message,
                       ProtobufCAllocator *allocator);
+/* Patrol__V1__PodLabel methods */
+void   patrol__v1__pod_label__init
+                     (Patrol__V1__PodLabel         *message);
+size_t patrol__v1__pod_label__get_packed_size
+                     (const Patrol__V1__PodLabel   *message);
+size_t patrol__v1__pod_label__pack
+                     (const Patrol__V1__PodLabel   *message,
+                      uint8_t             *out);
+size_t patrol__v1__pod_label__pack_to_buffer
+                     (const Patrol__V1__PodLabel   *message,
+                      ProtobufCBuffer     *buffer);
+Patrol__V1__PodLabel *
+       patrol__v1__pod_label__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   patrol__v1__pod_label__free_unpacked
+                     (Patrol__V1__PodLabel *message,
+                      ProtobufCAllocator *allocator);
 /* Patrol__V1__Exec methods */
 void   patrol__v1__exec__init
                      (Patrol__V1__Exec         *message);
@@ -807,6 +849,9 @@ typedef void (*Patrol__V1__Process_Closure)
 typedef void (*Patrol__V1__ContainerRef_Closure)
                  (const Patrol__V1__ContainerRef *message,
                   void *closure_data);
+typedef void (*Patrol__V1__PodLabel_Closure)
+                 (const Patrol__V1__PodLabel *message,
+                  void *closure_data);
 typedef void (*Patrol__V1__Exec_Closure)
                  (const Patrol__V1__Exec *message,
                   void *closure_data);
@@ -866,6 +911,7 @@ extern const ProtobufCEnumDescriptor    patrol__v1__address_family__descriptor;
 extern const ProtobufCEnumDescriptor    patrol__v1__transport_protocol__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__process__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__container_ref__descriptor;
+extern const ProtobufCMessageDescriptor patrol__v1__pod_label__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__exec__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__exit__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__file_open__descriptor;

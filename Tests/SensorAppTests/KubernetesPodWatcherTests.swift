@@ -1,0 +1,255 @@
+import Foundation
+import Logging
+import TestSupport
+import Testing
+
+@testable import SensorApp
+
+/// The pod watcher against a real HTTP server speaking the Kubernetes API's JSON (`KubernetesAPITestServer`).
+@Suite struct KubernetesPodWatcherTests {
+    static let node = "node-a"
+
+    /// A server with a Deployment's pod, a CronJob's pod, a StatefulSet's pod, a bare pod, a pod of a hand-made
+    /// ReplicaSet, and a pod on another node.
+    static func cluster(token: String? = "s3cret") throws -> KubernetesAPITestServer {
+        let api = try KubernetesAPITestServer(token: token)
+        api.addPod(
+            .init(
+                uid: "uid-web", name: "web-7d4b9-x2x", namespace: "shop", node: node,
+                labels: ["app": "web", "tier": "frontend"], owner: .init(kind: "ReplicaSet", name: "web-7d4b9")))
+        api.addReplicaSet(.init(name: "web-7d4b9", namespace: "shop", owner: .init(kind: "Deployment", name: "web")))
+        api.addPod(
+            .init(
+                uid: "uid-report", name: "report-28391-abcde", namespace: "batch", node: node,
+                labels: ["job-name": "report-28391"], owner: .init(kind: "Job", name: "report-28391")))
+        api.addJob(.init(name: "report-28391", namespace: "batch", owner: .init(kind: "CronJob", name: "report")))
+        api.addPod(
+            .init(
+                uid: "uid-db", name: "db-0", namespace: "shop", node: node, labels: ["app": "db"],
+                owner: .init(kind: "StatefulSet", name: "db")))
+        api.addPod(.init(uid: "uid-bare", name: "debug", namespace: "default", node: node))
+        api.addPod(
+            .init(
+                uid: "uid-handmade", name: "handmade-abc", namespace: "default", node: node,
+                owner: .init(kind: "ReplicaSet", name: "handmade")))
+        api.addReplicaSet(.init(name: "handmade", namespace: "default"))
+        api.addPod(.init(uid: "uid-elsewhere", name: "other", namespace: "shop", node: "node-b", labels: ["app": "x"]))
+        return api
+    }
+
+    static func watcher(_ api: KubernetesAPITestServer, tokenFile: String?, listInterval: Duration = .seconds(30))
+        -> KubernetesPodWatcher
+    {
+        KubernetesPodWatcher(
+            configuration: KubernetesAPIConfiguration(
+                baseURL: api.baseURL, tokenFile: tokenFile, nodeName: node, listInterval: listInterval,
+                minimumListInterval: .seconds(1), requestTimeout: .seconds(5)),
+            index: PodIndex(), logger: Logger(label: "test.kube"))
+    }
+
+    static func tokenFile(_ directory: TemporaryDirectory, _ token: String) throws -> String {
+        let path = directory.file("token")
+        try Data((token + "\n").utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test("lists this node's pods with labels, and follows ReplicaSet → Deployment and Job → CronJob")
+    func listsPodsAndOwners() async throws {
+        let api = try Self.cluster()
+        defer { api.stop() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let watcher = Self.watcher(api, tokenFile: try Self.tokenFile(directory, "s3cret"))
+
+        #expect(await watcher.refresh())
+        let index = watcher.index
+        #expect(index.count == 5)
+        let web = try #require(index.pod(uid: "uid-web"))
+        #expect(web.labels == ["app": "web", "tier": "frontend"])
+        #expect(web.namespace == "shop" && web.name == "web-7d4b9-x2x")
+        #expect(web.ownerKind == "Deployment" && web.ownerName == "web")
+        let report = try #require(index.pod(uid: "uid-report"))
+        #expect(report.ownerKind == "CronJob" && report.ownerName == "report")
+        let db = try #require(index.pod(uid: "uid-db"))
+        #expect(db.ownerKind == "StatefulSet" && db.ownerName == "db")
+        let bare = try #require(index.pod(uid: "uid-bare"))
+        #expect(bare.ownerKind.isEmpty && bare.ownerName.isEmpty && bare.labels.isEmpty)
+        // A ReplicaSet nobody controls is the workload itself.
+        let handmade = try #require(index.pod(uid: "uid-handmade"))
+        #expect(handmade.ownerKind == "ReplicaSet" && handmade.ownerName == "handmade")
+        // Another node's pod is not listed.
+        #expect(index.pod(uid: "uid-elsewhere") == nil)
+        // The list asked for this node only.
+        let list = try #require(api.requests.first { $0.path == "/api/v1/pods" })
+        #expect(list.queryItem("fieldSelector") == "spec.nodeName=node-a")
+
+        // A second list asks the ReplicaSet and Job again only if they are not cached.
+        #expect(await watcher.refresh())
+        #expect(api.requestCount(path: "/apis/apps/v1/namespaces/shop/replicasets/web-7d4b9") == 1)
+        #expect(api.requestCount(path: "/apis/batch/v1/namespaces/batch/jobs/report-28391") == 1)
+        #expect(api.requestCount(path: "/api/v1/pods") == 2)
+        let stats = watcher.stats
+        #expect(stats.lists == 2 && stats.listFailures == 0 && stats.ownerLookups == 3 && stats.pods == 5)
+    }
+
+    @Test("a relabelled or deleted pod shows in the index after the next list")
+    func relistReplacesIndex() async throws {
+        let api = try Self.cluster(token: nil)
+        defer { api.stop() }
+        let watcher = Self.watcher(api, tokenFile: nil)
+        #expect(await watcher.refresh())
+        api.setLabels(["app": "web", "tier": "frontend", "canary": "true"], ofPod: "uid-web")
+        api.removePod(uid: "uid-db")
+        #expect(await watcher.refresh())
+        #expect(watcher.index.pod(uid: "uid-web")?.labels["canary"] == "true")
+        #expect(watcher.index.pod(uid: "uid-db") == nil)
+    }
+
+    @Test(
+        "API errors are counted by reason, named in lastError, and keep the previous index",
+        arguments: [
+            (KubernetesAPITestServer.Failure.status(503), "http_5xx", "HTTP 503"),
+            (.status(403), "forbidden", "HTTP 403"),
+            (.status(401), "unauthorized", "HTTP 401"),
+            (.badJSON, "bad_json", "not the expected JSON"),
+            (.drop, "transport", "list pods"),
+        ])
+    func errorsAreCountedAndHarmless(failure: KubernetesAPITestServer.Failure, reason: String, text: String)
+        async throws
+    {
+        let api = try Self.cluster(token: nil)
+        defer { api.stop() }
+        let watcher = Self.watcher(api, tokenFile: nil)
+        #expect(await watcher.refresh())
+        api.failure = failure
+        #expect(await watcher.refresh() == false)
+        #expect(await watcher.refresh() == false)
+        var stats = watcher.stats
+        #expect(stats.listFailures == 2)
+        #expect(stats.errors[reason] == 2)
+        #expect(stats.lastError?.contains(text) == true, "\(stats.lastError ?? "nil")")
+        // What the last good list said still answers.
+        #expect(watcher.index.pod(uid: "uid-web")?.ownerName == "web")
+        api.failure = nil
+        #expect(await watcher.refresh())
+        stats = watcher.stats
+        #expect(stats.lists == 2 && stats.lastError == nil)
+    }
+
+    @Test("a wrong token is a 401; the token file is read again before each list (rotation)")
+    func tokenIsCheckedAndReread() async throws {
+        let api = try Self.cluster(token: "old-token")
+        defer { api.stop() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let tokenFile = try Self.tokenFile(directory, "wrong")
+        let watcher = Self.watcher(api, tokenFile: tokenFile)
+        #expect(await watcher.refresh() == false)
+        #expect(watcher.stats.errors["unauthorized"] == 1)
+        #expect(watcher.index.count == 0)
+
+        _ = try Self.tokenFile(directory, "old-token")
+        #expect(await watcher.refresh())
+        #expect(watcher.index.count == 5)
+        // The kubelet rotates the token: the server wants the new one, the file has it.
+        api.token = "new-token"
+        _ = try Self.tokenFile(directory, "new-token")
+        #expect(await watcher.refresh())
+        #expect(api.requests.last?.header("Authorization") == "Bearer new-token")
+    }
+
+    @Test("an owner lookup that fails names the ReplicaSet itself and is asked again at the next list")
+    func ownerLookupFailure() async throws {
+        let api = try KubernetesAPITestServer()
+        defer { api.stop() }
+        api.addPod(
+            .init(
+                uid: "uid-api", name: "api-6c9f-zz", namespace: "shop", node: Self.node,
+                owner: .init(kind: "ReplicaSet", name: "api-6c9f")))
+        let watcher = Self.watcher(api, tokenFile: nil)
+        #expect(await watcher.refresh())
+        var pod = try #require(watcher.index.pod(uid: "uid-api"))
+        #expect(pod.ownerKind == "ReplicaSet" && pod.ownerName == "api-6c9f")
+        #expect(watcher.stats.ownerLookupFailures == 1)
+        #expect(watcher.stats.errors["not_found"] == 1)
+
+        api.addReplicaSet(.init(name: "api-6c9f", namespace: "shop", owner: .init(kind: "Deployment", name: "api")))
+        #expect(await watcher.refresh())
+        pod = try #require(watcher.index.pod(uid: "uid-api"))
+        #expect(pod.ownerKind == "Deployment" && pod.ownerName == "api")
+    }
+
+    @Test("as a service it lists at once, and a pod events name but the index lacks brings the next list forward")
+    func serviceListsEarlyForUnknownPods() async throws {
+        let api = try Self.cluster(token: nil)
+        defer { api.stop() }
+        // A period far longer than the test: only the early list can bring the new pod.
+        let watcher = Self.watcher(api, tokenFile: nil, listInterval: .seconds(600))
+        let index = watcher.index
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await watcher.run() }
+            defer { group.cancelAll() }
+            try await waitUntil("the first list") { index.generation >= 1 }
+            api.addPod(
+                .init(uid: "uid-new", name: "new-pod", namespace: "shop", node: Self.node, labels: ["app": "new"]))
+            #expect(index.pod(uid: "uid-new") == nil)
+            try await waitUntil("the new pod to be listed") { index.pod(uid: "uid-new")?.labels["app"] == "new" }
+        }
+    }
+
+    @Test("a UID still missing after a list does not bring lists forward again")
+    func absentPodsDoNotCauseListStorms() {
+        let index = PodIndex()
+        index.replace(with: [PodMetadata(uid: "a", namespace: "n", name: "a")])
+        #expect(index.pod(uid: "static-pod-uid") == nil)
+        #expect(index.takeMiss())
+        #expect(index.pod(uid: "static-pod-uid") == nil)
+        #expect(index.takeMiss() == false)
+        index.replace(with: [PodMetadata(uid: "a", namespace: "n", name: "a")])
+        #expect(index.pod(uid: "static-pod-uid") == nil)
+        #expect(index.takeMiss() == false)
+        // A different unknown pod still does.
+        #expect(index.pod(uid: "brand-new") == nil)
+        #expect(index.takeMiss())
+    }
+
+    @Test("configuration: explicit flags, in-cluster defaults, or off")
+    func configuration() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try Data("t".utf8).write(to: URL(fileURLWithPath: directory.file("token")))
+        try Data("ca".utf8).write(to: URL(fileURLWithPath: directory.file("ca.crt")))
+        let inCluster = try #require(
+            KubernetesAPIConfiguration.resolve(
+                apiURL: nil, tokenFile: nil, caFile: nil, nodeName: "n",
+                environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "6443"],
+                serviceAccountDirectory: directory.path))
+        #expect(inCluster.baseURL == "https://10.96.0.1:6443")
+        #expect(inCluster.tokenFile == directory.file("token") && inCluster.caFile == directory.file("ca.crt"))
+        let ipv6 = KubernetesAPIConfiguration.resolve(
+            apiURL: nil, tokenFile: nil, caFile: nil, nodeName: "n",
+            environment: ["KUBERNETES_SERVICE_HOST": "fd00::1"],
+            serviceAccountDirectory: directory.path)
+        #expect(ipv6?.baseURL == "https://[fd00::1]:443")
+        let explicit = KubernetesAPIConfiguration.resolve(
+            apiURL: "http://127.0.0.1:8001/", tokenFile: nil, caFile: nil, nodeName: "n",
+            environment: ["KUBERNETES_SERVICE_HOST": "10.96.0.1"], serviceAccountDirectory: directory.path)
+        #expect(explicit?.baseURL == "http://127.0.0.1:8001" && explicit?.tokenFile == nil)
+        #expect(
+            KubernetesAPIConfiguration.resolve(
+                apiURL: nil, tokenFile: "/x", caFile: nil, nodeName: "n", environment: [:],
+                serviceAccountDirectory: directory.path) == nil)
+        // The list interval is bounded.
+        let tooShort = KubernetesAPIConfiguration(baseURL: "http://x", nodeName: "n", listInterval: .zero)
+        #expect(tooShort.listInterval == .seconds(1))
+    }
+}
+
+/// Polls `condition` every 50 ms for up to 20 s (a bound for a loaded machine, not a measured threshold).
+func waitUntil(_ what: String, _ condition: @Sendable () -> Bool) async throws {
+    for _ in 0..<400 {
+        if condition() { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    Issue.record("timed out waiting for \(what)")
+}
