@@ -1,9 +1,11 @@
 import AlertSinks
 import Basics
+import Elasticsearch
 import EventModel
 import Foundation
 import Logging
 import Metrics
+import OutboundHTTP
 import RuleEngine
 import SensorApp
 import ServiceLifecycle
@@ -90,6 +92,18 @@ public struct Collector: Sendable {
         if let path = configuration.sinks.csvPath {
             sinks.append(
                 CSVSink(path: path, maxBytes: configuration.sinks.csvMaxBytes, keepFiles: configuration.sinks.csvKeepFiles))
+        }
+        if let settings = configuration.sinks.elasticsearch {
+            var auth = HTTPAuth.none
+            if let username = settings.username { auth = .basic(username: username, password: settings.password ?? "") }
+            if let key = settings.apiKey { auth = .apiKey(key) }
+            if let token = settings.bearerToken { auth = .bearer(token: token) }
+            let endpoint = try ElasticsearchEndpoint.parse(
+                settings.url, auth: auth, tls: TLSOptions(caFile: settings.caFile))
+            let client = ElasticsearchClient(endpoint: endpoint, logger: logger)
+            sinks.append(
+                ElasticsearchSink(
+                    client: client, configuration: .init(indexPrefix: settings.indexPrefix), logger: logger))
         }
         return sinks
     }

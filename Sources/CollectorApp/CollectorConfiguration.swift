@@ -34,6 +34,24 @@ public struct CollectorConfiguration: Sendable, Equatable {
         public var csvPath: String?
         public var csvMaxBytes: UInt64 = 100 * 1024 * 1024
         public var csvKeepFiles = 5
+        /// Alerts into Elasticsearch/OpenSearch dated indices; nil disables the sink.
+        public var elasticsearch: ElasticsearchSinkSettings?
+    }
+
+    /// `sinks.elasticsearch`: where alerts go (`_bulk` into `<indexPrefix>-YYYY.MM.DD`) and how to log in.
+    public struct ElasticsearchSinkSettings: Sendable, Equatable {
+        /// `http(s)://host:port` or a bare `host:port` (plain HTTP, as K8sCop's `-E`).
+        public var url: String
+        public var indexPrefix = "alerts"
+        public var username: String?
+        public var password: String?
+        /// Elasticsearch API key: base64 of `id:api_key`, sent as `Authorization: ApiKey ...`.
+        public var apiKey: String?
+        public var bearerToken: String?
+        /// CA bundle (PEM) to verify an `https` server with.
+        public var caFile: String?
+
+        public init(url: String) { self.url = url }
     }
 
     public struct Ingest: Sendable, Equatable {
@@ -86,7 +104,28 @@ extension CollectorConfiguration {
                 ca: try reader.string(try reader.required(tls, "ca", in: "tls", at: node), path: "tls.ca"))
         }
         if let node = top["sinks"] {
-            let sinks = try reader.mapping(node, path: "sinks", allowed: ["stdout", "csv"])
+            let sinks = try reader.mapping(node, path: "sinks", allowed: ["stdout", "csv", "elasticsearch"])
+            if let esNode = sinks["elasticsearch"] {
+                let es = try reader.mapping(
+                    esNode, path: "sinks.elasticsearch",
+                    allowed: ["url", "indexPrefix", "username", "password", "apiKey", "bearerToken", "caFile"])
+                var settings = ElasticsearchSinkSettings(
+                    url: try reader.string(
+                        try reader.required(es, "url", in: "sinks.elasticsearch", at: esNode), path: "sinks.elasticsearch.url"))
+                if let n = es["indexPrefix"] { settings.indexPrefix = try reader.string(n, path: "sinks.elasticsearch.indexPrefix") }
+                if let n = es["username"] { settings.username = try reader.string(n, path: "sinks.elasticsearch.username") }
+                if let n = es["password"] { settings.password = try reader.string(n, path: "sinks.elasticsearch.password") }
+                if let n = es["apiKey"] { settings.apiKey = try reader.string(n, path: "sinks.elasticsearch.apiKey") }
+                if let n = es["bearerToken"] { settings.bearerToken = try reader.string(n, path: "sinks.elasticsearch.bearerToken") }
+                if let n = es["caFile"] { settings.caFile = try reader.string(n, path: "sinks.elasticsearch.caFile") }
+                let schemes = [settings.username != nil, settings.apiKey != nil, settings.bearerToken != nil].filter { $0 }
+                if schemes.count > 1 {
+                    throw BasicsError(
+                        .invalidConfiguration,
+                        "\(source): sinks.elasticsearch: give only one of username/password, apiKey, bearerToken")
+                }
+                config.sinks.elasticsearch = settings
+            }
             if let stdout = sinks["stdout"] { config.sinks.stdout = try reader.bool(stdout, path: "sinks.stdout") }
             if let csvNode = sinks["csv"] {
                 let csv = try reader.mapping(csvNode, path: "sinks.csv", allowed: ["path", "maxBytes", "keepFiles"])
