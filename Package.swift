@@ -125,7 +125,7 @@ let package = Package(
             name: "CollectorApp",
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "AlertSinks", "Store", "SensorApp",
-                "Telemetry", "Elasticsearch", "OutboundHTTP",
+                "Telemetry", "Elasticsearch", "OutboundHTTP", "AuditPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -190,7 +190,9 @@ let package = Package(
         .testTarget(
             name: "TelemetryTests", dependencies: ["Telemetry", "OutboundHTTP", .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: swiftSettings),
-        .testTarget(name: "CollectorAppTests", dependencies: ["CollectorApp", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CollectorAppTests",
+            dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests", dependencies: [
                 "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP",
