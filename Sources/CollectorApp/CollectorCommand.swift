@@ -16,7 +16,8 @@ public struct CollectorCommand: AsyncParsableCommand {
               patrol-collector --all-in-one                    # collector + in-process sensor, alerts on stdout
               patrol-collector --listen tcp://0.0.0.0:7600 --store /var/lib/patrol/patrol.db --csv /var/log/patrol/alerts.csv
             """,
-        version: PatrolVersion.current)
+        version: PatrolVersion.current,
+        subcommands: [AuditCommand.self])
 
     @Option(name: .long, help: ArgumentHelp("YAML configuration file.", valueName: "file"))
     var config: String?
