@@ -87,7 +87,8 @@ let package = Package(
         .target(
             name: "AuditPipeline",
             dependencies: [
-                "Basics", "EventModel", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
+                "Basics", "EventModel", "Elasticsearch", "Store", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings),
         .target(
@@ -171,7 +172,7 @@ let package = Package(
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel"],
+            name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel", "Store"],
             swiftSettings: swiftSettings),
         .testTarget(name: "TestSupportTests", dependencies: ["TestSupport", "EventModel", "OutboundHTTP"], swiftSettings: swiftSettings),
         .testTarget(

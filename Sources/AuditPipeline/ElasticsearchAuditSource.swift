@@ -81,9 +81,11 @@ public struct ElasticsearchAuditSource: Sendable {
     }
 
     public typealias Sink = @Sendable ([AuditRecord]) async throws -> Void
+    /// Receives each page's records with the checkpoint reached after them (to save once they are handed on).
+    public typealias PageSink = @Sendable ([AuditRecord], AuditCheckpoint) async throws -> Void
 
     let client: ElasticsearchClient
-    let configuration: Configuration
+    var configuration: Configuration
     let logger: Logger
 
     public init(client: ElasticsearchClient, configuration: Configuration, logger: Logger) {
@@ -146,10 +148,14 @@ public struct ElasticsearchAuditSource: Sendable {
             }
             summary.daysRead += 1
             let query = queryBody(from: window.from, to: window.to)
+            var progress: AuditCheckpoint?
+            let pages: PageSink = { records, _ in try await sink(records) }
             if info.supportsPointInTime {
-                try await readWithPIT(window.index, query: query, distribution: info.distribution, summary: &summary, sink)
+                try await readWithPIT(
+                    window.index, query: query, distribution: info.distribution, summary: &summary,
+                    progress: &progress, pages)
             } else {
-                try await readWithScroll(window.index, query: query, summary: &summary, sink)
+                try await readWithScroll(window.index, query: query, summary: &summary, progress: &progress, pages)
             }
             logger.info(
                 "audit window read",
@@ -159,11 +165,15 @@ public struct ElasticsearchAuditSource: Sendable {
     }
 
     func queryBody(from: UInt64, to: UInt64) -> [String: JSONValue] {
+        queryBody(gte: .string(Self.timestamp(from)), lt: .string(Self.timestamp(to)))
+    }
+
+    func queryBody(gte: JSONValue, lt: JSONValue) -> [String: JSONValue] {
         var filters: [JSONValue] = [
             .object([
                 "range": .object([
                     configuration.timestampField: .object([
-                        "gte": .string(Self.timestamp(from)), "lt": .string(Self.timestamp(to)),
+                        "gte": gte, "lt": lt,
                         "format": .string("strict_date_optional_time"),
                     ])
                 ])
@@ -182,7 +192,7 @@ public struct ElasticsearchAuditSource: Sendable {
 
     func readWithPIT(
         _ index: String, query: [String: JSONValue], distribution: ElasticsearchClient.Distribution,
-        summary: inout Summary, _ sink: Sink
+        summary: inout Summary, progress: inout AuditCheckpoint?, _ sink: PageSink
     ) async throws(AuditPipelineError) {
         var pit = try await retrying("open PIT \(index)") { () async throws(ElasticsearchError) in
             try await client.openPointInTime(indices: index, keepAlive: configuration.keepAlive, distribution: distribution)
@@ -201,7 +211,7 @@ public struct ElasticsearchAuditSource: Sendable {
                 }
                 if let renewed = page.pitID { pit = renewed }
                 guard let last = page.hits.last else { break }
-                try await hand(page.hits, summary: &summary, sink)
+                try await hand(page.hits, summary: &summary, progress: &progress, sink)
                 after = last.sort
                 if page.hits.count < configuration.pageSize { break }
             } catch { failure = error }
@@ -213,9 +223,10 @@ public struct ElasticsearchAuditSource: Sendable {
         if let failure { throw failure }
     }
 
-    func readWithScroll(_ index: String, query: [String: JSONValue], summary: inout Summary, _ sink: Sink)
-        async throws(AuditPipelineError)
-    {
+    func readWithScroll(
+        _ index: String, query: [String: JSONValue], summary: inout Summary, progress: inout AuditCheckpoint?,
+        _ sink: PageSink
+    ) async throws(AuditPipelineError) {
         let request = JSONValue.object(query)
         var page = try await retrying("search \(index)") { () async throws(ElasticsearchError) in
             try await client.search(indices: index, body: request, scroll: configuration.keepAlive)
@@ -224,7 +235,7 @@ public struct ElasticsearchAuditSource: Sendable {
         var failure: AuditPipelineError?
         do throws(AuditPipelineError) {
             while !page.hits.isEmpty {
-                try await hand(page.hits, summary: &summary, sink)
+                try await hand(page.hits, summary: &summary, progress: &progress, sink)
                 guard let id = page.scrollID ?? scrollID else { break }
                 try checkCancelled()
                 page = try await retrying("scroll \(index)") { () async throws(ElasticsearchError) in
@@ -240,10 +251,25 @@ public struct ElasticsearchAuditSource: Sendable {
         if let failure { throw failure }
     }
 
-    func hand(_ hits: [SearchHit], summary: inout Summary, _ sink: Sink) async throws(AuditPipelineError) {
+    func hand(_ hits: [SearchHit], summary: inout Summary, progress: inout AuditCheckpoint?, _ sink: PageSink)
+        async throws(AuditPipelineError)
+    {
         var records: [AuditRecord] = []
         records.reserveCapacity(hits.count)
+        var next = progress ?? AuditCheckpoint(millis: Int64.min, ids: [])
+        var skipped = 0
         for hit in hits {
+            // The first sort value is the timestamp in epoch milliseconds (the sort is on it).
+            let millis = hit.sort.first?.numberValue.map { Int64($0) } ?? next.millis
+            if millis == next.millis, next.ids.contains(hit.id) {  // handed on before the checkpoint
+                skipped += 1
+                continue
+            }
+            if millis > next.millis {
+                next = AuditCheckpoint(millis: millis, ids: [hit.id])
+            } else {
+                next.ids.append(hit.id)
+            }
             if let problem = Self.problem(hit.source, timestampField: configuration.timestampField) {
                 summary.malformed += 1
                 logger.warning(
@@ -253,11 +279,11 @@ public struct ElasticsearchAuditSource: Sendable {
             }
             records.append(AuditRecord(document: hit.source!, sourceID: "\(hit.index)/\(hit.id)"))
         }
-        summary.documents += hits.count
-        guard !records.isEmpty else { return }
-        do { try await sink(records) } catch {
+        summary.documents += hits.count - skipped
+        do { try await sink(records, next) } catch {
             throw AuditPipelineError(.source, "the audit record consumer failed", cause: .error(error))
         }
+        progress = next
     }
 
     /// Why a document cannot be an audit event, or nil. A minimal check until the field mapping
@@ -300,5 +326,19 @@ public struct ElasticsearchAuditSource: Sendable {
                 backoff = min(backoff * 2, configuration.maxBackoff)
             }
         }
+    }
+}
+
+/// Where a reader is: the timestamp (epoch milliseconds) of the last document handed on, and the `_id`s of
+/// every document at exactly that millisecond. A reader resumes with `gte` that millisecond and skips those
+/// ids, so ties on the timestamp are neither lost nor read twice, without needing a tiebreaker field that
+/// is stable across searches (`_shard_doc` is not: it only holds within one point in time).
+public struct AuditCheckpoint: Sendable, Equatable, Codable {
+    public var millis: Int64
+    public var ids: [String]
+
+    public init(millis: Int64, ids: [String]) {
+        self.millis = millis
+        self.ids = ids
     }
 }

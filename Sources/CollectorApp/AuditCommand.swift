@@ -11,6 +11,7 @@ import Foundation
 import Logging
 import OutboundHTTP
 import RuleEngine
+import ServiceLifecycle
 import Store
 
 /// `patrol-collector audit`: K8sCop's command line, kept working. Reads Kubernetes audit documents for a
@@ -45,7 +46,9 @@ public struct AuditCommand: AsyncParsableCommand {
     @Option(name: [.customShort("A"), .customLong("analysis")], help: ArgumentHelp("static or streaming.", valueName: "mode"))
     var analysis = "static"
 
-    @Option(name: [.customShort("d"), .customLong("fetch-delay")], help: ArgumentHelp("Streaming: seconds behind now.", valueName: "seconds"))
+    @Option(
+        name: [.customShort("d"), .customLong("fetch-delay")],
+        help: ArgumentHelp("Streaming: stay this many seconds behind now (refresh latency margin).", valueName: "seconds"))
     var fetchDelay = 10
 
     @Option(name: .long, help: ArgumentHelp("Timestamp field of the audit documents.", valueName: "field"))
@@ -124,16 +127,58 @@ public struct AuditCommand: AsyncParsableCommand {
     public func run() async throws {
         PatrolLogging.bootstrap(level: logLevel)
         let logger = Logger(label: "patrol.audit")
-        guard analysis == "static" else {
-            throw ValidationError("--analysis streaming is not implemented yet; use static")
-        }
         let startTime = try Self.parseTime(start)
+        if analysis == "streaming" {
+            try await Self.runStreaming(
+                endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime,
+                lag: .seconds(max(1, fetchDelay)), timestampField: timestampField,
+                rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store, logger: logger)
+            return
+        }
         let endTime = try end.map(Self.parseTime) ?? WallClock.now()
         let summary = try await Self.runStatic(
             endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime, end: endTime,
             timestampField: timestampField, rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store,
             logger: logger)
         print(summary.text)
+    }
+
+    /// Follows new documents until SIGTERM/SIGINT: the stream (checkpointed in the store), the ingest loop
+    /// and the outbox's delivery to the Elasticsearch sink, under one service group.
+    static func runStreaming(
+        endpoint: ElasticsearchEndpoint, logIndexPrefix: String, alertIndexPrefix: String, start: EpochNanoseconds,
+        lag: Duration, timestampField: String, rulePaths: [String], storePath: String, logger: Logger,
+        sinkConfiguration: ElasticsearchSink.Configuration? = nil, pollInterval: Duration = .seconds(2),
+        pageSize: Int = 1000, handleSignals: Bool = true
+    ) async throws {
+        let ruleSet = try RuleSet.load(files: try RuleFiles.expand(rulePaths))
+        let store = try await Store.open(path: storePath)
+        let client = ElasticsearchClient(endpoint: endpoint, logger: logger)
+        let sink = ElasticsearchSink(
+            client: client, configuration: sinkConfiguration ?? .init(indexPrefix: alertIndexPrefix), logger: logger)
+        let signal = OutboxSignal()
+        let ingest = IngestService(store: store, ruleSet: ruleSet, signal: signal, logger: logger)
+        let feed = AuditFeed(ingest: ingest, sourceName: logIndexPrefix, timestampField: timestampField)
+        let stream = ElasticsearchAuditStream(
+            client: client, store: store,
+            configuration: .init(
+                indexPrefix: logIndexPrefix, timestampField: timestampField, start: start, lag: lag,
+                pollInterval: pollInterval, pageSize: pageSize),
+            logger: logger
+        ) { records in try await feed.submit(records) }
+        let delivery = OutboxDelivery(sink: sink, store: store, signal: signal, logger: logger)
+        // Shut down in reverse: the stream stops reading, delivery drains the outbox, then ingest ends.
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: ingest), .init(service: delivery), .init(service: stream)],
+                gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await store.close()
+            throw error
+        }
+        await store.close()
     }
 
     /// What a static run did, printed at the end.

@@ -1,5 +1,6 @@
 import AlertSinks
 import ArgumentParser
+import Basics
 import AuditPipeline
 import Elasticsearch
 import EventModel
@@ -94,5 +95,73 @@ import TestSupport
         #expect(written.count == 40)
         #expect(Set(written.compactMap { $0.source["message"]?.stringValue }).count == 40)
         #expect(summary.text.contains("read 40 documents"))
+    }
+}
+
+@Suite struct AuditStreamingCommandTests {
+    @Test func streamingKilledAndRestartedWritesEachAlertOnce() async throws {
+        let server = try ElasticsearchTestServer()
+        defer { server.stop() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try """
+            - rule:
+                id: A3
+                name: Secret read
+                severity: medium
+                events: [audit]
+                condition: 'ka.verb = get and ka.uri startswith /api/v1/namespaces/default/secrets/'
+                output: "secret %ka.uri read"
+            """.write(toFile: directory.file("audit.yaml"), atomically: true, encoding: .utf8)
+        func add(_ range: Range<Int>, around base: UInt64) {
+            for n in range {
+                let time = base + UInt64(n) * 5_000_000
+                let iso = String(time.iso8601.dropLast(4)) + "Z"
+                let day = iso.prefix(10).replacingOccurrences(of: "-", with: ".")
+                server.add(
+                    .object([
+                        "@timestamp": .string(iso), "verb": .string("get"), "auditID": .string("a\(n)"),
+                        "requestURI": .string("/api/v1/namespaces/default/secrets/s\(n)"),
+                    ]), index: "logstash-\(day)", id: "doc-\(n)")
+            }
+        }
+        let base = WallClock.now() - 120_000_000_000
+        add(0..<30, around: base)
+        let fast = ElasticsearchSink.Configuration(
+            indexPrefix: "alerts", maxAttempts: 6, initialBackoff: .milliseconds(2), maxBackoff: .milliseconds(10))
+        let run: @Sendable () async throws -> Void = {
+            try await AuditCommand.runStreaming(
+                endpoint: try .parse(server.hostPort), logIndexPrefix: "logstash", alertIndexPrefix: "alerts",
+                start: base - 1_000_000_000, lag: .seconds(5), timestampField: "@timestamp",
+                rulePaths: [directory.file("audit.yaml")], storePath: directory.file("patrol.db"),
+                logger: Logger(label: "test"), sinkConfiguration: fast, pollInterval: .milliseconds(20), pageSize: 4,
+                handleSignals: false)
+        }
+        func alertsWritten() -> [ElasticsearchTestServer.Document] {
+            server.allDocuments.filter { $0.index.hasPrefix("alerts-") }
+        }
+        func eventually(_ condition: () -> Bool) async throws {
+            for _ in 0..<2000 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
+        }
+
+        let first = Task { try await run() }
+        try await eventually { alertsWritten().count >= 8 }
+        first.cancel()
+        _ = await first.result
+        // Documents keep arriving while it is down; the server rejects some writes when it is back.
+        add(30..<50, around: base)
+        server.rejectBulkItems(3)
+        server.inject(.status(503), pathContains: "_search")
+        let second = Task { try await run() }
+        try await eventually { alertsWritten().count >= 50 }
+        // Let a few more polls pass to show nothing more is written.
+        let searches = server.count("search")
+        try await eventually { server.count("search") >= searches + 5 }
+        second.cancel()
+        _ = await second.result
+
+        let written = alertsWritten()
+        #expect(written.count == 50)
+        #expect(Set(written.compactMap { $0.source["message"]?.stringValue }).count == 50)
     }
 }
