@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Basics
 public import Elasticsearch
 import EventModel
 public import Logging
 import Metrics
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes alerts into Elasticsearch with `_bulk`, into `<prefix>-YYYY.MM.DD` dated by the event's UTC day.
 ///
@@ -176,6 +177,7 @@ public final class ElasticsearchSink: AlertSink {
         }
         // The outbox keeps the batch and delivers it again later; items already written answer 409 then.
         throw AlertSinksError(
-            .unavailable, "\(pending.count) alerts still unwritten after \(configuration.maxAttempts) attempts: \(lastProblem)")
+            .unavailable,
+            "\(pending.count) alerts still unwritten after \(configuration.maxAttempts) attempts: \(lastProblem)")
     }
 }

@@ -1,11 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 public import Basics
 public import Elasticsearch
 public import EventModel
 public import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Errors from audit sources.
 public struct AuditPipelineError: PatrolError {
@@ -159,7 +159,10 @@ public struct ElasticsearchAuditSource: Sendable {
             }
             logger.info(
                 "audit window read",
-                metadata: ["index": "\(window.index)", "documents": "\(summary.documents)", "malformed": "\(summary.malformed)"])
+                metadata: [
+                    "index": "\(window.index)", "documents": "\(summary.documents)",
+                    "malformed": "\(summary.malformed)",
+                ])
         }
         return summary
     }
@@ -195,7 +198,8 @@ public struct ElasticsearchAuditSource: Sendable {
         summary: inout Summary, progress: inout AuditCheckpoint?, _ sink: PageSink
     ) async throws(AuditPipelineError) {
         var pit = try await retrying("open PIT \(index)") { () async throws(ElasticsearchError) in
-            try await client.openPointInTime(indices: index, keepAlive: configuration.keepAlive, distribution: distribution)
+            try await client.openPointInTime(
+                indices: index, keepAlive: configuration.keepAlive, distribution: distribution)
         }
         var after: [JSONValue]?
         var failure: AuditPipelineError?

@@ -89,7 +89,9 @@ public struct ElasticsearchAuditStream: Service {
         let info = try await reader.retrying("GET /") { () async throws(ElasticsearchError) in try await client.info() }
         var checkpoint = try await savedCheckpoint()
         if let checkpoint {
-            logger.info("resuming audit stream", metadata: ["checkpoint_ms": "\(checkpoint.millis)", "ids": "\(checkpoint.ids.count)"])
+            logger.info(
+                "resuming audit stream",
+                metadata: ["checkpoint_ms": "\(checkpoint.millis)", "ids": "\(checkpoint.ids.count)"])
         }
         let (lagSeconds, lagAttoseconds) = configuration.lag.components
         let lagNanos = UInt64(lagSeconds) * 1_000_000_000 + UInt64(lagAttoseconds / 1_000_000_000)
@@ -114,13 +116,16 @@ public struct ElasticsearchAuditStream: Service {
                         indices, query: query, distribution: info.distribution, summary: &summary,
                         progress: &checkpoint, pages)
                 } else {
-                    try await reader.readWithScroll(indices, query: query, summary: &summary, progress: &checkpoint, pages)
+                    try await reader.readWithScroll(
+                        indices, query: query, summary: &summary, progress: &checkpoint, pages)
                 }
                 if summary.documents > 0 {
                     logger.info(
                         "audit stream progress",
-                        metadata: ["documents": "\(summary.documents)", "malformed": "\(summary.malformed)",
-                                   "checkpoint_ms": "\(checkpoint?.millis ?? 0)"])
+                        metadata: [
+                            "documents": "\(summary.documents)", "malformed": "\(summary.malformed)",
+                            "checkpoint_ms": "\(checkpoint?.millis ?? 0)",
+                        ])
                 }
             }
             try await Task.sleep(for: configuration.pollInterval)

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import AlertSinks
 import ArgumentParser
 import AuditPipeline
@@ -13,6 +10,10 @@ import OutboundHTTP
 import RuleEngine
 import ServiceLifecycle
 import Store
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `patrol-collector audit`: K8sCop's command line, kept working. Reads Kubernetes audit documents for a
 /// time range out of Elasticsearch, evaluates the audit rules and writes alerts into dated alert indices.
@@ -28,36 +29,52 @@ public struct AuditCommand: AsyncParsableCommand {
               patrol-collector audit -E 10.0.0.5:9200 -I logstash -i alerts -s 2019-2-1-0-0-0 -e 2019-2-3-0-0-0 -A static
             """)
 
-    @Option(name: [.customShort("E"), .customLong("elastic")], help: ArgumentHelp("Elasticsearch: host:port or http(s)://host:port.", valueName: "address"))
+    @Option(
+        name: [.customShort("E"), .customLong("elastic")],
+        help: ArgumentHelp("Elasticsearch: host:port or http(s)://host:port.", valueName: "address"))
     var elastic: String
 
-    @Option(name: [.customShort("I"), .customLong("pages")], help: ArgumentHelp("Log index prefix: <prefix>-YYYY.MM.DD.", valueName: "prefix"))
+    @Option(
+        name: [.customShort("I"), .customLong("pages")],
+        help: ArgumentHelp("Log index prefix: <prefix>-YYYY.MM.DD.", valueName: "prefix"))
     var pages: String
 
-    @Option(name: [.customShort("i"), .customLong("alerts")], help: ArgumentHelp("Alert index prefix.", valueName: "prefix"))
+    @Option(
+        name: [.customShort("i"), .customLong("alerts")], help: ArgumentHelp("Alert index prefix.", valueName: "prefix")
+    )
     var alerts = "alerts"
 
-    @Option(name: [.customShort("s"), .customLong("start")], help: ArgumentHelp("Start time (included).", valueName: "time"))
+    @Option(
+        name: [.customShort("s"), .customLong("start")], help: ArgumentHelp("Start time (included).", valueName: "time")
+    )
     var start: String
 
-    @Option(name: [.customShort("e"), .customLong("end")], help: ArgumentHelp("End time (excluded). Default: now.", valueName: "time"))
+    @Option(
+        name: [.customShort("e"), .customLong("end")],
+        help: ArgumentHelp("End time (excluded). Default: now.", valueName: "time"))
     var end: String?
 
-    @Option(name: [.customShort("A"), .customLong("analysis")], help: ArgumentHelp("static or streaming.", valueName: "mode"))
+    @Option(
+        name: [.customShort("A"), .customLong("analysis")],
+        help: ArgumentHelp("static or streaming.", valueName: "mode"))
     var analysis = "static"
 
     @Option(
         name: [.customShort("d"), .customLong("fetch-delay")],
-        help: ArgumentHelp("Streaming: stay this many seconds behind now (refresh latency margin).", valueName: "seconds"))
+        help: ArgumentHelp(
+            "Streaming: stay this many seconds behind now (refresh latency margin).", valueName: "seconds"))
     var fetchDelay = 10
 
     @Option(name: .long, help: ArgumentHelp("Timestamp field of the audit documents.", valueName: "field"))
     var timestampField = "@timestamp"
 
-    @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("Rule file or directory (repeatable). Default ./rules.", valueName: "path"))
+    @Option(
+        name: .long, parsing: .singleValue,
+        help: ArgumentHelp("Rule file or directory (repeatable). Default ./rules.", valueName: "path"))
     var rules: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("SQLite store for the alert outbox. Default ./patrol.db.", valueName: "path"))
+    @Option(
+        name: .long, help: ArgumentHelp("SQLite store for the alert outbox. Default ./patrol.db.", valueName: "path"))
     var store = "patrol.db"
 
     @Option(name: .long, help: ArgumentHelp("Basic auth user (password from $PATROL_ES_PASSWORD).", valueName: "name"))
@@ -198,7 +215,9 @@ public struct AuditCommand: AsyncParsableCommand {
             for (category, count) in alertsByCategory.sorted(by: { $0.key < $1.key }) {
                 lines.append("  category \(category): \(count)")
             }
-            for (rule, count) in alertsByRule.sorted(by: { $0.key < $1.key }) { lines.append("  rule \(rule): \(count)") }
+            for (rule, count) in alertsByRule.sorted(by: { $0.key < $1.key }) {
+                lines.append("  rule \(rule): \(count)")
+            }
             return lines.joined(separator: "\n")
         }
     }

@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import AuditPipeline
 import Basics
 import EventModel
 import Foundation
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Hands audit records to the ingest loop as batches of a pseudo-sensor, so they take exactly the path
 /// sensor events take: the batch ledger, rule evaluation, one store commit with the alerts, then the

@@ -66,7 +66,8 @@ extension ElasticsearchClient {
         guard let items = reply["items"]?.arrayValue, items.count == operations.count else {
             throw ElasticsearchError(
                 .invalidResponse,
-                "POST /_bulk: reply has \(reply["items"]?.arrayValue?.count ?? 0) items for \(operations.count) operations")
+                "POST /_bulk: reply has \(reply["items"]?.arrayValue?.count ?? 0) items for \(operations.count) operations"
+            )
         }
         return zip(items, operations).map { item, operation in
             let result = item.objectValue?.values.first ?? .object([:])

@@ -132,7 +132,7 @@ public final class ElasticsearchClient: Sendable {
         do {
             _ = try await perform(.head, "/\(Self.segment(index))")
             return true
-        } catch where error.status == 404 {
+        } catch  where error.status == 404 {
             return false
         }
     }

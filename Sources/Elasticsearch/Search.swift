@@ -49,7 +49,8 @@ extension ElasticsearchClient {
         case .opensearch:
             let reply = try await perform(.post, "/\(Self.segment(indices))/_search/point_in_time", query: query)
             guard let id = reply["pit_id"]?.stringValue else {
-                throw ElasticsearchError(.invalidResponse, "POST /\(indices)/_search/point_in_time: reply has no pit_id")
+                throw ElasticsearchError(
+                    .invalidResponse, "POST /\(indices)/_search/point_in_time: reply has no pit_id")
             }
             return id
         }
@@ -65,7 +66,7 @@ extension ElasticsearchClient {
                 _ = try await performJSON(
                     .delete, "/_search/point_in_time", json: .object(["pit_id": .array([.string(id)])]))
             }
-        } catch where error.status == 404 {
+        } catch  where error.status == 404 {
             return
         }
     }
@@ -73,14 +74,15 @@ extension ElasticsearchClient {
     /// The next page of a scroll.
     public func scroll(id: String, keepAlive: String) async throws(ElasticsearchError) -> SearchPage {
         let body: JSONValue = .object(["scroll": .string(keepAlive), "scroll_id": .string(id)])
-        return try Self.page(try await performJSON(.post, "/_search/scroll", json: body), request: "POST /_search/scroll")
+        return try Self.page(
+            try await performJSON(.post, "/_search/scroll", json: body), request: "POST /_search/scroll")
     }
 
     /// Frees a scroll context. One already gone (404) counts as cleared.
     public func clearScroll(id: String) async throws(ElasticsearchError) {
         do {
             _ = try await performJSON(.delete, "/_search/scroll", json: .object(["scroll_id": .array([.string(id)])]))
-        } catch where error.status == 404 {
+        } catch  where error.status == 404 {
             return
         }
     }

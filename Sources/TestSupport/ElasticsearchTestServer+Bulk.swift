@@ -5,9 +5,12 @@ extension ElasticsearchTestServer {
     /// `POST /_bulk` and `POST /<index>/_bulk`: NDJSON action lines, each (but `delete`) followed by a source line.
     func bulk(_ request: HTTPTestServer.Request, defaultIndex: String?) -> HTTPTestServer.Response {
         let text = request.bodyText
-        guard !text.isEmpty else { return badRequest("request body is required", type: "action_request_validation_exception") }
+        guard !text.isEmpty else {
+            return badRequest("request body is required", type: "action_request_validation_exception")
+        }
         guard text.hasSuffix("\n") else {
-            return badRequest("The bulk request must be terminated by a newline [\\n]", type: "illegal_argument_exception")
+            return badRequest(
+                "The bulk request must be terminated by a newline [\\n]", type: "illegal_argument_exception")
         }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)[...]
         let immediate = ["true", "wait_for", ""].contains(request.queryItem("refresh") ?? "-")
@@ -17,7 +20,8 @@ extension ElasticsearchTestServer {
             guard let action = TestJSON.parse(Array(actionLine.utf8))?.objectValue, action.count == 1,
                 let (verb, metaValue) = action.first, let meta = metaValue.objectValue
             else {
-                return badRequest("Malformed action/metadata line [\(items.count + 1)]", type: "illegal_argument_exception")
+                return badRequest(
+                    "Malformed action/metadata line [\(items.count + 1)]", type: "illegal_argument_exception")
             }
             guard ["index", "create", "delete", "update"].contains(verb) else {
                 return badRequest("Unknown key for a START_OBJECT in [\(verb)].", type: "illegal_argument_exception")
@@ -26,7 +30,8 @@ extension ElasticsearchTestServer {
             var sourceText = ""
             if verb != "delete" {
                 guard let line = lines.popFirst() else {
-                    return badRequest("Validation Failed: 1: no requests added;", type: "action_request_validation_exception")
+                    return badRequest(
+                        "Validation Failed: 1: no requests added;", type: "action_request_validation_exception")
                 }
                 sourceText = line
                 source = TestJSON.parse(Array(line.utf8))
@@ -93,7 +98,9 @@ extension ElasticsearchTestServer {
                 409, "version_conflict_engine_exception",
                 "[\(documentID)]: version conflict, document already exists (current version [1])", id: documentID)
         }
-        store(&state, index: index, id: documentID, source: source, visibleAfter: immediate ? .zero : state.refreshInterval)
+        store(
+            &state, index: index, id: documentID, source: source,
+            visibleAfter: immediate ? .zero : state.refreshInterval)
         state.counters[existing == nil ? "bulk.created" : "bulk.updated", default: 0] += 1
         let status = existing == nil ? 201 : 200
         return (

@@ -60,7 +60,9 @@ extension ElasticsearchTestServer {
         if scroll == nil, from + size > 10_000 {
             return errorReply(
                 400, type: "illegal_argument_exception",
-                reason: "Result window is too large, from + size must be less than or equal to: [10000] but was [\(from + size)].")
+                reason:
+                    "Result window is too large, from + size must be less than or equal to: [10000] but was [\(from + size)]."
+            )
         }
         var sortFields: [SortField]
         do { sortFields = try Self.parseSort(body["sort"]) } catch { return badRequest(error.reason) }
@@ -68,7 +70,9 @@ extension ElasticsearchTestServer {
         if pit != nil, indexExpression != nil {
             return errorReply(
                 400, type: "action_request_validation_exception",
-                reason: "Validation Failed: 1: [indices] cannot be used with point in time. Do not specify any index with point in time.;")
+                reason:
+                    "Validation Failed: 1: [indices] cannot be used with point in time. Do not specify any index with point in time.;"
+            )
         }
         if pit != nil, scroll != nil {
             return errorReply(
@@ -186,7 +190,8 @@ extension ElasticsearchTestServer {
         guard request.method == "POST" else { return methodNotAllowed(request) }
         guard request.queryItem("keep_alive") != nil else {
             return errorReply(
-                400, type: "action_request_validation_exception", reason: "Validation Failed: 1: [keep_alive] is not set;")
+                400, type: "action_request_validation_exception",
+                reason: "Validation Failed: 1: [keep_alive] is not set;")
         }
         let ignoreUnavailable = Self.flag(request, "ignore_unavailable", default: false)
         let outcome = state.withLock { state -> Result<String, MissingIndex> in
@@ -217,7 +222,8 @@ extension ElasticsearchTestServer {
         guard let body = TestJSON.parse(request.body) else { return badRequest("request body is required") }
         let ids = body[key]?.arrayValue?.compactMap(\.stringValue) ?? body[key]?.stringValue.map { [$0] } ?? []
         guard !ids.isEmpty else {
-            return errorReply(400, type: "action_request_validation_exception", reason: "Validation Failed: 1: [\(key)] is missing;")
+            return errorReply(
+                400, type: "action_request_validation_exception", reason: "Validation Failed: 1: [\(key)] is missing;")
         }
         let freed = state.withLock { state -> [String: Bool] in
             var result: [String: Bool] = [:]
@@ -234,7 +240,11 @@ extension ElasticsearchTestServer {
         }
         if isOpenSearch {
             return reply(
-                .obj(("pits", .array(ids.map { .obj(("pit_id", .string($0)), ("successful", .bool(freed[$0] ?? false))) }))))
+                .obj(
+                    (
+                        "pits",
+                        .array(ids.map { .obj(("pit_id", .string($0)), ("successful", .bool(freed[$0] ?? false))) })
+                    )))
         }
         let count = freed.values.filter { $0 }.count
         return reply(.obj(("succeeded", .bool(count == ids.count)), ("num_freed", .int(count))), count == 0 ? 404 : 200)
@@ -245,7 +255,8 @@ extension ElasticsearchTestServer {
     func continueScroll(_ request: HTTPTestServer.Request) -> HTTPTestServer.Response {
         let body = TestJSON.parse(request.body)
         guard let id = body?["scroll_id"]?.stringValue ?? request.queryItem("scroll_id") else {
-            return errorReply(400, type: "action_request_validation_exception", reason: "Validation Failed: 1: scrollId is missing;")
+            return errorReply(
+                400, type: "action_request_validation_exception", reason: "Validation Failed: 1: scrollId is missing;")
         }
         let page = state.withLock { state -> [(Document, [SortKey])]? in
             guard var scroll = state.scrolls[id] else { return nil }
@@ -256,7 +267,8 @@ extension ElasticsearchTestServer {
             return page
         }
         guard let page else {
-            return errorReply(404, type: "search_context_missing_exception", reason: "No search context found for id [\(id)]")
+            return errorReply(
+                404, type: "search_context_missing_exception", reason: "No search context found for id [\(id)]")
         }
         return reply(
             .obj(
@@ -266,10 +278,12 @@ extension ElasticsearchTestServer {
 
     func clearScroll(_ request: HTTPTestServer.Request) -> HTTPTestServer.Response {
         let body = TestJSON.parse(request.body)
-        let ids = body?["scroll_id"]?.arrayValue?.compactMap(\.stringValue)
+        let ids =
+            body?["scroll_id"]?.arrayValue?.compactMap(\.stringValue)
             ?? body?["scroll_id"]?.stringValue.map { [$0] } ?? []
         let freed = state.withLock { state in ids.filter { state.scrolls.removeValue(forKey: $0) != nil }.count }
-        return reply(.obj(("succeeded", .bool(true)), ("num_freed", .int(freed))), freed == 0 && !ids.isEmpty ? 404 : 200)
+        return reply(
+            .obj(("succeeded", .bool(true)), ("num_freed", .int(freed))), freed == 0 && !ids.isEmpty ? 404 : 200)
     }
 
     // MARK: - query evaluation
@@ -283,7 +297,9 @@ extension ElasticsearchTestServer {
                 fields.append(SortField(field: name, ascending: true))
             } else if let members = item.objectValue, members.count == 1, let (name, spec) = members.first {
                 let order = spec.stringValue ?? spec["order"]?.stringValue ?? "asc"
-                guard order == "asc" || order == "desc" else { throw QueryError(reason: "Unknown sort order [\(order)]") }
+                guard order == "asc" || order == "desc" else {
+                    throw QueryError(reason: "Unknown sort order [\(order)]")
+                }
                 fields.append(SortField(field: name, ascending: order == "asc"))
             } else {
                 throw QueryError(reason: "malformed [sort]")
@@ -345,7 +361,9 @@ extension ElasticsearchTestServer {
             guard let value = source.field(field), let key = TestDates.key(value) else { return false }
             for (name, bound) in boundMembers {
                 guard ["gt", "gte", "lt", "lte"].contains(name) else { continue }
-                guard let limit = TestDates.key(bound) else { throw QueryError(reason: "[range] bound [\(name)] malformed") }
+                guard let limit = TestDates.key(bound) else {
+                    throw QueryError(reason: "[range] bound [\(name)] malformed")
+                }
                 switch (key, limit) {
                 case (.number, .number), (.text, .text): break
                 default: return false
@@ -359,14 +377,18 @@ extension ElasticsearchTestServer {
             }
             return true
         case "term", "match":
-            guard let (field, wanted) = spec.objectValue?.first else { throw QueryError(reason: "[\(kind)] query malformed") }
+            guard let (field, wanted) = spec.objectValue?.first else {
+                throw QueryError(reason: "[\(kind)] query malformed")
+            }
             let target = wanted["value"] ?? wanted["query"] ?? wanted
             return values(source.field(field)).contains { equal($0, target, caseInsensitive: kind == "match") }
         case "terms":
             guard let (field, wanted) = spec.objectValue?.first, let options = wanted.arrayValue else {
                 throw QueryError(reason: "[terms] query malformed")
             }
-            return values(source.field(field)).contains { value in options.contains { equal(value, $0, caseInsensitive: false) } }
+            return values(source.field(field)).contains { value in
+                options.contains { equal(value, $0, caseInsensitive: false) }
+            }
         case "exists":
             guard let field = spec["field"]?.stringValue else { throw QueryError(reason: "[exists] requires [field]") }
             return source.field(field).map { $0 != .null } ?? false

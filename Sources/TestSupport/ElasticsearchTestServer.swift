@@ -288,7 +288,9 @@ public final class ElasticsearchTestServer: Sendable {
     func indexNotFound(_ name: String) -> HTTPTestServer.Response {
         errorReply(
             404, type: "index_not_found_exception", reason: "no such index [\(name)]",
-            extra: [("index", .string(name)), ("resource.type", .string("index_or_alias")), ("resource.id", .string(name))])
+            extra: [
+                ("index", .string(name)), ("resource.type", .string("index_or_alias")), ("resource.id", .string(name)),
+            ])
     }
 
     func badRequest(_ reason: String, type: String = "parsing_exception") -> HTTPTestServer.Response {
@@ -327,7 +329,10 @@ public final class ElasticsearchTestServer: Sendable {
             ("cluster_uuid", .string("test-cluster-uuid")), ("version", version),
         ]
         body.append(
-            ("tagline", .string(isOpenSearch ? "The OpenSearch Project: https://opensearch.org/" : "You Know, for Search")))
+            (
+                "tagline",
+                .string(isOpenSearch ? "The OpenSearch Project: https://opensearch.org/" : "You Know, for Search")
+            ))
         return reply(.object(Dictionary(body, uniquingKeysWith: { a, _ in a })))
     }
 
@@ -352,7 +357,8 @@ public final class ElasticsearchTestServer: Sendable {
     static func matchingTemplate(_ state: State, index: String) -> String? {
         var best: (name: String, priority: Int)?
         for (name, body) in state.templates {
-            let patterns = body["index_patterns"]?.arrayValue?.compactMap(\.stringValue)
+            let patterns =
+                body["index_patterns"]?.arrayValue?.compactMap(\.stringValue)
                 ?? body["index_patterns"]?.stringValue.map { [$0] } ?? []
             guard patterns.contains(where: { wildcard($0, matches: index) }) else { continue }
             let priority = body["priority"]?.intValue ?? 0
@@ -401,7 +407,8 @@ public final class ElasticsearchTestServer: Sendable {
             return reply(.obj(("acknowledged", .bool(true))))
         case "GET", "HEAD":
             guard let body = state.withLock({ $0.templates[name] }) else {
-                return errorReply(404, type: "resource_not_found_exception", reason: "index template matching [\(name)] not found")
+                return errorReply(
+                    404, type: "resource_not_found_exception", reason: "index template matching [\(name)] not found")
             }
             return reply(
                 .obj(("index_templates", .array([.obj(("name", .string(name)), ("index_template", body))]))))

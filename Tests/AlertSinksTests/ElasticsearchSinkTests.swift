@@ -4,8 +4,8 @@ import EventModel
 import Foundation
 import Logging
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 /// Collects log records so tests can check what an operator would read.
 final class RecordingLogHandler: LogHandler, @unchecked Sendable {

@@ -4,8 +4,8 @@ import EventModel
 import Foundation
 import Logging
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 final class RecordingLogHandler: LogHandler, @unchecked Sendable {
     // `records` is guarded by its Mutex; the LogHandler properties are set only before use.
@@ -58,7 +58,8 @@ final class Collected: Sendable {
     }
 
     func run(
-        _ server: ElasticsearchTestServer, start: UInt64 = march1, end: UInt64 = march1 + 3 * day + 12 * 3_600_000_000_000,
+        _ server: ElasticsearchTestServer, start: UInt64 = march1,
+        end: UInt64 = march1 + 3 * day + 12 * 3_600_000_000_000,
         pageSize: Int = 2, handler: RecordingLogHandler = RecordingLogHandler()
     ) async throws -> (ElasticsearchAuditSource.Summary, [String]) {
         let client = ElasticsearchClient(endpoint: try .parse(server.hostPort))
@@ -123,7 +124,8 @@ final class Collected: Sendable {
         defer { server.stop() }
         Self.seed(server)
         server.add(
-            .object(["@timestamp": .string("2024-03-01T01:00:00.000Z"), "origin": .string("audit"), "verb": .number(3)]),
+            .object(["@timestamp": .string("2024-03-01T01:00:00.000Z"), "origin": .string("audit"), "verb": .number(3)]
+            ),
             index: "logstash-2024.03.01", id: "bad-type")
         server.add(
             .object(["@timestamp": .string("2024-03-01T02:00:00.000Z"), "origin": .string("audit")]),
@@ -132,7 +134,9 @@ final class Collected: Sendable {
         let (summary, ids) = try await run(server, handler: handler)
         #expect(ids == Self.expected)
         #expect(summary.malformed == 2)
-        let logged = handler.records.withLock { $0.filter { $0.level == .warning }.compactMap { $0.metadata["_id"]?.description } }
+        let logged = handler.records.withLock {
+            $0.filter { $0.level == .warning }.compactMap { $0.metadata["_id"]?.description }
+        }
         #expect(Set(logged) == ["bad-type", "bad-missing"])
     }
 }

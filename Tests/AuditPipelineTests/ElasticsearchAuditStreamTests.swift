@@ -6,8 +6,8 @@ import Foundation
 import Logging
 import Store
 import Synchronization
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ElasticsearchAuditStreamTests {
     /// Nanoseconds → `2024-03-01T00:00:00.000Z`.

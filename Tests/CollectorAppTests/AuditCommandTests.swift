@@ -1,13 +1,13 @@
 import AlertSinks
 import ArgumentParser
-import Basics
 import AuditPipeline
+import Basics
 import Elasticsearch
 import EventModel
 import Foundation
 import Logging
-import Testing
 import TestSupport
+import Testing
 
 @testable import CollectorApp
 
@@ -21,7 +21,9 @@ import TestSupport
         #expect(command.pages == "logstash")
         #expect(command.fetchDelay == 5)
         #expect(try AuditCommand.parseTime(command.start) == 1_548_979_200 * 1_000_000_000)
-        #expect(throws: (any Error).self) { try AuditCommand.parse(["-E", "x", "-I", "l", "-s", "2019-2-1-0-0-0", "-A", "batch"]) }
+        #expect(throws: (any Error).self) {
+            try AuditCommand.parse(["-E", "x", "-I", "l", "-s", "2019-2-1-0-0-0", "-A", "batch"])
+        }
         // The collector's own flags still work without the subcommand.
         #expect(throws: Never.self) { _ = try CollectorCommand.parseAsRoot(["--no-stdout"]) }
         let parsed = try CollectorCommand.parseAsRoot(["audit", "-E", "h:1", "-I", "l", "-s", "2019-2-1-0-0-0"])
@@ -46,14 +48,14 @@ import TestSupport
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         try """
-            - rule:
-                id: A2
-                name: Pod exec
-                severity: high
-                events: [audit]
-                condition: 'ka.uri contains /exec?'
-                output: "exec into %ka.target.name"
-            """.write(toFile: directory.file("audit.yaml"), atomically: true, encoding: .utf8)
+        - rule:
+            id: A2
+            name: Pod exec
+            severity: high
+            events: [audit]
+            condition: 'ka.uri contains /exec?'
+            output: "exec into %ka.target.name"
+        """.write(toFile: directory.file("audit.yaml"), atomically: true, encoding: .utf8)
         // 40 exec events over two days, one every 72 minutes, the first exactly at the range start.
         let start: UInt64 = 1_709_251_200 * 1_000_000_000
         for n in 0..<40 {
@@ -105,14 +107,14 @@ import TestSupport
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         try """
-            - rule:
-                id: A3
-                name: Secret read
-                severity: medium
-                events: [audit]
-                condition: 'ka.verb = get and ka.uri startswith /api/v1/namespaces/default/secrets/'
-                output: "secret %ka.uri read"
-            """.write(toFile: directory.file("audit.yaml"), atomically: true, encoding: .utf8)
+        - rule:
+            id: A3
+            name: Secret read
+            severity: medium
+            events: [audit]
+            condition: 'ka.verb = get and ka.uri startswith /api/v1/namespaces/default/secrets/'
+            output: "secret %ka.uri read"
+        """.write(toFile: directory.file("audit.yaml"), atomically: true, encoding: .utf8)
         func add(_ range: Range<Int>, around base: UInt64) {
             for n in range {
                 let time = base + UInt64(n) * 5_000_000

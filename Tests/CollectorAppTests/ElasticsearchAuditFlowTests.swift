@@ -6,8 +6,8 @@ import Foundation
 import Logging
 import RuleEngine
 import Store
-import Testing
 import TestSupport
+import Testing
 
 @testable import CollectorApp
 
@@ -84,7 +84,9 @@ import TestSupport
 
     @Test func auditTimestampsParse() {
         #expect(AuditFeed.nanoseconds(.string("2024-03-01T00:00:00Z")) == 1_709_251_200 * 1_000_000_000)
-        #expect(AuditFeed.nanoseconds(.string("2024-03-01T01:00:00.5+01:00")) == 1_709_251_200 * 1_000_000_000 + 500_000_000)
+        #expect(
+            AuditFeed.nanoseconds(.string("2024-03-01T01:00:00.5+01:00")) == 1_709_251_200 * 1_000_000_000 + 500_000_000
+        )
         #expect(AuditFeed.nanoseconds(.string("2024-03-01T23:59:59.999999999Z")) == 1_709_337_599_999_999_999)
         #expect(AuditFeed.nanoseconds(.number(1_709_251_200_000)) == 1_709_251_200 * 1_000_000_000)
         #expect(AuditFeed.nanoseconds(.string("yesterday")) == 0)

@@ -2,8 +2,8 @@ import Elasticsearch
 import EventModel
 import Foundation
 import OutboundHTTP
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ElasticsearchEndpointTests {
     @Test func acceptsK8sCopHostPortAndURLs() throws {
@@ -97,12 +97,14 @@ import TestSupport
         defer { server.stop() }
         let client = ElasticsearchClient(endpoint: try .parse(server.hostPort))
         let operations = (0..<3).map {
-            BulkOperation(.create, index: "alerts-2024.03.01", id: "id\($0)", document: .object(["n": .number(Double($0))]))
+            BulkOperation(
+                .create, index: "alerts-2024.03.01", id: "id\($0)", document: .object(["n": .number(Double($0))]))
         }
         let first = try await client.bulk(operations)
         #expect(first.map(\.status) == [201, 201, 201])
         server.rejectBulkItems(1)
-        let second = try await client.bulk(operations + [BulkOperation(.create, index: "BAD", id: "x", document: .object([:]))])
+        let second = try await client.bulk(
+            operations + [BulkOperation(.create, index: "BAD", id: "x", document: .object([:]))])
         #expect(second.map(\.status) == [429, 409, 409, 400])
         #expect(second[0].isRetryable)
         #expect(!second[1].isRetryable)

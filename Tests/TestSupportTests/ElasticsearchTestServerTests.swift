@@ -1,8 +1,8 @@
 import EventModel
 import Foundation
 import OutboundHTTP
-import Testing
 import TestSupport
+import Testing
 
 /// The Elasticsearch test server answers as REFERENCE §9 describes a real cluster: these tests pin
 /// the behaviour other tests rely on, over real HTTP on loopback.
@@ -73,7 +73,10 @@ import TestSupport
         // Not a JSON object, and an invalid index name: 400 items.
         let bad = "{\"create\":{\"_index\":\"x\",\"_id\":\"d\"}}\nnot json\n{\"index\":{\"_index\":\"Upper\"}}\n{}\n"
         let third = try await call(server, .post, "/_bulk", bad)
-        #expect(third.json?["items"]?.arrayValue?.compactMap { $0.objectValue?.values.first?["status"]?.intValue } == [400, 400])
+        #expect(
+            third.json?["items"]?.arrayValue?.compactMap { $0.objectValue?.values.first?["status"]?.intValue } == [
+                400, 400,
+            ])
 
         // The NDJSON must end with a newline.
         let unterminated = try await call(server, .post, "/_bulk", "{\"index\":{\"_index\":\"x\"}}\n{}")
@@ -121,7 +124,9 @@ import TestSupport
         let strict = try await call(server, .post, "/logstash-2024.03.01,logstash-2024.03.02/_search", "{}")
         #expect(strict.status == 404)
         #expect(strict.json?["error"]?["type"]?.stringValue == "index_not_found_exception")
-        #expect(strict.json?["error"]?["root_cause"]?.arrayValue?.first?["type"]?.stringValue == "index_not_found_exception")
+        #expect(
+            strict.json?["error"]?["root_cause"]?.arrayValue?.first?["type"]?.stringValue == "index_not_found_exception"
+        )
         #expect(strict.json?["status"]?.intValue == 404)
         let lenient = try await call(
             server, .post, "/logstash-2024.03.01,logstash-2024.03.02/_search?ignore_unavailable=true", "{}")
@@ -157,7 +162,8 @@ import TestSupport
         let after = try #require(hits.last?["sort"]).jsonText
         let second = try await call(
             server, .post, "/_search",
-            "{\"size\":5,\"pit\":{\"id\":\"\(renewed)\"},\"sort\":[{\"@timestamp\":\"asc\"}],\"search_after\":\(after)}")
+            "{\"size\":5,\"pit\":{\"id\":\"\(renewed)\"},\"sort\":[{\"@timestamp\":\"asc\"}],\"search_after\":\(after)}"
+        )
         // The document written after the PIT was opened is not in it.
         #expect(second.json?["hits"]?["hits"]?.arrayValue?.compactMap { $0["_id"]?.stringValue } == ["d2"])
         #expect(server.count("pit.stale") == 0)
@@ -201,7 +207,8 @@ import TestSupport
         var ids = first.json?["hits"]?["hits"]?.arrayValue?.compactMap { $0["_id"]?.stringValue } ?? []
         let scrollID = try #require(first.json?["_scroll_id"]?.stringValue)
         while true {
-            let next = try await call(server, .post, "/_search/scroll", "{\"scroll\":\"1m\",\"scroll_id\":\"\(scrollID)\"}")
+            let next = try await call(
+                server, .post, "/_search/scroll", "{\"scroll\":\"1m\",\"scroll_id\":\"\(scrollID)\"}")
             let page = next.json?["hits"]?["hits"]?.arrayValue?.compactMap { $0["_id"]?.stringValue } ?? []
             if page.isEmpty { break }
             ids += page
@@ -223,7 +230,8 @@ import TestSupport
         let after = try await call(server, .post, "/logs/_search", "{}")
         #expect(after.json?["hits"]?["hits"]?.arrayValue?.count == 1)
         // ?refresh=wait_for makes the write visible before the reply.
-        _ = try await call(server, .post, "/_bulk?refresh=wait_for", "{\"index\":{\"_index\":\"logs\",\"_id\":\"y\"}}\n{\"a\":2}\n")
+        _ = try await call(
+            server, .post, "/_bulk?refresh=wait_for", "{\"index\":{\"_index\":\"logs\",\"_id\":\"y\"}}\n{\"a\":2}\n")
         let waited = try await call(server, .post, "/logs/_search", "{}")
         #expect(waited.json?["hits"]?["hits"]?.arrayValue?.count == 2)
     }
@@ -236,7 +244,8 @@ import TestSupport
         let put = try await call(
             server, .put, "/_index_template/patrol-alerts", "{\"index_patterns\":[\"alerts-*\"],\"template\":{}}")
         #expect(put.json?["acknowledged"] == .bool(true))
-        _ = try await call(server, .post, "/_bulk", "{\"create\":{\"_index\":\"alerts-2024.03.01\",\"_id\":\"1\"}}\n{}\n")
+        _ = try await call(
+            server, .post, "/_bulk", "{\"create\":{\"_index\":\"alerts-2024.03.01\",\"_id\":\"1\"}}\n{}\n")
         #expect(server.template(ofIndex: "alerts-2024.03.01") == "patrol-alerts")
         let fetched = try await call(server, .get, "/_index_template/patrol-alerts")
         #expect(fetched.json?["index_templates"]?.arrayValue?.count == 1)
