@@ -68,7 +68,14 @@ public struct ElasticsearchAuditStream: Service {
     }
 
     public func run() async throws {
-        try await cancelWhenGracefulShutdown { try await follow() }
+        do {
+            try await cancelWhenGracefulShutdown { try await follow() }
+        } catch let error as AuditPipelineError where error.code == .cancelled {
+            // A graceful shutdown (or cancellation) ends the stream; the checkpoint is already saved.
+            return
+        } catch is CancellationError {
+            return
+        }
     }
 
     /// The saved checkpoint, if any.

@@ -77,6 +77,24 @@ import Testing
         #expect(throws: (any Error).self) { try orphan.resolvedConfiguration() }
     }
 
+    @Test func auditElasticsearchSection() throws {
+        let yaml = """
+            audit:
+              elasticsearch: {url: "es:9200", indexPrefix: logstash, start: "2024-03-01T00:00:00Z", lagSeconds: 30}
+            """
+        let config = try CollectorConfiguration.parse(yaml: yaml, source: "collector.yaml")
+        #expect(config.audit?.elasticsearch.indexPrefix == "logstash")
+        #expect(config.audit?.lagSeconds == 30)
+        #expect(config.audit?.start == "2024-03-01T00:00:00Z")
+        #expect(throws: (any Error).self) {
+            _ = try CollectorConfiguration.parse(yaml: "audit:\n  elasticsearch: {url: x}", source: "c.yaml")
+        }
+        #expect(throws: (any Error).self) {
+            _ = try CollectorConfiguration.parse(
+                yaml: "audit:\n  elasticsearch: {url: x, indexPrefix: l, lag: 3}", source: "c.yaml")
+        }
+    }
+
     @Test func tlsFlagsMustComeTogether() throws {
         let command = try CollectorCommand.parse(["--tls-cert", "c.pem"])
         #expect(throws: (any Error).self) { try command.resolvedConfiguration() }
