@@ -37,6 +37,9 @@ public final class ElasticsearchTestServer: Sendable {
         case drop
         /// Answer normally after this delay.
         case slow(Duration)
+        /// Do the work (store documents, advance a scroll), then close the connection without answering:
+        /// the reply is lost, as when a proxy or the network fails after the server acted.
+        case lostReply
     }
 
     /// A stored document.
@@ -188,6 +191,9 @@ public final class ElasticsearchTestServer: Sendable {
             if plain { return reply(.obj(("error", .string("\(type): injected")), ("status", .int(status))), status) }
             return errorReply(status, type: type, reason: "injected fault")
         case .slow(let duration): delay = duration
+        case .lostReply:
+            _ = route(request)
+            return .drop
         case nil: break
         }
         if let required, request.header("Authorization") != required {

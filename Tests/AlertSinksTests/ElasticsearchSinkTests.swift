@@ -93,6 +93,20 @@ final class RecordingLogHandler: LogHandler, @unchecked Sendable {
         #expect(handler.records.withLock { $0.contains { $0.message.contains("retrying") } })
     }
 
+    @Test func aLostBulkReplyWritesNothingTwice() async throws {
+        let server = try ElasticsearchTestServer()
+        defer { server.stop() }
+        let (sink, _) = try makeSink(server)
+        try await sink.installTemplate()
+        // The server stores the batch but the reply never arrives (twice: curl re-sends once by itself).
+        server.inject(.lostReply, count: 2, pathContains: "_bulk")
+        try await sink.deliver(Self.alerts)
+        #expect(server.allDocuments.count == 3)
+        #expect(server.count("bulk.created") == 3)
+        #expect(server.count("bulk.conflict") == 6)
+        #expect(sink.rejectedItems == 0)
+    }
+
     @Test func finalFailuresAreCountedAndLoggedWithTheirId() async throws {
         let server = try ElasticsearchTestServer()
         defer { server.stop() }
