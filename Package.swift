@@ -78,10 +78,23 @@ let package = Package(
                 "Basics", "EventModel", "PatternMatching", .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings),
+        // Elasticsearch/OpenSearch REST client over OutboundHTTP (bulk, search, PIT, scroll, templates).
+        .target(
+            name: "Elasticsearch",
+            dependencies: ["Basics", "EventModel", "OutboundHTTP", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        // Audit sources: Kubernetes audit events out of Elasticsearch dated indices.
+        .target(
+            name: "AuditPipeline",
+            dependencies: [
+                "Basics", "EventModel", "Elasticsearch", "Store", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings),
         .target(
             name: "AlertSinks",
             dependencies: [
-                "Basics", "EventModel", "Store", .product(name: "Logging", package: "swift-log"),
+                "Basics", "EventModel", "Store", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -113,7 +126,7 @@ let package = Package(
             name: "CollectorApp",
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "AlertSinks", "Store", "SensorApp",
-                "Telemetry",
+                "Telemetry", "Elasticsearch", "OutboundHTTP", "AuditPipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -158,7 +171,14 @@ let package = Package(
         .testTarget(name: "PatternMatchingTests", dependencies: ["PatternMatching"], swiftSettings: swiftSettings),
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel", "Store"],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "TestSupportTests", dependencies: ["TestSupport", "EventModel", "OutboundHTTP"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ElasticsearchTests", dependencies: ["Elasticsearch", "TestSupport", "OutboundHTTP"],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "TestSupport", "Elasticsearch"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelEventsTests", dependencies: ["KernelEvents", "CSensorABI"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SensorAppTests", dependencies: ["SensorApp", "KernelEvents", "BPF", "RuleEngine", "TestSupport", "EventModel"],
@@ -171,7 +191,9 @@ let package = Package(
         .testTarget(
             name: "TelemetryTests", dependencies: ["Telemetry", "OutboundHTTP", .product(name: "Metrics", package: "swift-metrics")],
             swiftSettings: swiftSettings),
-        .testTarget(name: "CollectorAppTests", dependencies: ["CollectorApp", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CollectorAppTests",
+            dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests", dependencies: [
                 "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP",

@@ -1,9 +1,12 @@
 import AlertSinks
+import AuditPipeline
 import Basics
+import Elasticsearch
 import EventModel
 import Foundation
 import Logging
 import Metrics
+import OutboundHTTP
 import RuleEngine
 import SensorApp
 import ServiceLifecycle
@@ -41,6 +44,8 @@ public struct Collector: Sendable {
         }
         let ingest = IngestService(store: store, ruleSet: ruleSet, signal: signal, logger: logger)
         services.append(ingest)
+        // After ingest in the list, so graceful shutdown (in reverse order) stops reading before ingest ends.
+        if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }
 
         let handler = SensorRPCHandler(ingest: ingest, store: store, logger: logger)
         let server = try RPCServer(
@@ -91,11 +96,40 @@ public struct Collector: Sendable {
             sinks.append(
                 CSVSink(path: path, maxBytes: configuration.sinks.csvMaxBytes, keepFiles: configuration.sinks.csvKeepFiles))
         }
+        if let settings = configuration.sinks.elasticsearch {
+            let client = ElasticsearchClient(endpoint: try Self.endpoint(settings), logger: logger)
+            sinks.append(
+                ElasticsearchSink(
+                    client: client, configuration: .init(indexPrefix: settings.indexPrefix), logger: logger))
+        }
         return sinks
     }
 }
 
 extension Collector {
+    static func endpoint(_ settings: CollectorConfiguration.ElasticsearchSettings) throws -> ElasticsearchEndpoint {
+        var auth = HTTPAuth.none
+        if let username = settings.username { auth = .basic(username: username, password: settings.password ?? "") }
+        if let key = settings.apiKey { auth = .apiKey(key) }
+        if let token = settings.bearerToken { auth = .bearer(token: token) }
+        return try ElasticsearchEndpoint.parse(settings.url, auth: auth, tls: TLSOptions(caFile: settings.caFile))
+    }
+
+    /// The `audit.elasticsearch` stream: audit documents enter the ingest loop like a sensor's batches.
+    func auditStream(ingest: IngestService, store: Store) throws -> ElasticsearchAuditStream? {
+        guard let audit = configuration.audit else { return nil }
+        let settings = audit.elasticsearch
+        let start = try audit.start.map(AuditCommand.parseTime) ?? WallClock.now()
+        let feed = AuditFeed(ingest: ingest, sourceName: settings.indexPrefix, timestampField: audit.timestampField)
+        return ElasticsearchAuditStream(
+            client: ElasticsearchClient(endpoint: try Self.endpoint(settings), logger: logger), store: store,
+            configuration: .init(
+                indexPrefix: settings.indexPrefix, timestampField: audit.timestampField, start: start,
+                lag: .seconds(max(1, audit.lagSeconds))),
+            logger: logger
+        ) { records in try await feed.submit(records) }
+    }
+
     /// Copies the RPC server's counters (kept by nng and the server) into metrics at each scrape.
     static func exportServerStats(_ server: RPCServer, into telemetry: Telemetry) {
         let refused = CounterMirror(label: "patrol_rpc_tls_handshakes_refused_total")

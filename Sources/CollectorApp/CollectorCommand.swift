@@ -16,7 +16,8 @@ public struct CollectorCommand: AsyncParsableCommand {
               patrol-collector --all-in-one                    # collector + in-process sensor, alerts on stdout
               patrol-collector --listen tcp://0.0.0.0:7600 --store /var/lib/patrol/patrol.db --csv /var/log/patrol/alerts.csv
             """,
-        version: PatrolVersion.current)
+        version: PatrolVersion.current,
+        subcommands: [AuditCommand.self])
 
     @Option(name: .long, help: ArgumentHelp("YAML configuration file.", valueName: "file"))
     var config: String?
@@ -35,6 +36,20 @@ public struct CollectorCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Append rule alerts to this CSV file (RFC 4180, rotated by size).", valueName: "path"))
     var csv: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Send alerts to Elasticsearch/OpenSearch at this http(s)://host:port (or host:port).", valueName: "url"))
+    var elasticsearch: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Alert index prefix for --elasticsearch: <prefix>-YYYY.MM.DD. Default alerts.", valueName: "prefix"))
+    var elasticsearchAlerts: String?
+
+    @Option(name: .long, help: ArgumentHelp("CA bundle (PEM) to verify an https Elasticsearch.", valueName: "file"))
+    var elasticsearchCA: String?
 
     @Option(name: .long, help: ArgumentHelp("TLS server certificate (PEM) for tls+tcp://.", valueName: "file"))
     var tlsCert: String?
@@ -71,6 +86,19 @@ public struct CollectorCommand: AsyncParsableCommand {
         if !rules.isEmpty { result.rulePaths = rules }
         if let stdout { result.sinks.stdout = stdout }
         if let csv { result.sinks.csvPath = csv }
+        if let elasticsearch {
+            var settings = result.sinks.elasticsearch ?? .init(url: elasticsearch)
+            settings.url = elasticsearch
+            result.sinks.elasticsearch = settings
+        }
+        if elasticsearchAlerts != nil || elasticsearchCA != nil {
+            guard var settings = result.sinks.elasticsearch else {
+                throw ValidationError("--elasticsearch-alerts and --elasticsearch-ca need --elasticsearch (or sinks.elasticsearch)")
+            }
+            if let elasticsearchAlerts { settings.indexPrefix = elasticsearchAlerts }
+            if let elasticsearchCA { settings.caFile = elasticsearchCA }
+            result.sinks.elasticsearch = settings
+        }
         if allInOne { result.allInOne = true }
         if let replay { result.replayPath = replay }
         if let metricsListen { result.metricsListen = metricsListen }

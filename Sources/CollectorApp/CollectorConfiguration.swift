@@ -34,7 +34,62 @@ public struct CollectorConfiguration: Sendable, Equatable {
         public var csvPath: String?
         public var csvMaxBytes: UInt64 = 100 * 1024 * 1024
         public var csvKeepFiles = 5
+        /// Alerts into Elasticsearch/OpenSearch dated indices; nil disables the sink.
+        public var elasticsearch: ElasticsearchSettings?
     }
+
+    /// An Elasticsearch connection and index prefix: `sinks.elasticsearch` (alerts go to
+    /// `<indexPrefix>-YYYY.MM.DD`) and `audit.elasticsearch` (audit logs are read from there).
+    public struct ElasticsearchSettings: Sendable, Equatable {
+        /// `http(s)://host:port` or a bare `host:port` (plain HTTP, as K8sCop's `-E`).
+        public var url: String
+        public var indexPrefix = "alerts"
+        public var username: String?
+        public var password: String?
+        /// Elasticsearch API key: base64 of `id:api_key`, sent as `Authorization: ApiKey ...`.
+        public var apiKey: String?
+        public var bearerToken: String?
+        /// CA bundle (PEM) to verify an `https` server with.
+        public var caFile: String?
+
+        public init(url: String) { self.url = url }
+
+        static let keys: Set<String> = ["url", "indexPrefix", "username", "password", "apiKey", "bearerToken", "caFile"]
+
+        static func parse(_ node: Node, path: String, reader: ConfigReader, extraKeys: Set<String>)
+            throws(BasicsError) -> (settings: ElasticsearchSettings, mapping: [String: Node])
+        {
+            let es = try reader.mapping(node, path: path, allowed: keys.union(extraKeys))
+            var settings = ElasticsearchSettings(
+                url: try reader.string(try reader.required(es, "url", in: path, at: node), path: "\(path).url"))
+            if let n = es["indexPrefix"] { settings.indexPrefix = try reader.string(n, path: "\(path).indexPrefix") }
+            if let n = es["username"] { settings.username = try reader.string(n, path: "\(path).username") }
+            if let n = es["password"] { settings.password = try reader.string(n, path: "\(path).password") }
+            if let n = es["apiKey"] { settings.apiKey = try reader.string(n, path: "\(path).apiKey") }
+            if let n = es["bearerToken"] { settings.bearerToken = try reader.string(n, path: "\(path).bearerToken") }
+            if let n = es["caFile"] { settings.caFile = try reader.string(n, path: "\(path).caFile") }
+            let schemes = [settings.username != nil, settings.apiKey != nil, settings.bearerToken != nil].filter { $0 }
+            if schemes.count > 1 {
+                throw BasicsError(
+                    .invalidConfiguration,
+                    "\(reader.source): \(path): give only one of username/password, apiKey, bearerToken")
+            }
+            return (settings, es)
+        }
+    }
+
+    /// `audit.elasticsearch`: follow Kubernetes audit documents in `<indexPrefix>-YYYY.MM.DD` (streaming).
+    public struct AuditSettings: Sendable, Equatable {
+        public var elasticsearch: ElasticsearchSettings
+        /// Where to begin when the store has no checkpoint yet (ISO 8601 or K8sCop's Y-M-D-h-m-s); nil: now.
+        public var start: String?
+        /// Stay this far behind now: the margin for refresh and shipping latency.
+        public var lagSeconds = 10
+        public var timestampField = "@timestamp"
+    }
+
+    /// Audit sources; nil: none.
+    public var audit: AuditSettings?
 
     public struct Ingest: Sendable, Equatable {
         /// Batches larger than this are refused before decoding.
@@ -68,7 +123,7 @@ extension CollectorConfiguration {
         }
         var config = CollectorConfiguration()
         let reader = ConfigReader(source: source)
-        let top = try reader.mapping(root, path: "", allowed: ["listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics"])
+        let top = try reader.mapping(root, path: "", allowed: ["listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit"])
         if let node = top["listen"] { config.listen = try reader.string(node, path: "listen") }
         if let node = top["store"] { config.storePath = try reader.string(node, path: "store") }
         if let node = top["rules"] { config.rulePaths = try reader.strings(node, path: "rules") }
@@ -86,13 +141,38 @@ extension CollectorConfiguration {
                 ca: try reader.string(try reader.required(tls, "ca", in: "tls", at: node), path: "tls.ca"))
         }
         if let node = top["sinks"] {
-            let sinks = try reader.mapping(node, path: "sinks", allowed: ["stdout", "csv"])
+            let sinks = try reader.mapping(node, path: "sinks", allowed: ["stdout", "csv", "elasticsearch"])
+            if let esNode = sinks["elasticsearch"] {
+                config.sinks.elasticsearch = try ElasticsearchSettings.parse(
+                    esNode, path: "sinks.elasticsearch", reader: reader, extraKeys: []
+                ).settings
+            }
             if let stdout = sinks["stdout"] { config.sinks.stdout = try reader.bool(stdout, path: "sinks.stdout") }
             if let csvNode = sinks["csv"] {
                 let csv = try reader.mapping(csvNode, path: "sinks.csv", allowed: ["path", "maxBytes", "keepFiles"])
                 config.sinks.csvPath = try reader.string(try reader.required(csv, "path", in: "sinks.csv", at: csvNode), path: "sinks.csv.path")
                 if let n = csv["maxBytes"] { config.sinks.csvMaxBytes = UInt64(try reader.int(n, path: "sinks.csv.maxBytes")) }
                 if let n = csv["keepFiles"] { config.sinks.csvKeepFiles = try reader.int(n, path: "sinks.csv.keepFiles") }
+            }
+        }
+        if let node = top["audit"] {
+            let audit = try reader.mapping(node, path: "audit", allowed: ["elasticsearch"])
+            if let esNode = audit["elasticsearch"] {
+                let (settings, es) = try ElasticsearchSettings.parse(
+                    esNode, path: "audit.elasticsearch", reader: reader,
+                    extraKeys: ["start", "lagSeconds", "timestampField"])
+                guard es["indexPrefix"] != nil else {
+                    throw BasicsError(
+                        .invalidConfiguration,
+                        "\(source): audit.elasticsearch: missing required key 'indexPrefix' (the log index prefix)")
+                }
+                var result = AuditSettings(elasticsearch: settings)
+                if let n = es["start"] { result.start = try reader.string(n, path: "audit.elasticsearch.start") }
+                if let n = es["lagSeconds"] { result.lagSeconds = try reader.int(n, path: "audit.elasticsearch.lagSeconds") }
+                if let n = es["timestampField"] {
+                    result.timestampField = try reader.string(n, path: "audit.elasticsearch.timestampField")
+                }
+                config.audit = result
             }
         }
         if let node = top["ingest"] {

@@ -52,6 +52,49 @@ import Testing
         #expect(config.rulePaths == ["r1", "r2"])
     }
 
+    @Test func elasticsearchSinkFromFileAndFlags() throws {
+        let yaml = """
+            sinks:
+              elasticsearch: {url: "https://es:9200", indexPrefix: k8s-alerts, apiKey: abc, caFile: /ca.pem}
+            """
+        let config = try CollectorConfiguration.parse(yaml: yaml, source: "collector.yaml")
+        #expect(config.sinks.elasticsearch?.url == "https://es:9200")
+        #expect(config.sinks.elasticsearch?.indexPrefix == "k8s-alerts")
+        #expect(config.sinks.elasticsearch?.apiKey == "abc")
+        #expect(config.sinks.elasticsearch?.caFile == "/ca.pem")
+        #expect(throws: (any Error).self) {
+            _ = try CollectorConfiguration.parse(
+                yaml: "sinks:\n  elasticsearch: {url: x, apiKey: a, bearerToken: b}", source: "c.yaml")
+        }
+        #expect(throws: (any Error).self) {
+            _ = try CollectorConfiguration.parse(yaml: "sinks:\n  elasticsearch: {indexPrefix: a}", source: "c.yaml")
+        }
+        let command = try CollectorCommand.parse(["--elasticsearch", "10.0.0.5:9200", "--elasticsearch-alerts", "alerts"])
+        let flags = try command.resolvedConfiguration()
+        #expect(flags.sinks.elasticsearch?.url == "10.0.0.5:9200")
+        #expect(flags.sinks.elasticsearch?.indexPrefix == "alerts")
+        let orphan = try CollectorCommand.parse(["--elasticsearch-alerts", "x"])
+        #expect(throws: (any Error).self) { try orphan.resolvedConfiguration() }
+    }
+
+    @Test func auditElasticsearchSection() throws {
+        let yaml = """
+            audit:
+              elasticsearch: {url: "es:9200", indexPrefix: logstash, start: "2024-03-01T00:00:00Z", lagSeconds: 30}
+            """
+        let config = try CollectorConfiguration.parse(yaml: yaml, source: "collector.yaml")
+        #expect(config.audit?.elasticsearch.indexPrefix == "logstash")
+        #expect(config.audit?.lagSeconds == 30)
+        #expect(config.audit?.start == "2024-03-01T00:00:00Z")
+        #expect(throws: (any Error).self) {
+            _ = try CollectorConfiguration.parse(yaml: "audit:\n  elasticsearch: {url: x}", source: "c.yaml")
+        }
+        #expect(throws: (any Error).self) {
+            _ = try CollectorConfiguration.parse(
+                yaml: "audit:\n  elasticsearch: {url: x, indexPrefix: l, lag: 3}", source: "c.yaml")
+        }
+    }
+
     @Test func tlsFlagsMustComeTogether() throws {
         let command = try CollectorCommand.parse(["--tls-cert", "c.pem"])
         #expect(throws: (any Error).self) { try command.resolvedConfiguration() }
