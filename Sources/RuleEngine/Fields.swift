@@ -233,7 +233,7 @@ struct JSONPath: Sendable {
 
 /// Decodes `%XX` and `+` in a query-string component.
 func percentDecode(_ text: Substring) -> String {
-    guard text.contains("%") || text.contains("+") else { return String(text) }
+    guard text.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) else { return String(text) }
     var bytes: [UInt8] = []
     var iterator = Array(text.utf8)[...]
     while let byte = iterator.popFirst() {
@@ -252,10 +252,11 @@ func percentDecode(_ text: Substring) -> String {
 }
 
 func queryParameters(of uri: String) -> [String: String] {
-    guard let question = uri.firstIndex(of: "?") else { return [:] }
+    guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return [:] }
     var result: [String: String] = [:]
-    for pair in uri[uri.index(after: question)...].split(separator: "&") {
-        if let equals = pair.firstIndex(of: "=") {
+    for bytes in uri.utf8[uri.utf8.index(after: question)...].split(separator: UInt8(ascii: "&")) {
+        let pair = Substring(bytes)
+        if let equals = pair.utf8.firstIndex(of: UInt8(ascii: "=")) {
             let key = percentDecode(pair[..<equals])
             if result[key] == nil { result[key] = percentDecode(pair[pair.index(after: equals)...]) }
         } else {
@@ -268,10 +269,11 @@ func queryParameters(of uri: String) -> [String: String] {
 
 /// Every decoded value of `key` in the URI's query string, in order (exec's `command=` repeats).
 func queryParameterValues(of uri: String, _ key: String) -> [String] {
-    guard let question = uri.firstIndex(of: "?") else { return [] }
+    guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return [] }
     var values: [String] = []
-    for pair in uri[uri.index(after: question)...].split(separator: "&") {
-        let equals = pair.firstIndex(of: "=") ?? pair.endIndex
+    for bytes in uri.utf8[uri.utf8.index(after: question)...].split(separator: UInt8(ascii: "&")) {
+        let pair = Substring(bytes)
+        let equals = pair.utf8.firstIndex(of: UInt8(ascii: "=")) ?? pair.endIndex
         guard percentDecode(pair[..<equals]) == key else { continue }
         values.append(equals == pair.endIndex ? "" : percentDecode(pair[pair.index(after: equals)...]))
     }
@@ -682,7 +684,7 @@ enum FieldRegistry {
         audit("ka.impuser.groups", ["impersonatedUser", "groups"], .strings, "Impersonated user groups (multi-valued)."),
         string("ka.uri.path", [.audit], "Request URI without the query string.") { e, _ in
             guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
-            guard let question = uri.firstIndex(of: "?") else { return uri }
+            guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
             return String(uri[..<question])
         },
         FieldSpec(
