@@ -17,7 +17,8 @@ func readLines(_ path: String) throws -> [String] {
         throw ValidationError("audit event file '\(path)' does not exist (pass --file PATH)")
     }
     let text = try String(contentsOfFile: path, encoding: .utf8)
-    return text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+    // Split the bytes, not Characters: grapheme breaking a 6 MB file costs seconds.
+    return text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).map { String(Substring($0)) }
 }
 
 /// `patrol-bench audit-validate`: runs the audit rules over a file of audit events and prints, per labelled
