@@ -163,7 +163,7 @@ let package = Package(
 
         // Tests mirror modules.
         .testTarget(name: "BasicsTests", dependencies: ["Basics"], swiftSettings: swiftSettings),
-        .testTarget(name: "EventModelTests", dependencies: ["EventModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "EventModelTests", dependencies: ["EventModel", "Basics"], swiftSettings: swiftSettings),
         .testTarget(name: "WireFormatTests", dependencies: ["WireFormat", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "TransportTests", dependencies: ["Transport", "TestSupport", "EventModel", "Basics"],

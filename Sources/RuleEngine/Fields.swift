@@ -234,7 +234,7 @@ struct JSONPath: Sendable {
 
 /// Decodes `%XX` and `+` in a query-string component.
 func percentDecode(_ text: Substring) -> String {
-    guard text.contains("%") || text.contains("+") else { return String(text) }
+    guard text.utf8.contains(where: { $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "+") }) else { return String(text) }
     var bytes: [UInt8] = []
     var iterator = Array(text.utf8)[...]
     while let byte = iterator.popFirst() {
@@ -253,10 +253,11 @@ func percentDecode(_ text: Substring) -> String {
 }
 
 func queryParameters(of uri: String) -> [String: String] {
-    guard let question = uri.firstIndex(of: "?") else { return [:] }
+    guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return [:] }
     var result: [String: String] = [:]
-    for pair in uri[uri.index(after: question)...].split(separator: "&") {
-        if let equals = pair.firstIndex(of: "=") {
+    for bytes in uri.utf8[uri.utf8.index(after: question)...].split(separator: UInt8(ascii: "&")) {
+        let pair = Substring(bytes)
+        if let equals = pair.utf8.firstIndex(of: UInt8(ascii: "=")) {
             let key = percentDecode(pair[..<equals])
             if result[key] == nil { result[key] = percentDecode(pair[pair.index(after: equals)...]) }
         } else {
@@ -265,6 +266,78 @@ func queryParameters(of uri: String) -> [String: String] {
         }
     }
     return result
+}
+
+/// Every decoded value of `key` in the URI's query string, in order (exec's `command=` repeats).
+func queryParameterValues(of uri: String, _ key: String) -> [String] {
+    guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return [] }
+    var values: [String] = []
+    for bytes in uri.utf8[uri.utf8.index(after: question)...].split(separator: UInt8(ascii: "&")) {
+        let pair = Substring(bytes)
+        let equals = pair.utf8.firstIndex(of: UInt8(ascii: "=")) ?? pair.endIndex
+        guard percentDecode(pair[..<equals]) == key else { continue }
+        values.append(equals == pair.endIndex ? "" : percentDecode(pair[pair.index(after: equals)...]))
+    }
+    return values
+}
+
+/// The pod specs a request creates: a Pod's own spec, a workload's pod template, a CronJob's job template.
+func podSpecs(_ document: JSONValue) -> [JSONValue] {
+    guard let spec = document["requestObject"]?["spec"] else { return [] }
+    var specs: [JSONValue] = []
+    if spec["containers"] != nil || spec["ephemeralContainers"] != nil || spec["initContainers"] != nil
+        || spec["volumes"] != nil || spec["hostNetwork"] != nil || spec["hostPID"] != nil || spec["hostIPC"] != nil
+    {
+        specs.append(spec)
+    }
+    if let template = spec["template"]?["spec"] { specs.append(template) }
+    if let template = spec["jobTemplate"]?["spec"]?["template"]?["spec"] { specs.append(template) }
+    return specs
+}
+
+func podContainers(_ document: JSONValue) -> [JSONValue] {
+    podSpecs(document).flatMap { spec in
+        ["containers", "initContainers", "ephemeralContainers"].flatMap { spec[$0]?.arrayValue ?? [] }
+    }
+}
+
+func podFlag(_ document: JSONValue, _ key: String) -> Bool? {
+    let specs = podSpecs(document)
+    if specs.isEmpty { return nil }
+    return specs.contains { $0[key] == .bool(true) }
+}
+
+/// The kubectl command that makes this request, as K8sCop reported it for its categories.
+func kubectlCommand(_ document: JSONValue) -> String? {
+    guard let verb = document["verb"]?.stringValue, let resource = document["objectRef"]?["resource"]?.stringValue
+    else { return nil }
+    let namespace = document["objectRef"]?["namespace"]?.stringValue
+    let name = document["objectRef"]?["name"]?.stringValue
+    let subresource = document["objectRef"]?["subresource"]?.stringValue
+    var scope = namespace.map { " -n \($0)" } ?? ""
+    if subresource == "exec" || subresource == "attach", let name {
+        let uri = document["requestURI"]?.stringValue ?? ""
+        let container = queryParameterValues(of: uri, "container").first.map { " -c \($0)" } ?? ""
+        if subresource == "attach" { return "kubectl attach\(scope) \(name)\(container)" }
+        let command = queryParameterValues(of: uri, "command").joined(separator: " ")
+        return "kubectl exec\(scope) \(name)\(container) -- \(command)"
+    }
+    if subresource == "portforward", let name { return "kubectl port-forward\(scope) \(name)" }
+    if subresource == "log", let name { return "kubectl logs\(scope) \(name)" }
+    switch verb {
+    case "list", "watch":
+        if namespace == nil, resource != "namespaces", resource != "nodes", !resource.hasPrefix("cluster") {
+            scope = " --all-namespaces"
+        }
+        return "kubectl get \(resource)\(scope)"
+    case "get": return name.map { "kubectl describe \(resource) \($0)\(scope)" } ?? "kubectl get \(resource)\(scope)"
+    case "create": return "kubectl create \(resource)\(name.map { " " + $0 } ?? "")\(scope)"
+    case "delete": return "kubectl delete \(resource)\(name.map { " " + $0 } ?? "")\(scope)"
+    case "deletecollection": return "kubectl delete \(resource) --all\(scope)"
+    case "update": return "kubectl replace \(resource)\(name.map { " " + $0 } ?? "")\(scope)"
+    case "patch": return "kubectl patch \(resource)\(name.map { " " + $0 } ?? "")\(scope)"
+    default: return nil
+    }
 }
 
 let capabilityNames: [String] = [
@@ -299,6 +372,13 @@ enum FieldRegistry {
     }
     static func ints(_ name: String, _ kinds: Set<EventKind>, _ doc: String, _ get: @escaping IntsGetter) -> FieldSpec {
         FieldSpec(name: name, type: .ints, kinds: kinds, argument: .none, doc: doc) { _ in .success(.ints(get)) }
+    }
+    /// A multi-valued audit field computed from the document.
+    static func auditStrings(_ name: String, _ doc: String, _ get: @escaping @Sendable (JSONValue) -> [String]) -> FieldSpec {
+        strings(name, [.audit], doc) { e, _ in e.pointee.auditDocument.map { ArraySlice(get($0)) } }
+    }
+    static func auditBool(_ name: String, _ doc: String, _ get: @escaping @Sendable (JSONValue) -> Bool?) -> FieldSpec {
+        bool(name, [.audit], doc) { e, _ in e.pointee.auditDocument.flatMap(get) }
     }
     /// An audit field read from a fixed path of the audit document.
     static func audit(_ name: String, _ path: [String], _ type: FieldType = .string, _ doc: String) -> FieldSpec {
@@ -623,6 +703,72 @@ enum FieldRegistry {
                     }
                     return s.uriParams?[key]
                 })
+        },
+        audit("ka.impuser.groups", ["impersonatedUser", "groups"], .strings, "Impersonated user groups (multi-valued)."),
+        string("ka.uri.path", [.audit], "Request URI without the query string.") { e, _ in
+            guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
+            guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
+            return String(uri[..<question])
+        },
+        FieldSpec(
+            name: "ka.uri.params", type: .strings, kinds: [.audit], argument: .required("query parameter name"),
+            doc: "`ka.uri.params[NAME]`: every decoded value of a repeated query parameter (multi-valued)."
+        ) { argument in
+            let key = argument ?? ""
+            return .success(
+                .strings { e, _ in
+                    guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
+                    return ArraySlice(queryParameterValues(of: uri, key))
+                })
+        },
+        string(
+            "ka.exec.command", [.audit],
+            "For exec/attach: the command from the repeated `command=` parameters, URL-decoded, joined by spaces."
+        ) { e, _ in
+            guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
+            let words = queryParameterValues(of: uri, "command")
+            return words.isEmpty ? nil : words.joined(separator: " ")
+        },
+        string("ka.exec.container", [.audit], "For exec/attach: the `container=` parameter.") { e, _ in
+            guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
+            return queryParameterValues(of: uri, "container").first
+        },
+        string("ka.kubectl", [.audit], "The equivalent kubectl command for the request (best effort).") { e, _ in
+            e.pointee.auditDocument.flatMap(kubectlCommand)
+        },
+        auditStrings("ka.req.pod.containers.image", "Images of every container, init and ephemeral container.") {
+            podContainers($0).compactMap { $0["image"]?.stringValue }
+        },
+        auditStrings(
+            "ka.req.pod.containers.privileged",
+            "`securityContext.privileged` of every container, init and ephemeral container (`true`/`false`)."
+        ) { podContainers($0).compactMap { jsonScalarText($0["securityContext"]?["privileged"]) } },
+        auditStrings("ka.req.pod.containers.add_capabilities", "Capabilities added by any container.") {
+            podContainers($0).flatMap { JSONPath(["securityContext", "capabilities", "add"]).all($0).compactMap(jsonScalarText) }
+        },
+        auditStrings("ka.req.pod.volumes.hostpath", "hostPath volume paths of the pod (or pod template).") {
+            podSpecs($0).flatMap { JSONPath(["volumes", "*", "hostPath", "path"]).all($0).compactMap(jsonScalarText) }
+        },
+        auditBool("ka.req.pod.host_network", "The pod (or template) uses the host network.") {
+            podFlag($0, "hostNetwork")
+        },
+        auditBool("ka.req.pod.host_pid", "The pod (or template) uses the host PID namespace.") { podFlag($0, "hostPID") },
+        auditBool("ka.req.pod.host_ipc", "The pod (or template) uses the host IPC namespace.") { podFlag($0, "hostIPC") },
+        audit("ka.req.binding.role", ["requestObject", "roleRef", "name"], .string, "Role a (Cluster)RoleBinding refers to."),
+        audit("ka.req.binding.role_kind", ["requestObject", "roleRef", "kind"], .string, "`Role` or `ClusterRole`."),
+        audit("ka.req.binding.subjects", ["requestObject", "subjects", "*", "name"], .strings, "Binding subject names."),
+        audit("ka.req.role.rules.verbs", ["requestObject", "rules", "*", "verbs"], .strings, "Verbs of every rule of a (Cluster)Role."),
+        audit(
+            "ka.req.role.rules.resources", ["requestObject", "rules", "*", "resources"], .strings,
+            "Resources of every rule of a (Cluster)Role."),
+        audit("ka.req.service.type", ["requestObject", "spec", "type"], .string, "Service type (`NodePort`, ...)."),
+        auditBool("ka.req.ingress.tls", "The Ingress has a non-empty `spec.tls`.") { document in
+            guard let spec = document["requestObject"]?["spec"] else { return nil }
+            return !(spec["tls"]?.arrayValue ?? []).isEmpty
+        },
+        auditStrings("ka.req.configmap.entries", "A ConfigMap's `data` as `key=value` strings.") { document in
+            guard case .object(let data)? = document["requestObject"]?["data"] else { return [] }
+            return data.map { "\($0.key)=\(jsonScalarText($0.value) ?? "")" }
         },
         FieldSpec(
             name: "ka.annotation", type: .string, kinds: [.audit], argument: .required("annotation key"),

@@ -7,5 +7,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "patrol-bench",
         abstract: "Patrol benchmarks (build with -c release).",
-        subcommands: [WireBench.self, TransportBench.self, RulesBench.self, ReplayFileBench.self])
+        subcommands: [
+            WireBench.self, TransportBench.self, RulesBench.self, ReplayFileBench.self, AuditBench.self, AuditValidate.self,
+        ])
 }
