@@ -51,12 +51,15 @@ public struct ElasticsearchAuditSource: Sendable {
         public var maxAttempts: Int
         public var initialBackoff: Duration
         public var maxBackoff: Duration
+        /// How the shipper laid the audit event out in `_source` (Fluentd/Fluent Bit by default, as K8sCop
+        /// read it; Elastic Agent's `kubernetes.audit.*`; raw). Documents it cannot map are malformed.
+        public var mapping: AuditMapping
 
         public init(
             indexPrefix: String, indexPattern: String? = nil, timestampField: String = "@timestamp",
             start: EpochNanoseconds, end: EpochNanoseconds, pageSize: Int = 1000, keepAlive: String = "1m",
             terms: [String: String] = [:], maxAttempts: Int = 8, initialBackoff: Duration = .milliseconds(200),
-            maxBackoff: Duration = .seconds(15)
+            maxBackoff: Duration = .seconds(15), mapping: AuditMapping = .fluentd
         ) {
             self.indexPrefix = indexPrefix
             self.indexPattern = indexPattern
@@ -69,6 +72,7 @@ public struct ElasticsearchAuditSource: Sendable {
             self.maxAttempts = max(1, maxAttempts)
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
+            self.mapping = mapping
         }
     }
 
@@ -274,14 +278,15 @@ public struct ElasticsearchAuditSource: Sendable {
             } else {
                 next.ids.append(hit.id)
             }
-            if let problem = Self.problem(hit.source, timestampField: configuration.timestampField) {
+            switch Self.record(hit.source, sourceID: "\(hit.index)/\(hit.id)", mapping: configuration.mapping) {
+            case .success(let record):
+                records.append(record)
+            case .failure(let problem):
                 summary.malformed += 1
                 logger.warning(
                     "malformed audit document skipped",
-                    metadata: ["_id": "\(hit.id)", "_index": "\(hit.index)", "reason": "\(problem)"])
-                continue
+                    metadata: ["_id": "\(hit.id)", "_index": "\(hit.index)", "reason": "\(problem.message)"])
             }
-            records.append(AuditRecord(document: hit.source!, sourceID: "\(hit.index)/\(hit.id)"))
         }
         summary.documents += hits.count - skipped
         do { try await sink(records, next) } catch {
@@ -290,17 +295,26 @@ public struct ElasticsearchAuditSource: Sendable {
         progress = next
     }
 
-    /// Why a document cannot be an audit event, or nil. A minimal check until the field mapping
-    /// (another module's job) decides this per layout: a JSON object with a timestamp, a verb and a URI.
-    static func problem(_ source: JSONValue?, timestampField: String) -> String? {
-        guard let source, source.objectValue != nil else { return "_source is not a JSON object" }
-        let timestamp = source[timestampField] ?? source.value(at: timestampField.split(separator: "."))
-        guard timestamp?.stringValue != nil || timestamp?.numberValue != nil else {
-            return "\(timestampField) is missing or not a date"
+    /// Why a hit's `_source` is not an audit event in the configured layout.
+    struct MalformedDocument: Error {
+        let message: String
+    }
+
+    /// The audit record of a hit's `_source` in the configured layout (stringified request objects parsed back,
+    /// dedotted annotation keys restored), or why it is not an audit event.
+    static func record(
+        _ source: JSONValue?, sourceID: String, mapping: AuditMapping
+    ) -> Result<AuditRecord, MalformedDocument> {
+        guard let source else { return .failure(MalformedDocument(message: "the hit has no _source")) }
+        do {
+            let event = try mapping.event(from: source, sourceID: sourceID)
+            guard case .audit(let record) = event.payload else {
+                return .failure(MalformedDocument(message: "not an audit event"))
+            }
+            return .success(record)
+        } catch {
+            return .failure(MalformedDocument(message: error.message))
         }
-        guard source["verb"]?.stringValue != nil else { return "verb is missing or not a string" }
-        guard source["requestURI"]?.stringValue != nil else { return "requestURI is missing or not a string" }
-        return nil
     }
 
     func checkCancelled() throws(AuditPipelineError) {

@@ -28,12 +28,14 @@ public struct ElasticsearchAuditStream: Service {
         public var terms: [String: String]
         public var initialBackoff: Duration
         public var maxBackoff: Duration
+        /// The shipper's layout of `_source` (see `ElasticsearchAuditSource.Configuration.mapping`).
+        public var mapping: AuditMapping
 
         public init(
             indexPrefix: String, timestampField: String = "@timestamp", start: EpochNanoseconds,
             lag: Duration = .seconds(10), pollInterval: Duration = .seconds(2), pageSize: Int = 1000,
             terms: [String: String] = [:], initialBackoff: Duration = .milliseconds(200),
-            maxBackoff: Duration = .seconds(15)
+            maxBackoff: Duration = .seconds(15), mapping: AuditMapping = .fluentd
         ) {
             self.indexPrefix = indexPrefix
             self.timestampField = timestampField
@@ -44,6 +46,7 @@ public struct ElasticsearchAuditStream: Service {
             self.terms = terms
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
+            self.mapping = mapping
         }
     }
 
@@ -91,7 +94,7 @@ public struct ElasticsearchAuditStream: Service {
                 indexPrefix: configuration.indexPrefix, timestampField: configuration.timestampField,
                 start: configuration.start, end: configuration.start, pageSize: configuration.pageSize,
                 terms: configuration.terms, maxAttempts: Int.max, initialBackoff: configuration.initialBackoff,
-                maxBackoff: configuration.maxBackoff),
+                maxBackoff: configuration.maxBackoff, mapping: configuration.mapping),
             logger: logger)
         let info = try await reader.retrying("GET /") { () async throws(ElasticsearchError) in try await client.info() }
         var checkpoint = try await savedCheckpoint()

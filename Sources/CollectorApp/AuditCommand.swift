@@ -69,6 +69,13 @@ public struct AuditCommand: AsyncParsableCommand {
     var timestampField = "@timestamp"
 
     @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "How the shipper stored the audit events: fluentd (top level, stringified objects; K8sCop's layout), "
+                + "elastic-agent (kubernetes.audit.*, dedotted annotations) or raw.", valueName: "layout"))
+    var layout = "fluentd"
+
+    @Option(
         name: .long, parsing: .singleValue,
         help: ArgumentHelp("Rule file or directory (repeatable). Default ./rules.", valueName: "path"))
     var rules: [String] = []
@@ -145,18 +152,23 @@ public struct AuditCommand: AsyncParsableCommand {
         PatrolLogging.bootstrap(level: logLevel)
         let logger = Logger(label: "patrol.audit")
         let startTime = try Self.parseTime(start)
+        guard let preset = AuditMapping.Preset(rawValue: layout) else {
+            throw ValidationError(
+                "--layout \(layout): expected one of \(AuditMapping.Preset.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let mapping = AuditMapping(preset: preset)
         if analysis == "streaming" {
             try await Self.runStreaming(
                 endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime,
                 lag: .seconds(max(1, fetchDelay)), timestampField: timestampField,
-                rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store, logger: logger)
+                rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store, logger: logger, mapping: mapping)
             return
         }
         let endTime = try end.map(Self.parseTime) ?? WallClock.now()
         let summary = try await Self.runStatic(
             endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime, end: endTime,
             timestampField: timestampField, rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store,
-            logger: logger)
+            logger: logger, mapping: mapping)
         print(summary.text)
     }
 
@@ -166,7 +178,7 @@ public struct AuditCommand: AsyncParsableCommand {
         endpoint: ElasticsearchEndpoint, logIndexPrefix: String, alertIndexPrefix: String, start: EpochNanoseconds,
         lag: Duration, timestampField: String, rulePaths: [String], storePath: String, logger: Logger,
         sinkConfiguration: ElasticsearchSink.Configuration? = nil, pollInterval: Duration = .seconds(2),
-        pageSize: Int = 1000, handleSignals: Bool = true
+        pageSize: Int = 1000, handleSignals: Bool = true, mapping: AuditMapping = .fluentd
     ) async throws {
         let ruleSet = try RuleSet.load(files: try RuleFiles.expand(rulePaths))
         let store = try await Store.open(path: storePath)
@@ -180,7 +192,7 @@ public struct AuditCommand: AsyncParsableCommand {
             client: client, store: store,
             configuration: .init(
                 indexPrefix: logIndexPrefix, timestampField: timestampField, start: start, lag: lag,
-                pollInterval: pollInterval, pageSize: pageSize),
+                pollInterval: pollInterval, pageSize: pageSize, mapping: mapping),
             logger: logger
         ) { records in try await feed.submit(records) }
         let delivery = OutboxDelivery(sink: sink, store: store, signal: signal, logger: logger)
@@ -228,7 +240,7 @@ public struct AuditCommand: AsyncParsableCommand {
         endpoint: ElasticsearchEndpoint, logIndexPrefix: String, alertIndexPrefix: String, start: EpochNanoseconds,
         end: EpochNanoseconds, timestampField: String, rulePaths: [String], storePath: String, logger: Logger,
         sinkConfiguration: ElasticsearchSink.Configuration? = nil,
-        sourceTuning: ((inout ElasticsearchAuditSource.Configuration) -> Void)? = nil
+        sourceTuning: ((inout ElasticsearchAuditSource.Configuration) -> Void)? = nil, mapping: AuditMapping = .fluentd
     ) async throws -> Summary {
         let began = ContinuousClock.now
         let ruleSet = try RuleSet.load(files: try RuleFiles.expand(rulePaths))
@@ -238,7 +250,7 @@ public struct AuditCommand: AsyncParsableCommand {
             client: client, configuration: sinkConfiguration ?? .init(indexPrefix: alertIndexPrefix), logger: logger)
         let firstNew = try await store.outboxHead()
         var sourceConfiguration = ElasticsearchAuditSource.Configuration(
-            indexPrefix: logIndexPrefix, timestampField: timestampField, start: start, end: end)
+            indexPrefix: logIndexPrefix, timestampField: timestampField, start: start, end: end, mapping: mapping)
         sourceTuning?(&sourceConfiguration)
         let source = ElasticsearchAuditSource(client: client, configuration: sourceConfiguration, logger: logger)
         let ingest = IngestService(store: store, ruleSet: ruleSet, signal: OutboxSignal(), logger: logger)

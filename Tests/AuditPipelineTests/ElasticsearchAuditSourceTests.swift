@@ -139,4 +139,44 @@ final class Collected: Sendable {
         }
         #expect(Set(logged) == ["bad-type", "bad-missing"])
     }
+
+    /// Elastic Agent's layout: the audit event under `kubernetes.audit.`, annotation keys dedotted, the request
+    /// object as JSON text. With the elastic-agent layout the source hands on the event itself, keys restored;
+    /// with the default (Fluentd) layout the same document names no request and is skipped as malformed.
+    @Test func elasticAgentDocumentsAreMappedWithTheirLayout() async throws {
+        let server = try ElasticsearchTestServer()
+        defer { server.stop() }
+        let document = JSONValue.object([
+            "@timestamp": .string("2024-03-01T01:00:00.000Z"),
+            "kubernetes": .object([
+                "audit": .object([
+                    "verb": .string("create"), "requestURI": .string("/api/v1/namespaces/shop/pods"),
+                    "user": .object(["username": .string("mallory")]),
+                    "annotations": .object(["authorization_k8s_io/decision": .string("allow")]),
+                    "requestObject": .string(#"{"kind":"Pod","spec":{"hostPID":true}}"#),
+                ])
+            ]),
+        ])
+        server.add(document, index: "logstash-2024.03.01", id: "agent-1")
+        for (mapping, expectRecord) in [(AuditMapping.elasticAgent, true), (AuditMapping.fluentd, false)] {
+            let collected = Collected()
+            let source = ElasticsearchAuditSource(
+                client: ElasticsearchClient(endpoint: try .parse(server.hostPort)),
+                configuration: .init(
+                    indexPrefix: "logstash", start: Self.march1, end: Self.march1 + Self.day, mapping: mapping),
+                logger: Logger(label: "test"))
+            let summary = try await source.run { records in collected.records.withLock { $0 += records } }
+            let records = collected.records.withLock { $0 }
+            if expectRecord {
+                let record = try #require(records.first)
+                #expect(record.document["verb"]?.stringValue == "create")
+                #expect(record.document["annotations"]?["authorization.k8s.io/decision"]?.stringValue == "allow")
+                #expect(record.document["requestObject"]?["spec"]?["hostPID"] == .bool(true))
+                #expect(summary.malformed == 0)
+            } else {
+                #expect(records.isEmpty)
+                #expect(summary.malformed == 1)
+            }
+        }
+    }
 }
