@@ -125,7 +125,7 @@ extension Collector {
             client: ElasticsearchClient(endpoint: try Self.endpoint(settings), logger: logger), store: store,
             configuration: .init(
                 indexPrefix: settings.indexPrefix, timestampField: audit.timestampField, start: start,
-                lag: .seconds(max(1, audit.lagSeconds))),
+                lag: .seconds(max(1, audit.lagSeconds)), mapping: AuditMapping(preset: audit.layout)),
             logger: logger
         ) { records in try await feed.submit(records) }
     }

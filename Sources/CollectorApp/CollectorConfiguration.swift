@@ -1,4 +1,5 @@
 import Basics
+import EventModel
 import Foundation
 import Yams
 
@@ -86,6 +87,8 @@ public struct CollectorConfiguration: Sendable, Equatable {
         /// Stay this far behind now: the margin for refresh and shipping latency.
         public var lagSeconds = 10
         public var timestampField = "@timestamp"
+        /// How the shipper stored the events (`fluentd`, `elastic-agent`, `raw`; the CLI's `--layout`).
+        public var layout: AuditMapping.Preset = .fluentd
     }
 
     /// Audit sources; nil: none.
@@ -160,7 +163,7 @@ extension CollectorConfiguration {
             if let esNode = audit["elasticsearch"] {
                 let (settings, es) = try ElasticsearchSettings.parse(
                     esNode, path: "audit.elasticsearch", reader: reader,
-                    extraKeys: ["start", "lagSeconds", "timestampField"])
+                    extraKeys: ["start", "lagSeconds", "timestampField", "layout"])
                 guard es["indexPrefix"] != nil else {
                     throw BasicsError(
                         .invalidConfiguration,
@@ -171,6 +174,16 @@ extension CollectorConfiguration {
                 if let n = es["lagSeconds"] { result.lagSeconds = try reader.int(n, path: "audit.elasticsearch.lagSeconds") }
                 if let n = es["timestampField"] {
                     result.timestampField = try reader.string(n, path: "audit.elasticsearch.timestampField")
+                }
+                if let n = es["layout"] {
+                    let name = try reader.string(n, path: "audit.elasticsearch.layout")
+                    guard let layout = AuditMapping.Preset(rawValue: name) else {
+                        throw reader.fail(
+                            n, "audit.elasticsearch.layout",
+                            "unknown layout '\(name)' (expected one of: "
+                                + AuditMapping.Preset.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+                    }
+                    result.layout = layout
                 }
                 config.audit = result
             }
@@ -188,7 +201,7 @@ extension CollectorConfiguration {
 struct ConfigReader {
     let source: String
 
-    private func fail(_ node: Node, _ path: String, _ reason: String) -> BasicsError {
+    fileprivate func fail(_ node: Node, _ path: String, _ reason: String) -> BasicsError {
         let line = node.mark.map { ":\($0.line)" } ?? ""
         return BasicsError(.invalidConfiguration, "\(source)\(line): \(path.isEmpty ? "top level" : path): \(reason)")
     }

@@ -1,4 +1,5 @@
 import Basics
+import EventModel
 import Testing
 @testable import CollectorApp
 
@@ -86,6 +87,15 @@ import Testing
         #expect(config.audit?.elasticsearch.indexPrefix == "logstash")
         #expect(config.audit?.lagSeconds == 30)
         #expect(config.audit?.start == "2024-03-01T00:00:00Z")
+        #expect(config.audit?.layout == .fluentd)
+        let agent = try CollectorConfiguration.parse(
+            yaml: "audit:\n  elasticsearch: {url: x, indexPrefix: logs-kubernetes.audit_logs, layout: elastic-agent}",
+            source: "c.yaml")
+        #expect(agent.audit?.layout == .elasticAgent)
+        #expect(throws: (any Error).self) {
+            _ = try CollectorConfiguration.parse(
+                yaml: "audit:\n  elasticsearch: {url: x, indexPrefix: l, layout: logstash}", source: "c.yaml")
+        }
         #expect(throws: (any Error).self) {
             _ = try CollectorConfiguration.parse(yaml: "audit:\n  elasticsearch: {url: x}", source: "c.yaml")
         }
