@@ -81,7 +81,7 @@ public struct AuditMapping: Sendable, Hashable {
     public func event(fromJSON bytes: UnsafeBufferPointer<UInt8>, sourceID: String = "") throws(AuditMappingError) -> Event {
         let document: JSONValue
         do {
-            document = try JSONParser.parse(bytes)
+            document = try JSONText.parse(bytes)
         } catch {
             throw AuditMappingError(
                 .notJSON, field: "", "document is not JSON: \(error.reason) at byte \(error.offset)", cause: .error(error))
@@ -95,7 +95,7 @@ public struct AuditMapping: Sendable, Hashable {
 
     static func parse(_ text: String) throws(AuditMappingError) -> JSONValue {
         do {
-            return try JSONParser.parse(text)
+            return try JSONText.parse(text)
         } catch {
             throw AuditMappingError(
                 .notJSON, field: "", "document is not JSON: \(error.reason) at byte \(error.offset)", cause: .error(error))
@@ -159,7 +159,7 @@ public struct AuditMapping: Sendable, Hashable {
             guard let value = members[key] else { continue }
             if parseStringifiedObjects, case .string(let text) = value {
                 do {
-                    members[key] = try JSONParser.parse(text)
+                    members[key] = try JSONText.parse(text)
                 } catch {
                     throw AuditMappingError(
                         .notJSON, field: name(key), "field '\(name(key))' is a string but not JSON: \(error.reason)",

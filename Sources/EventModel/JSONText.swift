@@ -1,16 +1,16 @@
-import EventModel
-
-/// JSON text for `AuditRecord.document`: a small RFC 8259 writer and parser without Foundation.
+/// The project's one JSON writer and parser for `JSONValue` (audit documents on the wire, audit events read from
+/// files and Elasticsearch, Elasticsearch requests and replies): a small RFC 8259 implementation without
+/// Foundation, byte-level because the audit pipeline parses every document it reads.
 ///
 /// Writing sorts object keys, so the same value always gives the same bytes. Numbers that are whole and within
 /// ±2^53 are written without a fraction; other finite numbers use Swift's shortest round-tripping form; NaN and
 /// infinities (which JSON cannot carry) are written as `null`.
-enum JSONText {
+public enum JSONText {
     static let maxDepth = 256
 
     // MARK: Writing
 
-    static func serialize(_ value: JSONValue) -> String {
+    public static func serialize(_ value: JSONValue) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         write(value, into: &out)
@@ -78,13 +78,38 @@ enum JSONText {
     // MARK: Parsing
 
     /// Why JSON text was rejected, with the byte offset.
-    struct ParseError: Error {
-        let offset: Int
-        let reason: String
-        var description: String { "\(reason) at offset \(offset)" }
+    public struct ParseError: Error, Sendable, Hashable, CustomStringConvertible {
+        public let offset: Int
+        public let reason: String
+        public var description: String { "\(reason) at offset \(offset)" }
     }
 
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(ParseError) -> JSONValue {
+    /// Parses one complete JSON text; trailing non-whitespace is an error.
+    public static func parse(_ text: String) throws(ParseError) -> JSONValue {
+        var text = text
+        // withUTF8 rethrows untyped errors, so the typed failure travels out as a Result.
+        let result = text.withUTF8 { bytes -> Result<JSONValue, ParseError> in
+            do throws(ParseError) {
+                return .success(try parse(bytes))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws(ParseError) -> JSONValue {
+        let result = bytes.withUnsafeBufferPointer { buffer -> Result<JSONValue, ParseError> in
+            do throws(ParseError) {
+                return .success(try parse(buffer))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    public static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws(ParseError) -> JSONValue {
         var parser = Parser(bytes: bytes)
         parser.skipSpace()
         let value = try parser.value(depth: 0)
