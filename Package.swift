@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "AlertSinks",
             dependencies: [
-                "Basics", "EventModel", "Store", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
+                "Basics", "EventModel", "Store", "Elasticsearch", "Transport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
