@@ -42,7 +42,8 @@ public struct Collector: Sendable {
         for sink in try makeSinks() {
             services.append(OutboxDelivery(sink: sink, store: store, signal: signal, logger: logger))
         }
-        let ingest = IngestService(store: store, ruleSet: ruleSet, signal: signal, logger: logger)
+        let ingest = IngestService(
+            store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, logger: logger)
         services.append(ingest)
         // After ingest in the list, so graceful shutdown (in reverse order) stops reading before ingest ends.
         if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }
@@ -94,7 +95,9 @@ public struct Collector: Sendable {
         if configuration.sinks.stdout { sinks.append(StdoutSink()) }
         if let path = configuration.sinks.csvPath {
             sinks.append(
-                CSVSink(path: path, maxBytes: configuration.sinks.csvMaxBytes, keepFiles: configuration.sinks.csvKeepFiles))
+                CSVSink(
+                    path: path, malwarePath: configuration.sinks.csvMalwarePath, maxBytes: configuration.sinks.csvMaxBytes,
+                    keepFiles: configuration.sinks.csvKeepFiles))
         }
         if let settings = configuration.sinks.elasticsearch {
             let client = ElasticsearchClient(endpoint: try Self.endpoint(settings), logger: logger)
@@ -102,7 +105,22 @@ public struct Collector: Sendable {
                 ElasticsearchSink(
                     client: client, configuration: .init(indexPrefix: settings.indexPrefix), logger: logger))
         }
+        if let settings = configuration.sinks.syslog { sinks.append(try Self.syslogSink(settings, logger: logger)) }
         return sinks
+    }
+
+    static func syslogSink(_ settings: CollectorConfiguration.SyslogSettings, logger: Logger) throws -> SyslogSink {
+        let transport = SyslogSink.Transport(rawValue: settings.protocol) ?? .udp
+        let facility = SyslogFormat.facilities[settings.facility] ?? Int(settings.facility) ?? 16
+        let format = SyslogFormat(
+            facility: facility, enterpriseNumber: settings.enterpriseNumber, appName: settings.appName,
+            procID: String(getpid()), utf8BOM: settings.utf8BOM,
+            maxMessageBytes: settings.maxMessageBytes ?? (transport == .udp ? 2048 : 8192))
+        return try SyslogSink(
+            configuration: .init(
+                address: settings.address, transport: transport, format: format, caFile: settings.caFile,
+                certificateFile: settings.certFile, keyFile: settings.keyFile, serverName: settings.serverName),
+            logger: logger)
     }
 }
 
