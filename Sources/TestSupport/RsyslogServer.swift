@@ -122,7 +122,8 @@ public final class RsyslogServer: @unchecked Sendable {
 
     public func stop() {
         if process.isRunning {
-            process.terminate()
+            // SIGKILL: rsyslogd inherits the test process's signal mask, in which SIGTERM can be blocked.
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
     }

@@ -104,9 +104,9 @@ import TestSupport
             logger: Self.logger)
         let udpAlerts = Self.alerts(prefix: "udp")
         // One at a time: datagrams may be reordered or, in theory, dropped; the comparison wants order.
-        for alert in udpAlerts {
+        for (index, alert) in udpAlerts.enumerated() {
             try await udp.deliver([alert])
-            _ = await server.waitForRecords(server.records().count + 1)
+            _ = await server.waitForRecords(index + 1)
         }
         var records = await server.waitForRecords(3)
         Self.check(records, against: udpAlerts, format: format)
@@ -122,7 +122,7 @@ import TestSupport
         let tls = try SyslogSink(
             configuration: .init(
                 address: "127.0.0.1:\(server.tlsPort)", transport: .tls, format: format,
-                caFile: certificates.caCertificate),
+                caFile: certificates.caCertificate, serverName: "localhost"),
             logger: Self.logger)
         let tlsAlerts = Self.alerts(prefix: "tls")
         try await tls.deliver(tlsAlerts)
@@ -147,14 +147,16 @@ import TestSupport
         let wrongCA = try SyslogSink(
             configuration: .init(
                 address: "127.0.0.1:\(server.tlsPort)", transport: .tls, caFile: certificates.rogueCACertificate,
-                certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey),
+                certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey, serverName: "localhost"),
             logger: Self.logger)
         await #expect(throws: AlertSinksError.self) { try await wrongCA.deliver(Self.alerts(prefix: "bad")) }
 
+        // nng's TLS (mbedtls) matches the server name against DNS names only, so the test certificate's
+        // `localhost` is named rather than its IP address.
         let sink = try SyslogSink(
             configuration: .init(
                 address: "127.0.0.1:\(server.tlsPort)", transport: .tls, caFile: certificates.caCertificate,
-                certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey),
+                certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey, serverName: "localhost"),
             logger: Self.logger)
         let alerts = Self.alerts(prefix: "mtls")
         try await sink.deliver(alerts)
@@ -170,6 +172,8 @@ import TestSupport
             return
         }
         let first = try await offPool { try RsyslogServer() }
+        // nng's TLS (mbedtls) matches the server name against DNS names only, so the test certificate's
+        // `localhost` is named rather than its IP address.
         let sink = try SyslogSink(
             configuration: .init(address: "127.0.0.1:\(first.tcpPort)", transport: .tcp), logger: Self.logger)
         try await sink.deliver(Self.alerts(prefix: "before"))
