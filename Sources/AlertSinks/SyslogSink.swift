@@ -66,6 +66,11 @@ public actor SyslogSink: AlertSink {
             where access(file, R_OK) != 0 {
                 throw AlertSinksError(.configuration, "syslog TLS file '\(file)' cannot be read")
             }
+            // Without a CA there is nothing to verify the server against, and an unverified TLS link would
+            // look secure while trusting anyone who answers; so it is refused rather than allowed quietly.
+            guard configuration.caFile != nil else {
+                throw AlertSinksError(.configuration, "syslog over TLS needs caFile to verify the server")
+            }
             if (configuration.certificateFile == nil) != (configuration.keyFile == nil) {
                 throw AlertSinksError(.configuration, "syslog TLS needs both certFile and keyFile, or neither")
             }
@@ -130,8 +135,7 @@ public actor SyslogSink: AlertSink {
         if configuration.transport == .tls {
             tls = TLSConfiguration(
                 certificateFile: configuration.certificateFile, privateKeyFile: configuration.keyFile,
-                caFile: configuration.caFile, serverName: configuration.serverName,
-                verifyServer: configuration.caFile != nil)
+                caFile: configuration.caFile, serverName: configuration.serverName, verifyServer: true)
         }
         do {
             let connection = try await ByteStream.connect(

@@ -199,5 +199,9 @@ import TestSupport
                 configuration: .init(address: "127.0.0.1:6514", transport: .tls, caFile: "/nonexistent/ca.pem"),
                 logger: Self.logger)
         }
+        // TLS without a CA would trust any server: refused at start rather than sent unverified.
+        #expect(throws: AlertSinksError.self) {
+            _ = try SyslogSink(configuration: .init(address: "127.0.0.1:6514", transport: .tls), logger: Self.logger)
+        }
     }
 }
