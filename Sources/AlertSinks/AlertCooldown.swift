@@ -137,7 +137,8 @@ public struct AlertCooldown: Sendable {
     static func key(_ alert: Alert, _ policy: Policy) -> String {
         var parts = [alert.ruleID]
         if let container = alert.container {
-            let workload = container.ownerName.isEmpty ? container.podName : "\(container.ownerKind)/\(container.ownerName)"
+            let workload =
+                container.ownerName.isEmpty ? container.podName : "\(container.ownerKind)/\(container.ownerName)"
             parts += [container.namespace, workload, container.containerName]
         } else {
             parts += ["host", alert.node]

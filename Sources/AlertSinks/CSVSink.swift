@@ -31,7 +31,9 @@ public final class CSVSink: AlertSink {
     /// - Parameters:
     ///   - maxBytes: rotate a file when it would grow past this; 0 never rotates.
     ///   - keepFiles: rotated files to keep, per file.
-    public init(path: String, malwarePath: String? = nil, name: String = "csv", maxBytes: UInt64 = 0, keepFiles: Int = 5) {
+    public init(
+        path: String, malwarePath: String? = nil, name: String = "csv", maxBytes: UInt64 = 0, keepFiles: Int = 5
+    ) {
         self.name = name
         self.ruleFile = CSVFile(path: path, header: Self.columns, maxBytes: maxBytes, keepFiles: keepFiles)
         self.malwareFile = malwarePath.map {

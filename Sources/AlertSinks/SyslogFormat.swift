@@ -70,7 +70,8 @@ public struct SyslogFormat: Sendable, Equatable {
             + "\(Self.headerField(alert.ruleID, max: 32)) "
         let alertElement = Self.element(alertSDID, Self.alertParams(alert))
         let fieldsElement =
-            alert.fields.isEmpty ? "" : Self.element(fieldsSDID, alert.fields.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+            alert.fields.isEmpty
+            ? "" : Self.element(fieldsSDID, alert.fields.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         var body = Array(alert.message.utf8)
         if utf8BOM { body.insert(contentsOf: [0xEF, 0xBB, 0xBF], at: 0) }
 
@@ -84,8 +85,10 @@ public struct SyslogFormat: Sendable, Equatable {
             if head.count + structured.count > maxMessageBytes {
                 let minimal = Self.element(
                     alertSDID,
-                    [("id", alert.id), ("rule_id", alert.ruleID), ("severity", alert.severity.rawValue),
-                     ("count", String(alert.count)), ("truncated", "true")])
+                    [
+                        ("id", alert.id), ("rule_id", alert.ruleID), ("severity", alert.severity.rawValue),
+                        ("count", String(alert.count)), ("truncated", "true"),
+                    ])
                 structured = Array(minimal.utf8)
             }
             if head.count + structured.count > maxMessageBytes {
@@ -117,7 +120,8 @@ public struct SyslogFormat: Sendable, Equatable {
             ]
         }
         params += [
-            ("pid", String(alert.process.pid)), ("ppid", String(alert.process.ppid)), ("uid", String(alert.process.uid)),
+            ("pid", String(alert.process.pid)), ("ppid", String(alert.process.ppid)),
+            ("uid", String(alert.process.uid)),
             ("gid", String(alert.process.gid)), ("comm", alert.process.comm), ("exe", alert.process.exe),
             ("cwd", alert.process.cwd), ("count", String(alert.count)),
             ("first_seen", alert.firstSeenTime.iso8601), ("last_seen", alert.lastSeenTime.iso8601),
@@ -159,7 +163,8 @@ public struct SyslogFormat: Sendable, Equatable {
     public static func sdName(_ name: String, allowAt: Bool) -> String {
         var bytes: [UInt8] = []
         for byte in name.utf8 {
-            let ok = byte >= 33 && byte <= 126 && byte != 0x3D && byte != 0x5D && byte != 0x22 && (allowAt || byte != 0x40)
+            let ok =
+                byte >= 33 && byte <= 126 && byte != 0x3D && byte != 0x5D && byte != 0x22 && (allowAt || byte != 0x40)
             bytes.append(ok ? byte : UInt8(ascii: "_"))
         }
         if bytes.isEmpty { return "_" }

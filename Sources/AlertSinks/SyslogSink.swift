@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Basics
 import EventModel
 import Logging
 import Transport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Sends alerts to a syslog server as RFC 5424 messages (`SyslogFormat`) over UDP (RFC 5426, one message
 /// per datagram), TCP with octet counting (RFC 6587) or TLS (RFC 5425, octet counting).
@@ -125,7 +126,8 @@ public actor SyslogSink: AlertSink {
         } catch {
             connection.close()
             stream = nil
-            throw AlertSinksError(.unavailable, "cannot send to syslog server \(configuration.address)", cause: .error(error))
+            throw AlertSinksError(
+                .unavailable, "cannot send to syslog server \(configuration.address)", cause: .error(error))
         }
     }
 
@@ -145,7 +147,8 @@ public actor SyslogSink: AlertSink {
         } catch {
             let code: AlertSinksError.Code = error.code == .tls ? .configuration : .unavailable
             throw AlertSinksError(
-                code, "cannot connect to syslog server \(configuration.address) over \(configuration.transport.rawValue)",
+                code,
+                "cannot connect to syslog server \(configuration.address) over \(configuration.transport.rawValue)",
                 cause: .error(error))
         }
     }
@@ -195,11 +198,14 @@ final class DatagramSocket: @unchecked Sendable {
             throw AlertSinksError(.unavailable, "cannot resolve syslog host '\(host)'", cause: .error(error))
         }
         guard let resolved else { throw AlertSinksError(.unavailable, "cannot resolve syslog host '\(host)'") }
-        let fd = socket(resolved.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            resolved.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+            0)
         guard fd >= 0 else {
             let code = errno
             throw AlertSinksError(
-                .io, "cannot open a UDP socket", cause: .cCode(library: "libc", code: code, text: String(cString: strerror(code))))
+                .io, "cannot open a UDP socket",
+                cause: .cCode(library: "libc", code: code, text: String(cString: strerror(code))))
         }
         return DatagramSocket(fd: fd, target: resolved.bytes, address: address)
     }
@@ -220,8 +226,9 @@ final class DatagramSocket: @unchecked Sendable {
         while true {
             let sent = message.withUnsafeBytes { body in
                 target.withUnsafeBytes { raw in
-                    sendto(fd, body.baseAddress, body.count, 0, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self),
-                           socklen_t(raw.count))
+                    sendto(
+                        fd, body.baseAddress, body.count, 0, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self),
+                        socklen_t(raw.count))
                 }
             }
             if sent >= 0 { return }

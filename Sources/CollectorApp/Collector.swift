@@ -96,8 +96,8 @@ public struct Collector: Sendable {
         if let path = configuration.sinks.csvPath {
             sinks.append(
                 CSVSink(
-                    path: path, malwarePath: configuration.sinks.csvMalwarePath, maxBytes: configuration.sinks.csvMaxBytes,
-                    keepFiles: configuration.sinks.csvKeepFiles))
+                    path: path, malwarePath: configuration.sinks.csvMalwarePath,
+                    maxBytes: configuration.sinks.csvMaxBytes, keepFiles: configuration.sinks.csvKeepFiles))
         }
         if let settings = configuration.sinks.elasticsearch {
             let client = ElasticsearchClient(endpoint: try Self.endpoint(settings), logger: logger)

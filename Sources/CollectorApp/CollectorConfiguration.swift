@@ -156,7 +156,11 @@ extension CollectorConfiguration {
         }
         var config = CollectorConfiguration()
         let reader = ConfigReader(source: source)
-        let top = try reader.mapping(root, path: "", allowed: ["listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup"])
+        let top = try reader.mapping(
+            root, path: "",
+            allowed: [
+                "listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup",
+            ])
         if let node = top["dedup"] {
             let dedup = try reader.mapping(node, path: "dedup", allowed: ["window", "key"])
             let windowNode = try reader.required(dedup, "window", in: "dedup", at: node)

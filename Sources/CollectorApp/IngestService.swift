@@ -96,16 +96,26 @@ public final class IngestService: Service, Sendable {
         }
         // Anything offered after finish() was refused by offer(); nothing is left waiting.
         // Open cooldown windows end with the process: their summaries are committed now rather than lost.
-        let summaries = cooldown.closeAll()
-        if !summaries.isEmpty {
-            do {
-                try await store.commit(IngestCommit(progress: [], counterDeltas: ["alerts_raised": UInt64(summaries.count)], alerts: summaries))
-                metrics.record(events: 0, batches: 0, alerts: summaries, kinds: [:])
-                signal.notify()
-            } catch {
-                logger.error("cannot commit cooldown summaries at shutdown", metadata: ["error": "\(error)"])
-            }
+        if !(await commitSummaries(cooldown.closeAll())) {
+            logger.error("cannot commit cooldown summaries at shutdown; their counts are lost")
         }
+    }
+
+    /// Commits cooldown summaries that no batch carries (a tick closed their windows, or shutdown did).
+    private func commitSummaries(_ summaries: [Alert]) async -> Bool {
+        guard !summaries.isEmpty else { return true }
+        let commit = IngestCommit(
+            progress: [], counterDeltas: ["alerts_raised": UInt64(summaries.count)], alerts: summaries)
+        do {
+            try await store.commit(commit)
+        } catch {
+            metrics.storeFailures.increment()
+            logger.error("cannot commit cooldown summaries", metadata: ["error": "\(error)"])
+            return false
+        }
+        metrics.record(events: 0, batches: 0, alerts: summaries, kinds: [:])
+        signal.notify()
+        return true
     }
 
     private func process(
@@ -140,17 +150,9 @@ public final class IngestService: Service, Sendable {
         let now = WallClock.now()
         alerts = stagedCooldown.admit(alerts, now: now)
         if ticked { alerts += stagedCooldown.expire(now: now) }
-        if accepted.isEmpty, !alerts.isEmpty {
-            // A tick closed windows: their summaries are committed on their own.
-            do {
-                try await store.commit(IngestCommit(progress: [], counterDeltas: ["alerts_raised": UInt64(alerts.count)], alerts: alerts))
-                cooldown = stagedCooldown
-                metrics.record(events: 0, batches: 0, alerts: alerts, kinds: [:])
-                signal.notify()
-            } catch {
-                logger.error("cannot commit cooldown summaries; will retry", metadata: ["error": "\(error)"])
-            }
-        }
+        // Only a tick closed windows: their summaries are committed on their own, and the windows are let go
+        // once that worked (if the store refuses, the next tick tries again).
+        if accepted.isEmpty, await commitSummaries(alerts) { cooldown = stagedCooldown }
         if !accepted.isEmpty {
             var deltas: [String: UInt64] = ["events_ingested": eventCount, "batches_ingested": UInt64(accepted.count)]
             deltas["alerts_raised"] = UInt64(alerts.count)

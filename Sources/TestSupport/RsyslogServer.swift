@@ -49,7 +49,8 @@ public final class RsyslogServer: @unchecked Sendable {
             module(load="imudp")
             module(load="imtcp" maxSessions="50")
             template(name="columns" type="string"
-                string="%pri%\\t%timereported:::date-rfc3339%\\t%hostname%\\t%app-name%\\t%procid%\\t%msgid%\\t%structured-data%\\t%msg%\\n")
+                string="%pri%\\t%timereported:::date-rfc3339%\\t%hostname%\\t%app-name%\\t%procid%\\t\
+            %msgid%\\t%structured-data%\\t%msg%\\n")
             ruleset(name="received" parser="rsyslog.rfc5424") {
                 action(type="omfile" file="\(outputPath)" template="columns" flushOnTXEnd="on" asyncWriting="off")
             }
@@ -171,12 +172,18 @@ extension RsyslogServer.Record {
             guard chars[i] == "[" else { return nil }
             i += 1
             var id = ""
-            while i < chars.count, chars[i] != " ", chars[i] != "]" { id.unicodeScalars.append(chars[i]); i += 1 }
+            while i < chars.count, chars[i] != " ", chars[i] != "]" {
+                id.unicodeScalars.append(chars[i])
+                i += 1
+            }
             var params: [(String, String)] = []
             while i < chars.count, chars[i] == " " {
                 i += 1
                 var name = ""
-                while i < chars.count, chars[i] != "=" { name.unicodeScalars.append(chars[i]); i += 1 }
+                while i < chars.count, chars[i] != "=" {
+                    name.unicodeScalars.append(chars[i])
+                    i += 1
+                }
                 guard i + 1 < chars.count, chars[i + 1] == "\"" else { return nil }
                 i += 2
                 var value = ""

@@ -1,8 +1,9 @@
 import EventModel
 import Foundation
 import Logging
-import Testing
 import TestSupport
+import Testing
+
 @testable import AlertSinks
 
 @Suite struct SyslogFormatTests {
@@ -11,7 +12,8 @@ import TestSupport
         alert.fields = ["path": "/tmp/a b\"]\\c", "bad name=x": "v"]
         let text = String(decoding: SyslogFormat(facility: 16, procID: "77").message(alert), as: UTF8.self)
         // local0 (16) * 8 + error (3, for high) = 131.
-        #expect(text.hasPrefix("<131>1 2023-11-14T22:13:20.123456Z node-1 patrol 77 R1000 [patrol@32473 id=\"alert-0\""))
+        #expect(
+            text.hasPrefix("<131>1 2023-11-14T22:13:20.123456Z node-1 patrol 77 R1000 [patrol@32473 id=\"alert-0\""))
         #expect(text.contains(#"[patrolFields@32473 bad_name_x="v" path="/tmp/a b\"\]\\c"]"#))
         #expect(text.hasSuffix(#"] Exec from /dev/shm: "true", pid 42"#))
     }
@@ -147,7 +149,8 @@ import TestSupport
         let wrongCA = try SyslogSink(
             configuration: .init(
                 address: "127.0.0.1:\(server.tlsPort)", transport: .tls, caFile: certificates.rogueCACertificate,
-                certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey, serverName: "localhost"),
+                certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey,
+                serverName: "localhost"),
             logger: Self.logger)
         await #expect(throws: AlertSinksError.self) { try await wrongCA.deliver(Self.alerts(prefix: "bad")) }
 
@@ -156,7 +159,8 @@ import TestSupport
         let sink = try SyslogSink(
             configuration: .init(
                 address: "127.0.0.1:\(server.tlsPort)", transport: .tls, caFile: certificates.caCertificate,
-                certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey, serverName: "localhost"),
+                certificateFile: certificates.clientCertificate, keyFile: certificates.clientKey,
+                serverName: "localhost"),
             logger: Self.logger)
         let alerts = Self.alerts(prefix: "mtls")
         try await sink.deliver(alerts)

@@ -94,8 +94,10 @@ import Testing
         let alerts = try await Self.ingest(
             [
                 [Self.exec("/bin/sh", at: 0, pod: "web-1"), Self.exec("/bin/sh", at: 1, pod: "db-1")],
-                [Self.exec("/bin/sh", at: 2, pod: "web-1"), Self.exec("/usr/bin/curl", at: 3),
-                 Self.exec("/usr/bin/curl", at: 4)],
+                [
+                    Self.exec("/bin/sh", at: 2, pod: "web-1"), Self.exec("/usr/bin/curl", at: 3),
+                    Self.exec("/usr/bin/curl", at: 4),
+                ],
             ],
             defaultPolicy: AlertCooldown.Policy(windowNanoseconds: 30 * Self.second))
         // web-1 and db-1 are different workloads: two firsts. web-1 repeated: its summary comes at shutdown.
@@ -107,6 +109,31 @@ import Testing
         let curls = alerts.filter { $0.ruleID == "C2" }
         #expect(curls.map(\.count) == [1, 2])
         #expect(curls.last?.firstSeen == Self.start + 3 && curls.last?.lastSeen == Self.start + 4)
+    }
+
+    /// With no later event and no shutdown, the wall clock still closes a window: the summary reaches the outbox
+    /// while the collector keeps running (the ingest loop checks every second).
+    @Test func theWallClockClosesAWindowWhenTheEventsStop() async throws {
+        let directory = try TemporaryDirectory(prefix: "cooldown")
+        defer { directory.remove() }
+        let store = try await Store.open(path: directory.file("patrol.db"))
+        let ingest = IngestService(
+            store: store, ruleSet: try RuleSet.load(yaml: Self.rules, fileName: "cooldown.yaml"), signal: OutboxSignal(),
+            cooldownDefault: AlertCooldown.Policy(windowNanoseconds: Self.second), logger: Logger(label: "test"))
+        var outbox: [Alert] = []
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await ingest.run() }
+            let events = (0..<3).map { Self.exec("/usr/bin/curl", at: UInt64($0) * 1_000_000) }
+            _ = await ingest.submit(EventBatch(sensorID: "s1", bootID: "b1", sequence: 1, events: events))
+            _ = await PatrolProcess.eventually(timeout: .seconds(20)) {
+                outbox = (try? await store.outbox(after: 0, limit: 10).map(\.alert)) ?? []
+                return outbox.count >= 2
+            }
+            group.cancelAll()
+        }
+        await store.close()
+        #expect(outbox.map(\.count) == [1, 3])
+        #expect(outbox.last?.lastSeen == Self.start + 2_000_000)
     }
 
     @Test func summariesCarryCountAndTimesInEverySinkFormat() {
@@ -143,6 +170,8 @@ import Testing
     @Test func collectorConfigurationReadsTheDefault() throws {
         let config = try CollectorConfiguration.parse(yaml: "dedup: {window: 5m, key: [exe, path]}", source: "t.yaml")
         #expect(config.dedup == AlertCooldown.Policy(windowNanoseconds: 300 * Self.second, key: ["exe", "path"]))
-        #expect(throws: (any Error).self) { _ = try CollectorConfiguration.parse(yaml: "dedup: {window: soon}", source: "t") }
+        #expect(throws: (any Error).self) {
+            _ = try CollectorConfiguration.parse(yaml: "dedup: {window: soon}", source: "t")
+        }
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// Acceptance 4 with a real syslog server: the collector binary sends replayed alerts to CSV and to rsyslog
 /// over TCP; both `/metrics` endpoints (collector and sensor) pass `promtool check metrics`, and the counters
@@ -20,18 +20,20 @@ import TestSupport
         let csv = harness.directory.file("alerts.csv")
         let config = harness.directory.file("collector.yaml")
         try """
-            sinks:
-              stdout: false
-              csv: {path: \(csv)}
-              syslog: {address: "127.0.0.1:\(rsyslog.tcpPort)", protocol: tcp, facility: local3}
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        sinks:
+          stdout: false
+          csv: {path: \(csv)}
+          syslog: {address: "127.0.0.1:\(rsyslog.tcpPort)", protocol: tcp, facility: local3}
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         let (collectorPort, sensorPort) = (Ports.freeTCPPort(), Ports.freeTCPPort())
         let collectorBase = "http://127.0.0.1:\(collectorPort)"
         let sensorBase = "http://127.0.0.1:\(sensorPort)"
         let collector = try harness.collector(["--config", config, "--metrics-listen", "127.0.0.1:\(collectorPort)"])
         defer { collector.signal(SIGKILL) }
         #expect(
-            await PatrolProcess.eventually(timeout: .seconds(60)) { await status.status(collectorBase + "/readyz") == 200 },
+            await PatrolProcess.eventually(timeout: .seconds(60)) {
+                await status.status(collectorBase + "/readyz") == 200
+            },
             "collector log:\n\(collector.standardError.suffix(2000))")
 
         // The example capture raises three alerts (R1000, R1002, R1007); 10 copies raise 30. The sensor stays up
@@ -54,7 +56,8 @@ import TestSupport
             metrics = (try? await status.scrape(collectorBase + "/metrics")) ?? []
             return sent("csv", metrics) == 30 && sent("syslog", metrics) == 30
         }
-        let progress = "csv \(String(describing: sent("csv", metrics))), syslog \(String(describing: sent("syslog", metrics)))"
+        let progress =
+            "csv \(String(describing: sent("csv", metrics))), syslog \(String(describing: sent("syslog", metrics)))"
         #expect(delivered, "sent: \(progress); collector log:\n\(collector.standardError.suffix(2000))")
 
         // REFERENCE §8's series, with their labels.
@@ -72,11 +75,15 @@ import TestSupport
         // The same 30 alerts reached rsyslog, local3 (19) with each rule's severity, MSGID the rule id.
         let records = await rsyslog.waitForRecords(30)
         #expect(records.count == 30)
-        #expect(Dictionary(grouping: records, by: \.msgID).mapValues(\.count) == ["R1000": 10, "R1002": 10, "R1007": 10])
+        #expect(
+            Dictionary(grouping: records, by: \.msgID).mapValues(\.count) == ["R1000": 10, "R1002": 10, "R1007": 10])
         #expect(records.allSatisfy { (Int($0.pri) ?? 0) / 8 == 19 && $0.appName == "patrol" })
 
         let sensorMetrics = try await status.scrape(sensorBase + "/metrics")
-        #expect(sensorMetrics.contains { $0.name == "patrol_sensor_events_acked_total" && $0.labels["sensor"] == "metrics-a" })
+        #expect(
+            sensorMetrics.contains {
+                $0.name == "patrol_sensor_events_acked_total" && $0.labels["sensor"] == "metrics-a"
+            })
         try status.checkWithPromtool(metrics: try await status.body(sensorBase + "/metrics"))
 
         sensor.signal(SIGTERM)
