@@ -39,9 +39,11 @@ public struct Collector: Sendable {
         let signal = OutboxSignal()
 
         var services: [any Service] = []
-        for sink in try makeSinks() {
+        let sinks = try makeSinks()
+        for sink in sinks {
             services.append(OutboxDelivery(sink: sink, store: store, signal: signal, logger: logger))
         }
+        services.append(OutboxMetricsService(store: store, sinks: sinks.map(\.name), logger: logger))
         let ingest = IngestService(
             store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, logger: logger)
         services.append(ingest)

@@ -91,4 +91,58 @@ import Testing
         collector.signal(SIGTERM)
         #expect(await collector.waitForExit(timeout: .seconds(60)) == 0)
     }
+
+    /// A syslog server that is down delays only the syslog sink: its backlog and failures show on /metrics while
+    /// CSV keeps up, and once rsyslog listens on the configured port every held alert arrives.
+    @Test(.timeLimit(.minutes(4))) func aSyslogOutageShowsAsBacklogAndDrainsWhenTheServerComes() async throws {
+        guard RsyslogServer.isAvailable else {
+            print("skipping aSyslogOutageShowsAsBacklogAndDrainsWhenTheServerComes: rsyslogd is not installed")
+            return
+        }
+        let harness = try Harness("sink-backlog")
+        defer { harness.directory.remove() }
+        let ports = (udp: Ports.freeTCPPort(), tcp: Ports.freeTCPPort(), tls: Ports.freeTCPPort())
+        let config = harness.directory.file("collector.yaml")
+        try """
+        sinks:
+          stdout: false
+          csv: {path: \(harness.directory.file("alerts.csv"))}
+          syslog: {address: "127.0.0.1:\(ports.tcp)", protocol: tcp}
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let port = Ports.freeTCPPort()
+        let base = "http://127.0.0.1:\(port)"
+        let collector = try harness.collector(["--config", config, "--metrics-listen", "127.0.0.1:\(port)"])
+        defer { collector.signal(SIGKILL) }
+        let sensor = try harness.sensor(replay: Harness.repositoryPath("docs/examples/capture.jsonl"), repeatCount: 10)
+        #expect(await sensor.waitForExit(timeout: .seconds(120)) == 0, "sensor log:\n\(sensor.standardError.suffix(2000))")
+
+        func value(_ name: String, _ labels: [String: String], _ metrics: [StatusEndpointTests.Sample]) -> Double? {
+            metrics.first { $0.name == name && $0.labels == labels }?.value
+        }
+        var metrics: [StatusEndpointTests.Sample] = []
+        let held = await PatrolProcess.eventually(timeout: .seconds(60)) {
+            metrics = (try? await status.scrape(base + "/metrics")) ?? []
+            return value("patrol_sink_backlog_alerts", ["sink": "syslog"], metrics) == 30
+                && value("patrol_sink_backlog_alerts", ["sink": "csv"], metrics) == 0
+        }
+        #expect(held, "metrics: \(metrics.filter { $0.name.hasPrefix("patrol_sink") || $0.name.hasPrefix("patrol_outbox") })")
+        #expect(value("patrol_outbox_depth", [:], metrics) == 30)
+        #expect((value("patrol_sink_failures_total", ["sink": "syslog"], metrics) ?? 0) > 0)
+        #expect(value("patrol_sink_alerts_sent_total", ["sink": "csv"], metrics) == 30)
+
+        let rsyslog = try await offPool { try RsyslogServer(ports: ports) }
+        defer { rsyslog.stop() }
+        // The sink retries with backoff (at most 30 s apart), so this can take a while.
+        let drained = await PatrolProcess.eventually(timeout: .seconds(90)) {
+            metrics = (try? await status.scrape(base + "/metrics")) ?? []
+            return value("patrol_sink_backlog_alerts", ["sink": "syslog"], metrics) == 0
+        }
+        #expect(drained, "collector log:\n\(collector.standardError.suffix(2000))")
+        #expect(value("patrol_outbox_depth", [:], metrics) == 0)
+        #expect(value("patrol_sink_alerts_sent_total", ["sink": "syslog"], metrics) == 30)
+        #expect(await rsyslog.waitForRecords(30).count == 30)
+        try status.checkWithPromtool(metrics: try await status.body(base + "/metrics"))
+        collector.signal(SIGTERM)
+        #expect(await collector.waitForExit(timeout: .seconds(60)) == 0)
+    }
 }
