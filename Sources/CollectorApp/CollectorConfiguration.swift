@@ -279,7 +279,14 @@ extension CollectorConfiguration {
         if let n = map["certFile"] { settings.certFile = try reader.string(n, path: "\(path).certFile") }
         if let n = map["keyFile"] { settings.keyFile = try reader.string(n, path: "\(path).keyFile") }
         if let n = map["serverName"] { settings.serverName = try reader.string(n, path: "\(path).serverName") }
-        if let n = map["maxMessageBytes"] { settings.maxMessageBytes = try reader.int(n, path: "\(path).maxMessageBytes") }
+        if let n = map["maxMessageBytes"] {
+            let value = try reader.int(n, path: "\(path).maxMessageBytes")
+            // Below RFC 5426's 480 bytes not even the header and the alert's identity would fit.
+            guard value >= 480 else {
+                throw reader.fail(n, "\(path).maxMessageBytes", "must be at least 480 (RFC 5426), found \(value)")
+            }
+            settings.maxMessageBytes = value
+        }
         if let n = map["utf8BOM"] { settings.utf8BOM = try reader.bool(n, path: "\(path).utf8BOM") }
         return settings
     }

@@ -35,6 +35,7 @@ import Testing
             ("sinks: {syslog: {address: 'h:514', facility: local9}}", "sinks.syslog.facility"),
             ("sinks: {syslog: {address: 'h:514', enterpriseNumber: acme}}", "sinks.syslog.enterpriseNumber"),
             ("sinks: {syslog: {adress: 'h:514'}}", "sinks.syslog"),
+            ("sinks: {syslog: {address: 'h:514', maxMessageBytes: 100}}", "sinks.syslog.maxMessageBytes"),
         ] {
             do {
                 _ = try CollectorConfiguration.parse(yaml: yaml, source: "t.yaml")
