@@ -168,7 +168,7 @@ public struct AuditCommand: AsyncParsableCommand {
         let summary = try await Self.runStatic(
             endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime, end: endTime,
             timestampField: timestampField, rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store,
-            logger: logger, mapping: mapping)
+            logger: logger, mapping: mapping, progress: TerminalProgress.onTerminal())
         print(summary.text)
     }
 
@@ -234,13 +234,20 @@ public struct AuditCommand: AsyncParsableCommand {
         }
     }
 
+    /// `<prefix>-YYYY.MM.DD` of the day a record belongs to (the index it was read from).
+    static func dayIndex(_ prefix: String, _ record: AuditRecord, timestampField: String) -> String {
+        let time = AuditFeed.nanoseconds(record.document[timestampField] ?? record.document["requestReceivedTimestamp"])
+        return prefix + "-" + time.iso8601.prefix(10).replacingOccurrences(of: "-", with: ".")
+    }
+
     /// Reads the range, evaluates rules through the ingest loop, and delivers every alert it raised to the
     /// Elasticsearch sink before returning.
     static func runStatic(
         endpoint: ElasticsearchEndpoint, logIndexPrefix: String, alertIndexPrefix: String, start: EpochNanoseconds,
         end: EpochNanoseconds, timestampField: String, rulePaths: [String], storePath: String, logger: Logger,
         sinkConfiguration: ElasticsearchSink.Configuration? = nil,
-        sourceTuning: ((inout ElasticsearchAuditSource.Configuration) -> Void)? = nil, mapping: AuditMapping = .fluentd
+        sourceTuning: ((inout ElasticsearchAuditSource.Configuration) -> Void)? = nil, mapping: AuditMapping = .fluentd,
+        progress: TerminalProgress? = nil
     ) async throws -> Summary {
         let began = ContinuousClock.now
         let ruleSet = try RuleSet.load(files: try RuleFiles.expand(rulePaths))
@@ -252,6 +259,7 @@ public struct AuditCommand: AsyncParsableCommand {
         var sourceConfiguration = ElasticsearchAuditSource.Configuration(
             indexPrefix: logIndexPrefix, timestampField: timestampField, start: start, end: end, mapping: mapping)
         sourceTuning?(&sourceConfiguration)
+        let indexPattern = sourceConfiguration.indexPattern
         let source = ElasticsearchAuditSource(client: client, configuration: sourceConfiguration, logger: logger)
         let ingest = IngestService(store: store, ruleSet: ruleSet, signal: OutboxSignal(), logger: logger)
         let feed = AuditFeed(ingest: ingest, sourceName: logIndexPrefix, timestampField: timestampField)
@@ -261,12 +269,23 @@ public struct AuditCommand: AsyncParsableCommand {
             read = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await ingest.run() }
                 defer { group.cancelAll() }
-                return try await source.run { records in try await feed.submit(records) }
+                return try await source.run { records in
+                    try await feed.submit(records)
+                    // Committed, so the outbox head counts this page's alerts too.
+                    if let progress, progress.add(documents: records.count) {
+                        let alerts = try await store.outboxHead() - firstNew
+                        let index = indexPattern
+                            ?? records.last.map { Self.dayIndex(logIndexPrefix, $0, timestampField: timestampField) } ?? ""
+                        progress.draw(index: index, alerts: alerts)
+                    }
+                }
             }
         } catch {
+            progress?.finish()
             await store.close()
             throw error
         }
+        progress?.finish()
 
         // Deliver what this run raised, from the outbox, in batches; the sink retries 429/5xx itself.
         var alertsByRule: [String: Int] = [:]
