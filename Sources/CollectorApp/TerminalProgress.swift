@@ -26,11 +26,17 @@ final class TerminalProgress: Sendable {
     private let state = Mutex(State())
     private let write: @Sendable (String) -> Void
 
-    /// A progress line on stderr if it is a terminal, else nil.
-    static func onTerminal(maxUpdatesPerSecond: Int = 4) -> TerminalProgress? {
-        guard isatty(STDERR_FILENO) == 1 else { return nil }
+    /// A progress line on `descriptor` (stderr) if it is a terminal, else nil.
+    static func onTerminal(descriptor: Int32 = STDERR_FILENO, maxUpdatesPerSecond: Int = 4) -> TerminalProgress? {
+        guard isatty(descriptor) == 1 else { return nil }
         return TerminalProgress(maxUpdatesPerSecond: maxUpdatesPerSecond) { text in
-            FileHandle.standardError.write(Data(text.utf8))
+            var bytes = Array(text.utf8)[...]
+            while !bytes.isEmpty {
+                let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+                if written < 0, errno == EINTR { continue }
+                if written <= 0 { return }  // a progress line is not worth failing the run for
+                bytes = bytes.dropFirst(written)
+            }
         }
     }
 

@@ -11,6 +11,10 @@ import Synchronization
 import TestSupport
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @testable import CollectorApp
 
 /// kube-apiserver's own outputs (its audit webhook and its audit log file) → the ingest loop with the shipped
@@ -164,5 +168,94 @@ import Testing
         private let value = Mutex("")
         func append(_ text: String) { value.withLock { $0 += text } }
         var text: String { value.withLock { $0 } }
+    }
+}
+
+// glibc declares the pty calls only under feature macros the Glibc module map does not set; their C ABI is
+// plain ints and pointers, so they are bound by symbol name here.
+@_silgen_name("posix_openpt") private func c_posix_openpt(_ flags: Int32) -> Int32
+@_silgen_name("grantpt") private func c_grantpt(_ fd: Int32) -> Int32
+@_silgen_name("unlockpt") private func c_unlockpt(_ fd: Int32) -> Int32
+@_silgen_name("ptsname_r") private func c_ptsname_r(_ fd: Int32, _ buffer: UnsafeMutablePointer<CChar>, _ size: Int) -> Int32
+
+/// `audit -A static` progress: drawn on a real terminal (a pty), never on a pipe, and fed by the static run.
+@Suite struct StaticProgressTests {
+    /// A pseudo-terminal: (controller, terminal) descriptors.
+    static func openPTY() throws -> (Int32, Int32) {
+        let controller = c_posix_openpt(O_RDWR | O_NOCTTY)
+        var name = [CChar](repeating: 0, count: 128)
+        guard controller >= 0, c_grantpt(controller) == 0, c_unlockpt(controller) == 0,
+            c_ptsname_r(controller, &name, name.count) == 0
+        else { throw POSIXError(.ENOTTY) }
+        let terminal = open(String(cString: name), O_RDWR | O_NOCTTY)
+        guard terminal >= 0 else { throw POSIXError(.ENOTTY) }
+        return (controller, terminal)
+    }
+
+    /// Everything written to the terminal so far.
+    static func drain(_ controller: Int32) -> String {
+        _ = fcntl(controller, F_SETFL, fcntl(controller, F_GETFL) | O_NONBLOCK)
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(controller, &chunk, chunk.count)
+            if count <= 0 { break }
+            bytes += chunk[0..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    @Test func progressOnlyOnATerminal() throws {
+        var pipeEnds: [Int32] = [0, 0]
+        #expect(pipe(&pipeEnds) == 0)
+        defer { close(pipeEnds[0]); close(pipeEnds[1]) }
+        #expect(TerminalProgress.onTerminal(descriptor: pipeEnds[1]) == nil)
+        let (controller, terminal) = try Self.openPTY()
+        defer { close(controller); close(terminal) }
+        #expect(TerminalProgress.onTerminal(descriptor: terminal) != nil)
+    }
+
+    @Test func aStaticRunDrawsItsProgressInPlace() async throws {
+        let server = try ElasticsearchTestServer()
+        defer { server.stop() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        try """
+        - rule:
+            id: P1
+            name: Secrets read
+            severity: high
+            events: [audit]
+            condition: 'ka.uri startswith /api/v1/secrets'
+            output: "secret read"
+        """.write(toFile: directory.file("audit.yaml"), atomically: true, encoding: .utf8)
+        // Two days, 12 documents each, every third one an alerting secrets read.
+        for n in 0..<24 {
+            let day = n < 12 ? "01" : "02"
+            server.add(
+                .object([
+                    "@timestamp": .string("2024-03-\(day)T10:00:\(n < 10 ? "0" : "")\(n).000Z"), "verb": .string("get"),
+                    "requestURI": .string(n % 3 == 0 ? "/api/v1/secrets" : "/api/v1/pods"), "auditID": .string("p-\(n)"),
+                ]), index: "logstash-2024.03.\(day)", id: "d\(n)")
+        }
+        let (controller, terminal) = try Self.openPTY()
+        defer { close(controller); close(terminal) }
+        // Every page may redraw here (the real command allows 4 a second).
+        let progress = try #require(TerminalProgress.onTerminal(descriptor: terminal, maxUpdatesPerSecond: 100_000))
+        let start: UInt64 = 1_709_251_200 * 1_000_000_000
+        let summary = try await AuditCommand.runStatic(
+            endpoint: try .parse(server.hostPort), logIndexPrefix: "logstash", alertIndexPrefix: "alerts", start: start,
+            end: start + 2 * 86_400 * 1_000_000_000, timestampField: "@timestamp",
+            rulePaths: [directory.file("audit.yaml")], storePath: directory.file("patrol.db"),
+            logger: Logger(label: "test"), sourceTuning: { $0.pageSize = 5 }, progress: progress)
+        let shown = Self.drain(controller)
+        #expect(summary.source.documents == 24)
+        #expect(summary.alertsByRule["P1 Secrets read"] == 8)
+        #expect(shown.contains("\r\u{1B}[Kread 5 documents · logstash-2024.03.01 · 2 alerts"))
+        #expect(shown.contains("logstash-2024.03.02"))
+        #expect(shown.contains("read 24 documents · logstash-2024.03.02 · 8 alerts"))
+        // Cleared at the end, so the summary (on stdout) starts on a clean line.
+        #expect(shown.hasSuffix("\r\u{1B}[K"))
+        #expect(summary.text.hasPrefix("read 24 documents (0 malformed, skipped) from 2 days (0 missing)"))
     }
 }
