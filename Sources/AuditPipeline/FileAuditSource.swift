@@ -7,7 +7,7 @@ public import Store
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Counts what an audit source read, for `/metrics` (the collector mirrors them at each scrape).
@@ -41,7 +41,9 @@ public struct FileCheckpoint: Sendable, Equatable, Codable {
     public var fingerprint: UInt64
     public var fingerprintLength: Int
 
-    public init(device: UInt64, inode: UInt64, offset: UInt64, line: UInt64, fingerprint: UInt64, fingerprintLength: Int) {
+    public init(
+        device: UInt64, inode: UInt64, offset: UInt64, line: UInt64, fingerprint: UInt64, fingerprintLength: Int
+    ) {
         self.device = device
         self.inode = inode
         self.offset = offset
@@ -179,10 +181,13 @@ public struct FileAuditSource: Service {
                 if let opened = try await io.run({ try LogFileReader.open(path: path, atEnd: atEnd) }) {
                     loggedMissing = false
                     try await save(opened.checkpoint)
-                    logger.info("reading audit file", metadata: ["file": "\(path)", "offset": "\(opened.checkpoint.offset)"])
+                    logger.info(
+                        "reading audit file", metadata: ["file": "\(path)", "offset": "\(opened.checkpoint.offset)"])
                     reader = opened
                 } else {
-                    if !loggedMissing { logger.info("audit file does not exist yet; waiting", metadata: ["file": "\(path)"]) }
+                    if !loggedMissing {
+                        logger.info("audit file does not exist yet; waiting", metadata: ["file": "\(path)"])
+                    }
                     loggedMissing = true
                     try await sleep()
                 }
@@ -214,7 +219,9 @@ public struct FileAuditSource: Service {
             case .readMore:
                 continue
             case .restartTruncated:
-                logger.info("audit file truncated (copytruncate); reading it again from the start", metadata: ["file": "\(path)"])
+                logger.info(
+                    "audit file truncated (copytruncate); reading it again from the start",
+                    metadata: ["file": "\(path)"])
                 try await save(current.checkpoint)
             case .switchToNew(let unfinished):
                 if unfinished > 0 {
@@ -318,7 +325,8 @@ final class LogFileReader: @unchecked Sendable {
         }
         let reader = LogFileReader(
             name: path, fd: fd,
-            checkpoint: FileCheckpoint(device: device, inode: inode, offset: 0, line: 0, fingerprint: 0, fingerprintLength: 0))
+            checkpoint: FileCheckpoint(
+                device: device, inode: inode, offset: 0, line: 0, fingerprint: 0, fingerprintLength: 0))
         reader.takeFingerprint()
         if atEnd, size > 0 {
             let offset = reader.offsetAfterLastNewline(before: size)
@@ -417,7 +425,8 @@ final class LogFileReader: @unchecked Sendable {
     /// Whether the file still starts with the bytes the checkpoint was taken from.
     private func fingerprintMatches() -> Bool {
         guard checkpoint.fingerprintLength > 0 else { return true }
-        guard let head = try? read(at: 0, count: checkpoint.fingerprintLength), head.count == checkpoint.fingerprintLength
+        guard let head = try? read(at: 0, count: checkpoint.fingerprintLength),
+            head.count == checkpoint.fingerprintLength
         else { return false }
         return Self.fnv1a(head) == checkpoint.fingerprint
     }
@@ -495,7 +504,8 @@ final class LogFileReader: @unchecked Sendable {
         }
     }
 
-    private func handle(_ line: ArraySlice<UInt8>, line number: UInt64, mapping: AuditMapping, into batch: inout Batch) {
+    private func handle(_ line: ArraySlice<UInt8>, line number: UInt64, mapping: AuditMapping, into batch: inout Batch)
+    {
         var line = line
         if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
         // Blank lines are not events and not errors.

@@ -59,7 +59,9 @@ public struct WebhookAuditSource: Service {
     ) throws(AuditPipelineError) {
         self.statistics = statistics
         var tls: TLSConfiguration?
-        if configuration.tlsCertificateFile != nil || configuration.tlsKeyFile != nil || configuration.clientCAFile != nil {
+        if configuration.tlsCertificateFile != nil || configuration.tlsKeyFile != nil
+            || configuration.clientCAFile != nil
+        {
             guard let certificate = configuration.tlsCertificateFile, let key = configuration.tlsKeyFile else {
                 throw AuditPipelineError(
                     .configuration, "the audit webhook needs both a TLS certificate and key file for HTTPS")
@@ -123,7 +125,8 @@ public struct WebhookAuditSource: Service {
             do {
                 try await sink(records)
             } catch {
-                logger.warning("audit webhook batch not taken; the apiserver will retry", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "audit webhook batch not taken; the apiserver will retry", metadata: ["error": "\(error)"])
                 return .json(503, "the events could not be handed on; retry")
             }
         }

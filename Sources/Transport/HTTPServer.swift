@@ -182,12 +182,15 @@ final class HTTPServerOwner: @unchecked Sendable {
             var url: UnsafeMutablePointer<nng_url>?
             var rc = nng_url_parse(&url, "\(scheme)://\(address)/")
             guard rc == 0, let url else {
-                return .failure(TransportError(.addressInvalid, "listen address '\(address)' is not valid", cause: nngCause(rc)))
+                return .failure(
+                    TransportError(.addressInvalid, "listen address '\(address)' is not valid", cause: nngCause(rc)))
             }
             defer { nng_url_free(url) }
             var server: OpaquePointer?
             rc = nng_http_server_hold(&server, url)
-            guard rc == 0, let server else { return .failure(nngError(rc, "cannot create the HTTP server", address: address)) }
+            guard rc == 0, let server else {
+                return .failure(nngError(rc, "cannot create the HTTP server", address: address))
+            }
             func fail(_ rc: Int32, _ what: String) -> Result<String, TransportError> {
                 nng_http_server_release(server)
                 return .failure(nngError(rc, what, address: address))
@@ -267,7 +270,8 @@ final class HTTPServerCore: Sendable {
     init(configuration: HTTPServerConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
-        (exchanges, continuation) = AsyncStream.makeStream(of: HTTPExchange.self, bufferingPolicy: .bufferingOldest(256))
+        (exchanges, continuation) = AsyncStream.makeStream(
+            of: HTTPExchange.self, bufferingPolicy: .bufferingOldest(256))
     }
 
     func stopAccepting() {
@@ -285,11 +289,13 @@ final class HTTPServerCore: Sendable {
         let exchange = HTTPExchange(
             aio: aio, connection: connection, core: self,
             request: HTTPServerRequest(method: method, target: target, contentType: contentType, body: []))
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
+        let path =
+            target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? "/"
         let length = lengthText.flatMap { Int($0.trimmingSpaces) }
         let refusal: HTTPServerResponse?
         if path != configuration.path, path != configuration.path + "/" {
-            refusal = .json(404, "no such endpoint: \(path) (this server serves \(configuration.method) \(configuration.path))")
+            refusal = .json(
+                404, "no such endpoint: \(path) (this server serves \(configuration.method) \(configuration.path))")
         } else if method != configuration.method {
             refusal = .json(405, "method \(method) not allowed on \(path); use \(configuration.method)")
         } else if chunked || (lengthText != nil && length == nil) {

@@ -9,7 +9,7 @@ import TestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The file source against real files being appended to and rotated the ways kube-apiserver (lumberjack) and
@@ -171,7 +171,8 @@ import Glibc
         let store = try await Store.open(path: directory.file("patrol.db"))
         let path = directory.file("audit.log")
         let collected = Collected()
-        let text = Self.line(0) + "\n" + "{\"kind\":\"Event\",\"verb\":\n" + "not json at all\n" + "\n"
+        let text =
+            Self.line(0) + "\n" + "{\"kind\":\"Event\",\"verb\":\n" + "not json at all\n" + "\n"
             + "{\"kind\":\"Event\",\"verb\":7,\"requestURI\":\"/api\"}\n" + Self.line(1) + "\n"
         try Self.append(text, to: path)
         let running = Running(store: store, path: path, startAt: .beginning, into: collected)
@@ -194,7 +195,9 @@ import Glibc
         try Self.append(Self.lines(0..<10), to: path)
         let running = Running(store: store, path: path, startAt: .end, into: collected)
         // Its first checkpoint marks the position it starts from.
-        let source = FileAuditSource(store: store, configuration: .init(path: path), logger: Logger(label: "test")) { _ in }
+        let source = FileAuditSource(store: store, configuration: .init(path: path), logger: Logger(label: "test")) {
+            _ in
+        }
         try await Self.eventually { (try? await source.savedCheckpoint()) != nil }
         try Self.append(Self.lines(10..<15), to: path)
         try await Self.eventually { collected.count >= 5 }

@@ -103,7 +103,8 @@ import Testing
             #expect(oversized.message.contains("exceeds the limit"))
 
             // Other paths and methods.
-            let status3 = try await Self.post(client, "http://\(source.boundAddress)/other", Self.eventList(5..<6)).status
+            let status3 = try await Self.post(client, "http://\(source.boundAddress)/other", Self.eventList(5..<6))
+                .status
             #expect(status3 == 404)
             let status4 = try await Self.post(client, url, [], method: .get).status
             #expect(status4 == 405)
@@ -193,13 +194,15 @@ import Testing
         #expect(throws: AuditPipelineError.self) {
             _ = try WebhookAuditSource(
                 configuration: .init(listen: "127.0.0.1:0", tlsCertificateFile: "/nonexistent.pem"),
-                logger: Logger(label: "test")) { _ in }
+                logger: Logger(label: "test")
+            ) { _ in }
         }
         #expect(throws: AuditPipelineError.self) {
             _ = try WebhookAuditSource(
                 configuration: .init(
                     listen: "127.0.0.1:0", tlsCertificateFile: "/nonexistent.pem", tlsKeyFile: "/nonexistent.key"),
-                logger: Logger(label: "test")) { _ in }
+                logger: Logger(label: "test")
+            ) { _ in }
         }
     }
 }

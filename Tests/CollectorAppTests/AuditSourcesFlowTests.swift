@@ -11,11 +11,11 @@ import Synchronization
 import TestSupport
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 @testable import CollectorApp
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// kube-apiserver's own outputs (its audit webhook and its audit log file) → the ingest loop with the shipped
 /// audit rules → alerts in the store's outbox, as the collector daemon wires them.
@@ -34,7 +34,9 @@ import Glibc
         """#
 
     static func eventList(_ events: [String]) -> [UInt8] {
-        Array(#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[\#(events.joined(separator: ","))]}"#.utf8)
+        Array(
+            #"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[\#(events.joined(separator: ","))]}"#
+                .utf8)
     }
 
     /// The repository's shipped audit rules, exactly as the collector loads them.
@@ -141,7 +143,8 @@ import Glibc
         #expect(config.audit == nil)
 
         #expect(throws: BasicsError.self) {
-            try CollectorConfiguration.parse(yaml: "audit:\n  file:\n    path: /a\n    startAt: middle\n", source: "t.yaml")
+            try CollectorConfiguration.parse(
+                yaml: "audit:\n  file:\n    path: /a\n    startAt: middle\n", source: "t.yaml")
         }
         #expect(throws: BasicsError.self) {
             try CollectorConfiguration.parse(
@@ -176,7 +179,8 @@ import Glibc
 @_silgen_name("posix_openpt") private func c_posix_openpt(_ flags: Int32) -> Int32
 @_silgen_name("grantpt") private func c_grantpt(_ fd: Int32) -> Int32
 @_silgen_name("unlockpt") private func c_unlockpt(_ fd: Int32) -> Int32
-@_silgen_name("ptsname_r") private func c_ptsname_r(_ fd: Int32, _ buffer: UnsafeMutablePointer<CChar>, _ size: Int) -> Int32
+@_silgen_name("ptsname_r") private func c_ptsname_r(_ fd: Int32, _ buffer: UnsafeMutablePointer<CChar>, _ size: Int)
+    -> Int32
 
 /// `audit -A static` progress: drawn on a real terminal (a pty), never on a pipe, and fed by the static run.
 @Suite struct StaticProgressTests {
@@ -187,7 +191,8 @@ import Glibc
         guard controller >= 0, c_grantpt(controller) == 0, c_unlockpt(controller) == 0,
             c_ptsname_r(controller, &name, name.count) == 0
         else { throw POSIXError(.ENOTTY) }
-        let terminal = open(String(cString: name), O_RDWR | O_NOCTTY)
+        let path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let terminal = open(path, O_RDWR | O_NOCTTY)
         guard terminal >= 0 else { throw POSIXError(.ENOTTY) }
         return (controller, terminal)
     }
@@ -208,10 +213,16 @@ import Glibc
     @Test func progressOnlyOnATerminal() throws {
         var pipeEnds: [Int32] = [0, 0]
         #expect(pipe(&pipeEnds) == 0)
-        defer { close(pipeEnds[0]); close(pipeEnds[1]) }
+        defer {
+            close(pipeEnds[0])
+            close(pipeEnds[1])
+        }
         #expect(TerminalProgress.onTerminal(descriptor: pipeEnds[1]) == nil)
         let (controller, terminal) = try Self.openPTY()
-        defer { close(controller); close(terminal) }
+        defer {
+            close(controller)
+            close(terminal)
+        }
         #expect(TerminalProgress.onTerminal(descriptor: terminal) != nil)
     }
 
@@ -235,11 +246,15 @@ import Glibc
             server.add(
                 .object([
                     "@timestamp": .string("2024-03-\(day)T10:00:\(n < 10 ? "0" : "")\(n).000Z"), "verb": .string("get"),
-                    "requestURI": .string(n % 3 == 0 ? "/api/v1/secrets" : "/api/v1/pods"), "auditID": .string("p-\(n)"),
+                    "requestURI": .string(n % 3 == 0 ? "/api/v1/secrets" : "/api/v1/pods"),
+                    "auditID": .string("p-\(n)"),
                 ]), index: "logstash-2024.03.\(day)", id: "d\(n)")
         }
         let (controller, terminal) = try Self.openPTY()
-        defer { close(controller); close(terminal) }
+        defer {
+            close(controller)
+            close(terminal)
+        }
         // Every page may redraw here (the real command allows 4 a second).
         let progress = try #require(TerminalProgress.onTerminal(descriptor: terminal, maxUpdatesPerSecond: 100_000))
         let start: UInt64 = 1_709_251_200 * 1_000_000_000
