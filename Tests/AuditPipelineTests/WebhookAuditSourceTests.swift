@@ -190,6 +190,32 @@ import Testing
         }
     }
 
+    @Test func aShutdownAnswersTheBatchInFlightBeforeItStops() async throws {
+        let entered = Atomic<Bool>(false)
+        let release = Atomic<Bool>(false)
+        let handedOn = Mutex<[AuditRecord]>([])
+        let source = try WebhookAuditSource(configuration: .init(listen: "127.0.0.1:0"), logger: Logger(label: "test")) {
+            records in
+            entered.store(true, ordering: .relaxed)
+            // A slow commit, still running when the shutdown begins.
+            for _ in 0..<3000 where !release.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
+            handedOn.withLock { $0 += records }
+        }
+        let client = HTTPClient()
+        defer { client.shutdown() }
+        let url = "http://\(source.boundAddress)/audit"
+        let serving = Task { try await source.run() }
+        let posting = Task { try await Self.post(client, url, Self.eventList(0..<2)).status }
+        for _ in 0..<3000 where !entered.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
+        source.close()
+        release.store(true, ordering: .relaxed)
+        // The apiserver hears 200 only for a batch that was handed on, and the server then stops.
+        #expect(try await posting.value == 200)
+        #expect(handedOn.withLock { $0.count } == 2)
+        try await serving.value
+        await #expect(throws: OutboundHTTPError.self) { _ = try await Self.post(client, url, Self.eventList(2..<3)) }
+    }
+
     @Test func missingKeyFileIsAConfigurationError() {
         #expect(throws: AuditPipelineError.self) {
             _ = try WebhookAuditSource(
