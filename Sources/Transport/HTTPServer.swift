@@ -123,7 +123,8 @@ public final class HTTPServer: Sendable {
                 for await exchange in core.exchanges {
                     group.addTask {
                         let response = await handler(exchange.request)
-                        exchange.respond(response)
+                        // Waiting for the write means a shutdown below never cuts a response short.
+                        await exchange.respondAndWait(response)
                         core.served.add(1, ordering: .relaxed)
                     }
                 }
@@ -369,6 +370,10 @@ final class HTTPExchange: @unchecked Sendable {
     private var discardResponse: HTTPServerResponse?
     private var body: [UInt8] = []
     private let responded = Atomic<Bool>(false)
+    private var writeAio: OpaquePointer?
+    private var pendingResponse: OpaquePointer?
+    private var closeAfterWrite = false
+    private var whenWritten: (@Sendable () -> Void)?
 
     init(aio: OpaquePointer, connection: OpaquePointer, core: HTTPServerCore, request: HTTPServerRequest) {
         self.handlerAio = aio
@@ -380,6 +385,7 @@ final class HTTPExchange: @unchecked Sendable {
     deinit {
         // nng_aio_reap frees without waiting, so this is safe even if the last reference goes in a callback.
         if let readAio { nng_aio_reap(readAio) }
+        if let writeAio { nng_aio_reap(writeAio) }
         buffer?.deallocate()
     }
 
@@ -438,12 +444,30 @@ final class HTTPExchange: @unchecked Sendable {
         core.deliver(self)
     }
 
-    /// Sends `response` (once) and lets nng read the connection's next request.
-    func respond(_ response: HTTPServerResponse, closeConnection: Bool = false) {
-        guard !responded.exchange(true, ordering: .acquiringAndReleasing) else { return }
+    /// Sends `response` (once) and waits until it has been written.
+    func respondAndWait(_ response: HTTPServerResponse) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            respond(response) { continuation.resume() }
+        }
+    }
+
+    /// Sends `response` (once), then lets nng read the connection's next request (or closes the connection).
+    ///
+    /// The response is written here rather than handed to nng as the handler's output, because nng gives no
+    /// signal when its own write is done, and a shutdown must not close a connection under a 200 still being
+    /// written (seen: the apiserver side got an empty reply). Only once the write has completed is the
+    /// handler's aio finished. `done` runs after that, on an nng thread.
+    func respond(
+        _ response: HTTPServerResponse, closeConnection: Bool = false, done: (@Sendable () -> Void)? = nil
+    ) {
+        guard !responded.exchange(true, ordering: .acquiringAndReleasing) else {
+            done?()
+            return
+        }
         var res: OpaquePointer?
         guard nng_http_res_alloc(&res) == 0, let res else {
             nng_aio_finish(handlerAio, Int32(NNG_ENOMEM.rawValue))
+            done?()
             return
         }
         nng_http_res_set_status(res, UInt16(clamping: response.status))
@@ -453,10 +477,46 @@ final class HTTPExchange: @unchecked Sendable {
         response.body.withUnsafeBytes { bytes in
             _ = nng_http_res_copy_data(res, bytes.baseAddress, bytes.count)
         }
-        // nng owns the response from here and frees it once written.
-        nng_aio_set_output(handlerAio, 0, UnsafeMutableRawPointer(res))
-        nng_aio_finish(handlerAio, 0)
+        pendingResponse = res
+        closeAfterWrite = closeConnection
+        whenWritten = done
+        var aio: OpaquePointer?
+        // The write keeps this exchange alive until its callback has run.
+        let context = Unmanaged.passRetained(self).toOpaque()
+        guard nng_aio_alloc(&aio, httpWriteCallback, context) == 0, let aio else {
+            Unmanaged<HTTPExchange>.fromOpaque(context).release()
+            nng_http_res_free(res)
+            pendingResponse = nil
+            nng_aio_finish(handlerAio, Int32(NNG_ENOMEM.rawValue))
+            done?()
+            return
+        }
+        writeAio = aio
+        nng_http_conn_write_res(connection, res, aio)
     }
+
+    /// On an nng thread once the response is out (or the write failed).
+    fileprivate func writeCompleted() {
+        let rc = writeAio.map { nng_aio_result($0) } ?? Int32(NNG_ECLOSED.rawValue)
+        if let res = pendingResponse {
+            nng_http_res_free(res)
+            pendingResponse = nil
+        }
+        // No output: we answered ourselves. An error result makes nng close the connection, which is wanted
+        // after a failed write and after a response that said Connection: close.
+        nng_aio_set_output(handlerAio, 0, nil)
+        let result = rc != 0 ? rc : (closeAfterWrite ? Int32(NNG_ECLOSED.rawValue) : 0)
+        nng_aio_finish(handlerAio, result)
+        let done = whenWritten
+        whenWritten = nil
+        done?()
+    }
+}
+
+private let httpWriteCallback: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
+    let exchange = Unmanaged<HTTPExchange>.fromOpaque(context!)
+    exchange.takeUnretainedValue().writeCompleted()
+    exchange.release()
 }
 
 private let httpReadCallback: @convention(c) (UnsafeMutableRawPointer?) -> Void = { context in
