@@ -149,7 +149,18 @@ public struct AuditCommand: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        PatrolLogging.bootstrap(level: logLevel)
+        // Static runs on a terminal draw a progress line on stderr; log lines (also stderr) first clear it.
+        let progress = analysis == "static" ? TerminalProgress.onTerminal() : nil
+        if let progress {
+            let level = logLevel
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return ProgressClearingLogHandler(inner: handler, progress: progress)
+            }
+        } else {
+            PatrolLogging.bootstrap(level: logLevel)
+        }
         let logger = Logger(label: "patrol.audit")
         let startTime = try Self.parseTime(start)
         guard let preset = AuditMapping.Preset(rawValue: layout) else {
@@ -168,7 +179,7 @@ public struct AuditCommand: AsyncParsableCommand {
         let summary = try await Self.runStatic(
             endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime, end: endTime,
             timestampField: timestampField, rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store,
-            logger: logger, mapping: mapping, progress: TerminalProgress.onTerminal())
+            logger: logger, mapping: mapping, progress: progress)
         print(summary.text)
     }
 

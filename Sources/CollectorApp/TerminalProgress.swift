@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -70,7 +71,18 @@ final class TerminalProgress: Sendable {
 
     /// Clears the line, so the summary that follows starts on a clean one.
     func finish() {
-        let drawn = state.withLock { $0.drawn }
+        clear()
+    }
+
+    /// Erases the line if it is shown (before a log line is written), and lets the next page redraw it.
+    func clear() {
+        let drawn = state.withLock { state -> Bool in
+            defer {
+                state.drawn = false
+                state.lastDraw = nil
+            }
+            return state.drawn
+        }
         if drawn { write("\r\u{1B}[K") }
     }
 
@@ -83,5 +95,32 @@ final class TerminalProgress: Sendable {
         text += " · \(snapshot.alerts) alerts · " + String(format: "%.0f docs/s", rate)
         text += " · " + String(format: "%.0f s", elapsedSeconds)
         return text
+    }
+}
+
+/// Writes log lines through `inner` after erasing the progress line, so a log line never lands at the end of
+/// the progress text on the terminal.
+struct ProgressClearingLogHandler: LogHandler {
+    var inner: StreamLogHandler
+    let progress: TerminalProgress
+
+    var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        progress.clear()
+        inner.log(event: event)
     }
 }

@@ -161,6 +161,13 @@ import Testing
         let progress = TerminalProgress(maxUpdatesPerSecond: 4) { written.append($0) }
         #expect(progress.add(documents: 10))
         progress.draw(index: "logstash-2024.03.01", alerts: 1)
+        // A log line first erases the progress line; the next page draws it again at once.
+        progress.clear()
+        #expect(written.text.components(separatedBy: "\r\u{1B}[K").count - 1 == 2)
+        #expect(written.text.hasSuffix("\r\u{1B}[K"))
+        #expect(progress.add(documents: 5))
+        progress.draw(index: "logstash-2024.03.01", alerts: 2)
+        #expect(written.text.contains("read 15 documents"))
         progress.finish()
         let text = written.text
         #expect(text.hasPrefix("\r\u{1B}[Kread 10 documents · logstash-2024.03.01 · 1 alerts"))
