@@ -99,6 +99,16 @@ public struct AuditCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Log level.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
+    /// `patrol-collector` declares `--rules`, `--store` and `--log-level` too, and ArgumentParser hands an option
+    /// both commands declare to the parent, even after `audit`: without reading them from there, the audit
+    /// command silently ran with ./rules and ./patrol.db whatever was given.
+    @ParentCommand var parent: CollectorCommand
+
+    /// `--rules` as given (to either command), else ./rules.
+    var rulePaths: [String] { !rules.isEmpty ? rules : (!parent.rules.isEmpty ? parent.rules : ["rules"]) }
+    var storePath: String { parent.store ?? store }
+    var level: Logger.Level { parent.logLevel != .info ? parent.logLevel : logLevel }
+
     public init() {}
 
     public func validate() throws {
@@ -151,15 +161,15 @@ public struct AuditCommand: AsyncParsableCommand {
     public func run() async throws {
         // Static runs on a terminal draw a progress line on stderr; log lines (also stderr) first clear it.
         let progress = analysis == "static" ? TerminalProgress.onTerminal() : nil
+        let level = self.level
         if let progress {
-            let level = logLevel
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardError(label: label)
                 handler.logLevel = level
                 return ProgressClearingLogHandler(inner: handler, progress: progress)
             }
         } else {
-            PatrolLogging.bootstrap(level: logLevel)
+            PatrolLogging.bootstrap(level: level)
         }
         let logger = Logger(label: "patrol.audit")
         let startTime = try Self.parseTime(start)
@@ -172,13 +182,13 @@ public struct AuditCommand: AsyncParsableCommand {
             try await Self.runStreaming(
                 endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime,
                 lag: .seconds(max(1, fetchDelay)), timestampField: timestampField,
-                rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store, logger: logger, mapping: mapping)
+                rulePaths: rulePaths, storePath: storePath, logger: logger, mapping: mapping)
             return
         }
         let endTime = try end.map(Self.parseTime) ?? WallClock.now()
         let summary = try await Self.runStatic(
             endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime, end: endTime,
-            timestampField: timestampField, rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store,
+            timestampField: timestampField, rulePaths: rulePaths, storePath: storePath,
             logger: logger, mapping: mapping, progress: progress)
         print(summary.text)
     }
