@@ -101,7 +101,7 @@ public struct AuditCommand: AsyncParsableCommand {
 
     /// `patrol-collector` declares `--rules`, `--store` and `--log-level` too, and ArgumentParser hands an option
     /// both commands declare to the parent, even after `audit`: without reading them from there, the audit
-    /// command silently ran with ./rules and ./patrol.db whatever was given.
+    /// command silently ran with ./rules and ./patrol.db whatever was given. (@ParentCommand: argument-parser 1.7.)
     @ParentCommand var parent: CollectorCommand
 
     /// `--rules` as given (to either command), else ./rules.
