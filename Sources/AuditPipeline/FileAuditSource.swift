@@ -67,8 +67,8 @@ public struct FileCheckpoint: Sendable, Equatable, Codable {
 /// not an audit event is counted, logged with `file:line`, and skipped. After each batch has been handed on,
 /// the checkpoint (device, inode, offset, line, fingerprint) is saved in the store under `file:<path>`. A
 /// restart resumes there: in the same file, or, if the file was rotated while the collector was down, in
-/// the renamed file (found in the same directory by its inode), which is finished before the new one is
-/// read. A crash between handing a batch on and saving its checkpoint reads that one batch again (its
+/// the renamed file (found in the same directory by its inode), which is finished first; then any later
+/// rotated files, in the order they were last written, and then the current file. A crash between handing a batch on and saving its checkpoint reads that one batch again (its
 /// alerts carry the same ids, so the Elasticsearch sink writes them once).
 ///
 /// The file is polled (every `pollInterval` at its end), which works on every filesystem, including the
@@ -230,8 +230,14 @@ public struct FileAuditSource: Service {
                         "rotated audit file ended without a newline; its last line is skipped",
                         metadata: ["file": "\(current.name):\(current.checkpoint.line + 1)", "bytes": "\(unfinished)"])
                 }
-                logger.info("audit file rotated; switching to the new file", metadata: ["finished": "\(current.name)"])
-                reader = nil
+                // Normally the next file is the new one at `path`; after a restart several rotations may lie
+                // between the checkpointed file and it, and those are read in turn.
+                let next = try await io.run { try LogFileReader.rotatedAfter(current, path: path) }
+                logger.info(
+                    "audit file rotated; switching to the next file",
+                    metadata: ["finished": "\(current.name)", "next": "\(next?.name ?? path)"])
+                reader = next
+                if let next { try await save(next.checkpoint) }
             }
         }
     }
@@ -355,6 +361,46 @@ final class LogFileReader: @unchecked Sendable {
             if let reader = try reopen(candidate, saved) { return reader }
         }
         return nil
+    }
+
+    /// The file written after `finished` (which has been rotated away): among `path`'s rotated siblings (same
+    /// directory, name starting like `path`'s, not compressed), the one last modified soonest after it, opened at
+    /// 0. Nil when there is none: then `path` itself is next. Files modified at the very same time as `finished`
+    /// are passed over rather than risk reading an older one again (file times are coarse, a few ms).
+    static func rotatedAfter(_ finished: LogFileReader, path: String) throws -> LogFileReader? {
+        guard let after = modificationTime(fd: finished.fd) else { return nil }
+        let directory = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        let stem = (base as NSString).deletingPathExtension
+        let compressed = [".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"]
+        let current = identity(path: path)
+        var best: (name: String, time: timespec)?
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.isEmpty ? "." : directory)) ?? []
+        for name in names where name != base && name.hasPrefix(stem) && !compressed.contains(where: name.hasSuffix) {
+            let candidate = directory.isEmpty ? name : "\(directory)/\(name)"
+            var info = stat()
+            guard stat(candidate, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            let device = UInt64(info.st_dev)
+            let inode = UInt64(info.st_ino)
+            if device == finished.checkpoint.device, inode == finished.checkpoint.inode { continue }
+            if let current, current.0 == device, current.1 == inode { continue }
+            let time = info.st_mtim
+            guard later(time, than: after) else { continue }
+            if let chosen = best, !later(chosen.time, than: time) { continue }
+            best = (candidate, time)
+        }
+        guard let best else { return nil }
+        return try open(path: best.name, atEnd: false)
+    }
+
+    private static func modificationTime(fd: Int32) -> timespec? {
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        return info.st_mtim
+    }
+
+    private static func later(_ a: timespec, than b: timespec) -> Bool {
+        a.tv_sec != b.tv_sec ? a.tv_sec > b.tv_sec : a.tv_nsec > b.tv_nsec
     }
 
     /// Opens `path` at the checkpoint, unless it was truncated or rewritten since (then at 0).

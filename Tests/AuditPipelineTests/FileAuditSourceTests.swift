@@ -98,10 +98,15 @@ import Testing
         try await first.stop()
         Self.expectExactlyOnce(collected.ids, 0..<40)
 
-        // Down for a while: the file grows, is rotated again, and the new file grows too.
+        // Down for a while: the file grows and is rotated twice, and the new file grows too. (The pauses keep
+        // the files' modification times apart, as minutes between real rotations do.)
         try Self.append(Self.lines(40..<50), to: path)
         #expect(rename(path, directory.file("audit-2024-03-01T11-00-00.000.log")) == 0)
-        try Self.append(Self.lines(50..<60), to: path)
+        try await Task.sleep(for: .milliseconds(20))
+        try Self.append(Self.lines(50..<55), to: path)
+        #expect(rename(path, directory.file("audit-2024-03-01T12-00-00.000.log")) == 0)
+        try await Task.sleep(for: .milliseconds(20))
+        try Self.append(Self.lines(55..<60), to: path)
 
         let second = Running(store: store, path: path, startAt: .end, into: collected)
         try await Self.eventually { collected.count >= 60 }
