@@ -141,11 +141,11 @@ extension Collector {
             let feed = AuditFeed(ingest: ingest, sourceName: "file:\(file.path)", timestampField: "stageTimestamp")
             let statistics = AuditSourceStatistics()
             Self.exportAuditStatistics(statistics, source: "file", into: telemetry)
+            let startAt = FileAuditSource.StartPosition(rawValue: file.startAt) ?? .end
             services.append(
                 FileAuditSource(
-                    store: store,
-                    configuration: .init(path: file.path, startAt: FileAuditSource.StartPosition(rawValue: file.startAt) ?? .end),
-                    logger: logger, statistics: statistics
+                    store: store, configuration: .init(path: file.path, startAt: startAt), logger: logger,
+                    statistics: statistics
                 ) { records in try await feed.submit(records) })
         }
         if let hook = configuration.auditWebhook {
@@ -154,8 +154,8 @@ extension Collector {
             Self.exportAuditStatistics(statistics, source: "webhook", into: telemetry)
             let source = try WebhookAuditSource(
                 configuration: .init(
-                    listen: hook.listen, path: hook.path, tlsCertificateFile: hook.tlsCertFile, tlsKeyFile: hook.tlsKeyFile,
-                    clientCAFile: hook.clientCAFile, maxBodyBytes: hook.maxBodyBytes),
+                    listen: hook.listen, path: hook.path, tlsCertificateFile: hook.tlsCertFile,
+                    tlsKeyFile: hook.tlsKeyFile, clientCAFile: hook.clientCAFile, maxBodyBytes: hook.maxBodyBytes),
                 logger: logger, statistics: statistics
             ) { records in try await feed.submit(records) }
             services.append(source)
