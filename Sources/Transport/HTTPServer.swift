@@ -306,8 +306,13 @@ final class HTTPServerCore: Sendable {
         }
         if let refusal {
             refused.add(1, ordering: .relaxed)
-            // Whatever body came with it is discarded, so the connection stays usable.
-            exchange.readBody(length: length ?? 0, discardThen: refusal)
+            // A body of known, bounded length is read and discarded, so the connection stays usable; any other
+            // (chunked, unparsable length, huge) ends the connection after the answer.
+            if let size = length ?? (lengthText == nil && !chunked ? 0 : nil), size <= drainLimit {
+                exchange.readBody(length: size, discardThen: refusal)
+            } else {
+                exchange.respond(refusal, closeConnection: true)
+            }
             return
         }
         let size = length ?? 0
