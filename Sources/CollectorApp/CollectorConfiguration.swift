@@ -121,6 +121,30 @@ public struct CollectorConfiguration: Sendable, Equatable {
     /// Audit sources; nil: none.
     public var audit: AuditSettings?
 
+    /// `audit.file`: tail kube-apiserver's `--audit-log-path` (JSON lines), following rotation.
+    public struct AuditFileSettings: Sendable, Equatable {
+        public var path: String
+        /// `beginning` or `end`: where to start when the store holds no checkpoint for this path yet.
+        public var startAt = "end"
+    }
+
+    /// `audit.webhook`: receive kube-apiserver's audit webhook POSTs (`--audit-webhook-config-file`).
+    public struct AuditWebhookSettings: Sendable, Equatable {
+        /// `host:port`.
+        public var listen: String
+        /// The path of the kubeconfig's `server:` URL.
+        public var path = "/audit"
+        /// HTTPS when both are set.
+        public var tlsCertFile: String?
+        public var tlsKeyFile: String?
+        /// Require client certificates signed by this CA (the kubeconfig's `client-certificate`).
+        public var clientCAFile: String?
+        public var maxBodyBytes = 16 * 1024 * 1024
+    }
+
+    public var auditFile: AuditFileSettings?
+    public var auditWebhook: AuditWebhookSettings?
+
     /// `dedup`: the collector-wide alert cooldown, for rules without their own `dedup:`. Off by default.
     public var dedup = AlertCooldown.Policy.off
 
@@ -202,7 +226,39 @@ extension CollectorConfiguration {
             }
         }
         if let node = top["audit"] {
-            let audit = try reader.mapping(node, path: "audit", allowed: ["elasticsearch"])
+            let audit = try reader.mapping(node, path: "audit", allowed: ["elasticsearch", "file", "webhook"])
+            if let fileNode = audit["file"] {
+                let file = try reader.mapping(fileNode, path: "audit.file", allowed: ["path", "startAt"])
+                var settings = AuditFileSettings(
+                    path: try reader.string(try reader.required(file, "path", in: "audit.file", at: fileNode), path: "audit.file.path"))
+                if let n = file["startAt"] {
+                    settings.startAt = try reader.string(n, path: "audit.file.startAt")
+                    guard ["beginning", "end"].contains(settings.startAt) else {
+                        throw reader.fail(n, "audit.file.startAt", "expected beginning or end, found '\(settings.startAt)'")
+                    }
+                }
+                config.auditFile = settings
+            }
+            if let hookNode = audit["webhook"] {
+                let hook = try reader.mapping(
+                    hookNode, path: "audit.webhook",
+                    allowed: ["listen", "path", "tlsCertFile", "tlsKeyFile", "clientCAFile", "maxBodyBytes"])
+                var settings = AuditWebhookSettings(
+                    listen: try reader.string(
+                        try reader.required(hook, "listen", in: "audit.webhook", at: hookNode), path: "audit.webhook.listen"))
+                if let n = hook["path"] { settings.path = try reader.string(n, path: "audit.webhook.path") }
+                if let n = hook["tlsCertFile"] { settings.tlsCertFile = try reader.string(n, path: "audit.webhook.tlsCertFile") }
+                if let n = hook["tlsKeyFile"] { settings.tlsKeyFile = try reader.string(n, path: "audit.webhook.tlsKeyFile") }
+                if let n = hook["clientCAFile"] { settings.clientCAFile = try reader.string(n, path: "audit.webhook.clientCAFile") }
+                if let n = hook["maxBodyBytes"] { settings.maxBodyBytes = try reader.int(n, path: "audit.webhook.maxBodyBytes") }
+                if (settings.tlsCertFile == nil) != (settings.tlsKeyFile == nil) {
+                    throw reader.fail(hookNode, "audit.webhook", "give both tlsCertFile and tlsKeyFile, or neither")
+                }
+                if settings.clientCAFile != nil, settings.tlsCertFile == nil {
+                    throw reader.fail(hookNode, "audit.webhook", "clientCAFile needs tlsCertFile and tlsKeyFile (HTTPS)")
+                }
+                config.auditWebhook = settings
+            }
             if let esNode = audit["elasticsearch"] {
                 let (settings, es) = try ElasticsearchSettings.parse(
                     esNode, path: "audit.elasticsearch", reader: reader,
