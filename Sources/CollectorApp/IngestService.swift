@@ -169,7 +169,7 @@ public final class IngestService: Service, Sendable {
             }
             ledger = staged
             cooldown = stagedCooldown
-            metrics.recordSuppressed(raised: raised, written: alerts)
+            if cooldown.isEnabled { metrics.recordSuppressed(raised: raised, written: alerts) }
             metrics.record(events: eventCount, batches: accepted.count, alerts: alerts, kinds: kindCounts)
             if !alerts.isEmpty { signal.notify() }
         }
@@ -206,7 +206,6 @@ struct IngestMetrics: Sendable {
 
     /// `patrol_alerts_suppressed_total`: alerts the cooldown folded into a window instead of writing.
     func recordSuppressed(raised: [Alert], written: [Alert]) {
-        guard raised.count != written.count || raised.map(\.id) != written.map(\.id) else { return }
         var byRule: [String: Int] = [:]
         for alert in raised { byRule[alert.ruleID, default: 0] += 1 }
         for alert in written where alert.firstSeen == nil { byRule[alert.ruleID, default: 0] -= 1 }
