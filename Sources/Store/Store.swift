@@ -176,6 +176,17 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// How many alerts lie in `(after, through]`: what skipping that range drops.
+    public func outboxCount(after position: Int64, through end: Int64) async throws(StoreError) -> Int {
+        try await onStoreThread { db in
+            var count: Int64 = 0
+            try db.run(
+                "SELECT COUNT(*) FROM outbox WHERE position > ? AND position <= ?", [.integer(position), .integer(end)]
+            ) { row in count = row.integer(0) }
+            return Int(count)
+        }
+    }
+
     public func sinkCursor(_ sink: String) async throws(StoreError) -> Int64 {
         try await onStoreThread { db in
             var cursor: Int64 = 0
