@@ -208,20 +208,10 @@ public final class Store: @unchecked Sendable {
     // MARK: Alert encoding
 
     private static func encode(_ alerts: [Alert]) throws(StoreError) -> [[UInt8]] {
-        guard !alerts.isEmpty else { return [] }
-        let encoder = JSONEncoder()
-        do {
-            return try alerts.map { Array(try encoder.encode($0)) }
-        } catch {
-            throw StoreError(.query, "cannot encode alert for the outbox", cause: .error(error))
-        }
+        alerts.map(AlertCoding.encode)
     }
 
     private static func decode(_ body: [UInt8]) throws(StoreError) -> Alert {
-        do {
-            return try JSONDecoder().decode(Alert.self, from: Data(body))
-        } catch {
-            throw StoreError(.corrupt, "an outbox entry is not a valid alert", cause: .error(error))
-        }
+        try AlertCoding.decode(body)
     }
 }
