@@ -101,9 +101,19 @@ public final class AlertmanagerSink: AlertSink {
             pairs.append(("image", container.image))
         }
         for key in alert.fields.keys.sorted() where !key.isEmpty {
-            pairs.append(("field_\(key)", alert.fields[key]!))
+            pairs.append(("field_" + annotationName(key), alert.fields[key]!))
         }
         return pairs.filter { !$0.1.isEmpty }
+    }
+
+    /// Alertmanager refuses the whole POST (400) when an annotation name is not a Prometheus label name
+    /// (`[a-zA-Z_][a-zA-Z0-9_]*`), and rule fields are named like `proc.exe`: other characters become `_`.
+    static func annotationName(_ key: String) -> String {
+        String(
+            String.UnicodeScalarView(
+                key.unicodeScalars.map { scalar in
+                    scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)) ? scalar : "_"
+                }))
     }
 
     /// The request body for a batch.

@@ -52,6 +52,18 @@ func nanoseconds(_ text: String?) -> UInt64? {
         #expect(annotations["description"]?.contains("default/web.v2") == true)
     }
 
+    /// Rule fields are named like `proc.exe`; Alertmanager refuses annotation names that are not label names.
+    @Test func fieldNamesBecomeValidAnnotationNames() {
+        var alert = AlertFixtures.alert()
+        alert.fields = ["proc.exe": "/dev/shm/x", "ka.user-name": "bob", "path": "/p"]
+        let names = AlertmanagerSink.annotations(alert).map(\.0)
+        #expect(names.contains("field_proc_exe") && names.contains("field_ka_user_name") && names.contains("field_path"))
+        let valid = names.allSatisfy { name in
+            name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0 == "_" || ("0"..."9").contains($0)) }
+        }
+        #expect(valid)
+    }
+
     @Test func malwareAndHostAlerts() {
         var malware = AlertFixtures.alert()
         malware.eventKind = .scanResult
@@ -85,7 +97,9 @@ func nanoseconds(_ text: String?) -> UInt64? {
         }
         let managers = try await offPool { [try AlertmanagerProcess(), try AlertmanagerProcess()] }
         let rig = try await DeliveryRig.make()
-        let alerts = distinctAlerts(30)
+        var alerts = distinctAlerts(30)
+        // Real rule alerts carry fields named like `proc.exe`.
+        for index in alerts.indices { alerts[index].fields["proc.exe"] = "/dev/shm/true" }
         let sentAfter = UInt64(Date().timeIntervalSince1970 * 1000) * 1_000_000
         try await rig.commit(alerts)
         let deliveries = managers.enumerated().map { rig.delivery(sink($0.offset, $0.element)) }
@@ -114,6 +128,7 @@ func nanoseconds(_ text: String?) -> UInt64? {
             #expect(annotations["fix"] == sent.fix)
             #expect(annotations["description"]?.contains("default/web-7") == true)
             #expect(annotations["pid"] == "42")
+            #expect(annotations["field_proc_exe"] == "/dev/shm/true")
             #expect(back["generatorURL"] as? String == "https://patrol.example/alerts")
             // startsAt is the event time; endsAt is the delivery time plus resolveAfter.
             // (Alertmanager answers in milliseconds.)
