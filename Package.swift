@@ -94,7 +94,8 @@ let package = Package(
         .target(
             name: "AlertSinks",
             dependencies: [
-                "Basics", "EventModel", "Store", "Elasticsearch", "Transport", .product(name: "Logging", package: "swift-log"),
+                "Basics", "EventModel", "Store", "Elasticsearch", "Transport", "OutboundHTTP",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -153,6 +154,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Store", "AlertSinks", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
 
@@ -178,7 +180,7 @@ let package = Package(
         .testTarget(
             name: "ElasticsearchTests", dependencies: ["Elasticsearch", "TestSupport", "OutboundHTTP"],
             swiftSettings: swiftSettings),
-        .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "TestSupport", "Elasticsearch"], swiftSettings: swiftSettings),
+        .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "TestSupport", "Elasticsearch", "OutboundHTTP", "Store"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelEventsTests", dependencies: ["KernelEvents", "CSensorABI"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SensorAppTests", dependencies: ["SensorApp", "KernelEvents", "BPF", "RuleEngine", "TestSupport", "EventModel"],

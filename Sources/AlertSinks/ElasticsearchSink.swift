@@ -47,8 +47,10 @@ public final class ElasticsearchSink: AlertSink {
     private let templateInstalled = Atomic<Bool>(false)
     private let rejectedTotal = Atomic<Int>(0)
     private let retriedTotal = Atomic<Int>(0)
+    private let duplicateTotal = Atomic<Int>(0)
     private let rejected: Counter
     private let retried: Counter
+    private let duplicates: Counter
 
     public init(client: ElasticsearchClient, configuration: Configuration = Configuration(), logger: Logger) {
         self.client = client
@@ -58,12 +60,15 @@ public final class ElasticsearchSink: AlertSink {
         self.logger = logger
         self.rejected = Counter(label: "patrol_sink_items_rejected_total", dimensions: [("sink", "elasticsearch")])
         self.retried = Counter(label: "patrol_sink_items_retried_total", dimensions: [("sink", "elasticsearch")])
+        self.duplicates = Counter(label: "patrol_sink_duplicates_total", dimensions: [("sink", "elasticsearch")])
     }
 
     /// Items that failed for good (400 and other non-retryable statuses but 409) since start.
     public var rejectedItems: Int { rejectedTotal.load(ordering: .relaxed) }
     /// Items sent again after a 429 or 5xx since start.
     public var retriedItems: Int { retriedTotal.load(ordering: .relaxed) }
+    /// Items the server already had (409 on `create`): duplicate deliveries, written once.
+    public var duplicateItems: Int { duplicateTotal.load(ordering: .relaxed) }
 
     /// The index an alert goes to: the prefix and the UTC day of the event.
     public func index(for alert: Alert) -> String {
@@ -152,7 +157,12 @@ public final class ElasticsearchSink: AlertSink {
             }
             var again: [BulkOperation] = []
             for (operation, result) in zip(pending, results) {
-                if result.succeeded || result.status == 409 { continue }
+                if result.succeeded { continue }
+                if result.status == 409 {
+                    duplicateTotal.add(1, ordering: .relaxed)
+                    duplicates.increment()
+                    continue
+                }
                 if result.isRetryable {
                     again.append(operation)
                     lastProblem = "\(result.status) \(result.errorType ?? "")"

@@ -4,6 +4,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import Store
+import Synchronization
 
 /// Wakes outbox readers when new alerts were committed, so they don't have to poll tightly.
 public final class OutboxSignal: Sendable {
@@ -33,33 +34,102 @@ public final class OutboxSignal: Sendable {
 /// Delivers the outbox to one sink: reads after the sink's cursor, delivers a batch, then advances the
 /// cursor. A failing sink retries with exponential backoff and jitter and delays only itself.
 ///
-/// On graceful shutdown it keeps delivering until it has caught up with everything committed so far.
+/// Per sink (`Policy`): the batch size; the backoff; a bound on the backlog (alerts behind the outbox head)
+/// with what to do past it (`dropOldest` advances the cursor and counts the skipped alerts, `keep` never
+/// drops and lets the store grow); and a rate limit (alerts/s with a burst), where what exceeds it waits.
+///
+/// On graceful shutdown it keeps delivering until it has caught up with everything committed so far, or
+/// until `shutdownGrace` has passed.
 public struct OutboxDelivery: Service {
-    public struct Policy: Sendable {
+    /// What a sink does when its backlog passes `Policy.maxBacklog`.
+    public enum Overflow: String, Sendable, CaseIterable {
+        /// Skip the oldest undelivered alerts (advance the cursor), counting them as dropped.
+        case dropOldest
+        /// Drop nothing: the sink falls further behind and the store keeps the alerts.
+        case keep
+    }
+
+    /// A token bucket: `perSecond` alerts on average, up to `burst` at once.
+    public struct RateLimit: Sendable, Equatable {
+        public var perSecond: Double
+        public var burst: Int
+
+        public init(perSecond: Double, burst: Int? = nil) {
+            precondition(perSecond > 0, "a rate limit must be positive")
+            self.perSecond = perSecond
+            self.burst = max(1, burst ?? Int(perSecond.rounded(.up)))
+        }
+    }
+
+    public struct Policy: Sendable, Equatable {
         public var batchSize: Int
         public var initialBackoff: Duration
         public var maxBackoff: Duration
-        /// How long to keep retrying a failing sink after shutdown was requested.
+        /// How long to keep delivering after shutdown was requested.
         public var shutdownGrace: Duration
+        /// Alerts the sink may fall behind the outbox head; 0 is unbounded.
+        public var maxBacklog: Int
+        public var overflow: Overflow
+        public var rateLimit: RateLimit?
 
         public init(
             batchSize: Int = 500, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(30),
-            shutdownGrace: Duration = .seconds(10)
+            shutdownGrace: Duration = .seconds(10), maxBacklog: Int = 0, overflow: Overflow = .keep,
+            rateLimit: RateLimit? = nil
         ) {
-            self.batchSize = batchSize
+            self.batchSize = max(1, batchSize)
             self.initialBackoff = initialBackoff
-            self.maxBackoff = maxBackoff
+            self.maxBackoff = max(initialBackoff, maxBackoff)
             self.shutdownGrace = shutdownGrace
+            self.maxBacklog = maxBacklog
+            self.overflow = overflow
+            self.rateLimit = rateLimit
         }
+    }
+
+    /// Counts since start, the same numbers as the sink's metrics, for tests and `patrolctl`.
+    public final class Statistics: Sendable {
+        let deliveredCount = Atomic<Int>(0)
+        let failedCount = Atomic<Int>(0)
+        let retriedCount = Atomic<Int>(0)
+        let droppedCount = Atomic<Int>(0)
+        let redeliveredCount = Atomic<Int>(0)
+        let batchCount = Atomic<Int>(0)
+        let largestBatchCount = Atomic<Int>(0)
+        let backlogValue = Atomic<Int>(0)
+
+        init() {}
+
+        /// Alerts the sink accepted.
+        public var delivered: Int { deliveredCount.load(ordering: .relaxed) }
+        /// Delivery attempts that failed.
+        public var failedAttempts: Int { failedCount.load(ordering: .relaxed) }
+        /// Attempts that repeated a failed one.
+        public var retries: Int { retriedCount.load(ordering: .relaxed) }
+        /// Alerts skipped by the `dropOldest` overflow policy.
+        public var dropped: Int { droppedCount.load(ordering: .relaxed) }
+        /// Alerts sent again although an earlier attempt may have reached the sink (possible duplicates).
+        public var redelivered: Int { redeliveredCount.load(ordering: .relaxed) }
+        /// Successful deliveries (batches), and the largest one.
+        public var batches: Int { batchCount.load(ordering: .relaxed) }
+        public var largestBatch: Int { largestBatchCount.load(ordering: .relaxed) }
+        /// Alerts behind the outbox head at the last look.
+        public var backlog: Int { backlogValue.load(ordering: .relaxed) }
     }
 
     private let sink: any AlertSink
     private let store: Store
     private let signal: OutboxSignal
-    private let policy: Policy
+    public let policy: Policy
+    public let statistics = Statistics()
     private let logger: Logger
+    private let throttle = LogThrottle(limit: 5, per: .seconds(30))
     private let delivered: Counter
     private let failures: Counter
+    private let retries: Counter
+    private let dropped: Counter
+    private let redelivered: Counter
+    private let backlog: Gauge
 
     public init(sink: any AlertSink, store: Store, signal: OutboxSignal, policy: Policy = Policy(), logger: Logger) {
         self.sink = sink
@@ -69,9 +139,21 @@ public struct OutboxDelivery: Service {
         var logger = logger
         logger[metadataKey: "sink"] = "\(sink.name)"
         self.logger = logger
-        self.delivered = Counter(label: "patrol_sink_alerts_sent_total", dimensions: [("sink", sink.name)])
-        self.failures = Counter(label: "patrol_sink_failures_total", dimensions: [("sink", sink.name)])
+        let label = [("sink", sink.name)]
+        self.delivered = Counter(label: "patrol_sink_alerts_sent_total", dimensions: label)
+        self.failures = Counter(label: "patrol_sink_failures_total", dimensions: label)
+        self.retries = Counter(label: "patrol_sink_retries_total", dimensions: label)
+        self.dropped = Counter(
+            label: "patrol_sink_alerts_dropped_total", dimensions: label + [("reason", "overflow")])
+        self.redelivered = Counter(label: "patrol_sink_alerts_redelivered_total", dimensions: label)
+        self.backlog = Gauge(label: "patrol_sink_backlog", dimensions: label)
     }
+
+    public var sinkName: String { sink.name }
+
+    /// The store key of the sink's in-flight mark: the last position of the batch being attempted, written
+    /// before the attempt, so alerts re-sent after a crash are known to be possible duplicates.
+    var inFlightKey: String { "\(sink.name)#in_flight" }
 
     public func run() async throws {
         await withGracefulShutdownHandler {
@@ -83,14 +165,58 @@ public struct OutboxDelivery: Service {
 
     private func deliverLoop() async {
         var cursor: Int64 = (try? await store.sinkCursor(sink.name)) ?? 0
+        // Everything up to here may have reached the sink already (an attempt whose outcome is unknown).
+        var maybeDelivered: Int64 = max(cursor, (try? await store.sinkCursor(inFlightKey)) ?? 0)
+        var markedInFlight = maybeDelivered
         var backoff = policy.initialBackoff
+        var failing = false
+        var bucket = policy.rateLimit.map { TokenBucket($0) }
         var shutdownDeadline: ContinuousClock.Instant?
         while !Task.isCancelled {
             if Task.isShuttingDownGracefully, shutdownDeadline == nil {
                 shutdownDeadline = .now + policy.shutdownGrace
             }
+            if let deadline = shutdownDeadline, ContinuousClock.now >= deadline {
+                logger.error(
+                    "sink not caught up at shutdown; undelivered alerts stay in the outbox for next start",
+                    metadata: ["cursor": "\(cursor)"])
+                return
+            }
             do {
-                let entries = try await store.outbox(after: cursor, limit: policy.batchSize)
+                let head = try await store.outboxHead()
+                if policy.maxBacklog > 0, policy.overflow == .dropOldest, head - cursor > Int64(policy.maxBacklog) {
+                    let keepFrom = head - Int64(policy.maxBacklog)
+                    let skipped = try await store.outboxCount(after: cursor, through: keepFrom)
+                    try await store.setSinkCursor(sink.name, to: keepFrom)
+                    cursor = keepFrom
+                    maybeDelivered = max(maybeDelivered, cursor)
+                    statistics.droppedCount.add(skipped, ordering: .relaxed)
+                    dropped.increment(by: skipped)
+                    if let suppressed = throttle.admit() {
+                        logger.error(
+                            "sink backlog over its bound; oldest alerts dropped",
+                            metadata: [
+                                "dropped": "\(skipped)", "max_backlog": "\(policy.maxBacklog)",
+                                "suppressed_lines": "\(suppressed)",
+                            ])
+                    }
+                }
+                let behind = Int(max(0, head - cursor))
+                statistics.backlogValue.store(behind, ordering: .relaxed)
+                backlog.record(behind)
+
+                var limit = policy.batchSize
+                if var current = bucket {
+                    let (granted, wait) = current.available(upTo: limit, now: .now)
+                    bucket = current
+                    if granted == 0 {
+                        // Over the rate: wait for tokens (shutdown still wakes us through cancellation).
+                        try? await Task.sleep(for: wait)
+                        continue
+                    }
+                    limit = granted
+                }
+                let entries = try await store.outbox(after: cursor, limit: limit)
                 if entries.isEmpty {
                     if shutdownDeadline != nil {
                         try? await sink.flush()
@@ -99,22 +225,91 @@ public struct OutboxDelivery: Service {
                     await signal.wait(timeout: .milliseconds(250))
                     continue
                 }
-                try await sink.deliver(entries.map(\.alert))
-                cursor = entries.last!.position
+                let last = entries.last!.position
+                if last > markedInFlight {
+                    try await store.setSinkCursor(inFlightKey, to: last)
+                    markedInFlight = last
+                }
+                if failing {
+                    statistics.retriedCount.add(1, ordering: .relaxed)
+                    retries.increment()
+                }
+                let again = entries.reduce(0) { $0 + ($1.position <= maybeDelivered ? 1 : 0) }
+                if var current = bucket {
+                    current.take(entries.count)
+                    bucket = current
+                }
+                do {
+                    try await sink.deliver(entries.map(\.alert))
+                } catch {
+                    maybeDelivered = max(maybeDelivered, last)
+                    throw error
+                }
+                cursor = last
                 try await store.setSinkCursor(sink.name, to: cursor)
+                statistics.deliveredCount.add(entries.count, ordering: .relaxed)
+                statistics.batchCount.add(1, ordering: .relaxed)
+                if entries.count > statistics.largestBatch {
+                    statistics.largestBatchCount.store(entries.count, ordering: .relaxed)
+                }
                 delivered.increment(by: entries.count)
+                if again > 0 {
+                    statistics.redeliveredCount.add(again, ordering: .relaxed)
+                    redelivered.increment(by: again)
+                }
+                if failing {
+                    logger.info("sink delivering again", metadata: ["cursor": "\(cursor)"])
+                    failing = false
+                }
                 backoff = policy.initialBackoff
             } catch {
+                statistics.failedCount.add(1, ordering: .relaxed)
                 failures.increment()
-                logger.warning("sink delivery failed; will retry", metadata: ["error": "\(error)", "cursor": "\(cursor)"])
-                if let deadline = shutdownDeadline, ContinuousClock.now >= deadline {
-                    logger.error("sink still failing at shutdown; undelivered alerts stay in the outbox for next start")
-                    return
+                failing = true
+                if let suppressed = throttle.admit() {
+                    logger.warning(
+                        "sink delivery failed; will retry",
+                        metadata: [
+                            "error": "\(error)", "cursor": "\(cursor)", "retry_in_ms": "\(backoff.milliseconds)",
+                            "suppressed_lines": "\(suppressed)",
+                        ])
                 }
                 let jitter = Double.random(in: 0.5...1.0)
                 try? await Task.sleep(for: backoff * jitter)
                 backoff = min(backoff * 2, policy.maxBackoff)
             }
         }
+    }
+}
+
+/// The rate limiter's state, owned by one delivery loop.
+struct TokenBucket {
+    let limit: OutboxDelivery.RateLimit
+    var tokens: Double
+    var updated: ContinuousClock.Instant
+
+    init(_ limit: OutboxDelivery.RateLimit) {
+        self.limit = limit
+        tokens = Double(limit.burst)
+        updated = .now
+    }
+
+    /// How many alerts may go now (at most `wanted`), and how long to wait when none may.
+    mutating func available(upTo wanted: Int, now: ContinuousClock.Instant) -> (Int, Duration) {
+        let elapsed = now - updated
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        tokens = min(Double(limit.burst), tokens + seconds * limit.perSecond)
+        updated = now
+        let whole = Int(tokens.rounded(.down))
+        if whole >= 1 { return (min(wanted, whole), .zero) }
+        return (0, .milliseconds(Int64(((1 - tokens) / limit.perSecond * 1000).rounded(.up)) + 1))
+    }
+
+    mutating func take(_ count: Int) { tokens -= Double(count) }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }

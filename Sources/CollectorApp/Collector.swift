@@ -35,15 +35,17 @@ public struct Collector: Sendable {
     public func run() async throws {
         let ruleSet = try RuleSet.load(files: try RuleFiles.expand(configuration.rulePaths))
         logger.info("rules loaded", metadata: ["rules": "\(ruleSet.rules.count)", "paths": "\(configuration.rulePaths)"])
+        // Sink settings are checked before the store opens, so a misconfigured sink stops the start with the
+        // setting's name and nothing half-started.
+        let sinks = try makeSinks()
         let store = try await Store.open(path: configuration.storePath)
         let signal = OutboxSignal()
 
         var services: [any Service] = []
-        let sinks = try makeSinks()
-        for sink in sinks {
-            services.append(OutboxDelivery(sink: sink, store: store, signal: signal, logger: logger))
+        for (sink, policy) in sinks {
+            services.append(OutboxDelivery(sink: sink, store: store, signal: signal, policy: policy, logger: logger))
         }
-        services.append(OutboxMetricsService(store: store, sinks: sinks.map(\.name), logger: logger))
+        services.append(OutboxMetricsService(store: store, sinks: sinks.map(\.0.name), logger: logger))
         let ingest = IngestService(
             store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, logger: logger)
         services.append(ingest)
@@ -93,22 +95,56 @@ public struct Collector: Sendable {
         await store.close()
     }
 
-    private func makeSinks() throws -> [any AlertSink] {
-        var sinks: [any AlertSink] = []
-        if configuration.sinks.stdout { sinks.append(StdoutSink()) }
-        if let path = configuration.sinks.csvPath {
+    /// Every configured sink with its outbox policy. Throws, naming the setting, when one is misconfigured.
+    func makeSinks() throws -> [(any AlertSink, OutboxDelivery.Policy)] {
+        let settings = configuration.sinks
+        try configuration.checkSinkFiles()
+        var sinks: [(any AlertSink, OutboxDelivery.Policy)] = []
+        if settings.stdout { sinks.append((StdoutSink(), settings.policy(for: "stdout"))) }
+        if let path = settings.csvPath {
             sinks.append(
-                CSVSink(
-                    path: path, malwarePath: configuration.sinks.csvMalwarePath,
-                    maxBytes: configuration.sinks.csvMaxBytes, keepFiles: configuration.sinks.csvKeepFiles))
+                (CSVSink(
+                    path: path, malwarePath: settings.csvMalwarePath, maxBytes: settings.csvMaxBytes,
+                    keepFiles: settings.csvKeepFiles),
+                 settings.policy(for: "csv")))
         }
-        if let settings = configuration.sinks.elasticsearch {
-            let client = ElasticsearchClient(endpoint: try Self.endpoint(settings), logger: logger)
+        if let es = settings.elasticsearch {
+            let endpoint: ElasticsearchEndpoint
+            do {
+                endpoint = try Self.endpoint(es)
+            } catch {
+                throw BasicsError(.invalidConfiguration, "sinks.elasticsearch.url: \(error)")
+            }
+            let client = ElasticsearchClient(endpoint: endpoint, logger: logger)
             sinks.append(
-                ElasticsearchSink(
-                    client: client, configuration: .init(indexPrefix: settings.indexPrefix), logger: logger))
+                (ElasticsearchSink(client: client, configuration: .init(indexPrefix: es.indexPrefix), logger: logger),
+                 settings.policy(for: "elasticsearch")))
         }
-        if let settings = configuration.sinks.syslog { sinks.append(try Self.syslogSink(settings, logger: logger)) }
+        if let am = settings.alertmanager {
+            let http = try Self.httpOptions(am.http, path: "sinks.alertmanager")
+            let sinkConfiguration = AlertmanagerSink.Configuration(
+                generatorURL: am.generatorURL, resolveAfter: .seconds(am.resolveAfterSeconds))
+            // One sink, cursor and metrics series per endpoint: each gets every alert, at its own pace.
+            for (index, url) in am.endpoints.enumerated() {
+                let target = HTTPSinkTarget(
+                    url: url, auth: http.auth, tls: http.tls, timeout: .seconds(am.http.timeoutSeconds))
+                sinks.append(
+                    (AlertmanagerSink(
+                        name: "alertmanager[\(index)]", target: target, configuration: sinkConfiguration, logger: logger),
+                     settings.policy(for: "alertmanager")))
+            }
+        }
+        if let hook = settings.webhook {
+            let http = try Self.httpOptions(hook.http, path: "sinks.webhook")
+            let target = HTTPSinkTarget(
+                url: hook.url, auth: http.auth, tls: http.tls,
+                headers: HTTPHeaders(hook.headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }),
+                timeout: .seconds(hook.http.timeoutSeconds))
+            sinks.append((WebhookSink(target: target, logger: logger), settings.policy(for: "webhook")))
+        }
+        if let syslog = settings.syslog {
+            sinks.append((try Self.syslogSink(syslog, logger: logger), settings.policy(for: "syslog")))
+        }
         return sinks
     }
 
@@ -124,6 +160,25 @@ public struct Collector: Sendable {
                 address: settings.address, transport: transport, format: format, caFile: settings.caFile,
                 certificateFile: settings.certFile, keyFile: settings.keyFile, serverName: settings.serverName),
             logger: logger)
+    }
+
+    /// Authentication and TLS of an HTTP sink; reads the bearer token file.
+    static func httpOptions(_ settings: CollectorConfiguration.HTTPSinkSettings, path: String) throws(BasicsError)
+        -> (auth: HTTPAuth, tls: TLSOptions)
+    {
+        var auth = HTTPAuth.none
+        if let username = settings.username { auth = .basic(username: username, password: settings.password ?? "") }
+        if let token = settings.bearerToken { auth = .bearer(token: token) }
+        if let file = settings.bearerTokenFile {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw BasicsError(.invalidConfiguration, "\(path).bearerTokenFile: cannot read \(file)")
+            }
+            auth = .bearer(token: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let tls = TLSOptions(
+            caFile: settings.caFile, clientCertificateFile: settings.clientCertificate,
+            clientKeyFile: settings.clientKey)
+        return (auth, tls)
     }
 }
 

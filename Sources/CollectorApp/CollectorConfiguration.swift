@@ -42,6 +42,18 @@ public struct CollectorConfiguration: Sendable, Equatable {
         public var csvMalwarePath: String?
         /// RFC 5424 syslog; nil disables the sink.
         public var syslog: SyslogSettings?
+        /// Alerts to one or more Alertmanagers; nil disables the sink.
+        public var alertmanager: AlertmanagerSettings?
+        /// Alerts as JSON to any HTTP endpoint; nil disables the sink.
+        public var webhook: WebhookSettings?
+        /// `sinks.delivery`: the outbox policy of every sink without its own `delivery`.
+        public var delivery = OutboxDelivery.Policy()
+        /// A sink's own `delivery` (keys `csv`, `elasticsearch`, `alertmanager`, `webhook`), the default's
+        /// keys overridden by those it gives.
+        public var deliveryOverrides: [String: OutboxDelivery.Policy] = [:]
+
+        /// The outbox policy of the sink of kind `kind`.
+        public func policy(for kind: String) -> OutboxDelivery.Policy { deliveryOverrides[kind] ?? delivery }
     }
 
     /// `sinks.syslog`: where and how to send RFC 5424 messages (docs/alerts.md#syslog).
@@ -64,6 +76,82 @@ public struct CollectorConfiguration: Sendable, Equatable {
         public var utf8BOM = false
 
         public init(address: String) { self.address = address }
+    }
+
+    /// Authentication and TLS for an HTTP sink (`sinks.alertmanager`, `sinks.webhook`).
+    public struct HTTPSinkSettings: Sendable, Equatable {
+        public var username: String?
+        public var password: String?
+        public var bearerToken: String?
+        /// A file holding the bearer token (e.g. a mounted secret), read at start.
+        public var bearerTokenFile: String?
+        /// CA bundle (PEM) to verify an `https` server with, instead of the system store.
+        public var caFile: String?
+        /// Client certificate and key (PEM) for mutual TLS.
+        public var clientCertificate: String?
+        public var clientKey: String?
+        public var timeoutSeconds = 10
+
+        static let keys: Set<String> = [
+            "username", "password", "bearerToken", "bearerTokenFile", "caFile", "clientCertificate", "clientKey",
+            "timeoutSeconds",
+        ]
+
+        static func parse(_ mapping: [String: Node], at node: Node, path: String, reader: ConfigReader)
+            throws(BasicsError) -> HTTPSinkSettings
+        {
+            var settings = HTTPSinkSettings()
+            func text(_ key: String) throws(BasicsError) -> String? {
+                guard let n = mapping[key] else { return nil }
+                return try reader.string(n, path: "\(path).\(key)")
+            }
+            settings.username = try text("username")
+            settings.password = try text("password")
+            settings.bearerToken = try text("bearerToken")
+            settings.bearerTokenFile = try text("bearerTokenFile")
+            settings.caFile = try text("caFile")
+            settings.clientCertificate = try text("clientCertificate")
+            settings.clientKey = try text("clientKey")
+            if let n = mapping["timeoutSeconds"] {
+                settings.timeoutSeconds = max(1, try reader.int(n, path: "\(path).timeoutSeconds"))
+            }
+            let schemes = [settings.username != nil, settings.bearerToken != nil, settings.bearerTokenFile != nil]
+            if schemes.filter({ $0 }).count > 1 {
+                throw reader.fail(node, path, "give only one of username/password, bearerToken, bearerTokenFile")
+            }
+            if (settings.clientCertificate == nil) != (settings.clientKey == nil) {
+                throw reader.fail(node, path, "clientCertificate and clientKey go together")
+            }
+            return settings
+        }
+
+        /// The files this sink reads, with the setting that names each, for the start-up check.
+        func files(path: String) -> [(setting: String, file: String, kind: ConfiguredFile.Kind)] {
+            var files: [(String, String, ConfiguredFile.Kind)] = []
+            if let file = caFile { files.append(("\(path).caFile", file, .certificate)) }
+            if let file = clientCertificate { files.append(("\(path).clientCertificate", file, .certificate)) }
+            if let file = clientKey { files.append(("\(path).clientKey", file, .privateKey)) }
+            if let file = bearerTokenFile { files.append(("\(path).bearerTokenFile", file, .secret)) }
+            return files
+        }
+    }
+
+    /// `sinks.alertmanager`: every endpoint receives every alert (an HA pair is two endpoints).
+    public struct AlertmanagerSettings: Sendable, Equatable {
+        /// Base URLs (`http(s)://host:9093`); `/api/v2/alerts` is appended.
+        public var endpoints: [String]
+        public var http = HTTPSinkSettings()
+        public var generatorURL: String?
+        /// Alertmanager resolves an alert this long after its delivery unless it comes again.
+        public var resolveAfterSeconds = 3600
+    }
+
+    /// `sinks.webhook`: JSON arrays of alert documents POSTed to `url`.
+    public struct WebhookSettings: Sendable, Equatable {
+        public var url: String
+        public var http = HTTPSinkSettings()
+        /// Extra request headers.
+        public var headers: [String: String] = [:]
     }
 
     /// An Elasticsearch connection and index prefix: `sinks.elasticsearch` (alerts go to
@@ -208,17 +296,94 @@ extension CollectorConfiguration {
                 ca: try reader.string(try reader.required(tls, "ca", in: "tls", at: node), path: "tls.ca"))
         }
         if let node = top["sinks"] {
-            let sinks = try reader.mapping(node, path: "sinks", allowed: ["stdout", "csv", "elasticsearch", "syslog"])
+            let sinks = try reader.mapping(
+                node, path: "sinks",
+                allowed: ["stdout", "csv", "elasticsearch", "syslog", "alertmanager", "webhook", "delivery"])
             if let syslogNode = sinks["syslog"] { config.sinks.syslog = try Self.parseSyslog(syslogNode, reader: reader) }
+            if let n = sinks["delivery"] {
+                config.sinks.delivery = try reader.delivery(n, path: "sinks.delivery", base: config.sinks.delivery)
+            }
+            let base = config.sinks.delivery
             if let esNode = sinks["elasticsearch"] {
-                config.sinks.elasticsearch = try ElasticsearchSettings.parse(
-                    esNode, path: "sinks.elasticsearch", reader: reader, extraKeys: []
-                ).settings
+                let (settings, es) = try ElasticsearchSettings.parse(
+                    esNode, path: "sinks.elasticsearch", reader: reader, extraKeys: ["delivery"])
+                config.sinks.elasticsearch = settings
+                if let n = es["delivery"] {
+                    config.sinks.deliveryOverrides["elasticsearch"] = try reader.delivery(
+                        n, path: "sinks.elasticsearch.delivery", base: base)
+                }
+            }
+            if let amNode = sinks["alertmanager"] {
+                let path = "sinks.alertmanager"
+                let am = try reader.mapping(
+                    amNode, path: path,
+                    allowed: HTTPSinkSettings.keys.union(["endpoints", "generatorURL", "resolveAfterSeconds", "delivery"]))
+                let endpointsNode = try reader.required(am, "endpoints", in: path, at: amNode)
+                let endpoints = try reader.strings(endpointsNode, path: "\(path).endpoints")
+                guard !endpoints.isEmpty else { throw reader.fail(endpointsNode, "\(path).endpoints", "give at least one URL") }
+                for (index, url) in endpoints.enumerated() {
+                    if let problem = HTTPSinkTarget.problem(withURL: url) {
+                        var at = endpointsNode
+                        if case .sequence(let items) = endpointsNode, index < items.count { at = items[index] }
+                        throw reader.fail(at, "\(path).endpoints[\(index)]", problem)
+                    }
+                }
+                if Set(endpoints).count != endpoints.count {
+                    throw reader.fail(endpointsNode, "\(path).endpoints", "an endpoint is listed twice")
+                }
+                var settings = AlertmanagerSettings(
+                    endpoints: endpoints, http: try HTTPSinkSettings.parse(am, at: amNode, path: path, reader: reader))
+                if let n = am["generatorURL"] {
+                    let url = try reader.string(n, path: "\(path).generatorURL")
+                    if let problem = HTTPSinkTarget.problem(withURL: url) {
+                        throw reader.fail(n, "\(path).generatorURL", problem)
+                    }
+                    settings.generatorURL = url
+                }
+                if let n = am["resolveAfterSeconds"] {
+                    settings.resolveAfterSeconds = max(1, try reader.int(n, path: "\(path).resolveAfterSeconds"))
+                }
+                if let n = am["delivery"] {
+                    config.sinks.deliveryOverrides["alertmanager"] = try reader.delivery(
+                        n, path: "\(path).delivery", base: base)
+                }
+                config.sinks.alertmanager = settings
+            }
+            if let hookNode = sinks["webhook"] {
+                let path = "sinks.webhook"
+                let hook = try reader.mapping(
+                    hookNode, path: path, allowed: HTTPSinkSettings.keys.union(["url", "headers", "delivery"]))
+                let urlNode = try reader.required(hook, "url", in: path, at: hookNode)
+                let url = try reader.string(urlNode, path: "\(path).url")
+                if let problem = HTTPSinkTarget.problem(withURL: url) { throw reader.fail(urlNode, "\(path).url", problem) }
+                var settings = WebhookSettings(
+                    url: url, http: try HTTPSinkSettings.parse(hook, at: hookNode, path: path, reader: reader))
+                if let n = hook["headers"] {
+                    guard case .mapping(let pairs) = n else { throw reader.fail(n, "\(path).headers", "expected a mapping") }
+                    for (keyNode, valueNode) in pairs {
+                        guard let key = keyNode.string, !key.isEmpty,
+                            key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+                        else { throw reader.fail(keyNode, "\(path).headers", "a header name must be a token") }
+                        let value = try reader.string(valueNode, path: "\(path).headers.\(key)")
+                        if value.contains("\r") || value.contains("\n") {
+                            throw reader.fail(valueNode, "\(path).headers.\(key)", "a header value cannot hold a line break")
+                        }
+                        settings.headers[key] = value
+                    }
+                }
+                if let n = hook["delivery"] {
+                    config.sinks.deliveryOverrides["webhook"] = try reader.delivery(n, path: "\(path).delivery", base: base)
+                }
+                config.sinks.webhook = settings
             }
             if let stdout = sinks["stdout"] { config.sinks.stdout = try reader.bool(stdout, path: "sinks.stdout") }
             if let csvNode = sinks["csv"] {
                 let csv = try reader.mapping(
-                    csvNode, path: "sinks.csv", allowed: ["path", "malwarePath", "maxBytes", "keepFiles"])
+                    csvNode, path: "sinks.csv", allowed: ["path", "malwarePath", "maxBytes", "keepFiles", "delivery"])
+                if let n = csv["delivery"] {
+                    config.sinks.deliveryOverrides["csv"] = try reader.delivery(
+                        n, path: "sinks.csv.delivery", base: config.sinks.delivery)
+                }
                 config.sinks.csvPath = try reader.string(try reader.required(csv, "path", in: "sinks.csv", at: csvNode), path: "sinks.csv.path")
                 if let n = csv["malwarePath"] { config.sinks.csvMalwarePath = try reader.string(n, path: "sinks.csv.malwarePath") }
                 if let n = csv["maxBytes"] { config.sinks.csvMaxBytes = UInt64(try reader.int(n, path: "sinks.csv.maxBytes")) }
@@ -370,6 +535,59 @@ struct ConfigReader {
         return result
     }
 
+    /// A `delivery` mapping (docs/configuration.md#delivery): `base` with the keys it gives replaced.
+    func delivery(_ node: Node, path: String, base: OutboxDelivery.Policy) throws(BasicsError) -> OutboxDelivery.Policy {
+        let keys: Set<String> = [
+            "batchSize", "maxBacklog", "overflow", "ratePerSecond", "burst", "initialBackoffMs", "maxBackoffMs",
+            "shutdownGraceSeconds",
+        ]
+        let mapping = try self.mapping(node, path: path, allowed: keys)
+        var policy = base
+        if let n = mapping["batchSize"] {
+            let size = try int(n, path: "\(path).batchSize")
+            guard size >= 1 else { throw fail(n, "\(path).batchSize", "must be at least 1") }
+            policy.batchSize = size
+        }
+        if let n = mapping["maxBacklog"] { policy.maxBacklog = try int(n, path: "\(path).maxBacklog") }
+        if let n = mapping["overflow"] {
+            let name = try string(n, path: "\(path).overflow")
+            guard let overflow = OutboxDelivery.Overflow(rawValue: name) else {
+                throw fail(
+                    n, "\(path).overflow",
+                    "unknown policy '\(name)' (expected one of: "
+                        + OutboxDelivery.Overflow.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+            }
+            policy.overflow = overflow
+        }
+        if let n = mapping["initialBackoffMs"] {
+            policy.initialBackoff = .milliseconds(max(1, try int(n, path: "\(path).initialBackoffMs")))
+        }
+        if let n = mapping["maxBackoffMs"] {
+            policy.maxBackoff = .milliseconds(max(1, try int(n, path: "\(path).maxBackoffMs")))
+        }
+        if policy.maxBackoff < policy.initialBackoff {
+            throw fail(node, path, "maxBackoffMs is below initialBackoffMs")
+        }
+        if let n = mapping["shutdownGraceSeconds"] {
+            policy.shutdownGrace = .seconds(try int(n, path: "\(path).shutdownGraceSeconds"))
+        }
+        if let n = mapping["ratePerSecond"] {
+            guard let rate = n.float, rate >= 0, rate.isFinite else {
+                throw fail(n, "\(path).ratePerSecond", "expected a non-negative number, found '\(n.string ?? "?")'")
+            }
+            // 0 turns an inherited limit off.
+            policy.rateLimit = rate > 0 ? OutboxDelivery.RateLimit(perSecond: rate, burst: policy.rateLimit?.burst) : nil
+        }
+        if let n = mapping["burst"] {
+            let burst = try int(n, path: "\(path).burst")
+            guard let limit = policy.rateLimit, burst >= 1 else {
+                throw fail(n, "\(path).burst", "needs ratePerSecond and a value of at least 1")
+            }
+            policy.rateLimit = OutboxDelivery.RateLimit(perSecond: limit.perSecond, burst: burst)
+        }
+        return policy
+    }
+
     func required(_ mapping: [String: Node], _ key: String, in path: String, at node: Node) throws(BasicsError) -> Node {
         guard let value = mapping[key] else { throw fail(node, path, "missing required key '\(key)'") }
         return value
@@ -409,5 +627,45 @@ struct ConfigReader {
             throw fail(node, path, "expected a non-negative integer, found '\(node.string ?? "?")'")
         }
         return value
+    }
+}
+
+/// A file a setting names, checked at start-up so that a missing or wrong file stops the collector with the
+/// setting's name, instead of surfacing later as a TLS failure on every send.
+enum ConfiguredFile {
+    enum Kind { case certificate, privateKey, secret }
+
+    /// Throws naming `setting` when `file` is unreadable or does not hold what `kind` needs.
+    static func check(setting: String, file: String, kind: Kind) throws(BasicsError) {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            let reason = FileManager.default.fileExists(atPath: file) ? "cannot be read" : "does not exist"
+            throw BasicsError(.invalidConfiguration, "\(setting): file \(file) \(reason)")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        switch kind {
+        case .certificate:
+            guard text.contains("-----BEGIN CERTIFICATE-----") else {
+                throw BasicsError(.invalidConfiguration, "\(setting): \(file) holds no PEM certificate")
+            }
+        case .privateKey:
+            guard text.contains("PRIVATE KEY-----") else {
+                throw BasicsError(.invalidConfiguration, "\(setting): \(file) holds no PEM private key")
+            }
+        case .secret:
+            guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw BasicsError(.invalidConfiguration, "\(setting): \(file) is empty")
+            }
+        }
+    }
+}
+
+extension CollectorConfiguration {
+    /// Checks every certificate, key and token file the sinks name (start-up, before anything runs).
+    public func checkSinkFiles() throws(BasicsError) {
+        var files: [(setting: String, file: String, kind: ConfiguredFile.Kind)] = []
+        if let ca = sinks.elasticsearch?.caFile { files.append(("sinks.elasticsearch.caFile", ca, .certificate)) }
+        if let am = sinks.alertmanager { files += am.http.files(path: "sinks.alertmanager") }
+        if let hook = sinks.webhook { files += hook.http.files(path: "sinks.webhook") }
+        for entry in files { try ConfiguredFile.check(setting: entry.setting, file: entry.file, kind: entry.kind) }
     }
 }

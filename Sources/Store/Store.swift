@@ -176,6 +176,17 @@ public final class Store: @unchecked Sendable {
         }
     }
 
+    /// How many alerts lie in `(after, through]`: what skipping that range drops.
+    public func outboxCount(after position: Int64, through end: Int64) async throws(StoreError) -> Int {
+        try await onStoreThread { db in
+            var count: Int64 = 0
+            try db.run(
+                "SELECT COUNT(*) FROM outbox WHERE position > ? AND position <= ?", [.integer(position), .integer(end)]
+            ) { row in count = row.integer(0) }
+            return Int(count)
+        }
+    }
+
     public func sinkCursor(_ sink: String) async throws(StoreError) -> Int64 {
         try await onStoreThread { db in
             var cursor: Int64 = 0
@@ -197,20 +208,10 @@ public final class Store: @unchecked Sendable {
     // MARK: Alert encoding
 
     private static func encode(_ alerts: [Alert]) throws(StoreError) -> [[UInt8]] {
-        guard !alerts.isEmpty else { return [] }
-        let encoder = JSONEncoder()
-        do {
-            return try alerts.map { Array(try encoder.encode($0)) }
-        } catch {
-            throw StoreError(.query, "cannot encode alert for the outbox", cause: .error(error))
-        }
+        alerts.map(AlertCoding.encode)
     }
 
     private static func decode(_ body: [UInt8]) throws(StoreError) -> Alert {
-        do {
-            return try JSONDecoder().decode(Alert.self, from: Data(body))
-        } catch {
-            throw StoreError(.corrupt, "an outbox entry is not a valid alert", cause: .error(error))
-        }
+        try AlertCoding.decode(body)
     }
 }
