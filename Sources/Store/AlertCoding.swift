@@ -11,7 +11,8 @@ import Foundation
 /// `Alert`, `ProcessInfo` and `ContainerRef`, so a field added there fails the build's tests until it is
 /// added here too (and the version byte is bumped).
 enum AlertCoding {
-    static let version: UInt8 = 1
+    /// 2 added `firstSeen`, `lastSeen` and `malware`; version 1 rows (without them) still decode.
+    static let version: UInt8 = 2
 
     static func encode(_ alert: Alert) -> [UInt8] {
         var out: [UInt8] = []
@@ -55,13 +56,25 @@ enum AlertCoding {
         }
         map(alert.fields, &out)
         varint(UInt64(alert.count), &out)
+        optionalTime(alert.firstSeen, &out)
+        optionalTime(alert.lastSeen, &out)
+        if let malware = alert.malware {
+            out.append(1)
+            string(malware.signature, &out)
+            string(malware.path, &out)
+            string(malware.sha256, &out)
+            varint(malware.sizeBytes, &out)
+            out.append(malware.inImage ? 1 : 0)
+        } else {
+            out.append(0)
+        }
         return out
     }
 
     static func decode(_ bytes: [UInt8]) throws(StoreError) -> Alert {
         guard let first = bytes.first else { throw StoreError(.corrupt, "an outbox entry is empty") }
         if first == UInt8(ascii: "{") { return try decodeJSON(bytes) }
-        guard first == version else {
+        guard first == version || first == 1 else {
             throw StoreError(.corrupt, "an outbox entry has unknown format version \(first)")
         }
         var reader = Reader(bytes: bytes, offset: 1)
@@ -96,10 +109,20 @@ enum AlertCoding {
             }
             let fields = try reader.map()
             let count = UInt32(truncatingIfNeeded: try reader.varint())
-            return Alert(
+            var alert = Alert(
                 id: id, ruleID: ruleID, ruleName: ruleName, severity: severity, tags: tags, message: message, fix: fix,
                 time: time, node: node, eventKind: eventKind, process: process, container: container, fields: fields,
                 count: count)
+            if first >= 2 {
+                alert.firstSeen = try reader.optionalTime()
+                alert.lastSeen = try reader.optionalTime()
+                if try reader.byte() == 1 {
+                    alert.malware = MalwareDetails(
+                        signature: try reader.string(), path: try reader.string(), sha256: try reader.string(),
+                        sizeBytes: try reader.varint(), inImage: try reader.byte() == 1)
+                }
+            }
+            return alert
         } catch {
             throw StoreError(.corrupt, "an outbox entry is not a valid alert (truncated or bad field)")
         }
@@ -120,6 +143,13 @@ enum AlertCoding {
             value >>= 7
         }
         out.append(UInt8(value))
+    }
+
+    /// 0 for none, else 1 and the time.
+    private static func optionalTime(_ value: EpochNanoseconds?, _ out: inout [UInt8]) {
+        guard let value else { return out.append(0) }
+        out.append(1)
+        varint(value, &out)
     }
 
     private static func string(_ value: String, _ out: inout [UInt8]) {
@@ -156,6 +186,10 @@ enum AlertCoding {
                 if next < 0x80 { return result }
                 shift += 7
             }
+        }
+
+        mutating func optionalTime() throws(Failure) -> EpochNanoseconds? {
+            try byte() == 0 ? nil : try varint()
         }
 
         mutating func count() throws(Failure) -> Int {

@@ -15,6 +15,11 @@ import Testing
         alert.fields["emoji"] = "🚨 ünïcode"
         alert.count = 7
         alert.tags = []
+        alert.firstSeen = 1_700_000_000_000_000_001
+        alert.lastSeen = 1_700_000_060_000_000_002
+        alert.malware = MalwareDetails(
+            signature: "Eicar-Signature", path: "/var/lib/containerd/x/upper/tmp/eicar.com", sha256: String(repeating: "ab", count: 32),
+            sizeBytes: 68, inImage: false)
         return alert
     }
 
@@ -22,6 +27,19 @@ import Testing
         for alert in [Self.fullAlert, AlertFixtures.alert(index: 1), { var a = Self.fullAlert; a.container = nil; return a }()] {
             #expect(try AlertCoding.decode(AlertCoding.encode(alert)) == alert)
         }
+    }
+
+    /// Rows of format 1 (before first/last seen and malware details) still decode, without those fields.
+    @Test func decodesVersionOneRows() throws {
+        var alert = Self.fullAlert
+        alert.firstSeen = nil
+        alert.lastSeen = nil
+        alert.malware = nil
+        var bytes = AlertCoding.encode(alert)
+        #expect(bytes.suffix(3) == [0, 0, 0])
+        bytes.removeLast(3)
+        bytes[0] = 1
+        #expect(try AlertCoding.decode(bytes) == alert)
     }
 
     /// Rows written as JSON before the binary format still decode.
@@ -43,7 +61,7 @@ import Testing
     /// version bumped) before this passes again, or the outbox would silently drop it.
     @Test func codecCoversEveryField() {
         let alert = Self.fullAlert
-        #expect(Mirror(reflecting: alert).children.count == 14)
+        #expect(Mirror(reflecting: alert).children.count == 17)
         #expect(Mirror(reflecting: alert.process).children.count == 9)
         #expect(Mirror(reflecting: alert.container!).children.count == 10)
     }
