@@ -1,13 +1,13 @@
 import Foundation
 import OutboundHTTP
-import Testing
 import TestSupport
+import Testing
 
 /// Acceptance 3 of issue 5: 100k alerts, every sink stopped for a while (Elasticsearch answers 503 and drops
 /// connections, Alertmanager is SIGKILLed and restarted later, the CSV file is unwritable, stdout goes with the
-/// collector), the collector SIGKILLed once and restarted on the same store — and at the end every sink has every alert: Elasticsearch exactly once
-/// (deterministic `_id`), the others at least once with their duplicates no more than the collector counted.
-/// It takes 3.5–4 minutes on the shared 2-core VM (load ~10), most of it Alertmanager taking 100k alerts.
+/// collector), the collector SIGKILLed once and restarted on the same store — and at the end every sink has
+/// every alert: Elasticsearch exactly once (deterministic `_id`), the others at least once with their
+/// duplicates no more than the collector counted. It took 3.5–4 minutes on the shared 2-core VM (load ~10).
 @Suite(.serialized) struct OutageTests {
     /// One sink under test: its collector configuration and what it ended up holding. A new sink (syslog)
     /// joins the run by adding one of these.
@@ -34,8 +34,10 @@ import TestSupport
         for index in 0..<count {
             text += "{\"time\":\(base + UInt64(index) * 1000),\"node\":\"node-1\",\"process\":{\"pid\":\(1000 + index),"
             text += "\"ppid\":1,\"uid\":0,\"comm\":\"true\",\"exe\":\"/dev/shm/true\",\"cwd\":\"/\"},"
-            text += "\"container\":{\"runtime\":\"containerd\",\"containerID\":\"c\(index)\",\"podName\":\"web-\(index)\","
-            text += "\"namespace\":\"default\",\"containerName\":\"web\",\"podUID\":\"uid-\(index)\",\"image\":\"nginx:1.25\"},"
+            text +=
+                "\"container\":{\"runtime\":\"containerd\",\"containerID\":\"c\(index)\",\"podName\":\"web-\(index)\","
+            text +=
+                "\"namespace\":\"default\",\"containerName\":\"web\",\"podUID\":\"uid-\(index)\",\"image\":\"nginx:1.25\"},"
             text += "\"payload\":{\"exec\":{\"path\":\"/dev/shm/true\",\"argv\":[\"/dev/shm/true\"]}}}\n"
         }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -80,30 +82,32 @@ import TestSupport
         let metricsPort = Ports.freeTCPPort()
         let config = harness.directory.file("collector.yaml")
         try """
-            listen: "\(harness.address)"
-            store: "\(harness.storePath)"
-            rules: ["\(Harness.repositoryPath("rules"))"]
-            metrics: {listen: "127.0.0.1:\(metricsPort)"}
-            sinks:
-              delivery: {batchSize: 1000, initialBackoffMs: 50, maxBackoffMs: 1000, shutdownGraceSeconds: 60}
-            \(sinks.map(\.yaml).joined(separator: "\n"))
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        listen: "\(harness.address)"
+        store: "\(harness.storePath)"
+        rules: ["\(Harness.repositoryPath("rules"))"]
+        metrics: {listen: "127.0.0.1:\(metricsPort)"}
+        sinks:
+          delivery: {batchSize: 1000, initialBackoffMs: 50, maxBackoffMs: 1000, shutdownGraceSeconds: 60}
+        \(sinks.map(\.yaml).joined(separator: "\n"))
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         let metrics = MetricsReader(port: metricsPort)
 
         // Elasticsearch is down (503, then dropped connections) from the start.
         elasticsearch.inject(.status(503), count: 40, pathContains: "_bulk")
         elasticsearch.inject(.drop, count: 5, pathContains: "_bulk")
         let started = ContinuousClock.now
-        var collector = try PatrolProcess("patrol-collector", ["--config", config], logDirectory: harness.directory.path)
+        var collector = try PatrolProcess(
+            "patrol-collector", ["--config", config], logDirectory: harness.directory.path)
         stdoutFiles.add(collector.stdoutPath)
         let sensor = try harness.sensor(replay: replay, extra: ["--batch-size", "2000"])
 
         // Once some alerts reached Alertmanager and CSV/stdout are mid-stream, the collector is SIGKILLed.
-        #expect(await PatrolProcess.eventually(timeout: .seconds(90)) {
-            let alertmanagerSent = await metrics.value("patrol_sink_alerts_sent_total", sink: "alertmanager[0]")
-            let csvSent = await metrics.value("patrol_sink_alerts_sent_total", sink: "csv")
-            return alertmanagerSent >= 5_000 && csvSent >= 30_000
-        }, "collector log:\n\(collector.standardError.suffix(2000))")
+        #expect(
+            await PatrolProcess.eventually(timeout: .seconds(90)) {
+                let alertmanagerSent = await metrics.value("patrol_sink_alerts_sent_total", sink: "alertmanager[0]")
+                let csvSent = await metrics.value("patrol_sink_alerts_sent_total", sink: "csv")
+                return alertmanagerSent >= 5_000 && csvSent >= 30_000
+            }, "collector log:\n\(collector.standardError.suffix(2000))")
         collector.signal(SIGKILL)
         await collector.waitForExit(timeout: .seconds(10))
         let sentBeforeKill = metrics.lastSeen
@@ -127,7 +131,8 @@ import TestSupport
         // ... then come back and must get their backlog from the outbox.
         try FileManager.default.removeItem(atPath: csv)
         try await offPool { try alertmanager.start() }
-        #expect(await sensor.waitForExit(timeout: .seconds(120)) == 0, "sensor log:\n\(sensor.standardError.suffix(2000))")
+        #expect(
+            await sensor.waitForExit(timeout: .seconds(120)) == 0, "sensor log:\n\(sensor.standardError.suffix(2000))")
 
         let caughtUp = await PatrolProcess.eventually(timeout: .seconds(240)) {
             for sink in sinks {
@@ -171,8 +176,9 @@ import TestSupport
             }
             print("outage run: \(name): \(ids.count) received, \(duplicates) duplicates")
         }
-        print("outage run: redelivered \(redelivered), elasticsearch 409s after restart \(duplicatesKnown), "
-            + "metrics before kill \(sentBeforeKill)")
+        print(
+            "outage run: redelivered \(redelivered), elasticsearch 409s after restart \(duplicatesKnown), "
+                + "metrics before kill \(sentBeforeKill)")
         #expect(try await harness.counters()["alerts_raised"] == UInt64(expected))
     }
 
@@ -186,7 +192,12 @@ import TestSupport
         var isHeader = true
         for character in text {
             if quoted {
-                if character == "\"" { quoted = false; previousQuote = true } else { field.append(character) }
+                if character == "\"" {
+                    quoted = false
+                    previousQuote = true
+                } else {
+                    field.append(character)
+                }
                 continue
             }
             switch character {
