@@ -51,7 +51,9 @@ public struct HTTPSinkTarget: Sendable, Equatable {
             guard let close = authority.firstIndex(of: "]") else { return "'\(text)': unclosed IPv6 address" }
             host = authority[...close]
             let after = authority[authority.index(after: close)...]
-            if after.hasPrefix(":") { port = after.dropFirst() } else if !after.isEmpty {
+            if after.hasPrefix(":") {
+                port = after.dropFirst()
+            } else if !after.isEmpty {
                 return "'\(text)': unexpected text after the IPv6 address"
             }
         } else if let colon = authority.lastIndex(of: ":") {

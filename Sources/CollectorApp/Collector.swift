@@ -130,7 +130,8 @@ public struct Collector: Sendable {
                     url: url, auth: http.auth, tls: http.tls, timeout: .seconds(am.http.timeoutSeconds))
                 sinks.append(
                     (AlertmanagerSink(
-                        name: "alertmanager[\(index)]", target: target, configuration: sinkConfiguration, logger: logger),
+                        name: "alertmanager[\(index)]", target: target, configuration: sinkConfiguration,
+                        logger: logger),
                      settings.policy(for: "alertmanager")))
             }
         }

@@ -317,10 +317,14 @@ extension CollectorConfiguration {
                 let path = "sinks.alertmanager"
                 let am = try reader.mapping(
                     amNode, path: path,
-                    allowed: HTTPSinkSettings.keys.union(["endpoints", "generatorURL", "resolveAfterSeconds", "delivery"]))
+                    allowed: HTTPSinkSettings.keys.union([
+                        "endpoints", "generatorURL", "resolveAfterSeconds", "delivery",
+                    ]))
                 let endpointsNode = try reader.required(am, "endpoints", in: path, at: amNode)
                 let endpoints = try reader.strings(endpointsNode, path: "\(path).endpoints")
-                guard !endpoints.isEmpty else { throw reader.fail(endpointsNode, "\(path).endpoints", "give at least one URL") }
+                guard !endpoints.isEmpty else {
+                    throw reader.fail(endpointsNode, "\(path).endpoints", "give at least one URL")
+                }
                 for (index, url) in endpoints.enumerated() {
                     if let problem = HTTPSinkTarget.problem(withURL: url) {
                         var at = endpointsNode
@@ -355,24 +359,30 @@ extension CollectorConfiguration {
                     hookNode, path: path, allowed: HTTPSinkSettings.keys.union(["url", "headers", "delivery"]))
                 let urlNode = try reader.required(hook, "url", in: path, at: hookNode)
                 let url = try reader.string(urlNode, path: "\(path).url")
-                if let problem = HTTPSinkTarget.problem(withURL: url) { throw reader.fail(urlNode, "\(path).url", problem) }
+                if let problem = HTTPSinkTarget.problem(withURL: url) {
+                    throw reader.fail(urlNode, "\(path).url", problem)
+                }
                 var settings = WebhookSettings(
                     url: url, http: try HTTPSinkSettings.parse(hook, at: hookNode, path: path, reader: reader))
                 if let n = hook["headers"] {
-                    guard case .mapping(let pairs) = n else { throw reader.fail(n, "\(path).headers", "expected a mapping") }
+                    guard case .mapping(let pairs) = n else {
+                        throw reader.fail(n, "\(path).headers", "expected a mapping")
+                    }
                     for (keyNode, valueNode) in pairs {
                         guard let key = keyNode.string, !key.isEmpty,
                             key.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
                         else { throw reader.fail(keyNode, "\(path).headers", "a header name must be a token") }
                         let value = try reader.string(valueNode, path: "\(path).headers.\(key)")
                         if value.contains("\r") || value.contains("\n") {
-                            throw reader.fail(valueNode, "\(path).headers.\(key)", "a header value cannot hold a line break")
+                            throw reader.fail(
+                                valueNode, "\(path).headers.\(key)", "a header value cannot hold a line break")
                         }
                         settings.headers[key] = value
                     }
                 }
                 if let n = hook["delivery"] {
-                    config.sinks.deliveryOverrides["webhook"] = try reader.delivery(n, path: "\(path).delivery", base: base)
+                    config.sinks.deliveryOverrides["webhook"] = try reader.delivery(
+                        n, path: "\(path).delivery", base: base)
                 }
                 config.sinks.webhook = settings
             }
@@ -536,7 +546,9 @@ struct ConfigReader {
     }
 
     /// A `delivery` mapping (docs/configuration.md#delivery): `base` with the keys it gives replaced.
-    func delivery(_ node: Node, path: String, base: OutboxDelivery.Policy) throws(BasicsError) -> OutboxDelivery.Policy {
+    func delivery(_ node: Node, path: String, base: OutboxDelivery.Policy) throws(BasicsError)
+        -> OutboxDelivery.Policy
+    {
         let keys: Set<String> = [
             "batchSize", "maxBacklog", "overflow", "ratePerSecond", "burst", "initialBackoffMs", "maxBackoffMs",
             "shutdownGraceSeconds",
@@ -576,7 +588,8 @@ struct ConfigReader {
                 throw fail(n, "\(path).ratePerSecond", "expected a non-negative number, found '\(n.string ?? "?")'")
             }
             // 0 turns an inherited limit off.
-            policy.rateLimit = rate > 0 ? OutboxDelivery.RateLimit(perSecond: rate, burst: policy.rateLimit?.burst) : nil
+            policy.rateLimit =
+                rate > 0 ? OutboxDelivery.RateLimit(perSecond: rate, burst: policy.rateLimit?.burst) : nil
         }
         if let n = mapping["burst"] {
             let burst = try int(n, path: "\(path).burst")

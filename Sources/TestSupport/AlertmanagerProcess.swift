@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real `prometheus-alertmanager` (Debian's package, installed by scripts/bootstrap) on a loopback port,

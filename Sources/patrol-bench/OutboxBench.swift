@@ -69,13 +69,16 @@ struct OutboxBench: AsyncParsableCommand {
             single.append(Self.microseconds(clock.now - start))
         }
         await singleStore.close()
-        print("outbox write: \(alerts) alerts in commits of \(commitSize): "
-            + "per alert p50 \(Self.format(Self.percentile(perAlert, 0.5))) µs, "
-            + "p99 \(Self.format(Self.percentile(perAlert, 0.99))) µs; "
-            + "\(Int(Double(alerts) / writeSeconds)) alerts/s committed")
+        print(
+            "outbox write: \(alerts) alerts in commits of \(commitSize): "
+                + "per alert p50 \(Self.format(Self.percentile(perAlert, 0.5))) µs, "
+                + "p99 \(Self.format(Self.percentile(perAlert, 0.99))) µs; "
+                + "\(Int(Double(alerts) / writeSeconds)) alerts/s committed")
         if singleCommits > 0 {
-            print("outbox write: \(singleCommits) single-alert commits: "
-                + "p50 \(Self.format(Self.percentile(single, 0.5))) µs, p99 \(Self.format(Self.percentile(single, 0.99))) µs")
+            print(
+                "outbox write: \(singleCommits) single-alert commits: "
+                    + "p50 \(Self.format(Self.percentile(single, 0.5))) µs, p99 \(Self.format(Self.percentile(single, 0.99))) µs"
+            )
         }
 
         // Delivery: a fresh cursor per sink reads the whole outbox.
@@ -94,7 +97,8 @@ struct OutboxBench: AsyncParsableCommand {
             default:
                 throw ValidationError("unknown sink '\(name)' (csv, elasticsearch)")
             }
-            let delivery = OutboxDelivery(sink: target, store: store, signal: OutboxSignal(), policy: policy, logger: logger)
+            let delivery = OutboxDelivery(
+                sink: target, store: store, signal: OutboxSignal(), policy: policy, logger: logger)
             let total = alerts
             let start = clock.now
             let cpuStart = processCPUSeconds()
@@ -105,8 +109,9 @@ struct OutboxBench: AsyncParsableCommand {
             }
             let elapsed = Self.seconds(clock.now - start)
             let cpu = processCPUSeconds() - cpuStart
-            print("outbox → \(name): \(total) alerts in \(Self.format(elapsed)) s: \(Int(Double(total) / elapsed)) alerts/s, "
-                + "\(Self.format(cpu)) CPU s (bench process, incl. test server)")
+            print(
+                "outbox → \(name): \(total) alerts in \(Self.format(elapsed)) s: \(Int(Double(total) / elapsed)) alerts/s, "
+                    + "\(Self.format(cpu)) CPU s (bench process, incl. test server)")
             server?.stop()
         }
         await store.close()

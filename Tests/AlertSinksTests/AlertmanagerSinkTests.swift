@@ -57,9 +57,12 @@ func nanoseconds(_ text: String?) -> UInt64? {
         var alert = AlertFixtures.alert()
         alert.fields = ["proc.exe": "/dev/shm/x", "ka.user-name": "bob", "path": "/p"]
         let names = AlertmanagerSink.annotations(alert).map(\.0)
-        #expect(names.contains("field_proc_exe") && names.contains("field_ka_user_name") && names.contains("field_path"))
+        #expect(
+            names.contains("field_proc_exe") && names.contains("field_ka_user_name") && names.contains("field_path"))
         let valid = names.allSatisfy { name in
-            name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || $0 == "_" || ("0"..."9").contains($0)) }
+            name.unicodeScalars.allSatisfy {
+                $0.isASCII && ($0.properties.isAlphabetic || $0 == "_" || ("0"..."9").contains($0))
+            }
         }
         #expect(valid)
     }
@@ -71,7 +74,8 @@ func nanoseconds(_ text: String?) -> UInt64? {
         var host = AlertFixtures.alert()
         host.container = nil
         // An empty label is an absent label to Alertmanager: host alerts carry no pod labels at all.
-        #expect(Set(AlertmanagerSink.labels(host).map(\.0)) == ["alertname", "rule_id", "rule_name", "severity", "node"])
+        #expect(
+            Set(AlertmanagerSink.labels(host).map(\.0)) == ["alertname", "rule_id", "rule_name", "severity", "node"])
     }
 }
 

@@ -89,8 +89,9 @@ final class WebhookReceiver: Sendable {
         }
         #expect(delivery.statistics.dropped == 90)
         #expect(delivery.statistics.delivered == 10)
-        #expect(csvLines(csv).map { $0.split(separator: ",").last.map(String.init) ?? "" }
-            == (90..<100).map { "alert-\($0)" })
+        #expect(
+            csvLines(csv).map { $0.split(separator: ",").last.map(String.init) ?? "" }
+                == (90..<100).map { "alert-\($0)" })
         await rig.close()
     }
 

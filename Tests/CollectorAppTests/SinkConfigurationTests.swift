@@ -5,6 +5,7 @@ import Logging
 import OutboundHTTP
 import TestSupport
 import Testing
+
 @testable import CollectorApp
 
 @Suite struct SinkConfigurationTests {
@@ -64,7 +65,10 @@ import Testing
             "sinks:\n  alertmanager:\n    endpoints: [http://am-0:99999]",
             "sinks.alertmanager.endpoints[0]: 'http://am-0:99999': bad port '99999'"
         ),
-        ("sinks:\n  webhook:\n    url: http://:80/x", "collector.yaml:3: sinks.webhook.url: 'http://:80/x' has no host"),
+        (
+            "sinks:\n  webhook:\n    url: http://:80/x",
+            "collector.yaml:3: sinks.webhook.url: 'http://:80/x' has no host"
+        ),
         (
             "sinks:\n  alertmanager:\n    endpoints: [http://a:1]\n    bearerToken: t\n    username: u",
             "sinks.alertmanager: give only one of username/password, bearerToken, bearerTokenFile"

@@ -2,6 +2,7 @@ import EventModel
 import Foundation
 import TestSupport
 import Testing
+
 @testable import Store
 
 @Suite struct AlertCodingTests {
@@ -24,7 +25,14 @@ import Testing
     }
 
     @Test func roundTripsEveryField() throws {
-        for alert in [Self.fullAlert, AlertFixtures.alert(index: 1), { var a = Self.fullAlert; a.container = nil; return a }()] {
+        for alert in [
+            Self.fullAlert, AlertFixtures.alert(index: 1),
+            {
+                var a = Self.fullAlert
+                a.container = nil
+                return a
+            }(),
+        ] {
             #expect(try AlertCoding.decode(AlertCoding.encode(alert)) == alert)
         }
     }
