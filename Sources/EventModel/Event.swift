@@ -265,3 +265,16 @@ public struct ContainerRef: Sendable, Hashable, Codable {
         try values.encode(s.ownerName, forKey: .ownerName)
     }
 }
+
+// `print`, `dump` and test failure messages show the ten fields, as for a plain struct, not the storage object.
+extension ContainerRef: CustomReflectable {
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "runtime": runtime, "containerID": containerID, "podUID": podUID, "podName": podName,
+                "namespace": namespace, "containerName": containerName, "image": image, "labels": labels,
+                "ownerKind": ownerKind, "ownerName": ownerName,
+            ], displayStyle: .struct)
+    }
+}
