@@ -90,37 +90,143 @@ public struct ProcessInfo: Sendable, Hashable, Codable {
 }
 
 /// Which container (and pod) an event belongs to.
+///
+/// The ten fields live in one shared, copy-on-write storage object: every event of a pod carries the same
+/// container, so a copy of an event (decoding, rule evaluation, alerts, queues) costs one reference count instead
+/// of one per field. Reads and writes look like stored properties; a write to a shared value copies it first.
 public struct ContainerRef: Sendable, Hashable, Codable {
+    // Mutated only through `unique()`, when no other value refers to it; never shared mutable state.
+    private final class Storage: @unchecked Sendable {
+        var runtime: String
+        var containerID: String
+        var podUID: String
+        var podName: String
+        var namespace: String
+        var containerName: String
+        var image: String
+        var labels: [String: String]
+        var ownerKind: String
+        var ownerName: String
+
+        init(
+            runtime: String, containerID: String, podUID: String, podName: String, namespace: String,
+            containerName: String, image: String, labels: [String: String], ownerKind: String, ownerName: String
+        ) {
+            self.runtime = runtime
+            self.containerID = containerID
+            self.podUID = podUID
+            self.podName = podName
+            self.namespace = namespace
+            self.containerName = containerName
+            self.image = image
+            self.labels = labels
+            self.ownerKind = ownerKind
+            self.ownerName = ownerName
+        }
+
+        func copy() -> Storage {
+            Storage(
+                runtime: runtime, containerID: containerID, podUID: podUID, podName: podName, namespace: namespace,
+                containerName: containerName, image: image, labels: labels, ownerKind: ownerKind,
+                ownerName: ownerName)
+        }
+    }
+
+    private var storage: Storage
+
+    @inline(__always)
+    private mutating func unique() -> Storage {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+        return storage
+    }
+
     /// `containerd`, `cri-o`, `docker`, `podman` or another runtime name.
-    public var runtime: String
-    public var containerID: String
-    public var podUID: String
-    public var podName: String
-    public var namespace: String
-    public var containerName: String
-    public var image: String
+    public var runtime: String {
+        get { storage.runtime }
+        set { unique().runtime = newValue }
+    }
+    public var containerID: String {
+        get { storage.containerID }
+        set { unique().containerID = newValue }
+    }
+    public var podUID: String {
+        get { storage.podUID }
+        set { unique().podUID = newValue }
+    }
+    public var podName: String {
+        get { storage.podName }
+        set { unique().podName = newValue }
+    }
+    public var namespace: String {
+        get { storage.namespace }
+        set { unique().namespace = newValue }
+    }
+    public var containerName: String {
+        get { storage.containerName }
+        set { unique().containerName = newValue }
+    }
+    public var image: String {
+        get { storage.image }
+        set { unique().image = newValue }
+    }
     /// The pod's labels, from the Kubernetes API; empty when no API is configured or the pod is not known (yet).
-    public var labels: [String: String]
+    public var labels: [String: String] {
+        get { storage.labels }
+        set { unique().labels = newValue }
+    }
     /// The pod's controlling owner with ReplicaSets and Jobs followed up to their Deployment or CronJob
     /// (`Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`, `Job`, ...); empty when unknown or the pod is bare.
-    public var ownerKind: String
-    public var ownerName: String
+    public var ownerKind: String {
+        get { storage.ownerKind }
+        set { unique().ownerKind = newValue }
+    }
+    public var ownerName: String {
+        get { storage.ownerName }
+        set { unique().ownerName = newValue }
+    }
 
     public init(
         runtime: String = "", containerID: String, podUID: String = "", podName: String = "", namespace: String = "",
         containerName: String = "", image: String = "", labels: [String: String] = [:], ownerKind: String = "",
         ownerName: String = ""
     ) {
-        self.runtime = runtime
-        self.containerID = containerID
-        self.podUID = podUID
-        self.podName = podName
-        self.namespace = namespace
-        self.containerName = containerName
-        self.image = image
-        self.labels = labels
-        self.ownerKind = ownerKind
-        self.ownerName = ownerName
+        storage = Storage(
+            runtime: runtime, containerID: containerID, podUID: podUID, podName: podName, namespace: namespace,
+            containerName: containerName, image: image, labels: labels, ownerKind: ownerKind, ownerName: ownerName)
+    }
+
+    /// True when both values share one storage (so they are equal without comparing fields). Copies of one
+    /// value share it until one of them is changed; the wire encoder uses this to find an event's container in
+    /// the batch's table without comparing strings.
+    @inline(__always)
+    public func sharesStorage(with other: ContainerRef) -> Bool { storage === other.storage }
+
+    /// An identity for the shared storage, valid while this value (or a copy) is alive: equal identities mean
+    /// equal values.
+    @inline(__always)
+    public var storageIdentity: ObjectIdentifier { ObjectIdentifier(storage) }
+
+    public static func == (lhs: ContainerRef, rhs: ContainerRef) -> Bool {
+        if lhs.storage === rhs.storage { return true }
+        let a = lhs.storage
+        let b = rhs.storage
+        return a.containerID == b.containerID && a.runtime == b.runtime && a.podUID == b.podUID
+            && a.podName == b.podName && a.namespace == b.namespace && a.containerName == b.containerName
+            && a.image == b.image && a.labels == b.labels && a.ownerKind == b.ownerKind && a.ownerName == b.ownerName
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        let s = storage
+        hasher.combine(s.runtime)
+        hasher.combine(s.containerID)
+        hasher.combine(s.podUID)
+        hasher.combine(s.podName)
+        hasher.combine(s.namespace)
+        hasher.combine(s.containerName)
+        hasher.combine(s.image)
+        hasher.combine(s.labels)
+        hasher.combine(s.ownerKind)
+        hasher.combine(s.ownerName)
     }
 
     private enum CodingKeys: String, CodingKey {
@@ -141,5 +247,34 @@ public struct ContainerRef: Sendable, Hashable, Codable {
             labels: try values.decodeIfPresent([String: String].self, forKey: .labels) ?? [:],
             ownerKind: try values.decodeIfPresent(String.self, forKey: .ownerKind) ?? "",
             ownerName: try values.decodeIfPresent(String.self, forKey: .ownerName) ?? "")
+    }
+
+    // Written field by field in declaration order, as the synthesised encoder of the former plain struct did.
+    public func encode(to encoder: any Encoder) throws {
+        let s = storage
+        var values = encoder.container(keyedBy: CodingKeys.self)
+        try values.encode(s.runtime, forKey: .runtime)
+        try values.encode(s.containerID, forKey: .containerID)
+        try values.encode(s.podUID, forKey: .podUID)
+        try values.encode(s.podName, forKey: .podName)
+        try values.encode(s.namespace, forKey: .namespace)
+        try values.encode(s.containerName, forKey: .containerName)
+        try values.encode(s.image, forKey: .image)
+        try values.encode(s.labels, forKey: .labels)
+        try values.encode(s.ownerKind, forKey: .ownerKind)
+        try values.encode(s.ownerName, forKey: .ownerName)
+    }
+}
+
+// `print`, `dump` and test failure messages show the ten fields, as for a plain struct, not the storage object.
+extension ContainerRef: CustomReflectable {
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "runtime": runtime, "containerID": containerID, "podUID": podUID, "podName": podName,
+                "namespace": namespace, "containerName": containerName, "image": image, "labels": labels,
+                "ownerKind": ownerKind, "ownerName": ownerName,
+            ], displayStyle: .struct)
     }
 }

@@ -87,11 +87,20 @@ func bytesContainIgnoringCase(_ text: String, _ needle: [UInt8]) -> Bool {
     }
 }
 
-/// An exact-match set over UTF-8 bytes: FNV-1a and memcmp, cheaper than `Set<String>`'s hashing.
+/// An exact-match set over UTF-8 bytes, cheaper than `Set<String>`'s hashing.
+///
+/// Most values a rule tests are not in its lists, so a miss should cost little: a bit per possible length
+/// (0...63, and one for longer) rejects most of them without reading a byte, and the hash reads only the first
+/// and last 8 bytes (plus the length) instead of every byte. Collisions are settled by `memcmp`.
 struct ByteStringSet: Sendable {
-    private let items: [[UInt8]]
+    /// Every item's bytes, back to back; item `i` is `bytes[starts[i] ..< starts[i] + lengths[i]]`.
+    private let bytes: [UInt8]
+    private let starts: [Int]
+    private let lengths: [Int]
     private let table: [Int32]
     private let mask: Int
+    /// Bit `min(length, 63)` is set when an item has that length.
+    private let lengthBits: UInt64
 
     init(_ strings: [String]) {
         var unique: [[UInt8]] = []
@@ -99,36 +108,211 @@ struct ByteStringSet: Sendable {
         var size = 8
         while size < unique.count * 3 { size <<= 1 }
         var table = [Int32](repeating: -1, count: size)
+        var bytes: [UInt8] = []
+        var starts: [Int] = []
+        var lengths: [Int] = []
+        var lengthBits: UInt64 = 0
         for (index, item) in unique.enumerated() {
             var slot = Int(truncatingIfNeeded: item.withUnsafeBufferPointer(Self.hash)) & (size - 1)
             while table[slot] >= 0 { slot = (slot + 1) & (size - 1) }
             table[slot] = Int32(index)
+            starts.append(bytes.count)
+            lengths.append(item.count)
+            bytes.append(contentsOf: item)
+            lengthBits |= 1 << UInt64(min(item.count, 63))
         }
-        self.items = unique
+        self.bytes = bytes
+        self.starts = starts
+        self.lengths = lengths
         self.table = table
         self.mask = size - 1
+        self.lengthBits = lengthBits
     }
 
     @inline(__always)
     static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var state: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in bytes { state = (state ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
-        return state ^ (state >> 29)
+        let count = bytes.count
+        var head: UInt64 = 0
+        var tail: UInt64 = 0
+        if count >= 8 {
+            let raw = UnsafeRawPointer(bytes.baseAddress!)
+            head = raw.loadUnaligned(as: UInt64.self)
+            tail = raw.loadUnaligned(fromByteOffset: count - 8, as: UInt64.self)
+        } else {
+            for index in 0..<count { head |= UInt64(bytes[index]) << UInt64(8 * index) }
+        }
+        var state = (head &* 0x9E37_79B9_7F4A_7C15) ^ (tail &* 0xC2B2_AE3D_27D4_EB4F) ^ UInt64(count)
+        state ^= state >> 29
+        return state &* 0x1656_67B1_9E37_79F9
     }
 
     func contains(_ text: String) -> Bool {
-        withBytes(text) { bytes in
-            var slot = Int(truncatingIfNeeded: Self.hash(bytes)) & mask
-            while true {
-                let index = table[slot]
-                if index < 0 { return false }
-                let found = items[Int(index)].withUnsafeBufferPointer { item in
-                    item.count == bytes.count && (item.count == 0 || memcmp(item.baseAddress!, bytes.baseAddress!, item.count) == 0)
+        guard lengthBits & (1 << UInt64(min(text.utf8.count, 63))) != 0 else { return false }
+        return withBytes(text) { value in
+            table.withUnsafeBufferPointer { table in
+                bytes.withUnsafeBufferPointer { stored in
+                    var slot = Int(truncatingIfNeeded: Self.hash(value)) & mask
+                    while true {
+                        let index = Int(table[slot])
+                        if index < 0 { return false }
+                        let length = lengths[index]
+                        if length == value.count
+                            && (length == 0
+                                || memcmp(stored.baseAddress! + starts[index], value.baseAddress!, length) == 0)
+                        {
+                            return true
+                        }
+                        slot = (slot + 1) & mask
+                    }
                 }
-                if found { return true }
-                slot = (slot + 1) & mask
             }
         }
+    }
+}
+
+/// The literal start and end of a glob (`/home/` and `/.ssh` of `/home/*/.ssh`), which every matching subject
+/// must start and end with: a cheap necessary condition checked before the PCRE2 match the glob compiles to.
+/// The scan stops at the first (last) wildcard, set or backslash, so the literal runs never include an escape:
+/// shorter than they could be, never wrong. The glob's expression ends in `$`, which also matches before a final
+/// newline, so the end may be followed by one.
+struct GlobLiterals: Sendable {
+    let prefix: [UInt8]
+    let suffix: [UInt8]
+    let suffixWithNewline: [UInt8]
+
+    init(_ glob: String) {
+        let chars = Array(glob.unicodeScalars)
+        func plain(_ char: Unicode.Scalar) -> Bool { !"*?[]\\".unicodeScalars.contains(char) }
+        var start = 0
+        while start < chars.count, plain(chars[start]) { start += 1 }
+        var end = chars.count
+        while end > 0, plain(chars[end - 1]) { end -= 1 }
+        prefix = Array(String(String.UnicodeScalarView(chars[0..<start])).utf8)
+        suffix = Array(String(String.UnicodeScalarView(chars[end...])).utf8)
+        suffixWithNewline = suffix + [0x0A]
+    }
+
+    @inline(__always)
+    func mayMatch(_ text: String) -> Bool {
+        bytesHavePrefix(text, prefix) && (bytesHaveSuffix(text, suffix) || bytesHaveSuffix(text, suffixWithNewline))
+    }
+}
+
+/// Literal text every match of a regular expression must contain (or start with, for `^`): one of the leading
+/// literal runs of the branches of its first alternation. A cheap necessary condition, checked before PCRE2.
+///
+/// Only simple shapes are analysed; anything else (character classes, inline options such as `(?i)`, `\Q`,
+/// a branch that does not start with a literal) gives nil and the pattern is always run. Being wrong here
+/// would hide matches, so the analysis gives up rather than guess.
+struct RegexLiterals: Sendable {
+    /// One of these must occur (at the start when `anchored`).
+    let literals: [[UInt8]]
+    let anchored: Bool
+
+    init?(_ pattern: String) {
+        var chars = Array(pattern.unicodeScalars)
+        if chars.contains("[") || chars.contains("#") { return nil }
+        for index in chars.indices.dropLast() where chars[index] == "\\" && chars[index + 1] == "Q" { return nil }
+        for index in chars.indices.dropLast() where chars[index] == "(" && chars[index + 1] == "?" { return nil }
+        var anchored = false
+        if chars.first == "^" {
+            anchored = true
+            chars.removeFirst()
+        }
+        // Where the branches are: inside a leading group (not followed by a quantifier), or the whole pattern.
+        var body = chars[...]
+        if Self.splitBranches(body).count > 1 {
+            if anchored { return nil }  // `^a|b`: the anchor belongs to the first branch only
+        } else if chars.first == "(" {
+            guard let close = Self.matchingParen(chars, 0) else { return nil }
+            if close + 1 < chars.count, "*?{".unicodeScalars.contains(chars[close + 1]) { return nil }
+            body = chars[1..<close]
+        }
+        var literals: [[UInt8]] = []
+        for branch in Self.splitBranches(body) {
+            guard let run = Self.leadingLiteral(branch), !run.isEmpty else { return nil }
+            literals.append(run)
+        }
+        guard !literals.isEmpty else { return nil }
+        self.literals = literals
+        self.anchored = anchored
+    }
+
+    /// False when the text cannot match.
+    @inline(__always)
+    func mayMatch(_ text: String) -> Bool {
+        if anchored { return literals.contains { bytesHavePrefix(text, $0) } }
+        return literals.contains { bytesContain(text, $0) }
+    }
+
+    private static func matchingParen(_ chars: [Unicode.Scalar], _ open: Int) -> Int? {
+        var depth = 0
+        var index = open
+        while index < chars.count {
+            switch chars[index] {
+            case "\\": index += 1
+            case "(": depth += 1
+            case ")":
+                depth -= 1
+                if depth == 0 { return index }
+            default: break
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    /// Splits at `|` outside groups.
+    private static func splitBranches(_ body: ArraySlice<Unicode.Scalar>) -> [ArraySlice<Unicode.Scalar>] {
+        var branches: [ArraySlice<Unicode.Scalar>] = []
+        var depth = 0
+        var start = body.startIndex
+        var index = body.startIndex
+        while index < body.endIndex {
+            switch body[index] {
+            case "\\": index += 1
+            case "(": depth += 1
+            case ")": depth -= 1
+            case "|" where depth == 0:
+                branches.append(body[start..<index])
+                start = index + 1
+            default: break
+            }
+            index += 1
+        }
+        branches.append(body[start..<body.endIndex])
+        return branches
+    }
+
+    /// The literal text a branch starts with, up to the first metacharacter; a character followed by a
+    /// quantifier that allows zero repeats is left out.
+    private static func leadingLiteral(_ branch: ArraySlice<Unicode.Scalar>) -> [UInt8]? {
+        var run: [UInt8] = []
+        var lastLength = 0
+        var index = branch.startIndex
+        while index < branch.endIndex {
+            let char = branch[index]
+            if "*?{".unicodeScalars.contains(char) {
+                run.removeLast(lastLength)
+                return run
+            }
+            if "+".unicodeScalars.contains(char) { return run }
+            if ".()|^$".unicodeScalars.contains(char) { return run }
+            var literal = char
+            if char == "\\" {
+                guard index + 1 < branch.endIndex else { return nil }
+                let next = branch[index + 1]
+                // `\s`, `\d`, `\b`, `\1`, ...: not a literal character.
+                guard next.isASCII, !(next.properties.isAlphabetic || ("0"..."9").contains(next)) else { return run }
+                literal = next
+                index += 1
+            }
+            let bytes = Array(String(literal).utf8)
+            run.append(contentsOf: bytes)
+            lastLength = bytes.count
+            index += 1
+        }
+        return run
     }
 }
 
@@ -469,12 +653,13 @@ enum Compiler {
                     throw context.error(.badGlob, "bad glob '\(value)': \(error.reason)", offset: offset)
                 }
             }
-            let allGlobs = globs
+            // A glob is a PCRE2 match; its literal start and end (`/tmp/` of `/tmp/*`) reject most subjects first.
+            let allGlobs = globs.map { (literals: GlobLiterals($0.glob), glob: $0) }
             if allGlobs.count == 1 {
-                let glob = allGlobs[0]
-                return { glob.matches($0) }
+                let (literals, glob) = allGlobs[0]
+                return { literals.mayMatch($0) && glob.matches($0) }
             }
-            return { text in allGlobs.contains { $0.matches(text) } }
+            return { text in allGlobs.contains { $0.literals.mayMatch(text) && $0.glob.matches(text) } }
         case .regex:
             var patterns: [CompiledPattern] = []
             for value in values {
@@ -488,6 +673,11 @@ enum Compiler {
             let allPatterns = patterns
             if allPatterns.count == 1 {
                 let pattern = allPatterns[0]
+                // Most subjects contain none of the literals a match needs: a byte search answers those
+                // without calling PCRE2.
+                if let required = RegexLiterals(values[0]) {
+                    return { required.mayMatch($0) && pattern.matches($0) }
+                }
                 return { pattern.matches($0) }
             }
             return { text in allPatterns.contains { $0.matches(text) } }

@@ -118,22 +118,39 @@ public struct RuleEvaluator: Sendable {
         return key
     }
 
-    static func makeAlert(_ compiled: CompiledRule, _ pointer: EventPointer, _ scratch: inout Scratch) -> Alert {
-        let event = pointer.pointee
+    /// Builds the alert straight from the event behind the pointer: copying the whole `Event` first retained and
+    /// released every one of its strings and its payload once more per alert.
+    static func makeAlert(_ compiled: CompiledRule, _ event: EventPointer, _ scratch: inout Scratch) -> Alert {
         let rule = compiled.rule
-        var values: [String?] = []
-        values.reserveCapacity(compiled.outputFields.count)
-        var fields: [String: String] = Dictionary(minimumCapacity: compiled.outputFields.count)
-        for (name, extractor) in compiled.outputFields {
-            let value = extractor.render(pointer, &scratch)
-            values.append(value)
-            if let value { fields[name] = value }
-        }
+        let outputFields = compiled.outputFields
+        var fields: [String: String] = [:]
         var message = ""
-        for segment in compiled.output {
-            switch segment {
-            case .text(let literal): message += literal
-            case .field(let index): message += values[index] ?? "<NA>"
+        if outputFields.count == 1 {
+            // The common template has one field: no array for the rendered values.
+            let value = outputFields[0].extractor.render(event, &scratch)
+            if let value { fields = [outputFields[0].name: value] }
+            for segment in compiled.output {
+                switch segment {
+                case .text(let literal): message += literal
+                case .field: message += value ?? "<NA>"
+                }
+            }
+        } else {
+            var values: [String?] = []
+            if !outputFields.isEmpty {
+                values.reserveCapacity(outputFields.count)
+                fields = Dictionary(minimumCapacity: outputFields.count)
+                for (name, extractor) in outputFields {
+                    let value = extractor.render(event, &scratch)
+                    values.append(value)
+                    if let value { fields[name] = value }
+                }
+            }
+            for segment in compiled.output {
+                switch segment {
+                case .text(let literal): message += literal
+                case .field(let index): message += values[index] ?? "<NA>"
+                }
             }
         }
         var hash = StableHash()
@@ -142,13 +159,14 @@ public struct RuleEvaluator: Sendable {
         combineEventKey(event, into: &hash)
         return Alert(
             id: hash.hex, ruleID: rule.id, ruleName: rule.name, severity: rule.severity, tags: rule.tags,
-            message: message, fix: rule.fix, time: event.time, node: event.node,
-            eventKind: event.kind, process: event.process, container: event.container, fields: fields, count: event.count)
+            message: message, fix: rule.fix, time: event.pointee.time, node: event.pointee.node,
+            eventKind: event.pointee.kind, process: event.pointee.process, container: event.pointee.container,
+            fields: fields, count: event.pointee.count)
     }
 
     /// Hashes `workloadIdentity(event)` without building the string (same bytes, so the same alert ids).
-    static func combineWorkloadIdentity(_ event: Event, into hash: inout StableHash) {
-        if let container = event.container {
+    static func combineWorkloadIdentity(_ event: EventPointer, into hash: inout StableHash) {
+        if let container = event.pointee.container {
             if container.podName.isEmpty {
                 hash.append("container:")
                 hash.append(container.containerID)
@@ -161,14 +179,14 @@ public struct RuleEvaluator: Sendable {
             }
         } else {
             hash.append("node:")
-            hash.append(event.node)
+            hash.append(event.pointee.node)
         }
         hash.endField()
     }
 
     /// Hashes `eventKey(event)`, without building the string for the common kinds.
-    static func combineEventKey(_ event: Event, into hash: inout StableHash) {
-        switch event.payload {
+    static func combineEventKey(_ event: EventPointer, into hash: inout StableHash) {
+        switch event.pointee.payload {
         case .exec(let exec):
             hash.append("exec:")
             hash.append(exec.path)
@@ -176,7 +194,7 @@ public struct RuleEvaluator: Sendable {
             hash.append("open:")
             hash.append(open.path)
         default:
-            hash.append(eventKey(event))
+            hash.append(eventKey(event.pointee))
         }
         hash.endField()
     }

@@ -176,67 +176,35 @@ struct PackBuffer: ~Copyable {
 
 /// The encoder's side of `EventBatch.containers`: each distinct container once, with its 1-based index.
 ///
-/// Events of one pod share their `ContainerRef`'s string storage, so the common case is answered by comparing raw
-/// bytes: a small cache keyed by the container id's raw 16 bytes points at a remembered raw image of a whole
-/// `ContainerRef` (7 strings, 112 bytes), and equal raw images are equal values. That costs no retain, release or
-/// string comparison per event. Otherwise the refs are compared by value (a scan, or a dictionary for many), and
-/// the new raw image is remembered as an alias. Every remembered image belongs to a batch event or to `refs`,
-/// which stay alive during the encode call, so no storage address is reused for other text meanwhile.
+/// Events of one pod share their `ContainerRef`'s storage, so the common case is answered by the storage's
+/// identity: a scan of the identities seen so far (a handful per batch), no retain, release or string comparison
+/// per event. A storage not seen yet is compared by value with the table (a scan, or a dictionary for many), so
+/// equal containers in separate storages still share one entry, and then remembered. Every remembered identity
+/// belongs to a batch event, alive for the whole encode call, so no identity is reused for another value meanwhile.
 struct ContainerTable: ~Copyable {
     private(set) var refs: [ContainerRef] = []
     private var indexByID: [String: UInt32] = [:]
-    /// Raw images of `ContainerRef`s, `imageSize` bytes each, and the table index each stands for.
-    private var images: UnsafeMutableRawPointer
-    private var imageIndexes: UnsafeMutablePointer<UInt32>
-    private var imageCount = 0
-    /// Direct-mapped cache: slot → image number + 1 (0: empty).
-    private var cache: UnsafeMutablePointer<Int32>
+    /// Storage identities seen, and the table index each stands for (parallel arrays, scanned).
+    private var identities: [ObjectIdentifier] = []
+    private var identityIndexes: [UInt32] = []
+    /// Beyond `maxScanned` identities, a dictionary.
+    private var indexByIdentity: [ObjectIdentifier: UInt32] = [:]
 
-    private static let imageSize = MemoryLayout<ContainerRef>.size
-    private static let maxImages = 256
-    private static let cacheSize = 64
-    private static let containerOffset = MemoryLayout<Event>.offset(of: \Event.container)!
-    private static let idOffset = MemoryLayout<ContainerRef>.offset(of: \ContainerRef.containerID)!
+    private static let maxScanned = 32
 
-    init() {
-        images = .allocate(byteCount: Self.imageSize * Self.maxImages, alignment: 16)
-        imageIndexes = .allocate(capacity: Self.maxImages)
-        cache = .allocate(capacity: Self.cacheSize)
-        cache.initialize(repeating: 0, count: Self.cacheSize)
-    }
-
-    deinit {
-        images.deallocate()
-        imageIndexes.deallocate()
-        cache.deallocate()
-    }
+    init() {}
 
     /// The 1-based table index of the event's container, added on first sight; 0 for an event on the host.
     @inline(__always)
     mutating func index(of event: UnsafePointer<Event>) -> UInt32 {
-        // Optional<ContainerRef> keeps its payload in place: the bytes at the field are the ContainerRef's. A nil
-        // stores a bit pattern no valid String has in them, so it never matches a remembered image, and the raw
-        // check can come first: testing `container == nil` up front copied the optional (seven retains and
-        // releases per event).
-        let raw = UnsafeRawPointer(event) + Self.containerOffset
-        let low = raw.loadUnaligned(fromByteOffset: Self.idOffset, as: UInt64.self)
-        let high = raw.loadUnaligned(fromByteOffset: Self.idOffset + 8, as: UInt64.self)
-        let mixed = ((low &* 0x9E37_79B9_7F4A_7C15) ^ high) &* 0xC2B2_AE3D_27D4_EB4F
-        let slot = Int(truncatingIfNeeded: mixed >> 58)
-        let image = Int(cache[slot]) - 1
-        if image >= 0, memcmp(images + image * Self.imageSize, raw, Self.imageSize) == 0 {
-            return imageIndexes[image]
-        }
-        if event.pointee.container == nil { return 0 }
-        return slowIndex(raw, slot: slot)
+        guard let identity = event.pointee.container?.storageIdentity else { return 0 }
+        for slot in 0..<identities.count where identities[slot] == identity { return identityIndexes[slot] }
+        if let known = indexByIdentity[identity] { return known }
+        return slowIndex(event, identity)
     }
 
-    private mutating func slowIndex(_ raw: UnsafeRawPointer, slot: Int) -> UInt32 {
-        for image in 0..<imageCount where memcmp(images + image * Self.imageSize, raw, Self.imageSize) == 0 {
-            cache[slot] = Int32(image + 1)
-            return imageIndexes[image]
-        }
-        let ref = raw.assumingMemoryBound(to: ContainerRef.self).pointee
+    private mutating func slowIndex(_ event: UnsafePointer<Event>, _ identity: ObjectIdentifier) -> UInt32 {
+        let ref = event.pointee.container!
         var index: UInt32 = 0
         if refs.count <= 16 {
             for known in 0..<refs.count where refs[known] == ref {
@@ -258,11 +226,11 @@ struct ContainerTable: ~Copyable {
                 if indexByID[ref.containerID] == nil { indexByID[ref.containerID] = index }
             }
         }
-        if imageCount < Self.maxImages {
-            (images + imageCount * Self.imageSize).copyMemory(from: raw, byteCount: Self.imageSize)
-            imageIndexes[imageCount] = index
-            imageCount += 1
-            cache[slot] = Int32(imageCount)
+        if identities.count < Self.maxScanned {
+            identities.append(identity)
+            identityIndexes.append(index)
+        } else {
+            indexByIdentity[identity] = index
         }
         return index
     }

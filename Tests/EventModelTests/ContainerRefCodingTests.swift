@@ -22,4 +22,36 @@ import Testing
             try JSONDecoder().decode(ContainerRef.self, from: Data(#"{"podName":"no-id"}"#.utf8))
         }
     }
+
+    @Test("copies of a container are independent values: changing one leaves the others as they were")
+    func copiesAreIndependent() throws {
+        let original = ContainerRef(
+            runtime: "containerd", containerID: "c1", podUID: "u1", podName: "web", namespace: "shop",
+            containerName: "nginx", image: "nginx:1.25", labels: ["app": "web"], ownerKind: "Deployment",
+            ownerName: "web")
+        var copy = original
+        #expect(copy == original)
+        copy.labels["tier"] = "front"
+        copy.image = "nginx:1.26"
+        #expect(original.labels == ["app": "web"] && original.image == "nginx:1.25")
+        #expect(copy.labels == ["app": "web", "tier": "front"] && copy.image == "nginx:1.26")
+        #expect(copy != original)
+        // Equal values built separately are equal and hash alike (sets and dictionaries key on them).
+        let twin = ContainerRef(
+            runtime: "containerd", containerID: "c1", podUID: "u1", podName: "web", namespace: "shop",
+            containerName: "nginx", image: "nginx:1.25", labels: ["app": "web"], ownerKind: "Deployment",
+            ownerName: "web")
+        #expect(twin == original && Set([twin, original, copy]).count == 2)
+        // JSON carries every field under its name, as before.
+        let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(original)) as? [String: Any]
+        #expect(
+            Set((object ?? [:]).keys) == [
+                "runtime", "containerID", "podUID", "podName", "namespace", "containerName", "image", "labels",
+                "ownerKind", "ownerName",
+            ])
+        #expect(object?["image"] as? String == "nginx:1.25")
+        // Printed (logs, test failures) with its fields, like any plain struct.
+        #expect(String(describing: original).contains(#"containerID: "c1""#))
+        #expect(String(describing: original).contains(#"ownerKind: "Deployment""#))
+    }
 }
