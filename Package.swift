@@ -153,6 +153,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "AuditPipeline", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
 

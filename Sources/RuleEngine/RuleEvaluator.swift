@@ -209,7 +209,7 @@ public struct RuleEvaluator: Sendable {
         case .bpf(let call): return "bpf:\(call.command)"
         case .scanResult(let scan): return "scan:\(scan.path):\(scan.sha256)"
         case .audit(let record):
-            return "audit:" + (record.document["auditID"]?.stringValue ?? record.sourceID)
+            return "audit:" + (record.string(at: ["auditID"]) ?? record.sourceID)
         }
     }
 }

@@ -49,6 +49,9 @@ struct AuditValidate: ParsableCommand {
     @Flag(help: "Exit with status 1 when a labelled attack event raised no alert.")
     var strict = false
 
+    @Flag(help: "Also map every line through a full JSONValue tree and check the alerts are identical; exit 1 if not.")
+    var compareTree = false
+
     mutating func run() throws {
         guard let presetValue = AuditMapping.Preset(rawValue: preset) else {
             throw ValidationError("unknown preset '\(preset)'; expected raw, fluentd or elastic-agent")
@@ -57,6 +60,8 @@ struct AuditValidate: ParsableCommand {
         let files = try defaultAuditRuleFiles(rules) + extraRules
         let ruleSet = try RuleSet.load(files: files)
         var evaluator = RuleEvaluator(ruleSet: ruleSet)
+        var treeEvaluator = RuleEvaluator(ruleSet: ruleSet)
+        var treeDifferences = 0
         let lines = try readLines(file)
         var categoriesByLine: [Int: [String]] = [:]
         if let labels {
@@ -88,6 +93,16 @@ struct AuditValidate: ParsableCommand {
                 continue
             }
             let alerts = evaluator.evaluate(event)
+            if compareTree {
+                // The same line through the tree parser and event(from:) must raise the very same alerts.
+                let tree = try mapping.event(from: try JSONText.parse(line), sourceID: "\(file):\(lineNumber)")
+                var treeEvent = tree
+                treeEvent.time = event.time  // events without any time get the read time
+                if treeEvaluator.evaluate(treeEvent) != alerts {
+                    treeDifferences += 1
+                    print("line \(lineNumber): the tree-mapped event raised different alerts")
+                }
+            }
             let fired = Set(alerts.map(\.ruleID))
             let detections = fired.subtracting(activityRules)
             for id in fired { alertsByRule[id, default: 0] += 1 }
@@ -141,6 +156,10 @@ struct AuditValidate: ParsableCommand {
         print("events with any alert: \(eventsWithAlert) / \(lines.count - malformed); "
             + "with a detection (non-activity) alert: \(eventsWithDetection)")
         print("alerts by rule: " + alertsByRule.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        if compareTree {
+            print("tree comparison: \(treeDifferences) lines whose alerts differ")
+            if treeDifferences > 0 { throw ExitCode(1) }
+        }
         if strict, attackDetected < attackTotal { throw ExitCode(1) }
     }
 }
