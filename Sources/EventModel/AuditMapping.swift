@@ -98,6 +98,11 @@ public struct AuditMapping: Sendable, Hashable {
         }
     }
 
+    // Constants, not literals in the function: an array literal is allocated on every call.
+    static let stringFields = ["auditID", "verb", "requestURI"]
+    static let objectFields = ["user", "objectRef", "responseStatus", "impersonatedUser"]
+    static let payloadFields = ["requestObject", "responseObject"]
+
     /// `event(from:)` over an index: the same checks in the same order, reading tokens instead of a tree.
     func event(fromIndex index: JSONIndex, sourceID: String) throws(AuditMappingError) -> Event {
         guard index.kind(JSONIndex.root) == .object else {
@@ -118,7 +123,7 @@ public struct AuditMapping: Sendable, Hashable {
         }
         func member(_ key: String) -> Int? { index.member(root, key) }
         func isObjectOrNull(_ token: Int) -> Bool { index.kind(token) == .object || index.kind(token) == .null }
-        for key in ["auditID", "verb", "requestURI"] {
+        for key in Self.stringFields {
             if let token = member(key), index.kind(token) != .null, index.kind(token) != .string {
                 throw AuditMappingError(.wrongType, field: name(key), "field '\(name(key))' must be a string")
             }
@@ -130,7 +135,7 @@ public struct AuditMapping: Sendable, Hashable {
                 .missingField, field: name("verb"),
                 "missing field '\(name("verb"))' (the event names no request: no verb, requestURI, objectRef or user)")
         }
-        for key in ["user", "objectRef", "responseStatus", "impersonatedUser"] {
+        for key in Self.objectFields {
             if let token = member(key), !isObjectOrNull(token) {
                 throw AuditMappingError(.wrongType, field: name(key), "field '\(name(key))' must be an object")
             }
@@ -141,7 +146,7 @@ public struct AuditMapping: Sendable, Hashable {
             throw AuditMappingError(.wrongType, field: name("responseStatus.code"), "field '\(name("responseStatus.code"))' must be a number")
         }
         var replaced: [String: JSONValue] = [:]
-        for key in ["requestObject", "responseObject"] {
+        for key in Self.payloadFields {
             guard let token = member(key) else { continue }
             if parseStringifiedObjects, let text = index.string(token) {
                 do {

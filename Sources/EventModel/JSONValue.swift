@@ -172,7 +172,10 @@ public struct AuditRecord: Sendable, Hashable, Codable {
 /// An audit document held as an index of the text it was read from, plus what the field mapping changed:
 /// the audit object may sit under a prefix (`kubernetes.audit`), stringified request/response objects were
 /// parsed, and dedotted annotation names are compared with their dots restored.
-struct IndexedAuditDocument: Sendable {
+///
+/// A class, so that copying a record (every time a rule reads a field, through the event's payload enum) retains
+/// one object rather than each array inside.
+final class IndexedAuditDocument: Sendable {
     let index: JSONIndex
     /// The token of the audit object (the root for raw and Fluentd layouts).
     let root: Int
@@ -180,6 +183,13 @@ struct IndexedAuditDocument: Sendable {
     let replaced: [String: JSONValue]
     /// Annotation names had their dots replaced by `_` before the `/`; rules see them restored.
     let dedottedAnnotations: Bool
+
+    init(index: JSONIndex, root: Int, replaced: [String: JSONValue], dedottedAnnotations: Bool) {
+        self.index = index
+        self.root = root
+        self.replaced = replaced
+        self.dedottedAnnotations = dedottedAnnotations
+    }
 
     func materialize() -> JSONValue {
         var members: [String: JSONValue] = [:]

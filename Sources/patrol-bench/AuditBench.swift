@@ -187,6 +187,9 @@ struct AuditBench: ParsableCommand {
     @Flag(help: "Skip the grep -P comparison.")
     var noGrep = false
 
+    @Option(help: "How far each event goes: parse (JSON index only), map (+ field mapping), all (+ rules and alerts).")
+    var stage = "all"
+
     /// K8sCop's URI checks folded into one PCRE over the JSON line (its own regexes, defects included).
     static let k8scopPattern =
         #""requestURI":"/api/v1/(pods(\?limit=\d)?|pods\?includeUninitialized=true|secrets(\?limit=\d)?"#
@@ -195,6 +198,7 @@ struct AuditBench: ParsableCommand {
 
     mutating func run() throws {
         precondition(loops > 0 && rounds > 0)
+        guard ["parse", "map", "all"].contains(stage) else { throw ValidationError("--stage: parse, map or all") }
         let lines = try readLines(file)
         let ruleSet = try RuleSet.load(files: try defaultAuditRuleFiles(rules))
         let mapping = AuditMapping.raw
@@ -213,8 +217,15 @@ struct AuditBench: ParsableCommand {
             for _ in 0..<loops {
                 for line in lines {
                     do {
-                        let event = try mapping.event(fromJSON: line)
-                        alerts &+= evaluator.evaluate(event).count
+                        switch stage {
+                        case "parse":
+                            alerts &+= try JSONIndex(line).bytes.count & 1
+                        case "map":
+                            alerts &+= Int(try mapping.event(fromJSON: line).time & 1)
+                        default:
+                            let event = try mapping.event(fromJSON: line)
+                            alerts &+= evaluator.evaluate(event).count
+                        }
                     } catch {
                         malformed += 1
                     }
