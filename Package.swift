@@ -154,7 +154,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "Store", "AlertSinks", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
+                "Store", "AlertSinks", "AuditPipeline", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
 

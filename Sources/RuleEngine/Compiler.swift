@@ -384,6 +384,40 @@ enum Compiler {
         }
     }
 
+    /// The values `field` must equal (`=` or `in`, not negated) for `expr` to hold, or nil when any value may do.
+    /// A necessary condition only: the rule's own condition still decides. Used to index audit rules by verb.
+    static func requiredValues(of expr: Expr, field: String, _ context: CompileContext, depth: Int = 0) -> Set<String>? {
+        guard depth < 64 else { return nil }
+        switch expr {
+        case .and(let terms):
+            var result: Set<String>?
+            for term in terms {
+                if let values = requiredValues(of: term, field: field, context, depth: depth + 1) {
+                    result = result.map { $0.intersection(values) } ?? values
+                }
+            }
+            return result
+        case .or(let terms):
+            if terms.isEmpty { return nil }
+            var union = Set<String>()
+            for term in terms {
+                guard let values = requiredValues(of: term, field: field, context, depth: depth + 1) else { return nil }
+                union.formUnion(values)
+            }
+            return union
+        case .not:
+            return nil
+        case .macro(let name, _):
+            guard let macro = context.macros[name] else { return nil }
+            return requiredValues(of: macro.expr, field: field, context, depth: depth + 1)
+        case .compare(let name, let op, let negated, let operand, let offset):
+            guard name == field, !negated, op == .eq || op == .in, let operand,
+                let (values, _) = try? values(of: operand, op: op, offset: offset, context)
+            else { return nil }
+            return Set(values)
+        }
+    }
+
     /// `build(i)` for every index, joined with `&&` (or `||`) left to right. Built by recursion rather than
     /// from an array: closures stored in arrays are reabstracted, and each call would pass through thunks.
     static func chain(

@@ -24,6 +24,60 @@ struct Scratch {
     var syscallIDs: [Int64]?
     var uriParams: [String: String]?
     var podLabels: [String]?
+    /// Audit fields that many rules read (`AuditSlot`), resolved once per event; empty (no allocation) until the
+    /// first audit field is read, so sensor events pay nothing for them.
+    var auditStrings: [String?] = []
+    var auditInts: [Int64?] = []
+    var auditResolved: UInt64 = 0
+
+    /// The cached value of `slot`, resolving it from the event's audit record the first time.
+    @inline(__always)
+    mutating func auditString(_ slot: AuditSlot, _ event: EventPointer, _ resolve: (AuditRecord) -> String?) -> String? {
+        let bit: UInt64 = 1 << UInt64(slot.rawValue)
+        if auditResolved & bit != 0 { return auditStrings[slot.rawValue] }
+        guard case .audit(let record) = event.pointee.payload else { return nil }
+        let value = resolve(record)
+        if auditStrings.isEmpty { auditStrings = Array(repeating: nil, count: AuditSlot.allCases.count) }
+        auditStrings[slot.rawValue] = value
+        auditResolved |= bit
+        return value
+    }
+
+    @inline(__always)
+    mutating func auditInt(_ slot: AuditSlot, _ event: EventPointer, _ resolve: (AuditRecord) -> Int64?) -> Int64? {
+        let bit: UInt64 = 1 << UInt64(slot.rawValue)
+        if auditResolved & bit != 0 { return auditInts[slot.rawValue] }
+        guard case .audit(let record) = event.pointee.payload else { return nil }
+        let value = resolve(record)
+        if auditInts.isEmpty { auditInts = Array(repeating: nil, count: AuditSlot.allCases.count) }
+        auditInts[slot.rawValue] = value
+        auditResolved |= bit
+        return value
+    }
+}
+
+/// Audit fields cached per event in `Scratch`: the ones the shipped rules read over and over (`ka.user.name`
+/// appears 79 times in them, `ka.verb` 65), so each is looked up and decoded once per event, not once per rule.
+enum AuditSlot: Int, CaseIterable {
+    case auditID, stage, level, verb, uri, userName, impersonatedUserName, userAgent, targetNamespace, targetResource
+    case targetName, targetSubresource, targetAPIGroup, responseCode, responseReason, authDecision, authReason
+    case requestURIString, uriPath, kubectl, bindingRole, bindingRoleKind, serviceType
+
+    static let byField: [String: AuditSlot] = [
+        "ka.auditid": .auditID, "ka.stage": .stage, "ka.level": .level, "ka.verb": .verb, "ka.uri": .uri,
+        "ka.user.name": .userName, "ka.impuser.name": .impersonatedUserName, "ka.useragent": .userAgent,
+        "ka.target.namespace": .targetNamespace, "ka.target.resource": .targetResource, "ka.target.name": .targetName,
+        "ka.target.subresource": .targetSubresource, "ka.target.apigroup": .targetAPIGroup,
+        "ka.response.code": .responseCode, "ka.response.reason": .responseReason, "ka.auth.decision": .authDecision,
+        "ka.auth.reason": .authReason, "ka.req.binding.role": .bindingRole, "ka.req.binding.role_kind": .bindingRoleKind,
+        "ka.req.service.type": .serviceType,
+    ]
+}
+
+/// The request URI as a string (stringValue semantics, as the URI-derived fields always read it), cached.
+@inline(__always)
+func requestURI(_ event: EventPointer, _ scratch: inout Scratch) -> String? {
+    scratch.auditString(.requestURIString, event) { $0.string(at: requestURIPath) }
 }
 
 /// Conditions receive the event by pointer: closures stored in generic containers are reabstracted, and
@@ -107,8 +161,8 @@ extension Event {
         default: return nil
         }
     }
-    @inline(__always) var auditDocument: JSONValue? {
-        if case .audit(let record) = payload { return record.document }
+    @inline(__always) var auditRecord: AuditRecord? {
+        if case .audit(let record) = payload { return record }
         return nil
     }
     /// The executable: for exec events the new image, otherwise the process's.
@@ -281,9 +335,30 @@ func queryParameterValues(of uri: String, _ key: String) -> [String] {
     return values
 }
 
+/// A path that may hold `*`: the part before the first `*` is resolved in the record (building only that value),
+/// the rest with `JSONPath.all` over it.
+struct AuditPath: Sendable {
+    let base: [String]
+    let rest: JSONPath
+
+    init(_ components: [String]) {
+        let split = components.firstIndex(of: "*") ?? components.count
+        base = Array(components[..<split])
+        rest = JSONPath(Array(components[split...]))
+    }
+
+    func all(_ record: AuditRecord) -> [JSONValue] {
+        guard let value = record.value(at: base) else { return [] }
+        return rest.all(value)
+    }
+}
+
+let requestSpecPath = ["requestObject", "spec"]
+let requestURIPath = ["requestURI"]
+
 /// The pod specs a request creates: a Pod's own spec, a workload's pod template, a CronJob's job template.
-func podSpecs(_ document: JSONValue) -> [JSONValue] {
-    guard let spec = document["requestObject"]?["spec"] else { return [] }
+func podSpecs(_ record: AuditRecord) -> [JSONValue] {
+    guard let spec = record.value(at: requestSpecPath) else { return [] }
     var specs: [JSONValue] = []
     if spec["containers"] != nil || spec["ephemeralContainers"] != nil || spec["initContainers"] != nil
         || spec["volumes"] != nil || spec["hostNetwork"] != nil || spec["hostPID"] != nil || spec["hostIPC"] != nil
@@ -295,28 +370,28 @@ func podSpecs(_ document: JSONValue) -> [JSONValue] {
     return specs
 }
 
-func podContainers(_ document: JSONValue) -> [JSONValue] {
-    podSpecs(document).flatMap { spec in
+func podContainers(_ record: AuditRecord) -> [JSONValue] {
+    podSpecs(record).flatMap { spec in
         ["containers", "initContainers", "ephemeralContainers"].flatMap { spec[$0]?.arrayValue ?? [] }
     }
 }
 
-func podFlag(_ document: JSONValue, _ key: String) -> Bool? {
-    let specs = podSpecs(document)
+func podFlag(_ record: AuditRecord, _ key: String) -> Bool? {
+    let specs = podSpecs(record)
     if specs.isEmpty { return nil }
     return specs.contains { $0[key] == .bool(true) }
 }
 
 /// The kubectl command that makes this request, as K8sCop reported it for its categories.
-func kubectlCommand(_ document: JSONValue) -> String? {
-    guard let verb = document["verb"]?.stringValue, let resource = document["objectRef"]?["resource"]?.stringValue
+func kubectlCommand(_ record: AuditRecord) -> String? {
+    guard let verb = record.string(at: ["verb"]), let resource = record.string(at: ["objectRef", "resource"])
     else { return nil }
-    let namespace = document["objectRef"]?["namespace"]?.stringValue
-    let name = document["objectRef"]?["name"]?.stringValue
-    let subresource = document["objectRef"]?["subresource"]?.stringValue
+    let namespace = record.string(at: ["objectRef", "namespace"])
+    let name = record.string(at: ["objectRef", "name"])
+    let subresource = record.string(at: ["objectRef", "subresource"])
     var scope = namespace.map { " -n \($0)" } ?? ""
     if subresource == "exec" || subresource == "attach", let name {
-        let uri = document["requestURI"]?.stringValue ?? ""
+        let uri = record.string(at: requestURIPath) ?? ""
         let container = queryParameterValues(of: uri, "container").first.map { " -c \($0)" } ?? ""
         if subresource == "attach" { return "kubectl attach\(scope) \(name)\(container)" }
         let command = queryParameterValues(of: uri, "command").joined(separator: " ")
@@ -374,27 +449,33 @@ enum FieldRegistry {
         FieldSpec(name: name, type: .ints, kinds: kinds, argument: .none, doc: doc) { _ in .success(.ints(get)) }
     }
     /// A multi-valued audit field computed from the document.
-    static func auditStrings(_ name: String, _ doc: String, _ get: @escaping @Sendable (JSONValue) -> [String]) -> FieldSpec {
-        strings(name, [.audit], doc) { e, _ in e.pointee.auditDocument.map { ArraySlice(get($0)) } }
+    static func auditStrings(_ name: String, _ doc: String, _ get: @escaping @Sendable (AuditRecord) -> [String]) -> FieldSpec {
+        strings(name, [.audit], doc) { e, _ in e.pointee.auditRecord.map { ArraySlice(get($0)) } }
     }
-    static func auditBool(_ name: String, _ doc: String, _ get: @escaping @Sendable (JSONValue) -> Bool?) -> FieldSpec {
-        bool(name, [.audit], doc) { e, _ in e.pointee.auditDocument.flatMap(get) }
+    static func auditBool(_ name: String, _ doc: String, _ get: @escaping @Sendable (AuditRecord) -> Bool?) -> FieldSpec {
+        bool(name, [.audit], doc) { e, _ in e.pointee.auditRecord.flatMap(get) }
     }
     /// An audit field read from a fixed path of the audit document.
     static func audit(_ name: String, _ path: [String], _ type: FieldType = .string, _ doc: String) -> FieldSpec {
-        let jsonPath = JSONPath(path)
+        let wildcard = AuditPath(path)
+        let slot = AuditSlot.byField[name]
         return FieldSpec(name: name, type: type, kinds: [.audit], argument: .none, doc: doc) { _ in
             switch type {
-            case .int: return .success(.int { event, _ in event.pointee.auditDocument.flatMap { jsonInt(jsonPath.single($0)) } })
+            case .int:
+                if let slot { return .success(.int { e, s in s.auditInt(slot, e) { jsonInt($0.value(at: path)) } }) }
+                return .success(.int { event, _ in event.pointee.auditRecord.flatMap { jsonInt($0.value(at: path)) } })
             case .strings:
                 return .success(
                     .strings { event, _ in
-                        guard let document = event.pointee.auditDocument else { return nil }
-                        return ArraySlice(jsonPath.all(document).compactMap(jsonScalarText))
+                        guard let record = event.pointee.auditRecord else { return nil }
+                        return ArraySlice(wildcard.all(record).compactMap(jsonScalarText))
                     })
             default:
+                if let slot {
+                    return .success(.string { e, s in s.auditString(slot, e) { jsonScalarText($0.value(at: path)) } })
+                }
                 return .success(
-                    .string { event, _ in event.pointee.auditDocument.flatMap { jsonScalarText(jsonPath.single($0)) } })
+                    .string { event, _ in event.pointee.auditRecord.flatMap { jsonScalarText($0.value(at: path)) } })
             }
         }
     }
@@ -698,17 +779,19 @@ enum FieldRegistry {
             return .success(
                 .string { e, s in
                     if s.uriParams == nil {
-                        guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
+                        guard let uri = requestURI(e, &s) else { return nil }
                         s.uriParams = queryParameters(of: uri)
                     }
                     return s.uriParams?[key]
                 })
         },
         audit("ka.impuser.groups", ["impersonatedUser", "groups"], .strings, "Impersonated user groups (multi-valued)."),
-        string("ka.uri.path", [.audit], "Request URI without the query string.") { e, _ in
-            guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
-            guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
-            return String(uri[..<question])
+        string("ka.uri.path", [.audit], "Request URI without the query string.") { e, s in
+            guard let uri = requestURI(e, &s) else { return nil }
+            return s.auditString(.uriPath, e) { _ in
+                guard let question = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else { return uri }
+                return String(uri[..<question])
+            }
         },
         FieldSpec(
             name: "ka.uri.params", type: .strings, kinds: [.audit], argument: .required("query parameter name"),
@@ -716,25 +799,25 @@ enum FieldRegistry {
         ) { argument in
             let key = argument ?? ""
             return .success(
-                .strings { e, _ in
-                    guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
+                .strings { e, s in
+                    guard let uri = requestURI(e, &s) else { return nil }
                     return ArraySlice(queryParameterValues(of: uri, key))
                 })
         },
         string(
             "ka.exec.command", [.audit],
             "For exec/attach: the command from the repeated `command=` parameters, URL-decoded, joined by spaces."
-        ) { e, _ in
-            guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
+        ) { e, s in
+            guard let uri = requestURI(e, &s) else { return nil }
             let words = queryParameterValues(of: uri, "command")
             return words.isEmpty ? nil : words.joined(separator: " ")
         },
-        string("ka.exec.container", [.audit], "For exec/attach: the `container=` parameter.") { e, _ in
-            guard let uri = e.pointee.auditDocument?["requestURI"]?.stringValue else { return nil }
+        string("ka.exec.container", [.audit], "For exec/attach: the `container=` parameter.") { e, s in
+            guard let uri = requestURI(e, &s) else { return nil }
             return queryParameterValues(of: uri, "container").first
         },
-        string("ka.kubectl", [.audit], "The equivalent kubectl command for the request (best effort).") { e, _ in
-            e.pointee.auditDocument.flatMap(kubectlCommand)
+        string("ka.kubectl", [.audit], "The equivalent kubectl command for the request (best effort).") { e, s in
+            s.auditString(.kubectl, e, kubectlCommand)
         },
         auditStrings("ka.req.pod.containers.image", "Images of every container, init and ephemeral container.") {
             podContainers($0).compactMap { $0["image"]?.stringValue }
@@ -762,20 +845,20 @@ enum FieldRegistry {
             "ka.req.role.rules.resources", ["requestObject", "rules", "*", "resources"], .strings,
             "Resources of every rule of a (Cluster)Role."),
         audit("ka.req.service.type", ["requestObject", "spec", "type"], .string, "Service type (`NodePort`, ...)."),
-        auditBool("ka.req.ingress.tls", "The Ingress has a non-empty `spec.tls`.") { document in
-            guard let spec = document["requestObject"]?["spec"] else { return nil }
+        auditBool("ka.req.ingress.tls", "The Ingress has a non-empty `spec.tls`.") { record in
+            guard let spec = record.value(at: requestSpecPath) else { return nil }
             return !(spec["tls"]?.arrayValue ?? []).isEmpty
         },
-        auditStrings("ka.req.configmap.entries", "A ConfigMap's `data` as `key=value` strings.") { document in
-            guard case .object(let data)? = document["requestObject"]?["data"] else { return [] }
+        auditStrings("ka.req.configmap.entries", "A ConfigMap's `data` as `key=value` strings.") { record in
+            guard case .object(let data)? = record.value(at: ["requestObject", "data"]) else { return [] }
             return data.map { "\($0.key)=\(jsonScalarText($0.value) ?? "")" }
         },
         FieldSpec(
             name: "ka.annotation", type: .string, kinds: [.audit], argument: .required("annotation key"),
             doc: "`ka.annotation[KEY]`: an audit annotation."
         ) { argument in
-            let path = JSONPath(["annotations", argument ?? ""])
-            return .success(.string { e, _ in e.pointee.auditDocument.flatMap { jsonScalarText(path.single($0)) } })
+            let path = ["annotations", argument ?? ""]
+            return .success(.string { e, _ in e.pointee.auditRecord.flatMap { jsonScalarText($0.value(at: path)) } })
         },
         FieldSpec(
             name: "jevt.value", type: .string, kinds: [.audit], argument: .required("JSON pointer"),
@@ -784,7 +867,8 @@ enum FieldRegistry {
             guard let path = JSONPath(pointer: argument ?? ""), !path.hasWildcard else {
                 return .failure(FieldArgumentError(reason: "jevt.value needs a JSON pointer like /objectRef/name (no *)"))
             }
-            return .success(.string { e, _ in e.pointee.auditDocument.flatMap { jsonScalarText(path.single($0)) } })
+            let components = path.components
+            return .success(.string { e, _ in e.pointee.auditRecord.flatMap { jsonScalarText($0.value(at: components)) } })
         },
         FieldSpec(
             name: "jevt.int", type: .int, kinds: [.audit], argument: .required("JSON pointer"),
@@ -793,7 +877,8 @@ enum FieldRegistry {
             guard let path = JSONPath(pointer: argument ?? ""), !path.hasWildcard else {
                 return .failure(FieldArgumentError(reason: "jevt.int needs a JSON pointer like /responseStatus/code"))
             }
-            return .success(.int { e, _ in e.pointee.auditDocument.flatMap { jsonInt(path.single($0)) } })
+            let components = path.components
+            return .success(.int { e, _ in e.pointee.auditRecord.flatMap { jsonInt($0.value(at: components)) } })
         },
         FieldSpec(
             name: "jevt.values", type: .strings, kinds: [.audit], argument: .required("JSON pointer with * wildcards"),
@@ -802,10 +887,11 @@ enum FieldRegistry {
             guard let path = JSONPath(pointer: argument ?? "") else {
                 return .failure(FieldArgumentError(reason: "jevt.values needs a JSON pointer like /a/*/b"))
             }
+            let wildcard = AuditPath(path.components)
             return .success(
                 .strings { e, _ in
-                    guard let document = e.pointee.auditDocument else { return nil }
-                    return ArraySlice(path.all(document).compactMap(jsonScalarText))
+                    guard let record = e.pointee.auditRecord else { return nil }
+                    return ArraySlice(wildcard.all(record).compactMap(jsonScalarText))
                 })
         },
     ]

@@ -46,7 +46,11 @@ public struct RuleEvaluator: Sendable {
         let ordinal = kindOrdinal(event.pointee.kind)
         var scratch = Scratch()
         var alerts: [Alert] = []
-        compiled.plain[ordinal].withUnsafeBufferPointer { slots in
+        var rules = compiled.plain[ordinal]
+        if let verb = compiled.verb, ordinal == kindOrdinal(.audit) {
+            rules = verb(event, &scratch).flatMap { compiled.auditByVerb[$0] } ?? compiled.auditOtherVerbs
+        }
+        rules.withUnsafeBufferPointer { slots in
             for index in slots.indices where slots[index].condition(event, &scratch) {
                 if slots[index].hasException && slots[index].exception(event, &scratch) { continue }
                 alerts.append(Self.makeAlert(slots[index].rule, event, &scratch))
@@ -227,7 +231,7 @@ public struct RuleEvaluator: Sendable {
         case .bpf(let call): return "bpf:\(call.command)"
         case .scanResult(let scan): return "scan:\(scan.path):\(scan.sha256)"
         case .audit(let record):
-            return "audit:" + (record.document["auditID"]?.stringValue ?? record.sourceID)
+            return "audit:" + (record.string(at: ["auditID"]) ?? record.sourceID)
         }
     }
 }

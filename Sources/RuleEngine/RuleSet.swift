@@ -17,11 +17,15 @@ final class CompiledRule: Sendable {
     /// The fields the output references, copied into `Alert.fields`.
     let outputFields: [(name: String, extractor: Extractor)]
     let sequence: CompiledSequence?
+    /// The `ka.verb` values without which the condition cannot hold (nil: any verb), for the audit index.
+    let requiredVerbs: Set<String>?
 
     init(
         rule: Rule, index: Int, condition: @escaping Matcher, exception: Matcher?, output: [CompiledSegment],
-        outputFields: [(name: String, extractor: Extractor)], sequence: CompiledSequence?
+        outputFields: [(name: String, extractor: Extractor)], sequence: CompiledSequence?,
+        requiredVerbs: Set<String>? = nil
     ) {
+        self.requiredVerbs = requiredVerbs
         self.rule = rule
         self.index = index
         self.condition = condition
@@ -89,6 +93,12 @@ final class CompiledRules: Sendable {
     let plain: [ContiguousArray<RuleSlot>]
     /// Enabled sequence rules per kind ordinal.
     let sequences: [ContiguousArray<CompiledRule>]
+    /// Audit events: the plain audit rules that can match each verb, in rule order, so a `get` skips the rules
+    /// whose condition requires `ka.verb in (create, update, ...)`. Verbs no rule names (and events without a
+    /// verb) get `auditOtherVerbs`, the rules that name none. Empty when no audit rule requires a verb.
+    let auditByVerb: [String: ContiguousArray<RuleSlot>]
+    let auditOtherVerbs: ContiguousArray<RuleSlot>
+    let verb: StringGetter?
 
     init(all: [CompiledRule]) {
         self.all = all
@@ -108,6 +118,21 @@ final class CompiledRules: Sendable {
         }
         self.plain = plain
         self.sequences = sequences
+        let audit = plain[kindOrdinal(.audit)]
+        let named = Set(audit.compactMap(\.rule.requiredVerbs).joined())
+        var byVerb: [String: ContiguousArray<RuleSlot>] = [:]
+        for verb in named {
+            byVerb[verb] = audit.filter { $0.rule.requiredVerbs.map { $0.contains(verb) } ?? true }
+        }
+        auditByVerb = byVerb
+        auditOtherVerbs = audit.filter { $0.rule.requiredVerbs == nil }
+        if named.isEmpty {
+            verb = nil
+        } else if case .success(let (_, extractor)) = FieldRegistry.resolve("ka.verb"), case .string(let get) = extractor {
+            verb = get
+        } else {
+            verb = nil
+        }
     }
 }
 
@@ -354,9 +379,14 @@ public struct RuleSet: Sendable {
                 }
             }
         }
+        var requiredVerbs: Set<String>?
+        if hasCondition, sequence == nil, rule.events == [.audit] {
+            requiredVerbs = Compiler.requiredValues(
+                of: try parseCondition(rule.condition, context), field: "ka.verb", context)
+        }
         return CompiledRule(
             rule: rule, index: index, condition: condition, exception: exception, output: output,
-            outputFields: outputFields, sequence: sequence)
+            outputFields: outputFields, sequence: sequence, requiredVerbs: requiredVerbs)
     }
 
     static func readFile(_ path: String) throws(RuleEngineError) -> String {

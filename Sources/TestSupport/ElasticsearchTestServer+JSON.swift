@@ -1,5 +1,6 @@
 import EventModel
 import Foundation
+import Synchronization
 
 /// JSON helpers for the Elasticsearch test server (rendering lives in `EventModel`, beside `JSONValue`).
 enum TestJSON {
@@ -26,6 +27,21 @@ extension JSONValue {
 enum TestDates {
     /// Epoch milliseconds of an ISO 8601 date-time (fraction and zone optional) or a bare `yyyy-MM-dd`.
     static func millis(_ text: String) -> Double? {
+        // Every search re-reads the dates of every candidate document; Foundation's formatter costs tens of
+        // microseconds a call, which made a search over 16k documents take seconds. Remember each text's answer
+        // (NaN for "not a date"); a test server sees few distinct texts, and the table is dropped if it grows.
+        if let known = knownDates.withLock({ $0[text] }) { return known.isNaN ? nil : known }
+        let value = parseMillis(text)
+        knownDates.withLock { table in
+            if table.count >= 200_000 { table.removeAll() }
+            table[text] = value ?? .nan
+        }
+        return value
+    }
+
+    private static let knownDates = Mutex<[String: Double]>([:])
+
+    private static func parseMillis(_ text: String) -> Double? {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         if let date = formatter.date(from: text) { return (date.timeIntervalSince1970 * 1000).rounded() }

@@ -49,6 +49,9 @@ struct AuditValidate: ParsableCommand {
     @Flag(help: "Exit with status 1 when a labelled attack event raised no alert.")
     var strict = false
 
+    @Flag(help: "Also map every line through a full JSONValue tree and check the alerts are identical; exit 1 if not.")
+    var compareTree = false
+
     mutating func run() throws {
         guard let presetValue = AuditMapping.Preset(rawValue: preset) else {
             throw ValidationError("unknown preset '\(preset)'; expected raw, fluentd or elastic-agent")
@@ -57,6 +60,8 @@ struct AuditValidate: ParsableCommand {
         let files = try defaultAuditRuleFiles(rules) + extraRules
         let ruleSet = try RuleSet.load(files: files)
         var evaluator = RuleEvaluator(ruleSet: ruleSet)
+        var treeEvaluator = RuleEvaluator(ruleSet: ruleSet)
+        var treeDifferences = 0
         let lines = try readLines(file)
         var categoriesByLine: [Int: [String]] = [:]
         if let labels {
@@ -88,6 +93,16 @@ struct AuditValidate: ParsableCommand {
                 continue
             }
             let alerts = evaluator.evaluate(event)
+            if compareTree {
+                // The same line through the tree parser and event(from:) must raise the very same alerts.
+                let tree = try mapping.event(from: try JSONText.parse(line), sourceID: "\(file):\(lineNumber)")
+                var treeEvent = tree
+                treeEvent.time = event.time  // events without any time get the read time
+                if treeEvaluator.evaluate(treeEvent) != alerts {
+                    treeDifferences += 1
+                    print("line \(lineNumber): the tree-mapped event raised different alerts")
+                }
+            }
             let fired = Set(alerts.map(\.ruleID))
             let detections = fired.subtracting(activityRules)
             for id in fired { alertsByRule[id, default: 0] += 1 }
@@ -141,6 +156,10 @@ struct AuditValidate: ParsableCommand {
         print("events with any alert: \(eventsWithAlert) / \(lines.count - malformed); "
             + "with a detection (non-activity) alert: \(eventsWithDetection)")
         print("alerts by rule: " + alertsByRule.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        if compareTree {
+            print("tree comparison: \(treeDifferences) lines whose alerts differ")
+            if treeDifferences > 0 { throw ExitCode(1) }
+        }
         if strict, attackDetected < attackTotal { throw ExitCode(1) }
     }
 }
@@ -168,6 +187,9 @@ struct AuditBench: ParsableCommand {
     @Flag(help: "Skip the grep -P comparison.")
     var noGrep = false
 
+    @Option(help: "How far each event goes: parse (JSON index only), map (+ field mapping), all (+ rules and alerts).")
+    var stage = "all"
+
     /// K8sCop's URI checks folded into one PCRE over the JSON line (its own regexes, defects included).
     static let k8scopPattern =
         #""requestURI":"/api/v1/(pods(\?limit=\d)?|pods\?includeUninitialized=true|secrets(\?limit=\d)?"#
@@ -176,6 +198,7 @@ struct AuditBench: ParsableCommand {
 
     mutating func run() throws {
         precondition(loops > 0 && rounds > 0)
+        guard ["parse", "map", "all"].contains(stage) else { throw ValidationError("--stage: parse, map or all") }
         let lines = try readLines(file)
         let ruleSet = try RuleSet.load(files: try defaultAuditRuleFiles(rules))
         let mapping = AuditMapping.raw
@@ -194,8 +217,15 @@ struct AuditBench: ParsableCommand {
             for _ in 0..<loops {
                 for line in lines {
                     do {
-                        let event = try mapping.event(fromJSON: line)
-                        alerts &+= evaluator.evaluate(event).count
+                        switch stage {
+                        case "parse":
+                            alerts &+= try JSONIndex(line).bytes.count & 1
+                        case "map":
+                            alerts &+= Int(try mapping.event(fromJSON: line).time & 1)
+                        default:
+                            let event = try mapping.event(fromJSON: line)
+                            alerts &+= evaluator.evaluate(event).count
+                        }
                     } catch {
                         malformed += 1
                     }

@@ -1,0 +1,128 @@
+import Basics
+import EventModel
+import Foundation
+import Testing
+
+// Text read by the audit sources is mapped over an index (AuditMapping.event(fromJSON:)); documents that are
+// already trees (Elasticsearch hits) go through event(from:). Both must give the same event and the same errors.
+
+private func record(_ event: Event) -> AuditRecord? {
+    if case .audit(let record) = event.payload { return record }
+    return nil
+}
+
+private func outcome(_ body: () throws(AuditMappingError) -> Event) -> Result<Event, AuditMappingError> {
+    do throws(AuditMappingError) { return .success(try body()) } catch { return .failure(error) }
+}
+
+@Suite struct AuditIndexedMappingTests {
+    static let raw = #"""
+        {"kind":"Event","level":"RequestResponse","auditID":"a-1","stage":"ResponseComplete",
+         "requestURI":"/api/v1/namespaces/shop/pods?fieldManager=kubectl-create","verb":"create",
+         "user":{"username":"alice","groups":["dev"]},"sourceIPs":["10.0.0.9"],
+         "objectRef":{"resource":"pods","namespace":"shop"},"responseStatus":{"code":201},
+         "requestObject":{"kind":"Pod","spec":{"containers":[{"name":"app","image":"nginx"},{"image":"x\u0079z"}]}},
+         "stageTimestamp":"2019-02-01T10:20:30.223456Z",
+         "annotations":{"authorization.k8s.io/decision":"allow"}}
+        """#
+    static let fluentd = #"""
+        {"@timestamp":"2024-05-01T10:00:00.000Z","origin":"audit","verb":"update","requestURI":"/apis/rbac/x",
+         "user":{"username":"bob"},"objectRef":{"resource":"clusterroles","name":"admin"},
+         "requestObject":"{\"rules\":[{\"verbs\":[\"*\"],\"resources\":[\"pods\"]}]}","responseObject":null}
+        """#
+    static let elasticAgent = #"""
+        {"@timestamp":"2024-05-01T10:00:00.000Z","kubernetes":{"audit":{"verb":"get","requestURI":"/api/v1/secrets",
+         "user":{"username":"carol"},"objectRef":{"resource":"secrets"},
+         "annotations":{"authorization_k8s_io/decision":"forbid","authorization_k8s_io/reason":"no"}}}}
+        """#
+    static let elasticAgentFlat = #"""
+        {"@timestamp":"2024-05-01T10:00:00.000Z","kubernetes.audit.verb":"list",
+         "kubernetes.audit.objectRef.resource":"pods","kubernetes.audit.user.username":"dave"}
+        """#
+
+    static let cases: [(AuditMapping, String)] = [
+        (.raw, raw), (.fluentd, raw), (.fluentd, fluentd), (.elasticAgent, elasticAgent), (.elasticAgent, elasticAgentFlat),
+    ]
+
+    static let paths: [[String]] = [
+        ["verb"], ["requestURI"], ["user", "username"], ["user", "groups"], ["user", "groups", "0"], ["objectRef", "resource"],
+        ["responseStatus", "code"], ["requestObject", "spec", "containers", "1", "image"], ["requestObject", "rules"],
+        ["requestObject", "rules", "0", "verbs"], ["annotations", "authorization.k8s.io/decision"],
+        ["annotations", "authorization.k8s.io/reason"], ["missing"], ["verb", "deeper"], ["user", "groups", "7"],
+        ["responseObject"],
+    ]
+
+    @Test func indexedEventsEqualTreeMappedEvents() throws {
+        for (mapping, text) in Self.cases {
+            let indexed = try mapping.event(fromJSON: text, sourceID: "f:1")
+            let tree = try mapping.event(from: try JSONText.parse(text), sourceID: "f:1")
+            #expect(indexed.time == tree.time)
+            let fast = try #require(record(indexed))
+            let slow = try #require(record(tree))
+            #expect(fast.document == slow.document, "\(mapping)")
+            #expect(fast == slow)
+            for path in Self.paths {
+                #expect(fast.value(at: path) == slow.value(at: path), "\(path) in \(text.prefix(40))")
+                #expect(fast.string(at: path) == slow.string(at: path))
+            }
+        }
+        // The raw layout keeps the text; a value read from it is decoded (\u0079 is y).
+        let raw = try #require(record(try AuditMapping.raw.event(fromJSON: Self.raw)))
+        #expect(raw.isIndexed)
+        #expect(raw.string(at: ["requestObject", "spec", "containers", "1", "image"]) == "xyz")
+        let agent = try #require(record(try AuditMapping.elasticAgent.event(fromJSON: Self.elasticAgent)))
+        #expect(agent.string(at: ["annotations", "authorization.k8s.io/decision"]) == "forbid")
+        #expect(agent.string(at: ["annotations", "authorization_k8s_io/decision"]) == nil)
+    }
+
+    static let refused: [(AuditMapping, String)] = [
+        (.raw, #"{"verb":"get""#), (.raw, "[1]"), (.raw, #"{"verb":7}"#), (.raw, #"{"kind":"Event"}"#),
+        (.raw, #"{"verb":"get","user":"alice"}"#), (.raw, #"{"verb":"get","responseStatus":{"code":"403"}}"#),
+        (.raw, #"{"verb":"get","requestObject":"{}"}"#), (.fluentd, #"{"verb":"get","requestObject":"{nope"}"#),
+        (.raw, #"{"verb":"get","annotations":[]}"#), (.raw, #"{"verb":"get","stageTimestamp":"yesterday"}"#),
+        (.fluentd, #"{"verb":"get","@timestamp":12}"#), (.elasticAgent, #"{"kubernetes":{"audit":"flat"}}"#),
+        (.elasticAgent, #"{"other":1}"#), (.elasticAgent, #"{"kubernetes":{"audit":{"verb":"get","annotations":7}}}"#),
+    ]
+
+    @Test func refusedWithTheSameFieldAndMessage() {
+        for (mapping, text) in Self.refused {
+            let indexed = outcome { () throws(AuditMappingError) in try mapping.event(fromJSON: text) }
+            // nil: the text itself is not JSON, so there is no tree to map.
+            let tree: Result<Event, AuditMappingError>?
+            if let value = try? JSONText.parse(text) {
+                tree = outcome { () throws(AuditMappingError) in try mapping.event(from: value) }
+            } else {
+                tree = nil
+            }
+            guard case .failure(let actual) = indexed else {
+                Issue.record("accepted: \(text)")
+                continue
+            }
+            if let tree {
+                guard case .failure(let expected) = tree else {
+                    Issue.record("the tree mapping accepted: \(text)")
+                    continue
+                }
+                #expect(actual.code == expected.code, "\(text)")
+                #expect(actual.field == expected.field, "\(text)")
+                #expect(actual.message == expected.message, "\(text)")
+            } else {
+                #expect(actual.code == .notJSON, "\(text)")
+                #expect(actual.message.hasPrefix("document is not JSON: "), "\(actual.message)")
+            }
+        }
+    }
+
+    @Test func indexedRecordsCodeAndCompareAsTheirDocument() throws {
+        let indexed = try #require(record(try AuditMapping.raw.event(fromJSON: Self.raw, sourceID: "f:2")))
+        let data = try JSONEncoder().encode(indexed)
+        let decoded = try JSONDecoder().decode(AuditRecord.self, from: data)
+        #expect(!decoded.isIndexed)
+        #expect(decoded == indexed)
+        #expect(decoded.hashValue == indexed.hashValue)
+        var changed = indexed
+        changed.document = .object(["verb": .string("delete")])
+        #expect(changed.string(at: ["verb"]) == "delete")
+        #expect(changed != indexed)
+    }
+}
