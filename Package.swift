@@ -78,6 +78,8 @@ let package = Package(
                 "Basics", "EventModel", "PatternMatching", .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings),
+        // Application profiles: learned per workload container, judged per event, kept in the store.
+        .target(name: "Profiles", dependencies: ["Basics", "EventModel", "Store", .product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
         // Elasticsearch/OpenSearch REST client over OutboundHTTP (bulk, search, PIT, scroll, templates).
         .target(
             name: "Elasticsearch",
@@ -151,7 +153,7 @@ let package = Package(
         .executableTarget(
             name: "patrol-bench",
             dependencies: [
-                "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport",
+                "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport", "Profiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -170,6 +172,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "PatternMatchingTests", dependencies: ["PatternMatching"], swiftSettings: swiftSettings),
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ProfilesTests", dependencies: ["Profiles", "Store", "EventModel", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel", "Store"],

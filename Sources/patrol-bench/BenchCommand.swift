@@ -9,5 +9,6 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Patrol benchmarks (build with -c release).",
         subcommands: [
             WireBench.self, TransportBench.self, RulesBench.self, ReplayFileBench.self, AuditBench.self, AuditValidate.self,
+            ProfilesBench.self,
         ])
 }
