@@ -64,6 +64,26 @@ public struct Behaviour: Sendable, Hashable, Codable {
         public var endpoints: Int
     }
 
+    /// Whether the behaviour holds `item`. Exec arguments count only when `compareArgs` is set.
+    /// A method on the behaviour (not on the item) so the registry's check reads the profile in place
+    /// instead of copying it, which costs a retain per set on every event.
+    public func allows(_ item: ProfileItem, compareArgs: Bool) -> Bool {
+        switch item {
+        case .exec(let path, let argv):
+            guard let known = execs[path] else { return false }
+            return !compareArgs || known.contains(argv)
+        case .open(let path, let flags):
+            guard let known = opens[path] else { return false }
+            return OpenMask.isSubset(OpenMask.of(flags), of: known)
+        case .syscall(let number): return syscalls.contains(number)
+        case .capability(let syscall, let capability):
+            return capabilities.contains(UInt64(syscall) << 32 | UInt64(capability))
+        case .dns(let name): return dns[name] != nil
+        case .outgoing(let endpoint): return outgoing.contains(endpoint)
+        case .incoming(let endpoint): return incoming.contains(endpoint)
+        }
+    }
+
     /// Adds everything `other` holds.
     public mutating func merge(_ other: Behaviour) {
         for (path, argvs) in other.execs { execs[path, default: []].formUnion(argvs) }

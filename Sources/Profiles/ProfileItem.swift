@@ -12,20 +12,7 @@ public enum ProfileItem: Sendable, Hashable {
 
     /// Whether `behaviour` already holds the item. Exec arguments count only when `compareArgs` is set.
     public func isAllowed(by behaviour: Behaviour, compareArgs: Bool) -> Bool {
-        switch self {
-        case .exec(let path, let argv):
-            guard let known = behaviour.execs[path] else { return false }
-            return !compareArgs || known.contains(argv)
-        case .open(let path, let flags):
-            guard let known = behaviour.opens[path] else { return false }
-            return OpenMask.isSubset(OpenMask.of(flags), of: known)
-        case .syscall(let number): return behaviour.syscalls.contains(number)
-        case .capability(let syscall, let capability):
-            return behaviour.capabilities.contains(UInt64(syscall) << 32 | UInt64(capability))
-        case .dns(let name): return behaviour.dns[name] != nil
-        case .outgoing(let endpoint): return behaviour.outgoing.contains(endpoint)
-        case .incoming(let endpoint): return behaviour.incoming.contains(endpoint)
-        }
+        behaviour.allows(self, compareArgs: compareArgs)
     }
 
     /// Adds the item to `behaviour`.

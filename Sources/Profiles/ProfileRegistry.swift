@@ -42,7 +42,9 @@ public struct ProfileConfiguration: Sendable, Hashable {
 
 /// What a profile says about one event.
 public struct ProfileVerdict: Sendable, Hashable {
-    public var key: ProfileKey
+    /// The workload container whose profile judged; set only when something is unexpected, because copying
+    /// it for every event would cost more than the check itself.
+    public var key: ProfileKey?
     /// The profile's state after this event was taken into account.
     public var state: ProfileState
     /// The event's behaviours the profile does not hold and that were not reported before for this
@@ -66,6 +68,16 @@ public final class ProfileRegistry: Sendable {
         var profile: ContainerProfile
         var dirty = true
         init(_ profile: ContainerProfile) { self.profile = profile }
+
+        /// Appends `item` to `unexpected` when the profile lacks it and it was not reported for the container.
+        /// A method here, reading `profile` in place: a copy of the behaviour would cost a retain per set.
+        @inline(__always)
+        func check(_ item: ProfileItem, slot: Slot, compareArgs: Bool, into unexpected: inout [ProfileItem]) {
+            guard !profile.behaviour.allows(item, compareArgs: compareArgs) else { return }
+            if slot.reported.count >= ProfileRegistry.maxReportedPerContainer || slot.reported.insert(item).inserted {
+                unexpected.append(item)
+            }
+        }
     }
 
     /// One running container: its profile and what was already reported for it.
@@ -107,7 +119,7 @@ public final class ProfileRegistry: Sendable {
     /// - Parameter startedBeforeObservation: the container was already running when it was first seen (the
     ///   sensor found it at start-up), so a new profile starts `partial`.
     public func observe(_ event: Event, startedBeforeObservation: Bool = false) -> ProfileVerdict? {
-        guard let container = event.container, let items = ProfileItem.items(of: event) else { return nil }
+        guard let container = event.container, let items = EventItems(event) else { return nil }
         return state.withLock { state -> ProfileVerdict? in
             let slot: Slot
             if let known = state.slots[container.containerID] {
@@ -134,7 +146,7 @@ public final class ProfileRegistry: Sendable {
         }
     }
 
-    private func judge(_ items: [ProfileItem], event: Event, slot: Slot) -> ProfileVerdict {
+    private func judge(_ items: EventItems, event: Event, slot: Slot) -> ProfileVerdict {
         let entry = slot.entry
         if entry.profile.state.learns, event.time >= entry.profile.learningEndsAt {
             entry.profile.state = .final
@@ -144,15 +156,17 @@ public final class ProfileRegistry: Sendable {
         case .learning, .partial:
             // Only new behaviour touches the profile: most events repeat what is known, and a copy of the
             // behaviour per event would cost as much as the profile is large.
-            for item in items where !item.isAllowed(by: entry.profile.behaviour, compareArgs: true) {
+            items.forEach { item in
+                guard !entry.profile.behaviour.allows(item, compareArgs: true) else { return true }
                 if let reason = configuration.limits.violation(entry.profile.behaviour.counts(adding: item)) {
                     entry.profile.state = .failed  // keep what fit, say why, learn no more
                     entry.profile.failureReason = reason
                     entry.dirty = true
-                    break
+                    return false
                 }
                 item.add(to: &entry.profile.behaviour)
                 entry.dirty = true
+                return true
             }
             if case .dns(let query) = event.payload, entry.profile.state.learns, !query.answers.isEmpty {
                 let name = normalisedDNSName(query.name)
@@ -161,17 +175,19 @@ public final class ProfileRegistry: Sendable {
                     entry.dirty = true
                 }
             }
-            return ProfileVerdict(key: slot.key, state: entry.profile.state, unexpected: [])
+            return ProfileVerdict(key: nil, state: entry.profile.state, unexpected: [])
         case .failed:
-            return ProfileVerdict(key: slot.key, state: .failed, unexpected: [])
+            return ProfileVerdict(key: nil, state: .failed, unexpected: [])
         case .final:
             var unexpected: [ProfileItem] = []
-            for item in items where !item.isAllowed(by: entry.profile.behaviour, compareArgs: configuration.compareExecArgs) {
-                if slot.reported.count >= Self.maxReportedPerContainer || slot.reported.insert(item).inserted {
-                    unexpected.append(item)
+            switch items {
+            case .single(let item): entry.check(item, slot: slot, compareArgs: configuration.compareExecArgs, into: &unexpected)
+            case .syscalls(let numbers):
+                for number in numbers {
+                    entry.check(.syscall(number), slot: slot, compareArgs: configuration.compareExecArgs, into: &unexpected)
                 }
             }
-            return ProfileVerdict(key: slot.key, state: .final, unexpected: unexpected)
+            return ProfileVerdict(key: unexpected.isEmpty ? nil : slot.key, state: .final, unexpected: unexpected)
         }
     }
 
@@ -295,19 +311,33 @@ public final class ProfileRegistry: Sendable {
     }
 }
 
-extension ProfileItem {
-    /// The behaviours an event shows; nil for kinds profiles do not cover.
-    static func items(of event: Event) -> [ProfileItem]? {
+/// The behaviours one event shows: one item, except a syscall set's many. Not an array, because an
+/// allocation per event would cost more than the check.
+enum EventItems {
+    case single(ProfileItem)
+    case syscalls([UInt32])
+
+    init?(_ event: Event) {
         switch event.payload {
-        case .exec(let exec): return [.exec(path: exec.path, argv: exec.argv)]
-        case .open(let open): return [.open(path: open.path, flags: open.flags)]
-        case .syscalls(let set): return set.syscalls.map { .syscall($0) }
-        case .capability(let use): return [.capability(syscall: use.syscall, capability: use.capability)]
-        case .dns(let query): return [.dns(normalisedDNSName(query.name))]
+        case .exec(let exec): self = .single(.exec(path: exec.path, argv: exec.argv))
+        case .open(let open): self = .single(.open(path: open.path, flags: open.flags))
+        case .syscalls(let set): self = .syscalls(set.syscalls)
+        case .capability(let use): self = .single(.capability(syscall: use.syscall, capability: use.capability))
+        case .dns(let query): self = .single(.dns(normalisedDNSName(query.name)))
         case .connect(let flow):
-            return [.outgoing(Endpoint(proto: flow.proto, address: flow.remoteAddress, port: flow.remotePort))]
-        case .accept(let flow): return [.incoming(Endpoint(proto: flow.proto, address: "", port: flow.localPort))]
+            self = .single(.outgoing(Endpoint(proto: flow.proto, address: flow.remoteAddress, port: flow.remotePort)))
+        case .accept(let flow): self = .single(.incoming(Endpoint(proto: flow.proto, address: "", port: flow.localPort)))
         default: return nil
+        }
+    }
+
+    /// Calls `body` for each item until it returns false.
+    @inline(__always)
+    func forEach(_ body: (ProfileItem) -> Bool) {
+        switch self {
+        case .single(let item): _ = body(item)
+        case .syscalls(let numbers):
+            for number in numbers where !body(.syscall(number)) { return }
         }
     }
 }

@@ -21,6 +21,13 @@ struct ProfilesBench: ParsableCommand {
     @Option(help: "Percent of judged events that are new behaviour (anomalies).")
     var anomalyPercent = 1
 
+    @Option(
+        help: """
+            Consecutive events from one workload. 1 spreads every event over all workloads at random (the \
+            cache-cold worst case); a sensor's batch carries runs of events from one container.
+            """)
+    var burst = 1
+
     func run() throws {
         let residentBefore = residentBytes()
         let registry = ProfileRegistry(configuration: ProfileConfiguration(learningPeriod: 1_000_000_000, jitter: 0))
@@ -36,8 +43,9 @@ struct ProfilesBench: ParsableCommand {
         // Judged events: learned behaviour of random workloads, with `anomalyPercent` new behaviour.
         var sample: [Event] = []
         sample.reserveCapacity(100_000)
+        var workload = 0
         for index in 0..<100_000 {
-            let workload = Int.random(in: 0..<workloads, using: &generator)
+            if index % max(1, burst) == 0 { workload = Int.random(in: 0..<workloads, using: &generator) }
             var learned = Self.behaviour(of: workload, at: 2_000_000_000)
             if index % 100 < anomalyPercent {
                 learned[0].payload = .exec(Exec(path: "/tmp/x\(index)", argv: ["x"]))
@@ -49,7 +57,8 @@ struct ProfilesBench: ParsableCommand {
         // The first event after learning turns each profile final; do that outside the timing.
         for workload in 0..<workloads { _ = registry.observe(Self.behaviour(of: workload, at: 2_000_000_000)[0]) }
         counts = registry.counts()
-        print("profiles: \(counts[.final] ?? 0) final; judging \(events) events, \(anomalyPercent)% new behaviour")
+        print("profiles: \(counts[.final] ?? 0) final; judging \(events) events, \(anomalyPercent)% new behaviour, "
+            + "runs of \(burst) from one workload")
 
         let clock = ContinuousClock()
         var timerFloor = Duration.seconds(1)

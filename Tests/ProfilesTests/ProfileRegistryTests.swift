@@ -106,7 +106,7 @@ struct ProfileRegistryTests {
         for (payload, item) in cases {
             let verdict = try #require(registry.observe(pod.event(21, payload)))
             #expect(verdict.unexpected == [item], "\(payload)")
-            #expect(verdict.key == pod.key)
+            #expect(verdict.key == pod.key, "an anomaly names its workload container")
         }
     }
 
