@@ -56,6 +56,19 @@ public enum AlertDocument {
         for key in alert.fields.keys.sorted() { json.string(key, alert.fields[key]!) }
         json.endObject()
         json.number("count", alert.count)
+        // Always present, so a consumer never has to know whether this is a cooldown summary.
+        json.string("first_seen", alert.firstSeenTime.iso8601)
+        json.string("last_seen", alert.lastSeenTime.iso8601)
+        json.string("alertname", alert.alertName)
+        if let malware = alert.malware {
+            json.beginObject("malware")
+            json.string("signature", malware.signature)
+            json.string("path", malware.path)
+            json.string("sha256", malware.sha256)
+            json.number("size_bytes", malware.sizeBytes)
+            json.bool("in_image", malware.inImage)
+            json.endObject()
+        }
         json.endObject()
         return json.text
     }

@@ -57,12 +57,16 @@ public struct ElasticsearchAuditStream: Service {
     let configuration: Configuration
     let logger: Logger
     let sink: Sink
+    /// Documents handed on and malformed ones skipped, for `/metrics`.
+    public let statistics: AuditSourceStatistics
     /// The store key of this stream's checkpoint.
     public var checkpointKey: String { "elasticsearch:\(configuration.indexPrefix)" }
 
     public init(
-        client: ElasticsearchClient, store: Store, configuration: Configuration, logger: Logger, sink: @escaping Sink
+        client: ElasticsearchClient, store: Store, configuration: Configuration, logger: Logger,
+        statistics: AuditSourceStatistics = .init(), sink: @escaping Sink
     ) {
+        self.statistics = statistics
         self.client = client
         self.store = store
         self.configuration = configuration
@@ -129,6 +133,7 @@ public struct ElasticsearchAuditStream: Service {
                     try await reader.readWithScroll(
                         indices, query: query, summary: &summary, progress: &checkpoint, pages)
                 }
+                statistics.add(documents: summary.documents - summary.malformed, malformed: summary.malformed)
                 if summary.documents > 0 {
                     logger.info(
                         "audit stream progress",

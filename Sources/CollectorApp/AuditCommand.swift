@@ -99,6 +99,16 @@ public struct AuditCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Log level.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
+    /// `patrol-collector` declares `--rules`, `--store` and `--log-level` too, and ArgumentParser hands an option
+    /// both commands declare to the parent, even after `audit`: without reading them from there, the audit
+    /// command silently ran with ./rules and ./patrol.db whatever was given. (@ParentCommand: argument-parser 1.7.)
+    @ParentCommand var parent: CollectorCommand
+
+    /// `--rules` as given (to either command), else ./rules.
+    var rulePaths: [String] { !rules.isEmpty ? rules : (!parent.rules.isEmpty ? parent.rules : ["rules"]) }
+    var storePath: String { parent.store ?? store }
+    var level: Logger.Level { parent.logLevel != .info ? parent.logLevel : logLevel }
+
     public init() {}
 
     public func validate() throws {
@@ -149,7 +159,18 @@ public struct AuditCommand: AsyncParsableCommand {
     }
 
     public func run() async throws {
-        PatrolLogging.bootstrap(level: logLevel)
+        // Static runs on a terminal draw a progress line on stderr; log lines (also stderr) first clear it.
+        let progress = analysis == "static" ? TerminalProgress.onTerminal() : nil
+        let level = self.level
+        if let progress {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return ProgressClearingLogHandler(inner: handler, progress: progress)
+            }
+        } else {
+            PatrolLogging.bootstrap(level: level)
+        }
         let logger = Logger(label: "patrol.audit")
         let startTime = try Self.parseTime(start)
         guard let preset = AuditMapping.Preset(rawValue: layout) else {
@@ -161,14 +182,14 @@ public struct AuditCommand: AsyncParsableCommand {
             try await Self.runStreaming(
                 endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime,
                 lag: .seconds(max(1, fetchDelay)), timestampField: timestampField,
-                rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store, logger: logger, mapping: mapping)
+                rulePaths: rulePaths, storePath: storePath, logger: logger, mapping: mapping)
             return
         }
         let endTime = try end.map(Self.parseTime) ?? WallClock.now()
         let summary = try await Self.runStatic(
             endpoint: try endpoint(), logIndexPrefix: pages, alertIndexPrefix: alerts, start: startTime, end: endTime,
-            timestampField: timestampField, rulePaths: rules.isEmpty ? ["rules"] : rules, storePath: store,
-            logger: logger, mapping: mapping)
+            timestampField: timestampField, rulePaths: rulePaths, storePath: storePath,
+            logger: logger, mapping: mapping, progress: progress)
         print(summary.text)
     }
 
@@ -234,13 +255,20 @@ public struct AuditCommand: AsyncParsableCommand {
         }
     }
 
+    /// `<prefix>-YYYY.MM.DD` of the day a record belongs to (the index it was read from).
+    static func dayIndex(_ prefix: String, _ record: AuditRecord, timestampField: String) -> String {
+        let time = AuditFeed.nanoseconds(record.document[timestampField] ?? record.document["requestReceivedTimestamp"])
+        return prefix + "-" + time.iso8601.prefix(10).replacingOccurrences(of: "-", with: ".")
+    }
+
     /// Reads the range, evaluates rules through the ingest loop, and delivers every alert it raised to the
     /// Elasticsearch sink before returning.
     static func runStatic(
         endpoint: ElasticsearchEndpoint, logIndexPrefix: String, alertIndexPrefix: String, start: EpochNanoseconds,
         end: EpochNanoseconds, timestampField: String, rulePaths: [String], storePath: String, logger: Logger,
         sinkConfiguration: ElasticsearchSink.Configuration? = nil,
-        sourceTuning: ((inout ElasticsearchAuditSource.Configuration) -> Void)? = nil, mapping: AuditMapping = .fluentd
+        sourceTuning: ((inout ElasticsearchAuditSource.Configuration) -> Void)? = nil, mapping: AuditMapping = .fluentd,
+        progress: TerminalProgress? = nil
     ) async throws -> Summary {
         let began = ContinuousClock.now
         let ruleSet = try RuleSet.load(files: try RuleFiles.expand(rulePaths))
@@ -252,6 +280,7 @@ public struct AuditCommand: AsyncParsableCommand {
         var sourceConfiguration = ElasticsearchAuditSource.Configuration(
             indexPrefix: logIndexPrefix, timestampField: timestampField, start: start, end: end, mapping: mapping)
         sourceTuning?(&sourceConfiguration)
+        let indexPattern = sourceConfiguration.indexPattern
         let source = ElasticsearchAuditSource(client: client, configuration: sourceConfiguration, logger: logger)
         let ingest = IngestService(store: store, ruleSet: ruleSet, signal: OutboxSignal(), logger: logger)
         let feed = AuditFeed(ingest: ingest, sourceName: logIndexPrefix, timestampField: timestampField)
@@ -261,12 +290,23 @@ public struct AuditCommand: AsyncParsableCommand {
             read = try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await ingest.run() }
                 defer { group.cancelAll() }
-                return try await source.run { records in try await feed.submit(records) }
+                return try await source.run { records in
+                    try await feed.submit(records)
+                    // Committed, so the outbox head counts this page's alerts too.
+                    if let progress, progress.add(documents: records.count) {
+                        let alerts = try await store.outboxHead() - firstNew
+                        let index = indexPattern
+                            ?? records.last.map { Self.dayIndex(logIndexPrefix, $0, timestampField: timestampField) } ?? ""
+                        progress.draw(index: index, alerts: alerts)
+                    }
+                }
             }
         } catch {
+            progress?.finish()
             await store.close()
             throw error
         }
+        progress?.finish()
 
         // Deliver what this run raised, from the outbox, in batches; the sink retries 429/5xx itself.
         var alertsByRule: [String: Int] = [:]

@@ -39,13 +39,17 @@ public struct Collector: Sendable {
         let signal = OutboxSignal()
 
         var services: [any Service] = []
-        for sink in try makeSinks() {
+        let sinks = try makeSinks()
+        for sink in sinks {
             services.append(OutboxDelivery(sink: sink, store: store, signal: signal, logger: logger))
         }
-        let ingest = IngestService(store: store, ruleSet: ruleSet, signal: signal, logger: logger)
+        services.append(OutboxMetricsService(store: store, sinks: sinks.map(\.name), logger: logger))
+        let ingest = IngestService(
+            store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, logger: logger)
         services.append(ingest)
         // After ingest in the list, so graceful shutdown (in reverse order) stops reading before ingest ends.
         if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }
+        services += try auditFileAndWebhook(ingest: ingest, store: store)
 
         let handler = SensorRPCHandler(ingest: ingest, store: store, logger: logger)
         let server = try RPCServer(
@@ -94,7 +98,9 @@ public struct Collector: Sendable {
         if configuration.sinks.stdout { sinks.append(StdoutSink()) }
         if let path = configuration.sinks.csvPath {
             sinks.append(
-                CSVSink(path: path, maxBytes: configuration.sinks.csvMaxBytes, keepFiles: configuration.sinks.csvKeepFiles))
+                CSVSink(
+                    path: path, malwarePath: configuration.sinks.csvMalwarePath,
+                    maxBytes: configuration.sinks.csvMaxBytes, keepFiles: configuration.sinks.csvKeepFiles))
         }
         if let settings = configuration.sinks.elasticsearch {
             let client = ElasticsearchClient(endpoint: try Self.endpoint(settings), logger: logger)
@@ -102,7 +108,22 @@ public struct Collector: Sendable {
                 ElasticsearchSink(
                     client: client, configuration: .init(indexPrefix: settings.indexPrefix), logger: logger))
         }
+        if let settings = configuration.sinks.syslog { sinks.append(try Self.syslogSink(settings, logger: logger)) }
         return sinks
+    }
+
+    static func syslogSink(_ settings: CollectorConfiguration.SyslogSettings, logger: Logger) throws -> SyslogSink {
+        let transport = SyslogSink.Transport(rawValue: settings.protocol) ?? .udp
+        let facility = SyslogFormat.facilities[settings.facility] ?? Int(settings.facility) ?? 16
+        let format = SyslogFormat(
+            facility: facility, enterpriseNumber: settings.enterpriseNumber, appName: settings.appName,
+            procID: String(getpid()), utf8BOM: settings.utf8BOM,
+            maxMessageBytes: settings.maxMessageBytes ?? (transport == .udp ? 2048 : 8192))
+        return try SyslogSink(
+            configuration: .init(
+                address: settings.address, transport: transport, format: format, caFile: settings.caFile,
+                certificateFile: settings.certFile, keyFile: settings.keyFile, serverName: settings.serverName),
+            logger: logger)
     }
 }
 
@@ -121,13 +142,55 @@ extension Collector {
         let settings = audit.elasticsearch
         let start = try audit.start.map(AuditCommand.parseTime) ?? WallClock.now()
         let feed = AuditFeed(ingest: ingest, sourceName: settings.indexPrefix, timestampField: audit.timestampField)
+        let statistics = AuditSourceStatistics()
+        Self.exportAuditStatistics(statistics, source: "elasticsearch", into: telemetry)
         return ElasticsearchAuditStream(
             client: ElasticsearchClient(endpoint: try Self.endpoint(settings), logger: logger), store: store,
             configuration: .init(
                 indexPrefix: settings.indexPrefix, timestampField: audit.timestampField, start: start,
                 lag: .seconds(max(1, audit.lagSeconds)), mapping: AuditMapping(preset: audit.layout)),
-            logger: logger
+            logger: logger, statistics: statistics
         ) { records in try await feed.submit(records) }
+    }
+
+    /// `audit.file` and `audit.webhook`: raw audit events from kube-apiserver itself, into the same ingest loop.
+    /// The webhook listens here, so a port in use or an unreadable certificate stops the start-up.
+    func auditFileAndWebhook(ingest: IngestService, store: Store) throws -> [any Service] {
+        var services: [any Service] = []
+        if let file = configuration.auditFile {
+            let feed = AuditFeed(ingest: ingest, sourceName: "file:\(file.path)", timestampField: "stageTimestamp")
+            let statistics = AuditSourceStatistics()
+            Self.exportAuditStatistics(statistics, source: "file", into: telemetry)
+            let startAt = FileAuditSource.StartPosition(rawValue: file.startAt) ?? .end
+            services.append(
+                FileAuditSource(
+                    store: store, configuration: .init(path: file.path, startAt: startAt), logger: logger,
+                    statistics: statistics
+                ) { records in try await feed.submit(records) })
+        }
+        if let hook = configuration.auditWebhook {
+            let feed = AuditFeed(ingest: ingest, sourceName: "webhook", timestampField: "stageTimestamp")
+            let statistics = AuditSourceStatistics()
+            Self.exportAuditStatistics(statistics, source: "webhook", into: telemetry)
+            let source = try WebhookAuditSource(
+                configuration: .init(
+                    listen: hook.listen, path: hook.path, tlsCertificateFile: hook.tlsCertFile,
+                    tlsKeyFile: hook.tlsKeyFile, clientCAFile: hook.clientCAFile, maxBodyBytes: hook.maxBodyBytes),
+                logger: logger, statistics: statistics
+            ) { records in try await feed.submit(records) }
+            services.append(source)
+        }
+        return services
+    }
+
+    /// `patrol_audit_documents_total` and `patrol_audit_malformed_total` for one source, copied at each scrape.
+    static func exportAuditStatistics(_ statistics: AuditSourceStatistics, source: String, into telemetry: Telemetry) {
+        let documents = CounterMirror(label: "patrol_audit_documents_total", dimensions: [("source", source)])
+        let malformed = CounterMirror(label: "patrol_audit_malformed_total", dimensions: [("source", source)])
+        telemetry.onScrape {
+            documents.update(to: statistics.documents)
+            malformed.update(to: statistics.malformed)
+        }
     }
 
     /// Copies the RPC server's counters (kept by nng and the server) into metrics at each scrape.

@@ -1,3 +1,4 @@
+import AlertSinks
 import Basics
 import EventModel
 import Foundation
@@ -37,6 +38,32 @@ public struct CollectorConfiguration: Sendable, Equatable {
         public var csvKeepFiles = 5
         /// Alerts into Elasticsearch/OpenSearch dated indices; nil disables the sink.
         public var elasticsearch: ElasticsearchSettings?
+        /// Malware-alert CSV file (`sinks.csv.malwarePath`); nil: malware alerts go to the rule file.
+        public var csvMalwarePath: String?
+        /// RFC 5424 syslog; nil disables the sink.
+        public var syslog: SyslogSettings?
+    }
+
+    /// `sinks.syslog`: where and how to send RFC 5424 messages (docs/alerts.md#syslog).
+    public struct SyslogSettings: Sendable, Equatable {
+        /// `host:port`.
+        public var address: String
+        /// `udp`, `tcp` (octet counting) or `tls`.
+        public var `protocol` = "udp"
+        public var facility = "local0"
+        /// The number in the SD-IDs `patrol@N` and `patrolFields@N`.
+        public var enterpriseNumber = "32473"
+        public var appName = "patrol"
+        public var caFile: String?
+        public var certFile: String?
+        public var keyFile: String?
+        /// The name expected in the server certificate; default: the host of `address`.
+        public var serverName: String?
+        /// Longer messages are shortened (MSG first); default 2048 for UDP (RFC 5426's safe size), else 8192.
+        public var maxMessageBytes: Int?
+        public var utf8BOM = false
+
+        public init(address: String) { self.address = address }
     }
 
     /// An Elasticsearch connection and index prefix: `sinks.elasticsearch` (alerts go to
@@ -94,6 +121,33 @@ public struct CollectorConfiguration: Sendable, Equatable {
     /// Audit sources; nil: none.
     public var audit: AuditSettings?
 
+    /// `audit.file`: tail kube-apiserver's `--audit-log-path` (JSON lines), following rotation.
+    public struct AuditFileSettings: Sendable, Equatable {
+        public var path: String
+        /// `beginning` or `end`: where to start when the store holds no checkpoint for this path yet.
+        public var startAt = "end"
+    }
+
+    /// `audit.webhook`: receive kube-apiserver's audit webhook POSTs (`--audit-webhook-config-file`).
+    public struct AuditWebhookSettings: Sendable, Equatable {
+        /// `host:port`.
+        public var listen: String
+        /// The path of the kubeconfig's `server:` URL.
+        public var path = "/audit"
+        /// HTTPS when both are set.
+        public var tlsCertFile: String?
+        public var tlsKeyFile: String?
+        /// Require client certificates signed by this CA (the kubeconfig's `client-certificate`).
+        public var clientCAFile: String?
+        public var maxBodyBytes = 16 * 1024 * 1024
+    }
+
+    public var auditFile: AuditFileSettings?
+    public var auditWebhook: AuditWebhookSettings?
+
+    /// `dedup`: the collector-wide alert cooldown, for rules without their own `dedup:`. Off by default.
+    public var dedup = AlertCooldown.Policy.off
+
     public struct Ingest: Sendable, Equatable {
         /// Batches larger than this are refused before decoding.
         public var maxMessageBytes = 16 * 1024 * 1024
@@ -126,7 +180,17 @@ extension CollectorConfiguration {
         }
         var config = CollectorConfiguration()
         let reader = ConfigReader(source: source)
-        let top = try reader.mapping(root, path: "", allowed: ["listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit"])
+        let top = try reader.mapping(
+            root, path: "",
+            allowed: [
+                "listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup",
+            ])
+        if let node = top["dedup"] {
+            let dedup = try reader.mapping(node, path: "dedup", allowed: ["window", "key"])
+            let windowNode = try reader.required(dedup, "window", in: "dedup", at: node)
+            config.dedup.windowNanoseconds = try reader.duration(windowNode, path: "dedup.window")
+            if let n = dedup["key"] { config.dedup.key = try reader.strings(n, path: "dedup.key") }
+        }
         if let node = top["listen"] { config.listen = try reader.string(node, path: "listen") }
         if let node = top["store"] { config.storePath = try reader.string(node, path: "store") }
         if let node = top["rules"] { config.rulePaths = try reader.strings(node, path: "rules") }
@@ -144,7 +208,8 @@ extension CollectorConfiguration {
                 ca: try reader.string(try reader.required(tls, "ca", in: "tls", at: node), path: "tls.ca"))
         }
         if let node = top["sinks"] {
-            let sinks = try reader.mapping(node, path: "sinks", allowed: ["stdout", "csv", "elasticsearch"])
+            let sinks = try reader.mapping(node, path: "sinks", allowed: ["stdout", "csv", "elasticsearch", "syslog"])
+            if let syslogNode = sinks["syslog"] { config.sinks.syslog = try Self.parseSyslog(syslogNode, reader: reader) }
             if let esNode = sinks["elasticsearch"] {
                 config.sinks.elasticsearch = try ElasticsearchSettings.parse(
                     esNode, path: "sinks.elasticsearch", reader: reader, extraKeys: []
@@ -152,14 +217,48 @@ extension CollectorConfiguration {
             }
             if let stdout = sinks["stdout"] { config.sinks.stdout = try reader.bool(stdout, path: "sinks.stdout") }
             if let csvNode = sinks["csv"] {
-                let csv = try reader.mapping(csvNode, path: "sinks.csv", allowed: ["path", "maxBytes", "keepFiles"])
+                let csv = try reader.mapping(
+                    csvNode, path: "sinks.csv", allowed: ["path", "malwarePath", "maxBytes", "keepFiles"])
                 config.sinks.csvPath = try reader.string(try reader.required(csv, "path", in: "sinks.csv", at: csvNode), path: "sinks.csv.path")
+                if let n = csv["malwarePath"] { config.sinks.csvMalwarePath = try reader.string(n, path: "sinks.csv.malwarePath") }
                 if let n = csv["maxBytes"] { config.sinks.csvMaxBytes = UInt64(try reader.int(n, path: "sinks.csv.maxBytes")) }
                 if let n = csv["keepFiles"] { config.sinks.csvKeepFiles = try reader.int(n, path: "sinks.csv.keepFiles") }
             }
         }
         if let node = top["audit"] {
-            let audit = try reader.mapping(node, path: "audit", allowed: ["elasticsearch"])
+            let audit = try reader.mapping(node, path: "audit", allowed: ["elasticsearch", "file", "webhook"])
+            if let fileNode = audit["file"] {
+                let file = try reader.mapping(fileNode, path: "audit.file", allowed: ["path", "startAt"])
+                var settings = AuditFileSettings(
+                    path: try reader.string(try reader.required(file, "path", in: "audit.file", at: fileNode), path: "audit.file.path"))
+                if let n = file["startAt"] {
+                    settings.startAt = try reader.string(n, path: "audit.file.startAt")
+                    guard ["beginning", "end"].contains(settings.startAt) else {
+                        throw reader.fail(n, "audit.file.startAt", "expected beginning or end, found '\(settings.startAt)'")
+                    }
+                }
+                config.auditFile = settings
+            }
+            if let hookNode = audit["webhook"] {
+                let hook = try reader.mapping(
+                    hookNode, path: "audit.webhook",
+                    allowed: ["listen", "path", "tlsCertFile", "tlsKeyFile", "clientCAFile", "maxBodyBytes"])
+                var settings = AuditWebhookSettings(
+                    listen: try reader.string(
+                        try reader.required(hook, "listen", in: "audit.webhook", at: hookNode), path: "audit.webhook.listen"))
+                if let n = hook["path"] { settings.path = try reader.string(n, path: "audit.webhook.path") }
+                if let n = hook["tlsCertFile"] { settings.tlsCertFile = try reader.string(n, path: "audit.webhook.tlsCertFile") }
+                if let n = hook["tlsKeyFile"] { settings.tlsKeyFile = try reader.string(n, path: "audit.webhook.tlsKeyFile") }
+                if let n = hook["clientCAFile"] { settings.clientCAFile = try reader.string(n, path: "audit.webhook.clientCAFile") }
+                if let n = hook["maxBodyBytes"] { settings.maxBodyBytes = try reader.int(n, path: "audit.webhook.maxBodyBytes") }
+                if (settings.tlsCertFile == nil) != (settings.tlsKeyFile == nil) {
+                    throw reader.fail(hookNode, "audit.webhook", "give both tlsCertFile and tlsKeyFile, or neither")
+                }
+                if settings.clientCAFile != nil, settings.tlsCertFile == nil {
+                    throw reader.fail(hookNode, "audit.webhook", "clientCAFile needs tlsCertFile and tlsKeyFile (HTTPS)")
+                }
+                config.auditWebhook = settings
+            }
             if let esNode = audit["elasticsearch"] {
                 let (settings, es) = try ElasticsearchSettings.parse(
                     esNode, path: "audit.elasticsearch", reader: reader,
@@ -197,11 +296,63 @@ extension CollectorConfiguration {
     }
 }
 
+extension CollectorConfiguration {
+    static func parseSyslog(_ node: Node, reader: ConfigReader) throws(BasicsError) -> SyslogSettings {
+        let path = "sinks.syslog"
+        let map = try reader.mapping(
+            node, path: path,
+            allowed: [
+                "address", "protocol", "facility", "enterpriseNumber", "appName", "caFile", "certFile", "keyFile",
+                "serverName", "maxMessageBytes", "utf8BOM",
+            ])
+        var settings = SyslogSettings(
+            address: try reader.string(try reader.required(map, "address", in: path, at: node), path: "\(path).address"))
+        if let n = map["protocol"] {
+            settings.protocol = try reader.string(n, path: "\(path).protocol")
+            guard ["udp", "tcp", "tls"].contains(settings.protocol) else {
+                throw reader.fail(n, "\(path).protocol", "expected udp, tcp or tls, found '\(settings.protocol)'")
+            }
+        }
+        if let n = map["facility"] {
+            settings.facility = try reader.string(n, path: "\(path).facility")
+            guard SyslogFormat.facilities[settings.facility] != nil || Int(settings.facility).map({ (0...23).contains($0) }) == true
+            else {
+                throw reader.fail(
+                    n, "\(path).facility",
+                    "unknown facility '\(settings.facility)' (a name such as local0 or daemon, or 0...23)")
+            }
+        }
+        if let n = map["enterpriseNumber"] {
+            settings.enterpriseNumber = try reader.string(n, path: "\(path).enterpriseNumber")
+            guard !settings.enterpriseNumber.isEmpty,
+                settings.enterpriseNumber.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") })
+            else {
+                throw reader.fail(n, "\(path).enterpriseNumber", "expected digits such as 32473 (dots allowed)")
+            }
+        }
+        if let n = map["appName"] { settings.appName = try reader.string(n, path: "\(path).appName") }
+        if let n = map["caFile"] { settings.caFile = try reader.string(n, path: "\(path).caFile") }
+        if let n = map["certFile"] { settings.certFile = try reader.string(n, path: "\(path).certFile") }
+        if let n = map["keyFile"] { settings.keyFile = try reader.string(n, path: "\(path).keyFile") }
+        if let n = map["serverName"] { settings.serverName = try reader.string(n, path: "\(path).serverName") }
+        if let n = map["maxMessageBytes"] {
+            let value = try reader.int(n, path: "\(path).maxMessageBytes")
+            // Below RFC 5426's 480 bytes not even the header and the alert's identity would fit.
+            guard value >= 480 else {
+                throw reader.fail(n, "\(path).maxMessageBytes", "must be at least 480 (RFC 5426), found \(value)")
+            }
+            settings.maxMessageBytes = value
+        }
+        if let n = map["utf8BOM"] { settings.utf8BOM = try reader.bool(n, path: "\(path).utf8BOM") }
+        return settings
+    }
+}
+
 /// Typed access to a YAML node tree with errors that name the file, line and key.
 struct ConfigReader {
     let source: String
 
-    fileprivate func fail(_ node: Node, _ path: String, _ reason: String) -> BasicsError {
+    func fail(_ node: Node, _ path: String, _ reason: String) -> BasicsError {
         let line = node.mark.map { ":\($0.line)" } ?? ""
         return BasicsError(.invalidConfiguration, "\(source)\(line): \(path.isEmpty ? "top level" : path): \(reason)")
     }
@@ -235,6 +386,17 @@ struct ConfigReader {
         var result: [String] = []
         for item in items { result.append(try string(item, path: path)) }
         return result
+    }
+
+    /// `60s`, `500ms`, `5m`, `1h`, or a bare number of seconds, in nanoseconds.
+    func duration(_ node: Node, path: String) throws(BasicsError) -> UInt64 {
+        let text = try string(node, path: path)
+        let units: [(String, Double)] = [("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            if let number = Double(text.dropLast(suffix.count)), number >= 0 { return UInt64(number * scale) }
+        }
+        if let number = Double(text), number >= 0 { return UInt64(number * 1e9) }
+        throw fail(node, path, "expected a duration such as 60s, 500ms or 5m, found '\(text)'")
     }
 
     func bool(_ node: Node, path: String) throws(BasicsError) -> Bool {

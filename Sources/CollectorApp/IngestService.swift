@@ -16,8 +16,9 @@ import Transport
 /// state and the rule evaluator's sequence state free of races without locks.
 public final class IngestService: Service, Sendable {
     struct Pending: Sendable {
-        let batch: EventBatch
-        let reply: CheckedContinuation<Result<BatchAck, IngestRejection>, Never>
+        /// nil: a cooldown tick, which only closes expired de-duplication windows.
+        let batch: EventBatch?
+        let reply: CheckedContinuation<Result<BatchAck, IngestRejection>, Never>?
     }
 
     /// Why a batch was not accepted; the sensor keeps it and retries later.
@@ -33,13 +34,25 @@ public final class IngestService: Service, Sendable {
     private let signal: OutboxSignal
     private let logger: Logger
     private let metrics = IngestMetrics()
+    private let initialCooldown: AlertCooldown
 
-    public init(store: Store, ruleSet: RuleSet, signal: OutboxSignal, queueCapacity: Int = 64, logger: Logger) {
+    /// - Parameter cooldownDefault: the collector-wide alert de-duplication; a rule's own `dedup:` wins.
+    public init(
+        store: Store, ruleSet: RuleSet, signal: OutboxSignal, queueCapacity: Int = 64,
+        cooldownDefault: AlertCooldown.Policy = .off, logger: Logger
+    ) {
         self.store = store
         self.ruleSet = ruleSet
         self.signal = signal
         self.logger = logger
         self.queue = BoundedBuffer(capacity: queueCapacity)
+        var rules: [String: AlertCooldown.Policy] = [:]
+        for rule in ruleSet.rules {
+            if let dedup = rule.dedup {
+                rules[rule.id] = AlertCooldown.Policy(windowNanoseconds: dedup.windowNanoseconds, key: dedup.key)
+            }
+        }
+        self.initialCooldown = AlertCooldown(default: cooldownDefault, rules: rules)
     }
 
     /// Hands a batch to the ingest loop and waits until it is durably committed (or refused).
@@ -60,26 +73,68 @@ public final class IngestService: Service, Sendable {
                 bootID: saved.bootID)
         }
         var evaluator = RuleEvaluator(ruleSet: ruleSet)
+        var cooldown = initialCooldown
         try await withGracefulShutdownHandler {
-            while let group = await queue.drain(limit: 32) {
-                await process(group, ledger: &ledger, evaluator: &evaluator)
+            await withTaskGroup(of: Void.self) { tasks in
+                if cooldown.isEnabled {
+                    // Windows also close by the wall clock, so a summary comes out even when the events stop.
+                    tasks.addTask { [queue] in
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: .seconds(1))
+                            _ = queue.offer(Pending(batch: nil, reply: nil))
+                        }
+                    }
+                }
+                while let group = await queue.drain(limit: 32) {
+                    await process(group, ledger: &ledger, evaluator: &evaluator, cooldown: &cooldown)
+                }
+                tasks.cancelAll()
             }
         } onGracefulShutdown: { [queue] in
             // Batches already queued are still committed; new ones are refused and stay with their sensor.
             queue.finish()
         }
         // Anything offered after finish() was refused by offer(); nothing is left waiting.
+        // Open cooldown windows end with the process: their summaries are committed now rather than lost.
+        if !(await commitSummaries(cooldown.closeAll())) {
+            logger.error("cannot commit cooldown summaries at shutdown; their counts are lost")
+        }
     }
 
-    private func process(_ group: [Pending], ledger: inout BatchDeduplicator, evaluator: inout RuleEvaluator) async {
+    /// Commits cooldown summaries that no batch carries (a tick closed their windows, or shutdown did).
+    private func commitSummaries(_ summaries: [Alert]) async -> Bool {
+        guard !summaries.isEmpty else { return true }
+        let commit = IngestCommit(
+            progress: [], counterDeltas: ["alerts_raised": UInt64(summaries.count)], alerts: summaries)
+        do {
+            try await store.commit(commit)
+        } catch {
+            metrics.storeFailures.increment()
+            logger.error("cannot commit cooldown summaries", metadata: ["error": "\(error)"])
+            return false
+        }
+        metrics.record(events: 0, batches: 0, alerts: summaries, kinds: [:])
+        signal.notify()
+        return true
+    }
+
+    private func process(
+        _ group: [Pending], ledger: inout BatchDeduplicator, evaluator: inout RuleEvaluator,
+        cooldown: inout AlertCooldown
+    ) async {
         var accepted: [Pending] = []
         var duplicates: [Pending] = []
         var alerts: [Alert] = []
         var eventCount: UInt64 = 0
         var kindCounts: [IngestMetrics.Series: UInt64] = [:]
         var staged = ledger
+        var stagedCooldown = cooldown
+        var ticked = false
         for pending in group {
-            let batch = pending.batch
+            guard let batch = pending.batch else {
+                ticked = true
+                continue
+            }
             guard staged.record(sensorID: batch.sensorID, bootID: batch.bootID, sequence: batch.sequence) else {
                 duplicates.append(pending)
                 continue
@@ -91,28 +146,37 @@ public final class IngestService: Service, Sendable {
             }
             eventCount += UInt64(batch.events.count)
         }
+        let raised = alerts
+        let now = WallClock.now()
+        alerts = stagedCooldown.admit(alerts, now: now)
+        if ticked { alerts += stagedCooldown.expire(now: now) }
+        // Only a tick closed windows: their summaries are committed on their own, and the windows are let go
+        // once that worked (if the store refuses, the next tick tries again).
+        if accepted.isEmpty, await commitSummaries(alerts) { cooldown = stagedCooldown }
         if !accepted.isEmpty {
             var deltas: [String: UInt64] = ["events_ingested": eventCount, "batches_ingested": UInt64(accepted.count)]
             deltas["alerts_raised"] = UInt64(alerts.count)
             let touched = Set(
-                accepted.map { BatchDeduplicator.StreamKey(sensorID: $0.batch.sensorID, bootID: $0.batch.bootID) })
+                accepted.map { BatchDeduplicator.StreamKey(sensorID: $0.batch!.sensorID, bootID: $0.batch!.bootID) })
             do {
                 try await store.commit(
                     IngestCommit(progress: touched.map { Self.progress(staged, $0) }, counterDeltas: deltas, alerts: alerts))
             } catch {
                 metrics.storeFailures.increment()
                 logger.error("cannot commit batches to the store; sensors will retry", metadata: ["error": "\(error)"])
-                for pending in group { pending.reply.resume(returning: .failure(.storeFailed(error.message))) }
+                for pending in group { pending.reply?.resume(returning: .failure(.storeFailed(error.message))) }
                 return
             }
             ledger = staged
+            cooldown = stagedCooldown
+            if cooldown.isEnabled { metrics.recordSuppressed(raised: raised, written: alerts) }
             metrics.record(events: eventCount, batches: accepted.count, alerts: alerts, kinds: kindCounts)
             if !alerts.isEmpty { signal.notify() }
         }
         metrics.duplicates.increment(by: duplicates.count)
         for pending in accepted + duplicates {
-            let batch = pending.batch
-            pending.reply.resume(
+            guard let batch = pending.batch else { continue }
+            pending.reply?.resume(
                 returning: .success(
                     BatchAck(
                         bootID: batch.bootID,
@@ -138,6 +202,16 @@ struct IngestMetrics: Sendable {
     struct Series: Hashable {
         var sensor: String
         var kind: EventKind
+    }
+
+    /// `patrol_alerts_suppressed_total`: alerts the cooldown folded into a window instead of writing.
+    func recordSuppressed(raised: [Alert], written: [Alert]) {
+        var byRule: [String: Int] = [:]
+        for alert in raised { byRule[alert.ruleID, default: 0] += 1 }
+        for alert in written where alert.firstSeen == nil { byRule[alert.ruleID, default: 0] -= 1 }
+        for (rule, count) in byRule where count > 0 {
+            Counter(label: "patrol_alerts_suppressed_total", dimensions: [("rule_id", rule)]).increment(by: count)
+        }
     }
 
     func record(events: UInt64, batches count: Int, alerts: [Alert], kinds: [Series: UInt64]) {

@@ -9,7 +9,7 @@ struct DocumentReader {
     static let macroKeys: Set<String> = ["name", "condition", "append", "override"]
     static let ruleKeys: Set<String> = [
         "id", "name", "description", "severity", "tags", "events", "condition", "output", "fix", "parameters",
-        "needs_profile", "enabled", "exceptions", "sequence", "append", "override",
+        "needs_profile", "enabled", "exceptions", "sequence", "append", "override", "dedup",
     ]
     static let exceptionKeys: Set<String> = ["name", "fields", "comps", "values"]
     static let sequenceKeys: Set<String> = ["by", "within", "steps"]
@@ -280,6 +280,7 @@ struct DocumentReader {
             defaultParameters: [:])
         if let node = props["parameters"] { rule.defaultParameters = try reader.parameters(node.value) }
         if let node = props["exceptions"] { rule.exceptions = try readExceptions(node.value, reader, subject: subject) }
+        if let node = props["dedup"] { rule.dedup = try reader.dedup(node.value, subject: subject) }
         try checkUniqueExceptionNames(rule.exceptions, reader, subject: subject)
         document.ruleIndex[id] = document.rules.count
         document.rules.append(rule)
@@ -324,6 +325,7 @@ struct DocumentReader {
             case "severity": rule.severity = try reader.severity(node, subject: subject)
             case "enabled": rule.enabled = try reader.bool(node)
             case "needs_profile": rule.needsProfile = try reader.bool(node)
+            case "dedup": rule.dedup = try reader.dedup(node, subject: subject)
             case "tags":
                 let tags = try reader.stringList(node)
                 rule.tags = append ? rule.tags + tags.filter { !rule.tags.contains($0) } : tags
@@ -548,6 +550,28 @@ struct NodeReader {
             let key = try string(k)
             result[key] = v.sequence != nil ? .list(try stringList(v)) : .scalar(try string(v))
         }
+        return result
+    }
+
+    /// `dedup: {window: 60s, key: [exe, path]}`: alert cooldown for the rule (docs/alerts.md#de-duplication).
+    func dedup(_ node: Node, subject: String) throws(RuleEngineError) -> RuleDedup {
+        guard let mapping = node.mapping else { throw bad(node, "dedup is a mapping with window and key") }
+        var result = RuleDedup(windowNanoseconds: 0, key: ["message"])
+        var sawWindow = false
+        for (k, v) in mapping {
+            switch k.string {
+            case "window":
+                result.windowNanoseconds = try duration(v)
+                sawWindow = true
+            case "key": result.key = v.scalar != nil ? [try string(v)] : try stringList(v)
+            default:
+                let key = k.string ?? "?"
+                throw RuleEngineError(
+                    .unknownKey, "unknown key '\(key)' in dedup" + didYouMean(key, ["window", "key"]), at: location(k),
+                    rule: subject)
+            }
+        }
+        guard sawWindow else { throw RuleEngineError(.badValue, "dedup needs a window", at: location(node), rule: subject) }
         return result
     }
 

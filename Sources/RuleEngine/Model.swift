@@ -96,6 +96,8 @@ public struct Rule: Sendable, Hashable {
     public var enabled: Bool
     public var exceptions: [RuleException]
     public var sequence: RuleSequence?
+    /// Alert cooldown for this rule; nil: the collector-wide default applies.
+    public var dedup: RuleDedup? = nil
     /// Where the rule was defined.
     public var location: RuleFileLocation
 
@@ -103,6 +105,19 @@ public struct Rule: Sendable, Hashable {
     var outputLocation: RuleFileLocation
     /// The parameter defaults from the rule files, before overrides.
     var defaultParameters: [String: ParameterValue]
+}
+
+/// A rule's `dedup:` setting: alerts of the rule with the same workload and key inside `window` fold into one.
+public struct RuleDedup: Sendable, Hashable {
+    /// 0 turns cooldown off for the rule.
+    public var windowNanoseconds: UInt64
+    /// Alert values that must also match (docs/alerts.md#de-duplication lists the names).
+    public var key: [String]
+
+    public init(windowNanoseconds: UInt64, key: [String]) {
+        self.windowNanoseconds = windowNanoseconds
+        self.key = key
+    }
 }
 
 struct ListDefinition: Sendable {

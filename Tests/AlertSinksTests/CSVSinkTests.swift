@@ -80,4 +80,47 @@ import TestSupport
             #expect(error.description.contains("/nonexistent-dir/alerts.csv"))
         }
     }
+
+    static func malwareAlert(index: Int) -> Alert {
+        var alert = AlertFixtures.alert(index: index, ruleID: "PatrolMalwareDetected", message: "Eicar-Signature found")
+        alert.malware = MalwareDetails(
+            signature: "Eicar-Signature", path: "/var/lib/containers/x/merged/tmp/eicar, \"copy\".com",
+            sha256: "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f", sizeBytes: 68, inImage: false)
+        return alert
+    }
+
+    @Test func malwareAlertsGoToTheirOwnFileWithTheirOwnColumnsAndBothRotate() async throws {
+        let dir = try TemporaryDirectory(prefix: "csv")
+        defer { dir.remove() }
+        let rules = dir.file("alerts.csv")
+        let malware = dir.file("malware.csv")
+        let sink = CSVSink(path: rules, malwarePath: malware, maxBytes: 3_000, keepFiles: 1)
+        for index in 0..<20 {
+            try await sink.deliver([AlertFixtures.alert(index: index), Self.malwareAlert(index: 100 + index)])
+        }
+        let malwareRecords = Self.parse(try String(contentsOfFile: malware, encoding: .utf8))
+        #expect(malwareRecords.first == CSVSink.malwareColumns)
+        let row = Dictionary(uniqueKeysWithValues: zip(CSVSink.malwareColumns, try #require(malwareRecords.last)))
+        #expect(row["signature"] == "Eicar-Signature")
+        #expect(row["path"] == "/var/lib/containers/x/merged/tmp/eicar, \"copy\".com")
+        #expect(row["sha256"] == "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f")
+        #expect(row["size_bytes"] == "68")
+        #expect(row["in_image"] == "false")
+        #expect(row["image"] == "busybox:1.36")
+        #expect(row["container_id"] == "abc123")
+        #expect(row["alert_id"] == "alert-119")
+        // The rule file has only rule alerts, and each file rotated on its own, keeping its header.
+        let ruleText = try String(contentsOfFile: rules, encoding: .utf8)
+        #expect(!ruleText.contains("PatrolMalwareDetected"))
+        for path in [rules, malware] {
+            #expect(FileManager.default.fileExists(atPath: path + ".1"))
+            #expect(!FileManager.default.fileExists(atPath: path + ".2"))
+            let rotated = Self.parse(try String(contentsOfFile: path + ".1", encoding: .utf8))
+            #expect(rotated.first == (path == rules ? CSVSink.columns : CSVSink.malwareColumns))
+        }
+        // Without a malware file, malware alerts stay in the rule file rather than being dropped.
+        let single = dir.file("single.csv")
+        try await CSVSink(path: single).deliver([Self.malwareAlert(index: 1)])
+        #expect(Self.parse(try String(contentsOfFile: single, encoding: .utf8)).count == 2)
+    }
 }

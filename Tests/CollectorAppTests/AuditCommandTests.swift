@@ -13,21 +13,37 @@ import Testing
 
 @Suite struct AuditCommandTests {
     @Test func k8sCopCommandLineParses() throws {
-        let command = try AuditCommand.parse([
-            "-E", "10.0.0.5:9200", "-I", "logstash", "-i", "alerts", "-s", "2019-2-1-0-0-0", "-e", "2019-2-3-0-0-0",
-            "-A", "static", "-d", "5",
-        ])
+        // As it is run: `patrol-collector audit ...` (the audit command reads some options from its parent).
+        let command = try #require(
+            try CollectorCommand.parseAsRoot([
+                "audit", "-E", "10.0.0.5:9200", "-I", "logstash", "-i", "alerts", "-s", "2019-2-1-0-0-0", "-e",
+                "2019-2-3-0-0-0", "-A", "static", "-d", "5",
+            ]) as? AuditCommand)
         #expect(command.elastic == "10.0.0.5:9200")
         #expect(command.pages == "logstash")
         #expect(command.fetchDelay == 5)
         #expect(try AuditCommand.parseTime(command.start) == 1_548_979_200 * 1_000_000_000)
         #expect(throws: (any Error).self) {
-            try AuditCommand.parse(["-E", "x", "-I", "l", "-s", "2019-2-1-0-0-0", "-A", "batch"])
+            try CollectorCommand.parseAsRoot(["audit", "-E", "x", "-I", "l", "-s", "2019-2-1-0-0-0", "-A", "batch"])
         }
         // The collector's own flags still work without the subcommand.
         #expect(throws: Never.self) { _ = try CollectorCommand.parseAsRoot(["--no-stdout"]) }
         let parsed = try CollectorCommand.parseAsRoot(["audit", "-E", "h:1", "-I", "l", "-s", "2019-2-1-0-0-0"])
         #expect(parsed is AuditCommand)
+        #expect((parsed as? AuditCommand)?.rulePaths == ["rules"])
+        #expect((parsed as? AuditCommand)?.storePath == "patrol.db")
+    }
+
+    @Test func rulesStoreAndLogLevelAfterTheSubcommandAreUsed() throws {
+        // The collector declares these options too; they must still reach the audit run.
+        let parsed = try CollectorCommand.parseAsRoot([
+            "audit", "-E", "h:1", "-I", "l", "-s", "2019-2-1-0-0-0", "--rules", "a.yaml", "--rules", "b.yaml",
+            "--store", "/tmp/s.db", "--log-level", "debug",
+        ])
+        let command = try #require(parsed as? AuditCommand)
+        #expect(command.rulePaths == ["a.yaml", "b.yaml"])
+        #expect(command.storePath == "/tmp/s.db")
+        #expect(command.level == .debug)
     }
 
     @Test func timesInBothForms() throws {
