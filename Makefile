@@ -11,6 +11,8 @@
 #   make bpf          rebuild bpf/build/*.bpf.o;  make bpf-check fails on drift
 #   make sensor-embed regenerate Sources/CSensorABI/sensor_object.c (the embedded sensor.bpf.o)
 #   make sensor-check fail when the embedded object differs from bpf/build/sensor.bpf.o
+#   make syscall-names        regenerate Sources/EventModel/SyscallNames.swift from asm/unistd_64.h
+#   make syscall-names-check  fail when the committed table differs from the header
 #
 # Layout of the generated C target (files are protoc-c output, byte for byte; only their place differs):
 #   Sources/CWireProto/patrol/v1/*.pb-c.c          compiled by SwiftPM
@@ -83,6 +85,19 @@ sensor-check:
 	if cmp -s "$$out" $(SENSOR_EMBED); then echo "sensor-check: $(SENSOR_EMBED) matches bpf/build/sensor.bpf.o"; \
 	else echo "sensor-check: $(SENSOR_EMBED) is stale; run 'make sensor-embed' and commit" >&2; exit 1; fi
 
+# The x86_64 syscall name table profiles and rules print, generated from the kernel UAPI header.
+SYSCALL_NAMES := Sources/EventModel/SyscallNames.swift
+
+.PHONY: syscall-names syscall-names-check
+
+syscall-names:
+	scripts/gen-syscall-names > $(SYSCALL_NAMES)
+
+syscall-names-check:
+	@set -e; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; scripts/gen-syscall-names > "$$out"; \
+	if cmp -s "$$out" $(SYSCALL_NAMES); then echo "syscall-names-check: $(SYSCALL_NAMES) matches the header"; \
+	else echo "syscall-names-check: $(SYSCALL_NAMES) is stale; run 'make syscall-names' and commit" >&2; exit 1; fi
+
 SWIFT ?= swift
 PATROL_STATE ?= .patrol
 
@@ -97,7 +112,7 @@ release:
 	$(SWIFT) build -c release --product patrolctl
 
 # The end-to-end tests run the release executables (PATROL_BIN), as users do.
-test: proto-check bpf-check sensor-check release build
+test: proto-check bpf-check sensor-check syscall-names-check release build
 	# Serially: a 2-core CI machine gives the cooperative pool two threads, and CPU-heavy tests running in
 	# parallel would starve the servers other tests start. Run `swift test` yourself for a parallel run.
 	PATROL_BIN=$(CURDIR)/.build/release $(SWIFT) test --skip-build --no-parallel

@@ -78,6 +78,8 @@ let package = Package(
                 "Basics", "EventModel", "PatternMatching", .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings),
+        // Application profiles: learned per workload container, judged per event, kept in the store.
+        .target(name: "Profiles", dependencies: ["Basics", "EventModel", "Store", .product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
         // Elasticsearch/OpenSearch REST client over OutboundHTTP (bulk, search, PIT, scroll, templates).
         .target(
             name: "Elasticsearch",
@@ -152,7 +154,7 @@ let package = Package(
         .executableTarget(
             name: "patrol-bench",
             dependencies: [
-                "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport",
+                "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport", "Profiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "Store", "AlertSinks", "AuditPipeline", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
             ],
@@ -172,6 +174,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "PatternMatchingTests", dependencies: ["PatternMatching"], swiftSettings: swiftSettings),
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "ProfilesTests", dependencies: ["Profiles", "Store", "EventModel", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel", "Store", "OutboundHTTP"],

@@ -1,12 +1,13 @@
 /// The store's tables, created or upgraded on open. `user_version` records the schema version.
 enum Schema {
-    static let version = 2
+    static let version = 3
 
     static func migrate(_ db: SQLiteConnection) throws(StoreError) {
         var current: Int64 = 0
         try db.run("PRAGMA user_version") { row in current = row.integer(0) }
         if current < 1 { try version1(db) }
         if current < 2 { try version2(db) }
+        if current < 3 { try version3(db) }
     }
 
     static func version1(_ db: SQLiteConnection) throws(StoreError) {
@@ -38,6 +39,20 @@ enum Schema {
                 first_seen_ns INTEGER NOT NULL, hello_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL,
                 status_ns INTEGER NOT NULL, drops BLOB NOT NULL, counters BLOB NOT NULL, queue_depths BLOB NOT NULL);
             PRAGMA user_version = 2;
+            COMMIT;
+            """)
+    }
+
+    /// Application profiles: one row per workload container, the body encoded by the Profiles module.
+    private static func version3(_ db: SQLiteConnection) throws(StoreError) {
+        try db.execute(
+            """
+            BEGIN;
+            CREATE TABLE IF NOT EXISTS profiles(
+                namespace TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, container TEXT NOT NULL,
+                state TEXT NOT NULL, updated_ns INTEGER NOT NULL, body BLOB NOT NULL,
+                PRIMARY KEY(namespace, kind, name, container));
+            PRAGMA user_version = 3;
             COMMIT;
             """)
     }
