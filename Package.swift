@@ -78,6 +78,7 @@ let package = Package(
                 "Basics", "EventModel", "PatternMatching", .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings),
+        .target(name: "Bindings", dependencies: ["Basics", "EventModel", "RuleEngine", .product(name: "Yams", package: "Yams")], exclude: ["README.md"], swiftSettings: swiftSettings),
         // Elasticsearch/OpenSearch REST client over OutboundHTTP (bulk, search, PIT, scroll, templates).
         .target(
             name: "Elasticsearch",
@@ -170,6 +171,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "PatternMatchingTests", dependencies: ["PatternMatching"], swiftSettings: swiftSettings),
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BindingsTests", dependencies: ["Bindings", "RuleEngine", "EventModel"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel", "Store", "OutboundHTTP"],
