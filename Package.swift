@@ -141,6 +141,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Bindings", .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings),
 
@@ -172,6 +173,7 @@ let package = Package(
         .testTarget(name: "PatternMatchingTests", dependencies: ["PatternMatching"], swiftSettings: swiftSettings),
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BindingsTests", dependencies: ["Bindings", "RuleEngine", "EventModel"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        .testTarget(name: "AdminAppTests", dependencies: [], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel", "Store", "OutboundHTTP"],
