@@ -155,6 +155,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Bindings",
             ],
             swiftSettings: swiftSettings),
 

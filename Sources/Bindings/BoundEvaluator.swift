@@ -29,9 +29,20 @@ public struct BoundEvaluator: Sendable {
     private let namespaceLabels: (@Sendable (String) -> [String: String])?
     private var resolver: BindingResolver
 
+    /// The cache key: a pod and the labels it was resolved with. Hashing leaves the labels out (hashing a
+    /// dictionary costs a hasher per entry); equality compares them, which is cheap when the event's labels are
+    /// the resolver's shared copy, and catches labels that changed.
     struct PodKey: Hashable, Sendable {
         let namespace: String
+        let podUID: String
+        let podName: String
         let labels: [String: String]
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(namespace)
+            hasher.combine(podUID)
+            hasher.combine(podName)
+        }
     }
 
     struct Slot: Sendable {
@@ -72,7 +83,9 @@ public struct BoundEvaluator: Sendable {
     public mutating func evaluate(_ event: Event) -> [Alert] {
         let index: Int
         if let container = event.container {
-            let key = PodKey(namespace: container.namespace, labels: container.labels)
+            let key = PodKey(
+                namespace: container.namespace, podUID: container.podUID, podName: container.podName,
+                labels: container.labels)
             if let cached = cache[key] {
                 index = cached
             } else {
@@ -98,7 +111,7 @@ public struct BoundEvaluator: Sendable {
 
     /// The rules that apply to a pod in `namespace` with `podLabels` under the current bindings.
     public func resolution(namespace: String, podLabels: [String: String]) -> Resolution {
-        resolve(PodKey(namespace: namespace, labels: podLabels))
+        resolve(PodKey(namespace: namespace, podUID: "", podName: "", labels: podLabels))
     }
 
     /// The rules that apply to events from no container.

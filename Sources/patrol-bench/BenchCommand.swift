@@ -8,6 +8,6 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "patrol-bench",
         abstract: "Patrol benchmarks (build with -c release).",
         subcommands: [
-            WireBench.self, TransportBench.self, RulesBench.self, ReplayFileBench.self, AuditBench.self, AuditValidate.self,
+            WireBench.self, TransportBench.self, RulesBench.self, ReplayFileBench.self, AuditBench.self, AuditValidate.self, BindingsBench.self,
         ])
 }

@@ -25,6 +25,10 @@ import Testing
         #expect(bound.evaluate(shmExec(pod("patrol-system", ["app.kubernetes.io/name": "patrol"]))).isEmpty)
         #expect(ids(bound.evaluate(shmExec(pod("patrol-system", ["app.kubernetes.io/name": "other"])))) == ["R1000"])
         #expect(bound.evaluate(unshareEvent(pod("shop"))).isEmpty)  // R1006 is left out
+        // A container outside Kubernetes (a plain runc container: no pod, no namespace, no labels) is selected:
+        // NotIn matches an absent label.
+        let bare = ContainerRef(runtime: "runc", containerID: "bare-1")
+        #expect(ids(bound.evaluate(shmExec(bare))) == ["R1000"])
     }
 
     @Test func hostEventsUseTheHostRules() throws {
