@@ -22,7 +22,8 @@ struct BindingsCommand: AsyncParsableCommand {
                 Example: patrolctl bindings validate -f deploy/bindings/ --rules /etc/patrol/rules.d
                 """)
 
-        @Option(name: [.customShort("f"), .long], parsing: .singleValue, help: "A binding file or directory; repeatable.")
+        @Option(
+            name: [.customShort("f"), .long], parsing: .singleValue, help: "A binding file or directory; repeatable.")
         var file: [String]
         @OptionGroup var source: RuleSource
         @Option(name: .shortAndLong, help: "Output format: table, json or yaml.") var output: OutputFormat = .table
@@ -65,13 +66,16 @@ private func ruleIDs(_ binding: Binding) -> [String] {
 private func selector(_ selector: LabelSelector) -> OutputValue {
     .object([
         ("matchLabels", .object(selector.matchLabels.keys.sorted().map { ($0, .string(selector.matchLabels[$0]!)) })),
-        ("matchExpressions",
-         .list(selector.matchExpressions.map { requirement in
-             .object([
-                ("key", .string(requirement.key)), ("operator", .string(requirement.op.rawValue)),
-                ("values", .list(requirement.values.map { .string($0) })),
-             ])
-         })),
+        (
+            "matchExpressions",
+            .list(
+                selector.matchExpressions.map { requirement in
+                    .object([
+                        ("key", .string(requirement.key)), ("operator", .string(requirement.op.rawValue)),
+                        ("values", .list(requirement.values.map { .string($0) })),
+                    ])
+                })
+        ),
     ])
 }
 
@@ -81,28 +85,34 @@ private func describe(_ binding: Binding) -> OutputValue {
     members += [
         ("source", .object([("file", .string(binding.source.file)), ("document", .int(binding.source.document))])),
         ("namespaceSelector", selector(binding.namespaceSelector)), ("podSelector", selector(binding.podSelector)),
-        ("rules",
-         .list(binding.rules.map { entry in
-             var rule: [(String, OutputValue)] = []
-             switch entry.reference {
-             case .name(let name): rule.append(("ruleName", .string(name)))
-             case .id(let id): rule.append(("ruleID", .string(id)))
-             case .tags(let tags): rule.append(("ruleTags", .list(tags.map { .string($0) })))
-             }
-             rule.append(("ruleIDs", .list(entry.ruleIDs.map { .string($0) })))
-             if !entry.parameters.isEmpty {
-                 rule.append(
-                     ("parameters",
-                      .object(entry.parameters.keys.sorted().map { name in
-                          switch entry.parameters[name]! {
-                          case .scalar(let text): return (name, .string(text))
-                          case .list(let items): return (name, .list(items.map { .string($0) }))
-                          }
-                      })))
-             }
-             if let severity = entry.severity { rule.append(("severity", .string(severity.rawValue))) }
-             return .object(rule)
-         })),
+        (
+            "rules",
+            .list(
+                binding.rules.map { entry in
+                    var rule: [(String, OutputValue)] = []
+                    switch entry.reference {
+                    case .name(let name): rule.append(("ruleName", .string(name)))
+                    case .id(let id): rule.append(("ruleID", .string(id)))
+                    case .tags(let tags): rule.append(("ruleTags", .list(tags.map { .string($0) })))
+                    }
+                    rule.append(("ruleIDs", .list(entry.ruleIDs.map { .string($0) })))
+                    if !entry.parameters.isEmpty {
+                        rule.append(
+                            (
+                                "parameters",
+                                .object(
+                                    entry.parameters.keys.sorted().map { name in
+                                        switch entry.parameters[name]! {
+                                        case .scalar(let text): return (name, .string(text))
+                                        case .list(let items): return (name, .list(items.map { .string($0) }))
+                                        }
+                                    })
+                            ))
+                    }
+                    if let severity = entry.severity { rule.append(("severity", .string(severity.rawValue))) }
+                    return .object(rule)
+                })
+        ),
     ]
     return .object(members)
 }

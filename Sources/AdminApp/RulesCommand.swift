@@ -84,10 +84,12 @@ struct RulesCommand: AsyncParsableCommand {
             let files = try RuleSource.expand(file)
             let ruleSet = try RuleSource.load(files)
             let value = OutputValue.object([
-                ("valid", .bool(true)), ("files", .list(files.map { .string($0) })), ("rules", .int(ruleSet.rules.count)),
+                ("valid", .bool(true)), ("files", .list(files.map { .string($0) })),
+                ("rules", .int(ruleSet.rules.count)),
             ])
             switch output {
-            case .table: Console.out("valid: \(ruleSet.rules.count) rules in \(files.count) file\(files.count == 1 ? "" : "s")")
+            case .table:
+                Console.out("valid: \(ruleSet.rules.count) rules in \(files.count) file\(files.count == 1 ? "" : "s")")
             case .json: Console.out(value.json)
             case .yaml: Console.out(String(value.yaml.dropLast()))
             }
@@ -99,7 +101,8 @@ struct RulesCommand: AsyncParsableCommand {
 struct RuleSource: ParsableArguments {
     @Option(
         name: .customLong("rules"), parsing: .singleValue,
-        help: ArgumentHelp("Rule file or directory; repeatable, later ones extend earlier. Default ./rules.", valueName: "path"))
+        help: ArgumentHelp(
+            "Rule file or directory; repeatable, later ones extend earlier. Default ./rules.", valueName: "path"))
     var paths: [String] = []
 
     func load() throws -> RuleSet { try Self.load(try Self.expand(paths.isEmpty ? ["rules"] : paths)) }
@@ -169,25 +172,34 @@ private func detail(_ rule: Rule) -> OutputValue {
     ]
     if let sequence = rule.sequence {
         members.append(
-            ("sequence",
-             .object([
-                ("by", .list(sequence.by.map { .string($0) })),
-                ("withinNanoseconds", .int(Int(sequence.withinNanoseconds))),
-                ("steps",
-                 .list(sequence.steps.map { step in
-                     .object([
-                        ("events", .list(step.events.map { .string($0.rawValue) })),
-                        ("condition", .string(step.condition.trimmingCharacters(in: .whitespacesAndNewlines))),
-                     ])
-                 })),
-             ])))
+            (
+                "sequence",
+                .object([
+                    ("by", .list(sequence.by.map { .string($0) })),
+                    ("withinNanoseconds", .int(Int(sequence.withinNanoseconds))),
+                    (
+                        "steps",
+                        .list(
+                            sequence.steps.map { step in
+                                .object([
+                                    ("events", .list(step.events.map { .string($0.rawValue) })),
+                                    (
+                                        "condition",
+                                        .string(step.condition.trimmingCharacters(in: .whitespacesAndNewlines))
+                                    ),
+                                ])
+                            })
+                    ),
+                ])
+            ))
     }
     if !rule.condition.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
         members.append(("condition", .string(rule.condition.trimmingCharacters(in: .whitespacesAndNewlines))))
     }
     members += [
         ("output", .string(rule.output)), ("fix", .string(rule.fix)), ("parameters", parameters(rule)),
-        ("exceptions", .list(rule.exceptions.map { .string($0.name) })), ("location", .string(rule.location.description)),
+        ("exceptions", .list(rule.exceptions.map { .string($0.name) })),
+        ("location", .string(rule.location.description)),
     ]
     return .object(members)
 }
@@ -208,9 +220,14 @@ private func detailText(_ rule: Rule) -> String {
         "  " + wrap(rule.description),
     ]
     if let sequence = rule.sequence {
-        lines += ["", "Sequence (by \(sequence.by.joined(separator: ", ")), within \(sequence.withinNanoseconds / 1_000_000) ms):"]
+        lines += [
+            "",
+            "Sequence (by \(sequence.by.joined(separator: ", ")), "
+                + "within \(sequence.withinNanoseconds / 1_000_000) ms):",
+        ]
         for (index, step) in sequence.steps.enumerated() {
-            lines.append("  \(index + 1). [\(step.events.map(\.rawValue).joined(separator: ","))] \(wrap(step.condition))")
+            lines.append(
+                "  \(index + 1). [\(step.events.map(\.rawValue).joined(separator: ","))] \(wrap(step.condition))")
         }
     }
     if !wrap(rule.condition).isEmpty { lines += ["", "Condition:", "  " + wrap(rule.condition)] }

@@ -89,19 +89,29 @@ struct BindingReader {
             }
         }
         here.name = name.isEmpty ? nil : name
-        if name.isEmpty { problem(.badDocument, "missing required field", at(fields["metadata"] ?? root, "metadata.name", here)) }
-        if let namespace, namespace.isEmpty { problem(.badDocument, "must not be empty", at(root, "metadata.namespace", here)) }
+        if name.isEmpty {
+            problem(.badDocument, "missing required field", at(fields["metadata"] ?? root, "metadata.name", here))
+        }
+        if let namespace, namespace.isEmpty {
+            problem(.badDocument, "must not be empty", at(root, "metadata.namespace", here))
+        }
 
         if let apiVersion = fields["apiVersion"] {
             if let text = string(apiVersion, path: "apiVersion", here), text != Binding.apiVersion {
-                problem(.badDocument, "unsupported apiVersion '\(text)'; expected '\(Binding.apiVersion)'", at(apiVersion, "apiVersion", here))
+                problem(
+                    .badDocument, "unsupported apiVersion '\(text)'; expected '\(Binding.apiVersion)'",
+                    at(apiVersion, "apiVersion", here))
             }
         } else {
-            problem(.badDocument, "missing required field (expected '\(Binding.apiVersion)')", at(root, "apiVersion", here))
+            problem(
+                .badDocument, "missing required field (expected '\(Binding.apiVersion)')", at(root, "apiVersion", here))
         }
         if let kind = fields["kind"] {
             if let text = string(kind, path: "kind", here), text != Binding.kind {
-                problem(.badDocument, "unsupported kind '\(text)'; expected '\(Binding.kind)'" + didYouMean(text, [Binding.kind]), at(kind, "kind", here))
+                problem(
+                    .badDocument,
+                    "unsupported kind '\(text)'; expected '\(Binding.kind)'" + didYouMean(text, [Binding.kind]),
+                    at(kind, "kind", here))
             }
         } else {
             problem(.badDocument, "missing required field (expected '\(Binding.kind)')", at(root, "kind", here))
@@ -118,7 +128,9 @@ struct BindingReader {
             if let node = specFields["podSelector"] { podSelector = selector(node, path: "spec.podSelector", here) }
             if let node = specFields["rules"] {
                 if let items = node.sequence {
-                    if items.isEmpty { problem(.badDocument, "must list at least one rule", at(node, "spec.rules", here)) }
+                    if items.isEmpty {
+                        problem(.badDocument, "must list at least one rule", at(node, "spec.rules", here))
+                    }
                     for (index, item) in items.enumerated() {
                         if let rule = ruleEntry(item, path: "spec.rules[\(index)]", here) { rules.append(rule) }
                     }
@@ -156,7 +168,8 @@ struct BindingReader {
             let reason =
                 given.isEmpty
                 ? "a rule entry needs exactly one of ruleName, ruleID or ruleTags; it has none"
-                : "a rule entry has exactly one of ruleName, ruleID or ruleTags; it has " + given.joined(separator: " and ")
+                : "a rule entry has exactly one of ruleName, ruleID or ruleTags; it has "
+                    + given.joined(separator: " and ")
             problem(.ruleReference, reason, at(node, path, here))
         } else {
             let field = given[0]
@@ -164,7 +177,9 @@ struct BindingReader {
             switch field {
             case "ruleName":
                 if let text = string(value, path: path + ".ruleName", here) {
-                    if text.isEmpty { problem(.ruleReference, "must not be empty", at(value, path + ".ruleName", here)) }
+                    if text.isEmpty {
+                        problem(.ruleReference, "must not be empty", at(value, path + ".ruleName", here))
+                    }
                     reference = .name(text)
                 }
             case "ruleID":
@@ -174,7 +189,9 @@ struct BindingReader {
                 }
             default:
                 if let tags = stringList(value, path: path + ".ruleTags", here) {
-                    if tags.isEmpty { problem(.ruleReference, "must list at least one tag", at(value, path + ".ruleTags", here)) }
+                    if tags.isEmpty {
+                        problem(.ruleReference, "must list at least one tag", at(value, path + ".ruleTags", here))
+                    }
                     reference = .tags(tags)
                 }
             }
@@ -193,17 +210,24 @@ struct BindingReader {
                     } else if let items = value.sequence {
                         var values: [String] = []
                         for item in items {
-                            if let scalar = item.scalar { values.append(scalar.string) } else {
-                                problem(.badParameter, "list items must be single values", at(item, parameterPath, here))
+                            if let scalar = item.scalar {
+                                values.append(scalar.string)
+                            } else {
+                                problem(
+                                    .badParameter, "list items must be single values", at(item, parameterPath, here))
                             }
                         }
                         parameters[name] = .list(values)
                     } else {
-                        problem(.badParameter, "expected a value or a list of values, not a mapping", at(value, parameterPath, here))
+                        problem(
+                            .badParameter, "expected a value or a list of values, not a mapping",
+                            at(value, parameterPath, here))
                     }
                 }
             } else {
-                problem(.badParameter, "expected a mapping of parameter names to values", at(node, path + ".parameters", here))
+                problem(
+                    .badParameter, "expected a mapping of parameter names to values",
+                    at(node, path + ".parameters", here))
             }
         }
         var severity: Severity?
@@ -214,7 +238,8 @@ struct BindingReader {
                 let names = Severity.allCases.map(\.rawValue)
                 problem(
                     .badSeverity,
-                    "bad severity '\(text)'; expected one of \(names.joined(separator: ", "))" + didYouMean(text, names),
+                    "bad severity '\(text)'; expected one of \(names.joined(separator: ", "))"
+                        + didYouMean(text, names),
                     at(node, path + ".severity", here))
             }
         }
@@ -255,7 +280,8 @@ struct BindingReader {
                     result.matchLabels[keyText] = valueText
                 }
             } else {
-                problem(.badSelector, "expected a mapping of label keys to values", at(labels, path + ".matchLabels", here))
+                problem(
+                    .badSelector, "expected a mapping of label keys to values", at(labels, path + ".matchLabels", here))
             }
         }
         if let expressions = fields["matchExpressions"], !Self.isNull(expressions) {
@@ -266,13 +292,16 @@ struct BindingReader {
                     }
                 }
             } else {
-                problem(.badSelector, "expected a list of {key, operator, values}", at(expressions, path + ".matchExpressions", here))
+                problem(
+                    .badSelector, "expected a list of {key, operator, values}",
+                    at(expressions, path + ".matchExpressions", here))
             }
         }
         return result
     }
 
-    private mutating func expression(_ node: Node, path: String, _ here: BindingLocation) -> LabelSelector.Requirement? {
+    private mutating func expression(_ node: Node, path: String, _ here: BindingLocation) -> LabelSelector.Requirement?
+    {
         guard let mapping = node.mapping else {
             problem(.badSelector, "expected a mapping with key, operator and values", at(node, path, here))
             return nil
@@ -282,7 +311,9 @@ struct BindingReader {
         var key = ""
         if let node = fields["key"], let text = string(node, path: path + ".key", here, code: .badSelector) {
             key = text
-            if let reason = LabelSyntax.keyProblem(text) { problem(.badSelector, reason, at(node, path + ".key", here)) }
+            if let reason = LabelSyntax.keyProblem(text) {
+                problem(.badSelector, reason, at(node, path + ".key", here))
+            }
         } else if fields["key"] == nil {
             problem(.badSelector, "missing required field", at(node, path + ".key", here))
         }
@@ -293,7 +324,8 @@ struct BindingReader {
                 let names = LabelSelector.Operator.allCases.map(\.rawValue)
                 problem(
                     .badSelector,
-                    "unknown operator '\(text)'; expected one of \(names.joined(separator: ", "))" + didYouMean(text, names),
+                    "unknown operator '\(text)'; expected one of \(names.joined(separator: ", "))"
+                        + didYouMean(text, names),
                     at(node, path + ".operator", here))
             }
         } else if fields["operator"] == nil {
@@ -304,18 +336,24 @@ struct BindingReader {
         if let valuesNode, !Self.isNull(valuesNode) {
             values = stringList(valuesNode, path: path + ".values", here, code: .badSelector) ?? []
             for value in values {
-                if let reason = LabelSyntax.valueProblem(value) { problem(.badSelector, reason, at(valuesNode, path + ".values", here)) }
+                if let reason = LabelSyntax.valueProblem(value) {
+                    problem(.badSelector, reason, at(valuesNode, path + ".values", here))
+                }
             }
         }
         if let op {
             switch op {
             case .in, .notIn:
                 if values.isEmpty {
-                    problem(.badSelector, "operator \(op.rawValue) needs a non-empty 'values' list", at(valuesNode ?? node, path + ".values", here))
+                    problem(
+                        .badSelector, "operator \(op.rawValue) needs a non-empty 'values' list",
+                        at(valuesNode ?? node, path + ".values", here))
                 }
             case .exists, .doesNotExist:
                 if !values.isEmpty {
-                    problem(.badSelector, "operator \(op.rawValue) takes no 'values'", at(valuesNode ?? node, path + ".values", here))
+                    problem(
+                        .badSelector, "operator \(op.rawValue) takes no 'values'",
+                        at(valuesNode ?? node, path + ".values", here))
                 }
             }
         }

@@ -5,12 +5,16 @@ import RuleEngine
 /// all are returned, or a `BindingsError` lists every problem in every document.
 public enum BindingLoader {
     /// Parses and validates YAML text (one or more `---` documents); `file` names it in errors.
-    public static func load(yaml: String, file: String = "<inline>", ruleSet: RuleSet) throws(BindingsError) -> [Binding] {
+    public static func load(yaml: String, file: String = "<inline>", ruleSet: RuleSet) throws(BindingsError)
+        -> [Binding]
+    {
         try load(sources: [(file, yaml)], ruleSet: ruleSet)
     }
 
     /// Parses and validates several YAML texts as one apply: names must be unique across all of them.
-    public static func load(sources: [(file: String, yaml: String)], ruleSet: RuleSet) throws(BindingsError) -> [Binding] {
+    public static func load(sources: [(file: String, yaml: String)], ruleSet: RuleSet) throws(BindingsError)
+        -> [Binding]
+    {
         var problems: [BindingProblem] = []
         var bindings: [Binding] = []
         for source in sources {
@@ -72,7 +76,8 @@ public enum BindingLoader {
         for path in paths {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                problems.append(BindingProblem(.io, "no such file or directory", at: BindingLocation(file: path, document: 0)))
+                problems.append(
+                    BindingProblem(.io, "no such file or directory", at: BindingLocation(file: path, document: 0)))
                 continue
             }
             guard isDirectory.boolValue else {
@@ -84,12 +89,16 @@ public enum BindingLoader {
                     .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
                 if names.isEmpty {
                     problems.append(
-                        BindingProblem(.io, "directory has no *.yaml or *.yml files", at: BindingLocation(file: path, document: 0)))
+                        BindingProblem(
+                            .io, "directory has no *.yaml or *.yml files", at: BindingLocation(file: path, document: 0))
+                    )
                 }
                 let base = path.hasSuffix("/") ? String(path.dropLast()) : path
                 files += names.map { "\(base)/\($0)" }
             } catch {
-                problems.append(BindingProblem(.io, "cannot list directory: \(error)", at: BindingLocation(file: path, document: 0)))
+                problems.append(
+                    BindingProblem(.io, "cannot list directory: \(error)", at: BindingLocation(file: path, document: 0))
+                )
             }
         }
         return files
@@ -112,7 +121,8 @@ enum BindingValidator {
                     entry.ruleIDs = [id]
                 } else {
                     problems.append(
-                        BindingProblem(.unknownRule, "no rule named '\(name)'" + didYouMean(name, names.keys), at: here))
+                        BindingProblem(.unknownRule, "no rule named '\(name)'" + didYouMean(name, names.keys), at: here)
+                    )
                 }
             case .id(let id):
                 here.path += ".ruleID"
@@ -120,7 +130,9 @@ enum BindingValidator {
                     entry.ruleIDs = [id]
                 } else {
                     problems.append(
-                        BindingProblem(.unknownRule, "no rule with id '\(id)'" + didYouMean(id, ruleSet.rules.map(\.id)), at: here))
+                        BindingProblem(
+                            .unknownRule, "no rule with id '\(id)'" + didYouMean(id, ruleSet.rules.map(\.id)), at: here)
+                    )
                 }
             case .tags(let tags):
                 here.path += ".ruleTags"
@@ -129,7 +141,9 @@ enum BindingValidator {
                     let known = Set(ruleSet.rules.flatMap(\.tags))
                     let hints = tags.map { didYouMean($0, known) }.filter { !$0.isEmpty }.joined()
                     problems.append(
-                        BindingProblem(.unknownRule, "no rule has any of the tags [\(tags.joined(separator: ", "))]" + hints, at: here))
+                        BindingProblem(
+                            .unknownRule, "no rule has any of the tags [\(tags.joined(separator: ", "))]" + hints,
+                            at: here))
                 }
             }
             binding.rules[index] = entry
@@ -152,7 +166,9 @@ enum BindingValidator {
             here.path = "spec.rules[\(index)].parameters.\(name)"
             let declaring = rules.filter { $0.parameters[name] != nil }
             if declaring.isEmpty {
-                let subject = rules.count == 1 ? "rule \(rules[0].id)" : "none of the rules \(rules.map(\.id).joined(separator: ", "))"
+                let subject =
+                    rules.count == 1
+                    ? "rule \(rules[0].id)" : "none of the rules \(rules.map(\.id).joined(separator: ", "))"
                 let known = Set(rules.flatMap(\.parameters.keys))
                 let list = known.isEmpty ? "it has no parameters" : "known: \(known.sorted().joined(separator: ", "))"
                 problems.append(
@@ -166,7 +182,9 @@ enum BindingValidator {
                 let expected = rule.parameters[name]!.isList ? "a list (e.g. [a, b])" : "a single value"
                 problems.append(
                     BindingProblem(
-                        .badParameter, "rule \(rule.id) expects \(expected) for '\(name)', got \(value.isList ? "a list" : "a single value")",
+                        .badParameter,
+                        "rule \(rule.id) expects \(expected) for '\(name)', got "
+                            + (value.isList ? "a list" : "a single value"),
                         at: here))
                 shapeOK = false
             }
@@ -181,7 +199,8 @@ enum BindingValidator {
             var here = binding.source
             here.line = entry.line
             here.path = "spec.rules[\(index)].parameters"
-            problems.append(BindingProblem(.badParameter, "\(error.rule.map { "\($0): " } ?? "")\(error.reason)", at: here))
+            problems.append(
+                BindingProblem(.badParameter, "\(error.rule.map { "\($0): " } ?? "")\(error.reason)", at: here))
         }
     }
 }

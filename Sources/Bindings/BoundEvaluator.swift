@@ -63,7 +63,8 @@ public struct BoundEvaluator: Sendable {
     ///   - namespaceLabels: the labels of a namespace when known (for `namespaceSelector`); the evaluator adds
     ///     `kubernetes.io/metadata.name`. Call `namespaceLabelsChanged()` when its answers change.
     public init(
-        ruleSet: RuleSet, bindings: [Binding] = [], defaultBindings: [Binding] = [], hostRules: HostRules = .hostCapable,
+        ruleSet: RuleSet, bindings: [Binding] = [], defaultBindings: [Binding] = [],
+        hostRules: HostRules = .hostCapable,
         namespaceLabels: (@Sendable (String) -> [String: String])? = nil, maxCachedPods: Int = 16_384,
         maxSequenceStates: Int = 65_536
     ) {
@@ -103,7 +104,9 @@ public struct BoundEvaluator: Sendable {
         var alerts = slots[index].evaluator.evaluate(event)
         if !slots[index].severities.isEmpty {
             for position in alerts.indices {
-                if let severity = slots[index].severities[alerts[position].ruleID] { alerts[position].severity = severity }
+                if let severity = slots[index].severities[alerts[position].ruleID] {
+                    alerts[position].severity = severity
+                }
             }
         }
         return alerts
@@ -135,7 +138,8 @@ public struct BoundEvaluator: Sendable {
     public mutating func delete(_ key: String) throws(BindingsError) {
         guard bindings[key] != nil else {
             throw BindingsError(
-                .notFound, "no binding '\(key)'" + didYouMean(key, bindings.keys), at: BindingLocation(file: "<applied>", document: 0))
+                .notFound, "no binding '\(key)'" + didYouMean(key, bindings.keys),
+                at: BindingLocation(file: "<applied>", document: 0))
         }
         var next = bindings
         next[key] = nil
@@ -221,7 +225,8 @@ public struct BoundEvaluator: Sendable {
         let enabled = base.enabling { ids[$0.id] != nil && $0.enabled }
         slots.append(
             Slot(
-                resolution: resolution, evaluator: RuleEvaluator(ruleSet: enabled, maxSequenceStates: maxSequenceStates),
+                resolution: resolution,
+                evaluator: RuleEvaluator(ruleSet: enabled, maxSequenceStates: maxSequenceStates),
                 severities: resolution.severities))
         slotIndex[resolution] = slots.count - 1
         return slots.count - 1

@@ -69,7 +69,8 @@ enum LabelSyntax {
         if name.isEmpty { return "label key '\(key)' has an empty name" }
         if name.utf8.count > 63 { return "label key name '\(name)' is longer than 63 characters" }
         if !isQualifiedNamePart(name) {
-            return "label key '\(key)': the name must be alphanumerics, '-', '_' or '.', starting and ending alphanumeric"
+            return
+                "label key '\(key)': the name must be alphanumerics, '-', '_' or '.', starting and ending alphanumeric"
         }
         return nil
     }

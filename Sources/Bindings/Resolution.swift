@@ -86,9 +86,13 @@ struct BindingResolver: Sendable {
                 for id in entry.ruleIDs {
                     var instance = rules[id] ?? RuleInstance()
                     if let declared = ruleSet.rule(id: id)?.parameters {
-                        for (name, value) in entry.parameters where declared[name] != nil { instance.parameters[name] = value }
+                        for (name, value) in entry.parameters where declared[name] != nil {
+                            instance.parameters[name] = value
+                        }
                     }
-                    if let severity = entry.severity { instance.severity = max(instance.severity ?? severity, severity) }
+                    if let severity = entry.severity {
+                        instance.severity = max(instance.severity ?? severity, severity)
+                    }
                     rules[id] = instance
                 }
             }

@@ -66,8 +66,9 @@ struct BindingsBench: ParsableCommand {
             }
             return event
         }
-        print("bindings: \(ruleSet.rules.count) rules, \(bound.count) binding(s); \(events) events per round "
-            + "(\(sample.count) distinct, cycled)")
+        print(
+            "bindings: \(ruleSet.rules.count) rules, \(bound.count) binding(s); \(events) events per round "
+                + "(\(sample.count) distinct, cycled)")
         let clock = ContinuousClock()
         func seconds(_ duration: Duration) -> Double {
             Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
@@ -114,11 +115,13 @@ struct BindingsBench: ParsableCommand {
         let boundNs = bestBound * 1e9 / Double(events)
         print("bindings: RuleEvaluator  \(String(format1: plainNs)) ns/event, \(alertsPlain) alerts per round")
         print("bindings: BoundEvaluator \(String(format1: boundNs)) ns/event, \(alertsBound) alerts per round")
-        print("bindings: ratio \(String(format1: boundNs / plainNs))x, +\(String(format1: boundNs - plainNs)) ns/event "
-            + "[best of \(rounds), one core, wall]")
+        print(
+            "bindings: ratio \(String(format1: boundNs / plainNs))x, +\(String(format1: boundNs - plainNs)) ns/event "
+                + "[best of \(rounds), one core, wall]")
         let plainCPU = cpuPlain * 1e9 / Double(events)
         let boundCPU = cpuBound * 1e9 / Double(events)
-        print("bindings: thread CPU: RuleEvaluator \(String(format1: plainCPU)) ns/event, BoundEvaluator "
-            + "\(String(format1: boundCPU)) ns/event, ratio \(String(format1: boundCPU / plainCPU))x")
+        print(
+            "bindings: thread CPU: RuleEvaluator \(String(format1: plainCPU)) ns/event, BoundEvaluator "
+                + "\(String(format1: boundCPU)) ns/event, ratio \(String(format1: boundCPU / plainCPU))x")
     }
 }

@@ -46,9 +46,10 @@ private func patrolctl(_ arguments: [String]) throws -> Run {
 
 @Suite struct PatrolctlTests {
     @Test func helpAtEveryLevel() throws {
-        for command in [[], ["bindings"], ["bindings", "validate"], ["rules"], ["rules", "list"], ["rules", "show"],
-            ["rules", "validate"]]
-        {
+        for command in [
+            [], ["bindings"], ["bindings", "validate"], ["rules"], ["rules", "list"], ["rules", "show"],
+            ["rules", "validate"],
+        ] {
             let run = try patrolctl(command + ["--help"])
             #expect(run.status == 0, "\(command)")
             #expect(run.stdout.contains("USAGE: patrolctl"), "\(command)")
@@ -72,7 +73,8 @@ private func patrolctl(_ arguments: [String]) throws -> Run {
         #expect(table.status == 0)
         let lines = table.stdout.split(separator: "\n")
         #expect(lines.first?.hasPrefix("ID") == true)
-        #expect(lines.contains { $0.hasPrefix("R1003") && $0.contains("Malicious SSH connection") && $0.contains("high") })
+        #expect(
+            lines.contains { $0.hasPrefix("R1003") && $0.contains("Malicious SSH connection") && $0.contains("high") })
 
         let json = try patrolctl("rules", "list", "-o", "json")
         #expect(json.status == 0)
@@ -107,16 +109,17 @@ private func patrolctl(_ arguments: [String]) throws -> Run {
         #expect(good.status == 0)
         #expect(good.stdout.hasPrefix("valid: "))
 
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("bad-rules-\(UUID().uuidString).yaml")
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "bad-rules-\(UUID().uuidString).yaml")
         try """
-            - rule:
-                id: X1
-                name: Broken
-                severity: high
-                events: [exec]
-                condition: proc.nmae = sh
-                output: x
-            """.write(to: scratch, atomically: true, encoding: .utf8)
+        - rule:
+            id: X1
+            name: Broken
+            severity: high
+            events: [exec]
+            condition: proc.nmae = sh
+            output: x
+        """.write(to: scratch, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: scratch) }
         let bad = try patrolctl("rules", "validate", "-f", scratch.path)
         #expect(bad.status == 1)
@@ -126,7 +129,8 @@ private func patrolctl(_ arguments: [String]) throws -> Run {
     }
 
     @Test func bindingsValidate() throws {
-        let good = try patrolctl("bindings", "validate", "-f", bindingFixtures + "/valid", "-f", "rules/bindings/default.yaml")
+        let good = try patrolctl(
+            "bindings", "validate", "-f", bindingFixtures + "/valid", "-f", "rules/bindings/default.yaml")
         #expect(good.status == 0, "\(good.stderr)")
         #expect(good.stdout.contains("miners-critical"))
         #expect(good.stdout.contains("patrol-default"))

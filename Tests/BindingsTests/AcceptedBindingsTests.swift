@@ -133,16 +133,19 @@ import Testing
         #expect(binding.namespace == nil)
         #expect(binding.namespaceSelector.matchLabels == ["kubernetes.io/metadata.name": "default"])
         #expect(binding.podSelector.matchExpressions == [.init(key: "app", op: .in, values: ["nginx"])])
-        #expect(binding.rules.map(\.reference) == [
-            .name("Unexpected process launched"), .name("Unexpected file access"), .id("R0005"),
-            .tags(["exec", "whitelisted"]),
-        ])
+        #expect(
+            binding.rules.map(\.reference) == [
+                .name("Unexpected process launched"), .name("Unexpected file access"), .id("R0005"),
+                .tags(["exec", "whitelisted"]),
+            ])
         #expect(binding.rules[1].parameters == ["ignoreMounts": "true", "ignorePrefixes": ["/proc", "/tmp"]])
         #expect(binding.rules[3].severity == .high)
 
         // Validated too, against the shipped rules plus stand-ins for the anomaly rules it names that are not
         // shipped yet (R0001, R0002, R0005), so the test keeps working once they are.
-        var sources = try shippedRuleFiles().map { (fileName: $0, yaml: try String(contentsOfFile: $0, encoding: .utf8)) }
+        var sources = try shippedRuleFiles().map {
+            (fileName: $0, yaml: try String(contentsOfFile: $0, encoding: .utf8))
+        }
         let shipped = try rules()
         var standIns = ""
         let wanted: [(String, String, String, String)] = [

@@ -114,7 +114,8 @@ import Testing
         #expect(!LabelSelector(matchExpressions: [.init(key: "tier", op: .doesNotExist)]).matches(labels))
         #expect(LabelSelector(matchExpressions: [.init(key: "zone", op: .doesNotExist)]).matches(labels))
         // matchLabels and matchExpressions are ANDed.
-        #expect(!LabelSelector(matchLabels: ["app": "web"], matchExpressions: [.init(key: "tier", op: .doesNotExist)])
-            .matches(labels))
+        #expect(
+            !LabelSelector(matchLabels: ["app": "web"], matchExpressions: [.init(key: "tier", op: .doesNotExist)])
+                .matches(labels))
     }
 }

@@ -49,22 +49,28 @@ func minerConnect(_ container: ContainerRef?, time: UInt64 = 1_000_000_000) -> E
         time: time, node: "node-a", process: ProcessInfo(pid: 41, comm: "xmrig", exe: "/usr/bin/xmrig"),
         container: container,
         payload: .connect(
-            NetworkFlow(proto: .tcp, localAddress: "10.0.0.5", localPort: 40000, remoteAddress: "198.51.100.7", remotePort: 3333)))
+            NetworkFlow(
+                proto: .tcp, localAddress: "10.0.0.5", localPort: 40000, remoteAddress: "198.51.100.7", remotePort: 3333
+            )))
 }
 
 /// R1003 step 1: a private SSH key read by pid 42.
 func sshKeyOpen(_ container: ContainerRef?, time: UInt64) -> Event {
     Event(
-        time: time, node: "node-a", process: ProcessInfo(pid: 42, comm: "ssh", exe: "/usr/bin/ssh"), container: container,
+        time: time, node: "node-a", process: ProcessInfo(pid: 42, comm: "ssh", exe: "/usr/bin/ssh"),
+        container: container,
         payload: .open(FileOpen(path: "/root/.ssh/id_rsa", flags: 0, result: 3)))
 }
 
 /// R1003 step 2: pid 42 connects over TCP to `port`.
 func sshConnect(_ container: ContainerRef?, port: UInt16, time: UInt64) -> Event {
     Event(
-        time: time, node: "node-a", process: ProcessInfo(pid: 42, comm: "ssh", exe: "/usr/bin/ssh"), container: container,
+        time: time, node: "node-a", process: ProcessInfo(pid: 42, comm: "ssh", exe: "/usr/bin/ssh"),
+        container: container,
         payload: .connect(
-            NetworkFlow(proto: .tcp, localAddress: "10.0.0.5", localPort: 40001, remoteAddress: "203.0.113.9", remotePort: port)))
+            NetworkFlow(
+                proto: .tcp, localAddress: "10.0.0.5", localPort: 40001, remoteAddress: "203.0.113.9", remotePort: port)
+        ))
 }
 
 /// R1006: unshare from a container process.

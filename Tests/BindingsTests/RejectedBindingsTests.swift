@@ -67,7 +67,8 @@ import Testing
 
     @Test(arguments: cases) func rejected(_ expected: Case) throws {
         let file = fixtures + "/invalid/" + expected.file
-        let found = problems { () throws(BindingsError) in try BindingLoader.load(paths: [file], ruleSet: try! rules()) }
+        let found = problems { () throws(BindingsError) in try BindingLoader.load(paths: [file], ruleSet: try! rules())
+        }
         #expect(found.count == 1, "\(found)")
         let problem = try #require(found.first)
         #expect(problem.code == expected.code)
@@ -82,12 +83,15 @@ import Testing
 
     @Test func oneBadDocumentRejectsTheFileAndEveryErrorIsListed() throws {
         let file = fixtures + "/invalid/multi-document.yaml"
-        let found = problems { () throws(BindingsError) in try BindingLoader.load(paths: [file], ruleSet: try! rules()) }
+        let found = problems { () throws(BindingsError) in try BindingLoader.load(paths: [file], ruleSet: try! rules())
+        }
         #expect(found.map(\.location.document) == [2, 3])
         #expect(found.map(\.location.name) == ["second", "third"])
         #expect(found.map(\.code) == [.ruleReference, .badSeverity])
         #expect(found[0].location.path == "spec.rules[1]")
-        #expect(found[0].description.hasPrefix(file + ":15: document 2 (second): spec.rules[1]: a rule entry has exactly one"))
+        #expect(
+            found[0].description.hasPrefix(
+                file + ":15: document 2 (second): spec.rules[1]: a rule entry has exactly one"))
     }
 
     @Test func aDirectoryIsOneApply() throws {
