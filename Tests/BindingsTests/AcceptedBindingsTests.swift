@@ -1,5 +1,6 @@
 import Bindings
 import EventModel
+import Foundation
 import RuleEngine
 import Testing
 
@@ -172,5 +173,51 @@ import Testing
         #expect(validated[0].rules[0].ruleIDs == ["R0001"])
         #expect(validated[0].rules[2].ruleIDs == ["R0005"])
         #expect(validated[0].rules[3].ruleIDs.contains("R1000"))  // tagged exec; "whitelisted" matches nothing
+    }
+}
+
+@Suite struct TagParameterTests {
+    @Test func tagParametersGoToTheRulesThatDeclareThem() throws {
+        // network selects R1003, R1007 and R1018; only R1003 has allowedPorts.
+        let yaml = """
+            apiVersion: kubescape.io/v1
+            kind: RuntimeRuleAlertBinding
+            metadata: {name: network}
+            spec:
+              rules:
+                - ruleTags: [network]
+                  parameters: {allowedPorts: [22, 2222]}
+            """
+        let bindings = try BindingLoader.load(yaml: yaml, ruleSet: try rules())
+        #expect(bindings[0].rules[0].ruleIDs.contains("R1007"))
+        var bound = BoundEvaluator(ruleSet: try rules(), bindings: bindings)
+        let resolution = bound.resolution(namespace: "shop", podLabels: [:])
+        #expect(resolution.rules["R1003"]?.parameters == ["allowedPorts": ["22", "2222"]])
+        #expect(resolution.rules["R1007"]?.parameters == [:])
+        let web = pod("shop")
+        #expect(bound.evaluate(sshKeyOpen(web, time: 1_000_000_000)).isEmpty)
+        #expect(bound.evaluate(sshConnect(web, port: 2222, time: 1_500_000_000)).isEmpty)
+        #expect(ids(bound.evaluate(minerConnect(web))) == ["R1007"])
+    }
+
+    @Test func namespaceLabelChangesApplyAfterNamespaceLabelsChanged() throws {
+        let labels = LabelBox()
+        var bound = BoundEvaluator(
+            ruleSet: try rules(), bindings: try fixture("valid/namespace-selector.yaml"),
+            namespaceLabels: { _ in labels.value })
+        #expect(bound.evaluate(minerConnect(pod("web"))).isEmpty)
+        labels.value = ["team": "payments"]
+        bound.namespaceLabelsChanged()
+        #expect(ids(bound.evaluate(minerConnect(pod("web")))) == ["R1007"])
+    }
+}
+
+/// Namespace labels a test changes while an evaluator holds the provider.
+final class LabelBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var labels: [String: String] = [:]
+    var value: [String: String] {
+        get { lock.withLock { labels } }
+        set { lock.withLock { labels = newValue } }
     }
 }
