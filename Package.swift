@@ -80,6 +80,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         // Application profiles: learned per workload container, judged per event, kept in the store.
         .target(name: "Profiles", dependencies: ["Basics", "EventModel", "Store", .product(name: "Yams", package: "Yams")], swiftSettings: swiftSettings),
+        .target(name: "Bindings", dependencies: ["Basics", "EventModel", "RuleEngine", .product(name: "Yams", package: "Yams")], exclude: ["README.md"], swiftSettings: swiftSettings),
         // Elasticsearch/OpenSearch REST client over OutboundHTTP (bulk, search, PIT, scroll, templates).
         .target(
             name: "Elasticsearch",
@@ -143,6 +144,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Bindings", .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: swiftSettings),
 
@@ -156,7 +158,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport", "Profiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                "Store", "AlertSinks", "AuditPipeline", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
+                "Store", "AlertSinks", "Bindings", "AuditPipeline", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
 
@@ -175,6 +177,8 @@ let package = Package(
         .testTarget(name: "PatternMatchingTests", dependencies: ["PatternMatching"], swiftSettings: swiftSettings),
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ProfilesTests", dependencies: ["Profiles", "Store", "EventModel", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "BindingsTests", dependencies: ["Bindings", "RuleEngine", "EventModel"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        .testTarget(name: "AdminAppTests", dependencies: [], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel", "Store", "OutboundHTTP"],
