@@ -13,8 +13,15 @@ import TestSupport
         let sensor = try harness.sensor(replay: replay, repeatCount: 100)
         var collector = try harness.collector()
         for round in 1...2 {
-            // Let some batches land, then kill without warning and restart.
-            try await Task.sleep(for: .seconds(round == 1 ? 2 : 1))
+            // Let some batches land (waiting for the store to show them, not a fixed time: a collector that
+            // starts slowly on a busy machine would otherwise be killed before its first commit), then kill
+            // without warning and restart.
+            let before = try await harness.counters()["events_ingested"] ?? 0
+            let deadline = ContinuousClock.now + .seconds(60)
+            while (try await harness.counters()["events_ingested"] ?? 0) <= before, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await Task.sleep(for: .milliseconds(200))
             collector.signal(SIGKILL)
             await collector.waitForExit(timeout: .seconds(10))
             // The kill must land mid-run for the test to mean anything.
