@@ -130,7 +130,7 @@ let package = Package(
             name: "CollectorApp",
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "AlertSinks", "Store", "SensorApp",
-                "Telemetry", "Elasticsearch", "OutboundHTTP", "AuditPipeline",
+                "Telemetry", "Elasticsearch", "OutboundHTTP", "AuditPipeline", "Profiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

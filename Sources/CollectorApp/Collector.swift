@@ -7,6 +7,7 @@ import Foundation
 import Logging
 import Metrics
 import OutboundHTTP
+import Profiles
 import RuleEngine
 import SensorApp
 import ServiceLifecycle
@@ -46,8 +47,16 @@ public struct Collector: Sendable {
             services.append(OutboxDelivery(sink: sink, store: store, signal: signal, policy: policy, logger: logger))
         }
         services.append(OutboxMetricsService(store: store, sinks: sinks.map(\.0.name), logger: logger))
+        // Profiles are restored before events flow, so none falls back to learning after a restart.
+        let profiles = ProfileRegistry(configuration: configuration.profiles)
+        let restored = try await profiles.restore(from: store)
+        for problem in restored.skipped { logger.error("a stored profile cannot be read; it learns again", metadata: ["profile": "\(problem)"]) }
+        logger.info("profiles restored", metadata: ["containers": "\(restored.loaded)"])
+        // Before ingest in the list: graceful shutdown runs in reverse order, so the last save follows ingest's end.
+        services.append(ProfileStoreService(registry: profiles, store: store, interval: .seconds(5), logger: logger))
         let ingest = IngestService(
-            store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, logger: logger)
+            store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, profiles: profiles,
+            logger: logger)
         services.append(ingest)
         // After ingest in the list, so graceful shutdown (in reverse order) stops reading before ingest ends.
         if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }

@@ -2,6 +2,7 @@ import AlertSinks
 import Basics
 import EventModel
 import Foundation
+import Profiles
 import Yams
 
 /// Everything the collector can be told, from its YAML file (`--config`) and then from flags, which win.
@@ -272,6 +273,7 @@ extension CollectorConfiguration {
             root, path: "",
             allowed: [
                 "listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup",
+                "profiles",
             ])
         if let node = top["dedup"] {
             let dedup = try reader.mapping(node, path: "dedup", allowed: ["window", "key"])

@@ -3,6 +3,7 @@ import Basics
 import EventModel
 import Logging
 import Metrics
+import Profiles
 import RuleEngine
 import ServiceLifecycle
 import Store
@@ -35,12 +36,15 @@ public final class IngestService: Service, Sendable {
     private let logger: Logger
     private let metrics = IngestMetrics()
     private let initialCooldown: AlertCooldown
+    /// Application profiles: every container event is learned from or judged before the rules see it.
+    private let profiles: ProfileRegistry?
 
     /// - Parameter cooldownDefault: the collector-wide alert de-duplication; a rule's own `dedup:` wins.
     public init(
         store: Store, ruleSet: RuleSet, signal: OutboxSignal, queueCapacity: Int = 64,
-        cooldownDefault: AlertCooldown.Policy = .off, logger: Logger
+        cooldownDefault: AlertCooldown.Policy = .off, profiles: ProfileRegistry? = nil, logger: Logger
     ) {
+        self.profiles = profiles
         self.store = store
         self.ruleSet = ruleSet
         self.signal = signal
@@ -130,6 +134,7 @@ public final class IngestService: Service, Sendable {
         var staged = ledger
         var stagedCooldown = cooldown
         var ticked = false
+        var judged: [(containerID: String, verdict: ProfileVerdict)] = []
         for pending in group {
             guard let batch = pending.batch else {
                 ticked = true
@@ -142,7 +147,14 @@ public final class IngestService: Service, Sendable {
             accepted.append(pending)
             for event in batch.events {
                 kindCounts[IngestMetrics.Series(sensor: batch.sensorID, kind: event.kind), default: 0] += UInt64(event.count)
-                alerts += evaluator.evaluate(event)
+                if let profiles, let verdict = profiles.observe(event) {
+                    if verdict.isAnomalous, let container = event.container {
+                        judged.append((container.containerID, verdict))
+                    }
+                    alerts += evaluator.evaluate(event, profile: verdict.judgement)
+                } else {
+                    alerts += evaluator.evaluate(event)
+                }
             }
             eventCount += UInt64(batch.events.count)
         }
@@ -164,6 +176,7 @@ public final class IngestService: Service, Sendable {
             } catch {
                 metrics.storeFailures.increment()
                 logger.error("cannot commit batches to the store; sensors will retry", metadata: ["error": "\(error)"])
+                profiles?.unreport(judged)  // the resent events must alert again
                 for pending in group { pending.reply?.resume(returning: .failure(.storeFailed(error.message))) }
                 return
             }

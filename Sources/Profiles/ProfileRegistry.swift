@@ -301,6 +301,18 @@ public final class ProfileRegistry: Sendable {
         }
     }
 
+    /// Takes back the reports of `verdicts` (their unexpected behaviour counts as not yet reported for the
+    /// container), because the alerts they raised were not committed: when the sensor resends the batch, the
+    /// same events must alert again rather than be judged already reported.
+    public func unreport(_ verdicts: [(containerID: String, verdict: ProfileVerdict)]) {
+        state.withLock { state in
+            for (containerID, verdict) in verdicts where !verdict.unexpected.isEmpty {
+                guard let slot = state.slots[containerID] else { continue }
+                for item in verdict.unexpected { slot.reported.remove(item) }
+            }
+        }
+    }
+
     /// How many container profiles are held, by state.
     public func counts() -> [ProfileState: Int] {
         state.withLock { state in
@@ -339,5 +351,15 @@ enum EventItems {
         case .syscalls(let numbers):
             for number in numbers where !body(.syscall(number)) { return }
         }
+    }
+}
+
+extension ProfileVerdict {
+    /// The verdict as the rule engine's `profile.*` fields read it.
+    public var judgement: ProfileJudgement {
+        ProfileJudgement(
+            state: state.rawValue, workload: key?.workload.description ?? "",
+            unexpected: unexpected.map(\.summary),
+            allowCommands: key.map { key in unexpected.map { $0.allowCommand(for: key) } } ?? [])
     }
 }

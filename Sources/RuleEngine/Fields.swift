@@ -16,6 +16,8 @@ public enum FieldType: String, Sendable, Hashable {
 /// Values derived from one event the first time a rule asks for them, then reused by later rules.
 /// Lives on the evaluator's stack for the duration of one `evaluate` call.
 struct Scratch {
+    /// The event's application-profile judgement, when the caller has one (anomaly rules read it).
+    var profile: ProfileJudgement?
     var procName: String?
     var cmdline: String?
     var dnsName: String?
@@ -481,6 +483,22 @@ enum FieldRegistry {
     }
 
     static let table: [FieldSpec] = [
+        // Application profile (set by the collector for container events; docs/profiles.md)
+        string("profile.state", sensorKinds, "The workload container's profile state: `learning`, `partial`, `final`, `failed`; empty without a profile.") { _, s in
+            s.profile?.state ?? ""
+        },
+        bool("profile.unexpected", sensorKinds, "The event shows behaviour its final profile lacks, for the first time in this container.") { _, s in
+            !(s.profile?.unexpected.isEmpty ?? true)
+        },
+        string("profile.behaviour", sensorKinds, "The unexpected behaviour in words (`exec /bin/sh -c id`); several joined by `; `.") { _, s in
+            s.profile.map { $0.unexpected.joined(separator: "; ") } ?? ""
+        },
+        string("profile.workload", sensorKinds, "The profiled workload, `namespace/Kind/name`.") { _, s in
+            s.profile?.workload ?? ""
+        },
+        string("profile.allow", sensorKinds, "The `patrolctl profiles allow ...` command(s) that add the unexpected behaviour; several joined by `; `.") { _, s in
+            s.profile.map { $0.allowCommands.joined(separator: "; ") } ?? ""
+        },
         // Event
         string("evt.kind", allKinds, "The event kind (`exec`, `open`, ...).") { e, _ in e.pointee.kind.rawValue },
         int("evt.count", allKinds, "How many identical events the sensor folded into this one.") { e, _ in

@@ -38,13 +38,17 @@ public struct RuleEvaluator: Sendable {
     public var pendingSequences: Int { states.count }
 
     /// The alerts `event` raises. Only rules for the event's kind are visited.
-    public mutating func evaluate(_ event: Event) -> [Alert] {
-        withUnsafePointer(to: event) { evaluate(pointer: $0) }
+    ///
+    /// - Parameter profile: what the event's workload profile said about it, for the `profile.*` fields that
+    ///   anomaly rules test; without it those fields are empty and anomaly rules stay silent.
+    public mutating func evaluate(_ event: Event, profile: ProfileJudgement? = nil) -> [Alert] {
+        withUnsafePointer(to: event) { evaluate(pointer: $0, profile: profile) }
     }
 
-    private mutating func evaluate(pointer event: EventPointer) -> [Alert] {
+    private mutating func evaluate(pointer event: EventPointer, profile: ProfileJudgement?) -> [Alert] {
         let ordinal = kindOrdinal(event.pointee.kind)
         var scratch = Scratch()
+        scratch.profile = profile
         var alerts: [Alert] = []
         var rules = compiled.plain[ordinal]
         if let verb = compiled.verb, ordinal == kindOrdinal(.audit) {
