@@ -237,6 +237,9 @@ public struct CollectorConfiguration: Sendable, Equatable {
     /// `dedup`: the collector-wide alert cooldown, for rules without their own `dedup:`. Off by default.
     public var dedup = AlertCooldown.Policy.off
 
+    /// `profiles`: how application profiles learn (docs/profiles.md).
+    public var profiles = ProfileConfiguration()
+
     public struct Ingest: Sendable, Equatable {
         /// Batches larger than this are refused before decoding.
         public var maxMessageBytes = 16 * 1024 * 1024
@@ -280,6 +283,33 @@ extension CollectorConfiguration {
             let windowNode = try reader.required(dedup, "window", in: "dedup", at: node)
             config.dedup.windowNanoseconds = try reader.duration(windowNode, path: "dedup.window")
             if let n = dedup["key"] { config.dedup.key = try reader.strings(n, path: "dedup.key") }
+        }
+        if let node = top["profiles"] {
+            let profiles = try reader.mapping(
+                node, path: "profiles", allowed: ["learningPeriod", "namespaceLearningPeriods", "jitter", "compareExecArgs"])
+            if let n = profiles["learningPeriod"] {
+                config.profiles.learningPeriod = try reader.duration(n, path: "profiles.learningPeriod")
+            }
+            if let n = profiles["namespaceLearningPeriods"] {
+                guard case .mapping(let pairs) = n else {
+                    throw reader.fail(n, "profiles.namespaceLearningPeriods", "expected a mapping of namespace to duration")
+                }
+                for (key, value) in pairs {
+                    let namespace = try reader.string(key, path: "profiles.namespaceLearningPeriods")
+                    config.profiles.namespaceLearningPeriods[namespace] = try reader.duration(
+                        value, path: "profiles.namespaceLearningPeriods.\(namespace)")
+                }
+            }
+            if let n = profiles["jitter"] {
+                let text = try reader.string(n, path: "profiles.jitter")
+                guard let jitter = Double(text), (0...1).contains(jitter) else {
+                    throw reader.fail(n, "profiles.jitter", "expected a fraction from 0 to 1, found '\(text)'")
+                }
+                config.profiles.jitter = jitter
+            }
+            if let n = profiles["compareExecArgs"] {
+                config.profiles.compareExecArgs = try reader.bool(n, path: "profiles.compareExecArgs")
+            }
         }
         if let node = top["listen"] { config.listen = try reader.string(node, path: "listen") }
         if let node = top["store"] { config.storePath = try reader.string(node, path: "store") }

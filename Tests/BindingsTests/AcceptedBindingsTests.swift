@@ -172,7 +172,8 @@ import Testing
         let validated = try BindingLoader.load(yaml: text, file: "kubecop-example.yaml", ruleSet: withAnomaly)
         #expect(validated[0].rules[0].ruleIDs == ["R0001"])
         #expect(validated[0].rules[2].ruleIDs == ["R0005"])
-        #expect(validated[0].rules[3].ruleIDs.contains("R1000"))  // tagged exec; "whitelisted" matches nothing
+        #expect(validated[0].rules[3].ruleIDs.contains("R1000"))  // tagged exec
+        #expect(validated[0].rules[3].ruleIDs.contains("R0001"))  // tagged whitelisted (and exec)
     }
 }
 

@@ -29,7 +29,7 @@ import Testing
             reason: "no rule with id 'R1099' (did you mean"),
         Case(
             file: "unknown-tags.yaml", code: .unknownRule, path: "spec.rules[0].ruleTags",
-            reason: "no rule has any of the tags [cryptominer, whitelisted]"),
+            reason: "no rule has any of the tags [cryptominer, no-such-tag]"),
         Case(
             file: "unknown-parameter.yaml", code: .badParameter, path: "spec.rules[0].parameters.allowedPort",
             reason: "rule R1003 has no parameter 'allowedPort' (did you mean 'allowedPorts'?)"),

@@ -11,7 +11,7 @@ import Testing
         ruleSet = try RuleSet.load(files: ["rules/runtime-signatures.yaml", "rules/runtime-anomalies.yaml"])
     }
 
-    func judgement(_ state: String = "final", _ unexpected: [String] = [], allow: [String] = []) -> ProfileJudgement {
+    func judgement(_ state: String = "final", unexpected: [String] = [], allow: [String] = []) -> ProfileJudgement {
         ProfileJudgement(state: state, workload: "shop/Deployment/web", unexpected: unexpected, allowCommands: allow)
     }
 
@@ -54,8 +54,8 @@ import Testing
     func silentCases() {
         let event = execEvent("/bin/sh", argv: ["sh"])
         #expect(anomalyIDs(event, nil) == [])
-        #expect(anomalyIDs(event, judgement("learning", ["exec /bin/sh"])) == [])
-        #expect(anomalyIDs(event, judgement("failed", ["exec /bin/sh"])) == [])
-        #expect(anomalyIDs(event, judgement("final", [])) == [])
+        #expect(anomalyIDs(event, judgement("learning", unexpected: ["exec /bin/sh"])) == [])
+        #expect(anomalyIDs(event, judgement("failed", unexpected: ["exec /bin/sh"])) == [])
+        #expect(anomalyIDs(event, judgement("final")) == [])
     }
 }
