@@ -147,6 +147,15 @@ public struct DNSQuery: Sendable, Hashable, Codable {
     }
 }
 
+/// A DNS name lower-cased and without its trailing dot: `Example.COM.` and `example.com` are one name. Rules and
+/// profiles compare names in this form (KubeCop compared them as sent, so its domain rules never matched).
+public func normalisedDNSName(_ name: String) -> String {
+    var text = name
+    while text.utf8.last == UInt8(ascii: ".") { text.removeLast() }
+    if text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A || $0 >= 0x80 }) { text = text.lowercased() }
+    return text
+}
+
 /// The set of syscall numbers a container used in one window, from the in-kernel bitmap.
 public struct SyscallSet: Sendable, Hashable, Codable {
     public var syscalls: [UInt32]

@@ -127,10 +127,3 @@ public enum OpenMask {
     static func isSubset(_ event: UInt32, of allowed: UInt32) -> Bool { event & ~allowed == 0 }
 }
 
-/// Lower case, without the trailing dot of a fully qualified name: `Example.COM.` and `example.com` are one
-/// name. (KubeCop compared them as sent, so a profile learned from one never matched the other.)
-public func normalisedDNSName(_ name: String) -> String {
-    var text = name.lowercased()
-    while text.hasSuffix(".") { text.removeLast() }
-    return text
-}

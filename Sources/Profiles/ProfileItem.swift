@@ -10,11 +10,6 @@ public enum ProfileItem: Sendable, Hashable {
     case outgoing(Endpoint)
     case incoming(Endpoint)
 
-    /// Whether `behaviour` already holds the item. Exec arguments count only when `compareArgs` is set.
-    public func isAllowed(by behaviour: Behaviour, compareArgs: Bool) -> Bool {
-        behaviour.allows(self, compareArgs: compareArgs)
-    }
-
     /// Adds the item to `behaviour`.
     public func add(to behaviour: inout Behaviour) {
         switch self {

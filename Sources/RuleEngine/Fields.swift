@@ -198,14 +198,6 @@ func endpointText(_ address: String, _ port: UInt16) -> String {
     address.utf8.contains(UInt8(ascii: ":")) ? "[\(address)]:\(port)" : "\(address):\(port)"
 }
 
-/// Lowercased, without the trailing dot.
-func normaliseDNSName(_ name: String) -> String {
-    var text = name
-    while text.utf8.last == UInt8(ascii: ".") { text.removeLast() }
-    if text.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A || $0 >= 0x80 }) { text = text.lowercased() }
-    return text
-}
-
 // MARK: JSON helpers for audit fields
 
 /// The JSON value as a scalar string: strings as is, integral numbers without a fraction, bools as
@@ -417,16 +409,6 @@ func kubectlCommand(_ record: AuditRecord) -> String? {
     }
 }
 
-let capabilityNames: [String] = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
-    "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-]
-
 // MARK: The registry
 
 /// Every field conditions and output templates may use. Add a field by adding one row here.
@@ -517,7 +499,7 @@ enum FieldRegistry {
             case .accept(let flow): return endpointText(flow.localAddress, flow.localPort)
             case .dns(let query):
                 if let cached = s.dnsName { return cached }
-                let name = normaliseDNSName(query.name)
+                let name = normalisedDNSName(query.name)
                 s.dnsName = name
                 return name
             default: return nil
@@ -656,7 +638,7 @@ enum FieldRegistry {
         string("dns.name", [.dns], "Query name, lowercased, trailing dot removed.") { e, s in
             if let cached = s.dnsName { return cached }
             guard case .dns(let query) = e.pointee.payload else { return nil }
-            let name = normaliseDNSName(query.name)
+            let name = normalisedDNSName(query.name)
             s.dnsName = name
             return name
         },
@@ -680,10 +662,9 @@ enum FieldRegistry {
             if case .capability(let use) = e.pointee.payload { return Int64(use.capability) }
             return nil
         },
-        string("cap.name", [.capability], "Capability name, e.pointee.g. `CAP_SYS_ADMIN`.") { e, _ in
+        string("cap.name", [.capability], "Capability name, e.g. `CAP_SYS_ADMIN`.") { e, _ in
             guard case .capability(let use) = e.pointee.payload else { return nil }
-            let index = Int(use.capability)
-            return capabilityNames.indices.contains(index) ? capabilityNames[index] : "CAP_\(index)"
+            return LinuxNames.capability(use.capability)
         },
         int("cap.syscall", [.capability], "The syscall that asked for the capability.") { e, _ in
             if case .capability(let use) = e.pointee.payload { return Int64(use.syscall) }

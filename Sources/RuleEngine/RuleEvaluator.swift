@@ -224,7 +224,7 @@ public struct RuleEvaluator: Sendable {
         case .open(let open): return "open:" + open.path
         case .connect(let flow): return "connect:\(flow.remoteAddress):\(flow.remotePort)"
         case .accept(let flow): return "accept:\(flow.localAddress):\(flow.localPort)"
-        case .dns(let query): return "dns:" + normaliseDNSName(query.name)
+        case .dns(let query): return "dns:" + normalisedDNSName(query.name)
         case .syscalls(let set): return "syscalls:" + set.syscalls.map { String($0) }.joined(separator: ",")
         case .capability(let use): return "capability:\(use.capability):\(use.syscall)"
         case .moduleLoad(let load): return "module:" + load.name

@@ -21,7 +21,7 @@ import Testing
 /// audit rules → alerts in the store's outbox, as the collector daemon wires them.
 @Suite struct AuditSourcesFlowTests {
     /// Two labelled attacks from the shared k8s-audit dataset (events.ndjson lines 1 and 2, real events from
-    /// falcosecurity/falco's trace files), copied here because tests must not depend on ../shared.
+    /// falcosecurity/falco's trace files), copied here so the test needs nothing outside the repository.
     static let anonymousCreatesNamespace = #"""
         {"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"841d3e6d-90d2-43df-8da4-684738bee3d5","stage":"ResponseComplete","requestURI":"/api/v1/namespaces","verb":"create","user":{"username":"system:anonymous","groups":["system:masters","system:authenticated"]},"sourceIPs":["192.168.99.1"],"objectRef":{"resource":"namespaces","name":"foo","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":201},"requestObject":{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"foo","creationTimestamp":null},"spec":{},"status":{"phase":"Active"}},"requestReceivedTimestamp":"2018-10-25T13:58:49.730588Z","stageTimestamp":"2018-10-25T13:58:49.736141Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":""}}
         """#
