@@ -13,6 +13,8 @@
 #   make sensor-check fail when the embedded object differs from bpf/build/sensor.bpf.o
 #   make syscall-names        regenerate Sources/EventModel/SyscallNames.swift from asm/unistd_64.h
 #   make syscall-names-check  fail when the committed table differs from the header
+#   make clamav-db            regenerate rules/malware/patrol.{ndb,ldb} from rules/malware/signatures.yaml
+#   make clamav-db-check      fail when the committed databases differ from the source
 #
 # Layout of the generated C target (files are protoc-c output, byte for byte; only their place differs):
 #   Sources/CWireProto/patrol/v1/*.pb-c.c          compiled by SwiftPM
@@ -101,6 +103,19 @@ syscall-names-check:
 SWIFT ?= swift
 PATROL_STATE ?= .patrol
 
+.PHONY: clamav-db clamav-db-check
+CLAMAV_DB_DIR := rules/malware
+
+clamav-db:
+	scripts/gen-clamav-db $(CLAMAV_DB_DIR)/signatures.yaml $(CLAMAV_DB_DIR)
+
+clamav-db-check:
+	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	scripts/gen-clamav-db $(CLAMAV_DB_DIR)/signatures.yaml "$$out" >/dev/null; status=0; \
+	for f in patrol.ndb patrol.ldb; do cmp -s "$$out/$$f" $(CLAMAV_DB_DIR)/$$f || status=1; done; \
+	if [ $$status -eq 0 ]; then echo "clamav-db-check: $(CLAMAV_DB_DIR) databases match signatures.yaml"; \
+	else echo "clamav-db-check: $(CLAMAV_DB_DIR) databases are stale; run 'make clamav-db' and commit" >&2; exit 1; fi
+
 .PHONY: build release test run run-replay bench
 
 build:
@@ -112,7 +127,7 @@ release:
 	$(SWIFT) build -c release --product patrolctl
 
 # The end-to-end tests run the release executables (PATROL_BIN), as users do.
-test: proto-check bpf-check sensor-check syscall-names-check release build
+test: proto-check bpf-check sensor-check syscall-names-check clamav-db-check release build
 	# Serially: a 2-core CI machine gives the cooperative pool two threads, and CPU-heavy tests running in
 	# parallel would starve the servers other tests start. Run `swift test` yourself for a parallel run.
 	PATROL_BIN=$(CURDIR)/.build/release $(SWIFT) test --skip-build --no-parallel
