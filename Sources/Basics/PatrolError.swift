@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The shape every module's error type shares: a stable code, a message for people, and the cause.
 ///
 /// Each module declares exactly one conforming type (`WireFormatError`, `TransportError`, ...). The
@@ -23,6 +27,11 @@ public enum Cause: Sendable, CustomStringConvertible {
     case error(any Error & Sendable)
     /// A C return code, with the library's own text for it when available.
     case cCode(library: String, code: Int32, text: String?)
+
+    /// A failed libc call's errno, with strerror's text.
+    public static func errno(_ code: Int32) -> Cause {
+        .cCode(library: "libc", code: code, text: String(cString: strerror(code)))
+    }
 
     public var description: String {
         switch self {

@@ -14,6 +14,15 @@ public enum WallClock {
     }
 }
 
+/// Nanoseconds on CLOCK_MONOTONIC: for intervals and pacing, immune to wall-clock steps.
+public enum MonotonicClock {
+    public static func now() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+}
+
 extension EpochNanoseconds {
     /// RFC 3339 / ISO 8601 in UTC with microseconds, e.g. `2024-05-01T12:00:00.123456Z`.
     /// Written by hand because it runs per alert and Foundation's formatters are slow and not Sendable.
