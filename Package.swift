@@ -159,6 +159,7 @@ let package = Package(
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "TestSupport", "Profiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "Store", "AlertSinks", "Bindings", "AuditPipeline", "Elasticsearch", .product(name: "Logging", package: "swift-log"),
+                "MalwareScanning",
             ],
             swiftSettings: swiftSettings),
 

@@ -10,6 +10,6 @@ struct BenchCommand: AsyncParsableCommand {
         subcommands: [
             WireBench.self, TransportBench.self, RulesBench.self, ReplayFileBench.self, AuditBench.self, AuditValidate.self,
             OutboxBench.self, AuditESBench.self, AuditESServe.self,
-            ProfilesBench.self, BindingsBench.self,
+            ProfilesBench.self, BindingsBench.self, ScanBench.self,
         ])
 }
