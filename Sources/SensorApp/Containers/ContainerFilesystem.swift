@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// A volume mounted into a container: where it appears inside (`destination`) and where it comes from on the host.

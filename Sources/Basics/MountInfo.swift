@@ -1,4 +1,5 @@
-/// One line of `/proc/<pid>/mountinfo` (proc(5)), with octal escapes (`\040`) decoded.
+/// One line of `/proc/<pid>/mountinfo` (proc(5)), with octal escapes (`\040`) decoded. Shared by the sensor's
+/// container resolution (root overlays, volumes) and malware scanning (pseudo filesystems, layer attribution).
 public struct MountInfoEntry: Sendable, Hashable {
     public var mountID: Int
     public var parentID: Int
@@ -75,7 +76,7 @@ public enum MountInfoParser {
     }
 
     /// Splits `lowerdir=a:b:c`, honouring `\:` escapes.
-    static func splitLowerDirs(_ text: String) -> [String] {
+    public static func splitLowerDirs(_ text: String) -> [String] {
         split(text, on: ":")
     }
 
