@@ -165,11 +165,18 @@ public struct RuleEvaluator: Sendable {
         hash.combine(rule.id)
         combineWorkloadIdentity(event, into: &hash)
         combineEventKey(event, into: &hash)
-        return Alert(
+        var alert = Alert(
             id: hash.hex, ruleID: rule.id, ruleName: rule.name, severity: rule.severity, tags: rule.tags,
             message: message, fix: rule.fix, time: event.pointee.time, node: event.pointee.node,
             eventKind: event.pointee.kind, process: event.pointee.process, container: event.pointee.container,
             fields: fields, count: event.pointee.count)
+        // A scanner finding carries its file to every sink (PatrolMalwareDetected, the malware CSV).
+        if case .scanResult(let scan) = event.pointee.payload {
+            alert.malware = MalwareDetails(
+                signature: scan.signature, path: scan.path, sha256: scan.sha256, sizeBytes: scan.sizeBytes,
+                inImage: scan.partOfImage)
+        }
+        return alert
     }
 
     /// Hashes `workloadIdentity(event)` without building the string (same bytes, so the same alert ids).
