@@ -178,7 +178,7 @@ let package = Package(
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ProfilesTests", dependencies: ["Profiles", "Store", "EventModel", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BindingsTests", dependencies: ["Bindings", "RuleEngine", "EventModel"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
-        .testTarget(name: "AdminAppTests", dependencies: [], swiftSettings: swiftSettings),
+        .testTarget(name: "AdminAppTests", dependencies: ["TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel", "Store", "OutboundHTTP"],

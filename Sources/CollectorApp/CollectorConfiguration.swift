@@ -240,6 +240,25 @@ public struct CollectorConfiguration: Sendable, Equatable {
     /// `profiles`: how application profiles learn (docs/profiles.md).
     public var profiles = ProfileConfiguration()
 
+    /// `admin`: the admin service patrolctl talks to (docs/patrolctl.md#security).
+    public var admin = AdminSettings()
+
+    public struct AdminSettings: Sendable, Equatable {
+        public static let defaultListen = "ipc:///run/patrol/admin.sock"
+        /// `ipc:///path` (authorised by the peer's uid) or `tls+tcp://host:port` (by a verified client
+        /// certificate); empty: no admin service.
+        public var listen = defaultListen
+        /// Besides root and the collector's own user, these uids may use an ipc socket.
+        public var allowedUIDs: [UInt32] = []
+        /// The ipc socket file's mode.
+        public var socketMode = 0o600
+        /// Server certificate, key and the CA client certificates must chain to, for `tls+tcp://`.
+        public var tls: TLSFiles?
+        /// True when `listen` was set (file or flag): then a listen failure stops the start. The built-in default
+        /// is best effort, so a second collector on one machine (or a test) still runs without an admin service.
+        public var explicit = false
+    }
+
     public struct Ingest: Sendable, Equatable {
         /// Batches larger than this are refused before decoding.
         public var maxMessageBytes = 16 * 1024 * 1024
@@ -276,8 +295,43 @@ extension CollectorConfiguration {
             root, path: "",
             allowed: [
                 "listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup",
-                "profiles",
+                "profiles", "admin",
             ])
+        if let node = top["admin"] {
+            let admin = try reader.mapping(node, path: "admin", allowed: ["listen", "allowedUIDs", "socketMode", "tls"])
+            if let n = admin["listen"] {
+                config.admin.listen = try reader.string(n, path: "admin.listen")
+                config.admin.explicit = true
+            }
+            if let n = admin["allowedUIDs"] {
+                guard case .sequence(let items) = n else { throw reader.fail(n, "admin.allowedUIDs", "expected a list of uids") }
+                for item in items {
+                    let uid = try reader.int(item, path: "admin.allowedUIDs")
+                    guard uid <= Int(UInt32.max) else { throw reader.fail(item, "admin.allowedUIDs", "\(uid) is not a uid") }
+                    config.admin.allowedUIDs.append(UInt32(uid))
+                }
+            }
+            if let n = admin["socketMode"] {
+                let text = try reader.string(n, path: "admin.socketMode")
+                guard let mode = Int(text.hasPrefix("0o") ? String(text.dropFirst(2)) : text, radix: 8), (0...0o777).contains(mode)
+                else { throw reader.fail(n, "admin.socketMode", "expected an octal file mode such as 0600, found '\(text)'") }
+                config.admin.socketMode = mode
+            }
+            if let n = admin["tls"] {
+                let tls = try reader.mapping(n, path: "admin.tls", allowed: ["certificate", "key", "ca"])
+                config.admin.tls = TLSFiles(
+                    certificate: try reader.string(try reader.required(tls, "certificate", in: "admin.tls", at: n), path: "admin.tls.certificate"),
+                    key: try reader.string(try reader.required(tls, "key", in: "admin.tls", at: n), path: "admin.tls.key"),
+                    ca: try reader.string(try reader.required(tls, "ca", in: "admin.tls", at: n), path: "admin.tls.ca"))
+            }
+            let listen = config.admin.listen
+            if !listen.isEmpty, !listen.hasPrefix("ipc://"), !listen.hasPrefix("tls+tcp://"), !listen.hasPrefix("inproc://") {
+                throw reader.fail(node, "admin.listen", "'\(listen)' is neither ipc:// nor tls+tcp://; the admin service needs an authenticated transport")
+            }
+            if listen.hasPrefix("tls+tcp://"), config.admin.tls == nil {
+                throw reader.fail(node, "admin.tls", "tls+tcp:// needs admin.tls with certificate, key and ca")
+            }
+        }
         if let node = top["dedup"] {
             let dedup = try reader.mapping(node, path: "dedup", allowed: ["window", "key"])
             let windowNode = try reader.required(dedup, "window", in: "dedup", at: node)
