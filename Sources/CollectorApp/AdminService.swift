@@ -384,7 +384,7 @@ struct AdminRPCHandler: Sendable {
             position = last.position
             if let entry = page.first(where: { $0.alert.id == request.name }) {
                 let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 let json = String(decoding: try encoder.encode(entry.alert), as: UTF8.self)
                 if request.format == .json { return AdminDocument(name: request.name, format: .json, body: json) }
                 return AdminDocument(name: request.name, format: .yaml, body: try Self.yaml(fromJSON: json))
@@ -443,7 +443,7 @@ struct AdminRPCHandler: Sendable {
         var objects: [Any] = []
         for document in try Yams.load_all(yaml: yaml) { objects.append(document) }
         let value: Any = objects.count == 1 ? objects[0] : objects
-        let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
     }
 
