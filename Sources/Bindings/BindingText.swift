@@ -1,3 +1,4 @@
+import RuleEngine
 import Yams
 
 extension LabelSelector: CustomStringConvertible {
@@ -19,6 +20,15 @@ extension LabelSelector: CustomStringConvertible {
 }
 
 extension Binding {
+    /// A binding that selects every pod and binds every rule of `ruleSet`: how the collector evaluated before
+    /// bindings existed, and what it falls back to when no default binding is configured or found.
+    public static func everyRule(in ruleSet: RuleSet, name: String = "every-rule") -> Binding {
+        Binding(
+            name: name,
+            rules: ruleSet.rules.map { BindingRule(reference: .id($0.id), ruleIDs: [$0.id]) },
+            source: BindingLocation(file: "<every rule>", document: 1))
+    }
+
     /// True when `other` selects the same pods with the same rule entries: what was read differs at most in
     /// where it was read from (file, document, lines).
     public func hasSameEffect(as other: Binding) -> Bool {

@@ -1,5 +1,6 @@
 import Basics
 import Bindings
+import Foundation
 import Logging
 import Metrics
 import RuleEngine
@@ -298,14 +299,28 @@ public final class BindingsController: Sendable {
 extension BindingsController {
     /// Loads the stored bindings and the seed for a starting collector.
     ///
-    /// The seed (`bindings.files`) must be valid: an invalid seed stops the start-up, like an invalid rule file.
+    /// The seed is `seedPaths` (`bindings.files`; empty: no default bindings at all) or, when that is not
+    /// configured, `bindings/default.yaml` in each rule directory that has one (the shipped
+    /// `rules/bindings/default.yaml` next to the shipped rules); when there is none, every rule applies to every
+    /// pod while no binding is applied, as before bindings existed.
+    /// The seed must be valid: an invalid seed stops the start-up, like an invalid rule file.
     /// A stored binding that no longer validates (a rule it names was removed from the rule files) is logged and
     /// left out, but kept in the store, so it comes back once the rules do; applying a binding of the same name
     /// replaces it.
-    static func load(ruleSet: RuleSet, seedPaths: [String], store: Store, logger: Logger) async throws
-        -> BindingsController
+    static func load(ruleSet: RuleSet, seedPaths: [String]?, rulePaths: [String], store: Store, logger: Logger)
+        async throws -> BindingsController
     {
-        let defaults = try BindingLoader.load(paths: seedPaths, ruleSet: ruleSet)
+        let defaults: [Binding]
+        let paths = seedPaths ?? defaultSeedPaths(rulePaths: rulePaths)
+        if seedPaths == nil, paths.isEmpty {
+            logger.warning(
+                "no bindings/default.yaml next to the rules; every rule applies to every pod while no binding is applied",
+                metadata: ["rules": "\(rulePaths)"])
+            defaults = [Binding.everyRule(in: ruleSet)]
+        } else {
+            defaults = try BindingLoader.load(paths: paths, ruleSet: ruleSet)
+            logger.info("default bindings loaded", metadata: ["files": "\(paths)", "bindings": "\(defaults.count)"])
+        }
         var entries: [Entry] = []
         for record in try await store.bindings() {
             let key = key(name: record.name, namespace: record.namespace)
@@ -322,7 +337,14 @@ extension BindingsController {
                     metadata: ["binding": "\(key)", "problems": "\(error.problems.map(\.description))"])
             }
         }
+        logger.info("bindings restored", metadata: ["applied": "\(entries.count)"])
         return BindingsController(ruleSet: ruleSet, defaultBindings: defaults, entries: entries, store: store, logger: logger)
+    }
+
+    /// `bindings/default.yaml` in each rule path that is a directory and has one.
+    static func defaultSeedPaths(rulePaths: [String]) -> [String] {
+        rulePaths.map { path in (path.hasSuffix("/") ? String(path.dropLast()) : path) + "/bindings/default.yaml" }
+            .filter { FileManager.default.fileExists(atPath: $0) }
     }
 }
 

@@ -1,6 +1,7 @@
 import AlertSinks
 import AuditPipeline
 import Basics
+import Bindings
 import Elasticsearch
 import EventModel
 import Foundation
@@ -54,9 +55,13 @@ public struct Collector: Sendable {
         logger.info("profiles restored", metadata: ["containers": "\(restored.loaded)"])
         // Before ingest in the list: graceful shutdown runs in reverse order, so the last save follows ingest's end.
         services.append(ProfileStoreService(registry: profiles, store: store, interval: .seconds(5), logger: logger))
+        // Bindings are loaded before events flow, so applied bindings keep their effect across a restart.
+        let bindings = try await BindingsController.load(
+            ruleSet: ruleSet, seedPaths: configuration.bindingSeedPaths, rulePaths: configuration.rulePaths,
+            store: store, logger: logger)
         let ingest = IngestService(
             store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, profiles: profiles,
-            logger: logger)
+            bindings: bindings, logger: logger)
         services.append(ingest)
         // After ingest in the list, so graceful shutdown (in reverse order) stops reading before ingest ends.
         if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }

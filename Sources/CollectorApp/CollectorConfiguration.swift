@@ -240,6 +240,10 @@ public struct CollectorConfiguration: Sendable, Equatable {
     /// `profiles`: how application profiles learn (docs/profiles.md).
     public var profiles = ProfileConfiguration()
 
+    /// `bindings.files`: the default bindings, in force while no binding is applied (docs/bindings.md). nil:
+    /// `bindings/default.yaml` inside each rule directory that has one.
+    public var bindingSeedPaths: [String]?
+
     public struct Ingest: Sendable, Equatable {
         /// Batches larger than this are refused before decoding.
         public var maxMessageBytes = 16 * 1024 * 1024
@@ -276,8 +280,12 @@ extension CollectorConfiguration {
             root, path: "",
             allowed: [
                 "listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup",
-                "profiles",
+                "profiles", "bindings",
             ])
+        if let node = top["bindings"] {
+            let bindings = try reader.mapping(node, path: "bindings", allowed: ["files"])
+            if let n = bindings["files"] { config.bindingSeedPaths = try reader.strings(n, path: "bindings.files") }
+        }
         if let node = top["dedup"] {
             let dedup = try reader.mapping(node, path: "dedup", allowed: ["window", "key"])
             let windowNode = try reader.required(dedup, "window", in: "dedup", at: node)
