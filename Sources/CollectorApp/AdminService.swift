@@ -54,11 +54,16 @@ struct AdminRPCHandler: Sendable {
     let profiles: ProfileRegistry
     let store: Store
     let ruleSet: RuleSet
+    let bindings: BindingsController
     let authorizer: AdminAuthorizer
     let logger: Logger
     private let refusedLog = LogThrottle()
 
-    init(profiles: ProfileRegistry, store: Store, ruleSet: RuleSet, authorizer: AdminAuthorizer, logger: Logger) {
+    init(
+        profiles: ProfileRegistry, store: Store, ruleSet: RuleSet, bindings: BindingsController,
+        authorizer: AdminAuthorizer, logger: Logger
+    ) {
+        self.bindings = bindings
         self.profiles = profiles
         self.store = store
         self.ruleSet = ruleSet
@@ -113,6 +118,13 @@ struct AdminRPCHandler: Sendable {
 
     private func dispatch(method: String, payload: [UInt8]) async throws -> [UInt8] {
         switch method {
+        case RPCMethods.admin("ListBindings"): return WireCodec.encode(await listBindings(try WireCodec.decodeAdminListRequest(payload)))
+        case RPCMethods.admin("GetBinding"): return WireCodec.encodeGetReply(try await getBinding(try WireCodec.decodeAdminGetRequest(payload)))
+        case RPCMethods.admin("ApplyBindings"):
+            return WireCodec.encode(await applyBindings(try WireCodec.decodeAdminApplyRequest(payload)))
+        case RPCMethods.admin("DeleteBinding"):
+            let request = try WireCodec.decodeAdminDeleteRequest(payload)
+            return WireCodec.encodeDeleteReply(deleted: try await bindings.delete(name: request.name, namespace: request.namespace))
         case RPCMethods.admin("ListProfiles"): return WireCodec.encode(listProfiles(try WireCodec.decodeAdminListRequest(payload)))
         case RPCMethods.admin("GetProfile"): return WireCodec.encodeGetReply(try getProfile(try WireCodec.decodeAdminGetRequest(payload)))
         case RPCMethods.admin("ApplyProfiles"):
@@ -135,6 +147,46 @@ struct AdminRPCHandler: Sendable {
                 throw Failure(.unimplemented, "\(method) is not served by this collector")
             }
             throw Failure(.unimplemented, "unknown method '\(method)'")
+        }
+    }
+
+    // MARK: Bindings
+
+    private func listBindings(_ request: AdminListRequest) async -> AdminListReply {
+        var table = AdminTable(columns: ["NAME", "NAMESPACE", "RULES", "SELECTOR", "APPLIED"])
+        for binding in await bindings.list(namespace: request.namespace.isEmpty ? nil : request.namespace) {
+            table.rows.append([
+                binding.name, binding.namespace, binding.rules.joined(separator: ","), binding.selector,
+                Self.rfc3339(binding.appliedAt),
+            ])
+        }
+        return AdminListReply(table: table)
+    }
+
+    private func getBinding(_ request: AdminGetRequest) async throws -> AdminDocument {
+        guard let yaml = await bindings.get(name: request.name, namespace: request.namespace) else {
+            let key = request.namespace.isEmpty ? request.name : "\(request.namespace)/\(request.name)"
+            throw Failure(.notFound, "no binding '\(key)' is applied")
+        }
+        if request.format == .json {
+            return AdminDocument(name: request.name, namespace: request.namespace, format: .json, body: try Self.json(fromYAML: yaml))
+        }
+        return AdminDocument(name: request.name, namespace: request.namespace, format: .yaml, body: yaml)
+    }
+
+    private func applyBindings(_ request: AdminApplyRequest) async -> [AdminApplyResult] {
+        let documents = request.documents.enumerated().map { index, document in
+            (source: document.name.isEmpty ? "document \(index + 1)" : document.name, text: document.body)
+        }
+        return await bindings.apply(documents, dryRun: request.dryRun).map { result in
+            let action: AdminApplyAction
+            switch result.action {
+            case .created: action = .created
+            case .updated: action = .updated
+            case .unchanged: action = .unchanged
+            case .rejected: action = .rejected
+            }
+            return AdminApplyResult(name: result.name, namespace: result.namespace, action: action, message: result.message)
         }
     }
 

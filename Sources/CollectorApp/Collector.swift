@@ -1,6 +1,7 @@
 import AlertSinks
 import AuditPipeline
 import Basics
+import Bindings
 import Elasticsearch
 import EventModel
 import Foundation
@@ -54,9 +55,13 @@ public struct Collector: Sendable {
         logger.info("profiles restored", metadata: ["containers": "\(restored.loaded)"])
         // Before ingest in the list: graceful shutdown runs in reverse order, so the last save follows ingest's end.
         services.append(ProfileStoreService(registry: profiles, store: store, interval: .seconds(5), logger: logger))
+        // Bindings are loaded before events flow, so applied bindings keep their effect across a restart.
+        let bindings = try await BindingsController.load(
+            ruleSet: ruleSet, seedPaths: configuration.bindingSeedPaths, rulePaths: configuration.rulePaths,
+            store: store, logger: logger)
         let ingest = IngestService(
             store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, profiles: profiles,
-            logger: logger)
+            bindings: bindings, logger: logger)
         services.append(ingest)
         // After ingest in the list, so graceful shutdown (in reverse order) stops reading before ingest ends.
         if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }
@@ -78,7 +83,7 @@ public struct Collector: Sendable {
         let serving = ReadyFlag()
         services.append(RPCServerService(server: server, serving: serving))
         logger.info("collector listening", metadata: ["address": "\(server.boundAddress)"])
-        let admin = try adminServer(profiles: profiles, store: store, ruleSet: ruleSet)
+        let admin = try adminServer(profiles: profiles, store: store, ruleSet: ruleSet, bindings: bindings)
         if let admin { services.append(AdminService(server: admin)) }
         if let address = configuration.metricsListen {
             Self.exportServerStats(server, into: telemetry)
@@ -113,11 +118,13 @@ public struct Collector: Sendable {
     /// The admin service's server (docs/patrolctl.md#security), or nil when `admin.listen` is empty. The built-in
     /// default address is best effort: when it cannot be used (another collector holds it, /run is not writable)
     /// the collector runs without an admin service and says so; an address that was configured must work.
-    func adminServer(profiles: ProfileRegistry, store: Store, ruleSet: RuleSet) throws -> RPCServer? {
+    func adminServer(profiles: ProfileRegistry, store: Store, ruleSet: RuleSet, bindings: BindingsController) throws
+        -> RPCServer?
+    {
         let settings = configuration.admin
         guard !settings.listen.isEmpty else { return nil }
         let handler = AdminRPCHandler(
-            profiles: profiles, store: store, ruleSet: ruleSet,
+            profiles: profiles, store: store, ruleSet: ruleSet, bindings: bindings,
             authorizer: AdminAuthorizer(address: settings.listen, allowedUIDs: settings.allowedUIDs), logger: logger)
         do {
             let server = try AdminService.listen(settings, handler: handler, logger: logger)

@@ -258,6 +258,9 @@ public struct CollectorConfiguration: Sendable, Equatable {
         /// is best effort, so a second collector on one machine (or a test) still runs without an admin service.
         public var explicit = false
     }
+    /// `bindings.files`: the default bindings, in force while no binding is applied (docs/bindings.md). nil:
+    /// `bindings/default.yaml` inside each rule directory that has one.
+    public var bindingSeedPaths: [String]?
 
     public struct Ingest: Sendable, Equatable {
         /// Batches larger than this are refused before decoding.
@@ -295,7 +298,7 @@ extension CollectorConfiguration {
             root, path: "",
             allowed: [
                 "listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup",
-                "profiles", "admin",
+                "profiles", "admin", "bindings",
             ])
         if let node = top["admin"] {
             let admin = try reader.mapping(node, path: "admin", allowed: ["listen", "allowedUIDs", "socketMode", "tls"])
@@ -331,6 +334,10 @@ extension CollectorConfiguration {
             if listen.hasPrefix("tls+tcp://"), config.admin.tls == nil {
                 throw reader.fail(node, "admin.tls", "tls+tcp:// needs admin.tls with certificate, key and ca")
             }
+        }
+        if let node = top["bindings"] {
+            let bindings = try reader.mapping(node, path: "bindings", allowed: ["files"])
+            if let n = bindings["files"] { config.bindingSeedPaths = try reader.strings(n, path: "bindings.files") }
         }
         if let node = top["dedup"] {
             let dedup = try reader.mapping(node, path: "dedup", allowed: ["window", "key"])

@@ -307,6 +307,73 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         await rig.stop()
     }
 
+    /// bindings apply|list|get|delete against a live collector, with the effect checked by events: while a binding
+    /// that lists only R0002 is applied, an unexpected exec (R0001) does not alert and an unexpected open does.
+    @Test func bindingsApplyListGetDeleteTakeEffect() async throws {
+        let rig = try AdminRig("bindings")
+        defer { rig.directory.remove() }
+        try await rig.start()
+        let binding = rig.directory.file("only-opens.yaml")
+        try """
+            apiVersion: kubescape.io/v1
+            kind: RuntimeRuleAlertBinding
+            metadata:
+              name: only-opens
+            spec:
+              rules:
+                - ruleID: R0002
+            """.write(toFile: binding, atomically: true, encoding: .utf8)
+
+        let dryRun = try rig.patrolctl(["bindings", "apply", "-f", binding, "--dry-run"])
+        #expect(dryRun.status == 0 && dryRun.stdout.contains("created (dry run)"), "\(dryRun.stdout)\(dryRun.stderr)")
+        #expect(try rig.patrolctl(["bindings", "list", "-o", "json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+        let applied = try rig.patrolctl(["bindings", "apply", "-f", binding])
+        #expect(applied.status == 0 && applied.stdout.contains("only-opens") && applied.stdout.contains("created"), "\(applied.stdout)\(applied.stderr)")
+        #expect(try rig.patrolctl(["bindings", "apply", "-f", binding]).stdout.contains("unchanged"))
+        let list = try rig.patrolctl(["bindings", "list"])
+        #expect(list.status == 0 && list.stdout.contains("only-opens") && list.stdout.contains("R0002"), "\(list.stdout)")
+        let get = try rig.patrolctl(["bindings", "get", "only-opens"])
+        #expect(get.status == 0 && get.stdout.contains("ruleID: R0002"), "\(get.stdout)\(get.stderr)")
+        #expect(try rig.patrolctl(["bindings", "get", "only-opens", "-o", "json"]).stdout.contains("\"ruleID\" : \"R0002\""))
+        #expect(try rig.patrolctl(["bindings", "get", "nope"]).status == 1)
+
+        // An invalid document is rejected with its reason, and nothing changes.
+        let invalid = try rig.patrolctl(["bindings", "apply", "-f", repositoryRoot + "/Tests/BindingsTests/Fixtures/invalid/two-references.yaml"])
+        #expect(invalid.status == 1, "\(invalid.stdout)\(invalid.stderr)")
+        #expect(invalid.stderr.contains("exactly one of ruleName, ruleID or ruleTags"), "\(invalid.stderr)")
+        #expect(!(try rig.patrolctl(["bindings", "list"]).stdout.contains("bad")))
+
+        let t0 = now()
+        let later = t0 + 10_000_000_000
+        try await rig.replay([
+            exec(t0, container: "e1eeeeeeeeee", ["/bin/ls"]), open(t0 + 1000, container: "e1eeeeeeeeee", "/etc/hosts"),
+        ])
+        try await rig.replay([
+            exec(later, container: "e1eeeeeeeeee", ["/bin/sh", "-c", "id"]),
+            open(later + 1000, container: "e1eeeeeeeeee", "/etc/passwd"),
+        ])
+        var opens: [[String: String]] = []
+        _ = await PatrolProcess.eventually(timeout: .seconds(20)) {
+            opens = (try? alertRows(try rig.patrolctl(["alerts", "list", "--rule", "R0002", "-o", "json"]))) ?? []
+            return !opens.isEmpty
+        }
+        #expect(opens.count == 1)
+        #expect(try alertRows(try rig.patrolctl(["alerts", "list", "--rule", "R0001", "-o", "json"])).isEmpty)
+
+        // Deleted: the default binding applies again, so a new pod's unexpected exec alerts.
+        let deleted = try rig.patrolctl(["bindings", "delete", "only-opens"])
+        #expect(deleted.status == 0 && deleted.stdout.contains("deleted"), "\(deleted.stderr)")
+        #expect(try rig.patrolctl(["bindings", "delete", "only-opens"]).status == 1)
+        try await rig.replay([exec(later + 2000, container: "e2eeeeeeeeee", ["/bin/sh", "-c", "id"])])
+        var execs: [[String: String]] = []
+        _ = await PatrolProcess.eventually(timeout: .seconds(20)) {
+            execs = (try? alertRows(try rig.patrolctl(["alerts", "list", "--rule", "R0001", "-o", "json"]))) ?? []
+            return !execs.isEmpty
+        }
+        #expect(execs.count == 1)
+        await rig.stop()
+    }
+
     /// Acceptance 5: no collector, or an address nothing listens on → one clear line naming the address, exit 3,
     /// within the connect timeout.
     @Test func unreachableCollectorExitsThree() async throws {
