@@ -18,7 +18,11 @@ private let repositoryRoot: String = {
 private final class AdminRig: @unchecked Sendable {
     let directory: TemporaryDirectory
     let ingestAddress: String
-    let adminAddress: String
+    var adminAddress: String
+    /// Extra patrolctl options for every call (the TLS client files).
+    var clientArguments: [String] = []
+    /// The `admin.tls` lines of the configuration, for a tls+tcp:// admin address.
+    var adminTLS = ""
     let storePath: String
     let metricsAddress: String
     var collector: PatrolProcess?
@@ -44,7 +48,7 @@ private final class AdminRig: @unchecked Sendable {
             rules: [\(repositoryRoot)/rules]
             metrics: {listen: "\(metricsAddress)"}
             profiles: {learningPeriod: 1s, jitter: "0"}
-            admin: {listen: "\(adminAddress)", socketMode: "\(socketMode)"}
+            admin: {listen: "\(adminAddress)", socketMode: "\(socketMode)"\(adminTLS)}
             sinks: {stdout: false}
             """.write(toFile: config, atomically: true, encoding: .utf8)
         collector = try PatrolProcess("patrol-collector", ["--config", config], logDirectory: directory.path)
@@ -78,7 +82,7 @@ private final class AdminRig: @unchecked Sendable {
 
     /// Runs the built `patrolctl` against this collector (`--collector` unless `address` says otherwise).
     func patrolctl(_ arguments: [String], address: String? = nil, launcher: [String] = []) throws -> Run {
-        try runPatrolctl(arguments + ["--collector", address ?? adminAddress], launcher: launcher)
+        try runPatrolctl(arguments + ["--collector", address ?? adminAddress] + clientArguments, launcher: launcher)
     }
 
     /// The collector's /metrics text.
@@ -371,6 +375,42 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
             return !execs.isEmpty
         }
         #expect(execs.count == 1)
+        await rig.stop()
+    }
+
+    /// Admin over tls+tcp://: a client certificate from the right CA works; one from another CA, or none, is
+    /// refused in the handshake (exit 3 naming the TLS failure) and counted.
+    @Test func tlsNeedsAVerifiedClientCertificate() async throws {
+        let rig = try AdminRig("tls")
+        defer { rig.directory.remove() }
+        try FileManager.default.createDirectory(atPath: rig.directory.file("certs"), withIntermediateDirectories: true)
+        let certificates = try TestCertificates(in: rig.directory.file("certs"))
+        rig.adminAddress = "tls+tcp://127.0.0.1:\(Ports.freeTCPPort())"
+        rig.adminTLS = ", tls: {certificate: \"\(certificates.serverCertificate)\", key: \"\(certificates.serverKey)\", ca: \"\(certificates.caCertificate)\"}"
+        rig.clientArguments = [
+            "--cert", certificates.clientCertificate, "--key", certificates.clientKey, "--ca", certificates.caCertificate,
+        ]
+        try await rig.start()
+        let good = try rig.patrolctl(["profiles", "list"])
+        #expect(good.status == 0, "\(good.stderr)")
+
+        rig.clientArguments = [
+            "--cert", certificates.rogueClientCertificate, "--key", certificates.rogueClientKey, "--ca",
+            certificates.caCertificate, "--timeout", "2",
+        ]
+        let rogue = try rig.patrolctl(["profiles", "list"])
+        #expect(rogue.status == 3, "\(rogue.stderr)")
+        #expect(rogue.stderr.contains("cannot reach the collector at \(rig.adminAddress): the TLS handshake failed"), "\(rogue.stderr)")
+        // Without client files patrolctl refuses to try: a usage error.
+        rig.clientArguments = []
+        #expect(try rig.patrolctl(["profiles", "list"]).status == 2)
+        let refusedCounted = await PatrolProcess.eventually(timeout: .seconds(10)) {
+            let metrics = (try? rig.metrics()) ?? ""
+            return metrics.split(separator: "\n").contains {
+                $0.hasPrefix("patrol_admin_tls_handshakes_refused_total ") && !$0.hasSuffix(" 0")
+            }
+        }
+        #expect(refusedCounted, "\((try? rig.metrics()) ?? "")")
         await rig.stop()
     }
 
