@@ -203,7 +203,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "CollectorAppTests",
-            dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel", "OutboundHTTP"], swiftSettings: swiftSettings),
+            dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel", "OutboundHTTP", "Transport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests", dependencies: [
                 "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP",

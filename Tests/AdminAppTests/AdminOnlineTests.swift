@@ -414,6 +414,21 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         await rig.stop()
     }
 
+    /// `--help` at every level of the online commands, without a collector.
+    @Test func helpForOnlineCommands() throws {
+        for command in [
+            ["profiles"], ["profiles", "allow"], ["profiles", "export"], ["profiles", "import"], ["sensors", "list"],
+            ["alerts"], ["alerts", "list"], ["bindings", "apply"], ["bindings", "delete"],
+        ] {
+            let run = try runPatrolctl(command + ["--help"])
+            #expect(run.status == 0, "\(command)")
+            #expect(run.stdout.contains("USAGE: patrolctl \(command.joined(separator: " "))"), "\(command): \(run.stdout)")
+        }
+        #expect(try runPatrolctl(["--help"]).stdout.contains("3 collector unreachable or request refused"))
+        #expect(try runPatrolctl(["profiles", "allow", "a/B/c", "--container", "x", "--dns", "a", "--syscall", "b"]).status == 2)
+        #expect(try runPatrolctl(["alerts", "list", "--since", "yesterday"]).status == 2)
+    }
+
     /// Acceptance 5: no collector, or an address nothing listens on → one clear line naming the address, exit 3,
     /// within the connect timeout.
     @Test func unreachableCollectorExitsThree() async throws {
