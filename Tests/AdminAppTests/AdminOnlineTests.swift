@@ -256,6 +256,77 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         await fresh.stop()
     }
 
+    /// Every anomaly kind (R0001-R0005, R0008, R0009): each alert's own allow command, pasted into a shell, adds
+    /// that behaviour, so a new pod of the workload doing all of it again raises no anomaly at all.
+    @Test func everyAnomalyKindIsStoppedByItsOwnAllowCommand() async throws {
+        let rig = try AdminRig("kinds")
+        defer { rig.directory.remove() }
+        try await rig.start()
+        let t0 = now()
+        let learned = "f1ffffffffff"
+        func connect(_ time: UInt64, _ container: String, to address: String, port: Int) -> String {
+            event(time, container: container, ["connect": [
+                "family": "inet", "proto": "tcp", "localAddress": "10.0.0.2", "localPort": 40000,
+                "remoteAddress": address, "remotePort": port, "result": 0,
+            ]])
+        }
+        func accept(_ time: UInt64, _ container: String, port: Int) -> String {
+            event(time, container: container, ["accept": [
+                "family": "inet", "proto": "tcp", "localAddress": "10.0.0.2", "localPort": port,
+                "remoteAddress": "10.0.0.7", "remotePort": 50000, "result": 0,
+            ]])
+        }
+        try await rig.replay([
+            exec(t0, container: learned, ["/bin/ls"]), open(t0 + 1, container: learned, "/etc/hosts"),
+            event(t0 + 2, container: learned, ["syscalls": ["syscalls": [0, 1]]]),
+            event(t0 + 3, container: learned, ["capability": ["capability": 12, "syscall": 54, "granted": true]]),
+            event(t0 + 4, container: learned, ["dns": ["name": "ok.example.", "queryType": 1, "answers": ["10.0.0.5"]]]),
+            connect(t0 + 5, learned, to: "10.0.0.5", port: 80), accept(t0 + 6, learned, port: 8080),
+        ])
+        // The same new behaviour of every kind, from a given container, after learning.
+        func novel(_ time: UInt64, _ container: String) -> [String] {
+            [
+                exec(time, container: container, ["/bin/sh", "-c", "id"]), open(time + 1, container: container, "/etc/shadow"),
+                event(time + 2, container: container, ["syscalls": ["syscalls": [0, 1, 272]]]),
+                event(time + 3, container: container, ["capability": ["capability": 21, "syscall": 165, "granted": true]]),
+                event(time + 4, container: container, ["dns": ["name": "Evil.Example.", "queryType": 1, "answers": []]]),
+                connect(time + 5, container, to: "10.0.0.9", port: 443), accept(time + 6, container, port: 2222),
+            ]
+        }
+        let later = t0 + 10_000_000_000
+        try await rig.replay(novel(later, learned))
+        let expected: Set<String> = ["R0001", "R0002", "R0003", "R0004", "R0005", "R0008", "R0009"]
+        var anomalies: [[String: String]] = []
+        _ = await PatrolProcess.eventually(timeout: .seconds(20)) {
+            let all = (try? alertRows(try rig.patrolctl(["alerts", "list", "-o", "json"]))) ?? []
+            anomalies = all.filter { $0["rule"]?.hasPrefix("R000") == true }
+            return Set(anomalies.compactMap { $0["rule"] }).isSuperset(of: expected)
+        }
+        #expect(Set(anomalies.compactMap { $0["rule"] }) == expected, "\(anomalies)")
+        let environment = [
+            "PATH": PatrolProcess.binaryDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+            "PATROL_ADMIN": rig.adminAddress,
+        ]
+        for alert in anomalies {
+            let message = alert["message"] ?? ""
+            let command = try #require(message.range(of: "allow with: ").map { String(message[$0.upperBound...]) })
+            let run = try runProcess("/bin/sh", ["-c", command], environment: environment)
+            #expect(run.status == 0 && run.stdout.contains("allowed in shop/Deployment/web"), "\(command): \(run.stderr)")
+        }
+
+        // A new pod repeats everything, plus one exec nothing allowed: only that exec alerts.
+        let fresh = "f2ffffffffff"
+        try await rig.replay(novel(later + 100, fresh) + [exec(later + 200, container: fresh, ["/usr/bin/wget", "x"])])
+        var afterAllow: [[String: String]] = []
+        _ = await PatrolProcess.eventually(timeout: .seconds(20)) {
+            let all = (try? alertRows(try rig.patrolctl(["alerts", "list", "-o", "json"]))) ?? []
+            afterAllow = all.filter { $0["rule"]?.hasPrefix("R000") == true && $0["pod"] == "web-f2fff" }
+            return !afterAllow.isEmpty
+        }
+        #expect(afterAllow.count == 1 && afterAllow.first?["message"]?.contains("/usr/bin/wget") == true, "\(afterAllow)")
+        await rig.stop()
+    }
+
     /// profiles finalize, reset, allow errors; sensors list/get; a bad profile document is rejected with its reason.
     @Test func profileLifecycleSensorsAndRejections() async throws {
         let rig = try AdminRig("lifecycle")
