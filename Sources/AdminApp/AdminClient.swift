@@ -12,7 +12,8 @@ struct CollectorOptions: ParsableArguments {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "The collector's admin service: ipc:///path or tls+tcp://host:port. Default $PATROL_ADMIN, else \(defaultAddress).",
+            "The collector's admin service: ipc:///path or tls+tcp://host:port. "
+                + "Default $PATROL_ADMIN, else \(defaultAddress).",
             valueName: "address"))
     var collector: String?
 
@@ -22,10 +23,14 @@ struct CollectorOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Client private key (PEM) for tls+tcp://.", valueName: "file"))
     var key: String?
 
-    @Option(name: .long, help: ArgumentHelp("CA (PEM) that signs the collector's certificate, for tls+tcp://.", valueName: "file"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("CA (PEM) that signs the collector's certificate, for tls+tcp://.", valueName: "file"))
     var ca: String?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds to wait for the connection and for each reply. Default 5.", valueName: "seconds"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Seconds to wait for the connection and for each reply. Default 5.", valueName: "seconds"))
     var timeout: Double = 5
 
     var address: String {
@@ -49,7 +54,8 @@ struct CollectorOptions: ParsableArguments {
     }
 
     func client() throws -> AdminClient {
-        let tls = address.hasPrefix("tls+tcp://")
+        let tls =
+            address.hasPrefix("tls+tcp://")
             ? TLSConfiguration(certificateFile: cert, privateKeyFile: key, caFile: ca) : nil
         return try AdminClient(address: address, tls: tls, timeout: .milliseconds(Int64(timeout * 1000)))
     }
@@ -91,9 +97,12 @@ struct AdminClient {
                 let stats = client.stats
                 var reason = "no connection within \(Self.seconds(timeout))"
                 if stats.tlsFailures + stats.dialsDisconnected > 0 {
-                    reason = "the TLS handshake failed (certificate refused by the collector, or its certificate not trusted)"
+                    reason =
+                        "the TLS handshake failed "
+                        + "(certificate refused by the collector, or its certificate not trusted)"
                 } else if stats.dialsRefused > 0 || address.hasPrefix("ipc://") {
-                    reason = "nothing is listening there (is patrol-collector running, and may this user open the socket?)"
+                    reason =
+                        "nothing is listening there (is patrol-collector running, and may this user open the socket?)"
                 }
                 Console.error("patrolctl: cannot reach the collector at \(address): \(reason)")
                 throw CollectorFailure()
@@ -108,7 +117,8 @@ struct AdminClient {
         try await connect()
         let reply: RPCReply
         do {
-            reply = try await client.call(RPCRequest(method: RPCMethods.admin(name), payload: payload), timeout: timeout)
+            reply = try await client.call(
+                RPCRequest(method: RPCMethods.admin(name), payload: payload), timeout: timeout)
         } catch {
             Console.error("patrolctl: the collector at \(address) did not answer: \(error.message)")
             throw CollectorFailure()
@@ -208,7 +218,8 @@ func report(_ results: [AdminApplyResult], dryRun: Bool, _ format: OutputFormat)
         .list(
             results.map {
                 .object([
-                    ("name", .string($0.name)), ("namespace", .string($0.namespace)), ("result", .string($0.action.word)),
+                    ("name", .string($0.name)), ("namespace", .string($0.namespace)),
+                    ("result", .string($0.action.word)),
                     ("message", .string($0.message)), ("dryRun", .bool(dryRun)),
                 ])
             })

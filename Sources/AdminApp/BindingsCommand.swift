@@ -59,12 +59,16 @@ struct BindingsCommand: AsyncParsableCommand {
         @OptionGroup var connection: CollectorOptions
         @Argument(help: "The binding's name.") var name: String
         @Option(name: .shortAndLong, help: "Its namespace; none for a cluster-scoped binding.") var namespace: String?
-        @Option(name: .shortAndLong, help: "Output format: yaml (also for table) or json.") var output: OutputFormat = .yaml
+        @Option(name: .shortAndLong, help: "Output format: yaml (also for table) or json.")
+        var output: OutputFormat = .yaml
 
         func run() async throws {
             let client = try connection.client()
-            let request = AdminGetRequest(name: name, namespace: namespace ?? "", format: output == .json ? .json : .yaml)
-            printDocument(try client.decode(try await client.call("GetBinding", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
+            let request = AdminGetRequest(
+                name: name, namespace: namespace ?? "", format: output == .json ? .json : .yaml)
+            printDocument(
+                try client.decode(
+                    try await client.call("GetBinding", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
         }
     }
 
@@ -78,7 +82,8 @@ struct BindingsCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try connection.client()
             let deleted = try client.decode(
-                try await client.call("DeleteBinding", WireCodec.encode(AdminDeleteRequest(name: name, namespace: namespace ?? ""))),
+                try await client.call(
+                    "DeleteBinding", WireCodec.encode(AdminDeleteRequest(name: name, namespace: namespace ?? ""))),
                 WireCodec.decodeAdminDeleteReply)
             let key = namespace.map { "\($0)/\(name)" } ?? name
             guard deleted else {

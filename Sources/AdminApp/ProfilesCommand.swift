@@ -15,7 +15,8 @@ struct ProfilesCommand: AsyncParsableCommand {
         subcommands: [List.self, Get.self, Export.self, Import.self, Finalize.self, Reset.self, Allow.self])
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Every workload container's profile: state and sizes.")
+        static let configuration = CommandConfiguration(
+            abstract: "Every workload container's profile: state and sizes.")
         @OptionGroup var connection: CollectorOptions
         @Option(name: .shortAndLong, help: "Only this namespace.") var namespace: String?
         @Option(name: .shortAndLong, help: "Output format: table, json or yaml.") var output: OutputFormat = .table
@@ -33,19 +34,23 @@ struct ProfilesCommand: AsyncParsableCommand {
             abstract: "One workload's profile as an ApplicationProfile document (YAML, or JSON with -o json).")
         @OptionGroup var connection: CollectorOptions
         @Argument(help: "The workload: namespace/Kind/name.") var workload: String
-        @Option(name: .shortAndLong, help: "Output format: yaml (also for table) or json.") var output: OutputFormat = .yaml
+        @Option(name: .shortAndLong, help: "Output format: yaml (also for table) or json.")
+        var output: OutputFormat = .yaml
 
         func run() async throws {
             let client = try connection.client()
             let request = AdminGetRequest(name: workload, format: output == .json ? .json : .yaml)
-            printDocument(try client.decode(try await client.call("GetProfile", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
+            printDocument(
+                try client.decode(
+                    try await client.call("GetProfile", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
         }
     }
 
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Every profile (or one namespace's) as a YAML stream of ApplicationProfile documents.",
-            discussion: "Example: patrolctl profiles export -f profiles.yaml; later patrolctl profiles import -f profiles.yaml")
+            discussion:
+                "Example: patrolctl profiles export -f profiles.yaml; later patrolctl profiles import -f profiles.yaml")
         @OptionGroup var connection: CollectorOptions
         @Option(name: .shortAndLong, help: "Only this namespace.") var namespace: String?
         @Option(name: [.customShort("f"), .long], help: "Write to this file instead of stdout.") var file: String?
@@ -71,7 +76,8 @@ struct ProfilesCommand: AsyncParsableCommand {
     struct Import: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Install ApplicationProfile documents (YAML or JSON); a profile replaces the workload's own.",
-            discussion: "All documents are read first: if any is invalid, nothing is installed and the exit status is 1.")
+            discussion:
+                "All documents are read first: if any is invalid, nothing is installed and the exit status is 1.")
         @OptionGroup var connection: CollectorOptions
         @Option(name: [.customShort("f"), .long], parsing: .singleValue, help: "A file or directory; repeatable.")
         var file: [String]
@@ -105,7 +111,8 @@ struct ProfilesCommand: AsyncParsableCommand {
             let request = AdminProfileAllowRequest(
                 name: workload, namespace: "", container: container ?? "", kind: nil, finalize: true)
             let changed = try client.decode(
-                try await client.call("AllowInProfile", WireCodec.encode(request)), WireCodec.decodeAdminProfileAllowReply)
+                try await client.call("AllowInProfile", WireCodec.encode(request)),
+                WireCodec.decodeAdminProfileAllowReply)
             Console.out(changed ? "\(workload): final" : "\(workload): already final")
         }
     }
@@ -134,18 +141,19 @@ struct ProfilesCommand: AsyncParsableCommand {
             abstract: "Add one behaviour to a workload container's profile, so it is no longer an anomaly.",
             discussion: """
                 Give exactly one behaviour. Anomaly alerts end with the exact command, for example:
-                  patrolctl profiles allow default/Deployment/web --container app --exec /bin/sh --arg sh --arg -c --arg id
-                  patrolctl profiles allow default/Deployment/web --container app --open /etc/shadow --flags O_RDONLY
-                  patrolctl profiles allow default/Deployment/web --container app --syscall unshare
-                  patrolctl profiles allow default/Deployment/web --container app --capability CAP_SYS_ADMIN --syscall mount
-                  patrolctl profiles allow default/Deployment/web --container app --dns example.com
-                  patrolctl profiles allow default/Deployment/web --container app --connect tcp://10.0.0.1:443
+                  patrolctl profiles allow ns/Deployment/web --container app --exec /bin/sh --arg sh --arg -c --arg id
+                  patrolctl profiles allow ns/Deployment/web --container app --open /etc/shadow --flags O_RDONLY
+                  patrolctl profiles allow ns/Deployment/web --container app --syscall unshare
+                  patrolctl profiles allow ns/Deployment/web --container app --capability CAP_SYS_ADMIN --syscall mount
+                  patrolctl profiles allow ns/Deployment/web --container app --dns example.com
+                  patrolctl profiles allow ns/Deployment/web --container app --connect tcp://10.0.0.1:443
                 """)
         @OptionGroup var connection: CollectorOptions
         @Argument(help: "The workload: namespace/Kind/name.") var workload: String
         @Option(name: .long, help: "The container's name.") var container: String
         @Option(name: .long, help: "An executable's path (with its --arg words).") var exec: String?
-        @Option(name: .long, parsing: .unconditionalSingleValue, help: "An argv word of --exec, argv[0] first; repeatable.")
+        @Option(
+            name: .long, parsing: .unconditionalSingleValue, help: "An argv word of --exec, argv[0] first; repeatable.")
         var arg: [String] = []
         @Option(name: .long, help: "An opened path (with --flags).") var open: String?
         @Option(name: .long, help: "open(2) flag names, comma separated: O_RDONLY,O_CLOEXEC.") var flags: String?
@@ -156,11 +164,14 @@ struct ProfilesCommand: AsyncParsableCommand {
         @Option(name: .long, help: "An incoming endpoint: proto://host:port.") var accept: String?
 
         func validate() throws {
-            let behaviours = [exec != nil, open != nil, capability != nil, dns != nil, connect != nil, accept != nil]
+            let behaviours =
+                [exec != nil, open != nil, capability != nil, dns != nil, connect != nil, accept != nil]
                 .filter { $0 }.count + (capability == nil && syscall != nil ? 1 : 0)
             guard behaviours == 1 else {
                 throw ValidationError(
-                    "give exactly one of --exec, --open, --syscall, --capability (with --syscall), --dns, --connect, --accept")
+                    "give exactly one of --exec, --open, --syscall, --capability (with --syscall), --dns, --connect, "
+                        + "--accept"
+                )
             }
             if !arg.isEmpty && exec == nil { throw ValidationError("--arg goes with --exec") }
             if (open == nil) != (flags == nil) { throw ValidationError("--open and --flags go together") }
@@ -188,8 +199,12 @@ struct ProfilesCommand: AsyncParsableCommand {
             let request = AdminProfileAllowRequest(
                 name: workload, namespace: "", container: container, kind: kind, fields: fields)
             let changed = try client.decode(
-                try await client.call("AllowInProfile", WireCodec.encode(request)), WireCodec.decodeAdminProfileAllowReply)
-            Console.out(changed ? "allowed in \(workload) container \(container)" : "already allowed in \(workload) container \(container)")
+                try await client.call("AllowInProfile", WireCodec.encode(request)),
+                WireCodec.decodeAdminProfileAllowReply)
+            Console.out(
+                changed
+                    ? "allowed in \(workload) container \(container)"
+                    : "already allowed in \(workload) container \(container)")
         }
     }
 }

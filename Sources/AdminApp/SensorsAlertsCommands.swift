@@ -9,7 +9,8 @@ struct SensorsCommand: AsyncParsableCommand {
         subcommands: [List.self, Get.self])
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Every sensor: node, version, last seen, drops, hooks.")
+        static let configuration = CommandConfiguration(
+            abstract: "Every sensor: node, version, last seen, drops, hooks.")
         @OptionGroup var connection: CollectorOptions
         @Option(name: .long, help: "Only sensors on this node.") var node: String?
         @Option(name: .shortAndLong, help: "Output format: table, json or yaml.") var output: OutputFormat = .table
@@ -25,12 +26,15 @@ struct SensorsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One sensor in full: hooks failed and why, counters.")
         @OptionGroup var connection: CollectorOptions
         @Argument(help: "The sensor id.") var sensor: String
-        @Option(name: .shortAndLong, help: "Output format: yaml (also for table) or json.") var output: OutputFormat = .yaml
+        @Option(name: .shortAndLong, help: "Output format: yaml (also for table) or json.")
+        var output: OutputFormat = .yaml
 
         func run() async throws {
             let client = try connection.client()
             let request = AdminGetRequest(name: sensor, format: output == .json ? .json : .yaml)
-            printDocument(try client.decode(try await client.call("GetSensor", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
+            printDocument(
+                try client.decode(
+                    try await client.call("GetSensor", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
         }
     }
 }
@@ -50,7 +54,9 @@ struct AlertsCommand: AsyncParsableCommand {
                   patrolctl alerts list --since 2026-01-01T00:00:00Z --namespace shop -o json
                 """)
         @OptionGroup var connection: CollectorOptions
-        @Option(name: .long, help: "Only alerts seen since: a duration back from now (90s, 30m, 1h, 2d) or an RFC 3339 time.")
+        @Option(
+            name: .long,
+            help: "Only alerts seen since: a duration back from now (90s, 30m, 1h, 2d) or an RFC 3339 time.")
         var since: String?
         @Option(name: .long, help: "Only this rule (id or name).") var rule: String?
         @Option(name: .shortAndLong, help: "Only this namespace.") var namespace: String?
@@ -59,7 +65,8 @@ struct AlertsCommand: AsyncParsableCommand {
 
         func validate() throws {
             if let since, Self.parseSince(since, now: Date()) == nil {
-                throw ValidationError("--since '\(since)' is neither a duration (90s, 30m, 1h, 2d) nor an RFC 3339 time")
+                throw ValidationError(
+                    "--since '\(since)' is neither a duration (90s, 30m, 1h, 2d) nor an RFC 3339 time")
             }
             if let rule, rule.contains(",") { throw ValidationError("--rule takes one rule") }
         }
@@ -82,9 +89,12 @@ struct AlertsCommand: AsyncParsableCommand {
         func run() async throws {
             var filter: [String] = []
             if let rule { filter.append("rule=\(rule)") }
-            if let since, let nanoseconds = Self.parseSince(since, now: Date()) { filter.append("since=\(nanoseconds)") }
+            if let since, let nanoseconds = Self.parseSince(since, now: Date()) {
+                filter.append("since=\(nanoseconds)")
+            }
             let client = try connection.client()
-            let request = AdminListRequest(namespace: namespace ?? "", filter: filter.joined(separator: ","), limit: limit)
+            let request = AdminListRequest(
+                namespace: namespace ?? "", filter: filter.joined(separator: ","), limit: limit)
             let payload = try await client.call("ListAlerts", WireCodec.encode(request))
             render(try client.decode(payload, WireCodec.decodeAdminListReply).table, output)
         }
@@ -94,12 +104,15 @@ struct AlertsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One alert in full, by id.")
         @OptionGroup var connection: CollectorOptions
         @Argument(help: "The alert id.") var id: String
-        @Option(name: .shortAndLong, help: "Output format: yaml (also for table) or json.") var output: OutputFormat = .yaml
+        @Option(name: .shortAndLong, help: "Output format: yaml (also for table) or json.")
+        var output: OutputFormat = .yaml
 
         func run() async throws {
             let client = try connection.client()
             let request = AdminGetRequest(name: id, format: output == .json ? .json : .yaml)
-            printDocument(try client.decode(try await client.call("GetAlert", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
+            printDocument(
+                try client.decode(
+                    try await client.call("GetAlert", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
         }
     }
 }

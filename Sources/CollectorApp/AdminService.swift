@@ -12,7 +12,7 @@ import WireFormat
 import Yams
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Who may use the admin service, and the check every request passes first.
@@ -84,13 +84,17 @@ struct AdminRPCHandler: Sendable {
     func handle(_ request: RPCRequest, _ peer: PeerInfo) async -> RPCReply {
         let method = request.method.split(separator: "/").last.map(String.init) ?? request.method
         if let (status, reason) = authorizer.refusal(peer) {
-            Counter(label: "patrol_admin_refused_total", dimensions: [("reason", status == .permissionDenied ? "uid" : "unauthenticated")])
-                .increment()
+            Counter(
+                label: "patrol_admin_refused_total",
+                dimensions: [("reason", status == .permissionDenied ? "uid" : "unauthenticated")]
+            )
+            .increment()
             if let suppressed = refusedLog.admit() {
                 logger.warning(
                     "admin request refused",
                     metadata: [
-                        "method": "\(method)", "peer": "\(peer.remoteAddress)", "uid": "\(peer.peerUID.map(String.init) ?? "-")",
+                        "method": "\(method)", "peer": "\(peer.remoteAddress)",
+                        "uid": "\(peer.peerUID.map(String.init) ?? "-")",
                         "reason": "\(reason)", "suppressed_since_last": "\(suppressed)",
                     ])
             }
@@ -118,30 +122,42 @@ struct AdminRPCHandler: Sendable {
 
     private func dispatch(method: String, payload: [UInt8]) async throws -> [UInt8] {
         switch method {
-        case RPCMethods.admin("ListBindings"): return WireCodec.encode(await listBindings(try WireCodec.decodeAdminListRequest(payload)))
-        case RPCMethods.admin("GetBinding"): return WireCodec.encodeGetReply(try await getBinding(try WireCodec.decodeAdminGetRequest(payload)))
+        case RPCMethods.admin("ListBindings"):
+            return WireCodec.encode(await listBindings(try WireCodec.decodeAdminListRequest(payload)))
+        case RPCMethods.admin("GetBinding"):
+            return WireCodec.encodeGetReply(try await getBinding(try WireCodec.decodeAdminGetRequest(payload)))
         case RPCMethods.admin("ApplyBindings"):
             return WireCodec.encode(await applyBindings(try WireCodec.decodeAdminApplyRequest(payload)))
         case RPCMethods.admin("DeleteBinding"):
             let request = try WireCodec.decodeAdminDeleteRequest(payload)
-            return WireCodec.encodeDeleteReply(deleted: try await bindings.delete(name: request.name, namespace: request.namespace))
-        case RPCMethods.admin("ListProfiles"): return WireCodec.encode(listProfiles(try WireCodec.decodeAdminListRequest(payload)))
-        case RPCMethods.admin("GetProfile"): return WireCodec.encodeGetReply(try getProfile(try WireCodec.decodeAdminGetRequest(payload)))
+            return WireCodec.encodeDeleteReply(
+                deleted: try await bindings.delete(name: request.name, namespace: request.namespace))
+        case RPCMethods.admin("ListProfiles"):
+            return WireCodec.encode(listProfiles(try WireCodec.decodeAdminListRequest(payload)))
+        case RPCMethods.admin("GetProfile"):
+            return WireCodec.encodeGetReply(try getProfile(try WireCodec.decodeAdminGetRequest(payload)))
         case RPCMethods.admin("ApplyProfiles"):
             return WireCodec.encode(try await applyProfiles(try WireCodec.decodeAdminApplyRequest(payload)))
         case RPCMethods.admin("DeleteProfile"):
-            return WireCodec.encodeDeleteReply(deleted: try await deleteProfile(try WireCodec.decodeAdminDeleteRequest(payload)))
+            return WireCodec.encodeDeleteReply(
+                deleted: try await deleteProfile(try WireCodec.decodeAdminDeleteRequest(payload)))
         case RPCMethods.admin("AllowInProfile"):
             let changed = try allow(try WireCodec.decodeAdminProfileAllowRequest(payload))
             // An operator's edit is written at once rather than with the next periodic save.
             if changed { _ = try await profiles.save(to: store) }
             return WireCodec.encodeProfileAllowReply(changed: changed)
-        case RPCMethods.admin("ListSensors"): return WireCodec.encode(try await listSensors(try WireCodec.decodeAdminListRequest(payload)))
-        case RPCMethods.admin("GetSensor"): return WireCodec.encodeGetReply(try await getSensor(try WireCodec.decodeAdminGetRequest(payload)))
-        case RPCMethods.admin("ListAlerts"): return WireCodec.encode(try await listAlerts(try WireCodec.decodeAdminListRequest(payload)))
-        case RPCMethods.admin("GetAlert"): return WireCodec.encodeGetReply(try await getAlert(try WireCodec.decodeAdminGetRequest(payload)))
-        case RPCMethods.admin("ListRules"): return WireCodec.encode(listRules(try WireCodec.decodeAdminListRequest(payload)))
-        case RPCMethods.admin("GetRule"): return WireCodec.encodeGetReply(try getRule(try WireCodec.decodeAdminGetRequest(payload)))
+        case RPCMethods.admin("ListSensors"):
+            return WireCodec.encode(try await listSensors(try WireCodec.decodeAdminListRequest(payload)))
+        case RPCMethods.admin("GetSensor"):
+            return WireCodec.encodeGetReply(try await getSensor(try WireCodec.decodeAdminGetRequest(payload)))
+        case RPCMethods.admin("ListAlerts"):
+            return WireCodec.encode(try await listAlerts(try WireCodec.decodeAdminListRequest(payload)))
+        case RPCMethods.admin("GetAlert"):
+            return WireCodec.encodeGetReply(try await getAlert(try WireCodec.decodeAdminGetRequest(payload)))
+        case RPCMethods.admin("ListRules"):
+            return WireCodec.encode(listRules(try WireCodec.decodeAdminListRequest(payload)))
+        case RPCMethods.admin("GetRule"):
+            return WireCodec.encodeGetReply(try getRule(try WireCodec.decodeAdminGetRequest(payload)))
         default:
             if RPCMethods.adminService.contains(method) {
                 throw Failure(.unimplemented, "\(method) is not served by this collector")
@@ -169,7 +185,8 @@ struct AdminRPCHandler: Sendable {
             throw Failure(.notFound, "no binding '\(key)' is applied")
         }
         if request.format == .json {
-            return AdminDocument(name: request.name, namespace: request.namespace, format: .json, body: try Self.json(fromYAML: yaml))
+            return AdminDocument(
+                name: request.name, namespace: request.namespace, format: .json, body: try Self.json(fromYAML: yaml))
         }
         return AdminDocument(name: request.name, namespace: request.namespace, format: .yaml, body: yaml)
     }
@@ -186,7 +203,8 @@ struct AdminRPCHandler: Sendable {
             case .unchanged: action = .unchanged
             case .rejected: action = .rejected
             }
-            return AdminApplyResult(name: result.name, namespace: result.namespace, action: action, message: result.message)
+            return AdminApplyResult(
+                name: result.name, namespace: result.namespace, action: action, message: result.message)
         }
     }
 
@@ -196,7 +214,9 @@ struct AdminRPCHandler: Sendable {
     static func workload(name: String, namespace: String) throws(Failure) -> WorkloadKey {
         let text = namespace.isEmpty ? name : "\(namespace)/\(name)"
         guard let key = WorkloadKey(parsing: text) else {
-            throw Failure(.invalidArgument, "'\(text)' is not a workload; expected namespace/Kind/name (e.g. default/Deployment/web)")
+            throw Failure(
+                .invalidArgument,
+                "'\(text)' is not a workload; expected namespace/Kind/name (e.g. default/Deployment/web)")
         }
         return key
     }
@@ -206,7 +226,8 @@ struct AdminRPCHandler: Sendable {
             "WORKLOAD", "CONTAINER", "STATE", "EXECS", "OPENS", "SYSCALLS", "CAPABILITIES", "DNS", "ENDPOINTS",
             "LEARNING ENDS",
         ])
-        for profile in profiles.profiles() where request.namespace.isEmpty || profile.workload.namespace == request.namespace {
+        for profile in profiles.profiles()
+        where request.namespace.isEmpty || profile.workload.namespace == request.namespace {
             for container in profile.containers {
                 let behaviour = container.behaviour
                 table.rows.append([
@@ -218,16 +239,22 @@ struct AdminRPCHandler: Sendable {
                 ])
             }
         }
-        if request.limit > 0, table.rows.count > Int(request.limit) { table.rows = Array(table.rows.prefix(Int(request.limit))) }
+        if request.limit > 0, table.rows.count > Int(request.limit) {
+            table.rows = Array(table.rows.prefix(Int(request.limit)))
+        }
         return AdminListReply(table: table)
     }
 
     /// One workload's profile; with no name, every profile (of `namespace`, when given) as one YAML stream.
     private func getProfile(_ request: AdminGetRequest) throws -> AdminDocument {
         if request.name.isEmpty {
-            let all = profiles.profiles().filter { request.namespace.isEmpty || $0.workload.namespace == request.namespace }
+            let all = profiles.profiles().filter {
+                request.namespace.isEmpty || $0.workload.namespace == request.namespace
+            }
             let yaml = try ProfileDocument.yaml(all)
-            if request.format == .json { return AdminDocument(format: .json, body: all.isEmpty ? "[]" : try Self.json(fromYAML: yaml)) }
+            if request.format == .json {
+                return AdminDocument(format: .json, body: all.isEmpty ? "[]" : try Self.json(fromYAML: yaml))
+            }
             return AdminDocument(format: .yaml, body: yaml)
         }
         let key = try Self.workload(name: request.name, namespace: request.namespace)
@@ -251,7 +278,8 @@ struct AdminRPCHandler: Sendable {
             } catch let error as ProfilesError {
                 results.append(AdminApplyResult(name: source, action: .rejected, message: error.message))
             } catch let failure as Failure {
-                results.append(AdminApplyResult(name: source, action: .rejected, message: "\(source): \(failure.message)"))
+                results.append(
+                    AdminApplyResult(name: source, action: .rejected, message: "\(source): \(failure.message)"))
             }
         }
         if !results.isEmpty { return results }
@@ -259,7 +287,9 @@ struct AdminRPCHandler: Sendable {
             let existing = profiles.profile(profile.workload)
             let action: AdminApplyAction = existing == nil ? .created : existing == profile ? .unchanged : .updated
             if !request.dryRun, action != .unchanged { profiles.install(profile) }
-            results.append(AdminApplyResult(name: profile.workload.description, namespace: profile.workload.namespace, action: action))
+            results.append(
+                AdminApplyResult(
+                    name: profile.workload.description, namespace: profile.workload.namespace, action: action))
         }
         if !request.dryRun { _ = try await profiles.save(to: store) }
         return results
@@ -301,7 +331,8 @@ struct AdminRPCHandler: Sendable {
         }
         func endpoint(_ text: String) throws(Failure) -> Endpoint {
             guard let endpoint = Endpoint(url: text) else {
-                throw Failure(.invalidArgument, "'\(text)' is not an endpoint; expected proto://host:port (tcp://10.0.0.1:443)")
+                throw Failure(
+                    .invalidArgument, "'\(text)' is not an endpoint; expected proto://host:port (tcp://10.0.0.1:443)")
             }
             return endpoint
         }
@@ -311,7 +342,9 @@ struct AdminRPCHandler: Sendable {
             guard count >= 0 else { throw Failure(.invalidArgument, "argc must be a number") }
             var argv: [String] = []
             for index in 0..<count {
-                guard let arg = fields["arg.\(index)"] else { throw Failure(.invalidArgument, "arg.\(index) is missing") }
+                guard let arg = fields["arg.\(index)"] else {
+                    throw Failure(.invalidArgument, "arg.\(index) is missing")
+                }
                 argv.append(arg)
             }
             return .exec(path: try field("path"), argv: argv)
@@ -333,14 +366,20 @@ struct AdminRPCHandler: Sendable {
         case .connect: return .outgoing(try endpoint(try field("endpoint")))
         case .accept: return .incoming(try endpoint(try field("endpoint")))
         default:
-            throw Failure(.invalidArgument, "profiles hold exec, open, syscalls, capability, dns, connect and accept, not \(request.kind?.rawValue ?? "nothing")")
+            throw Failure(
+                .invalidArgument,
+                "profiles hold exec, open, syscalls, capability, dns, connect and accept, not "
+                    + (request.kind?.rawValue ?? "nothing")
+            )
         }
     }
 
     // MARK: Sensors
 
     private func listSensors(_ request: AdminListRequest) async throws -> AdminListReply {
-        var table = AdminTable(columns: ["SENSOR", "NODE", "VERSION", "LAST SEEN", "DROPS", "HOOKS LOADED", "HOOKS FAILED"])
+        var table = AdminTable(columns: [
+            "SENSOR", "NODE", "VERSION", "LAST SEEN", "DROPS", "HOOKS LOADED", "HOOKS FAILED",
+        ])
         for sensor in try await store.sensors() where request.filter.isEmpty || sensor.node == request.filter {
             table.rows.append([
                 sensor.sensorID, sensor.node, sensor.version, Self.rfc3339(sensor.lastSeen),
@@ -378,15 +417,19 @@ struct AdminRPCHandler: Sendable {
         init(_ text: String) throws(Failure) {
             for part in text.split(separator: ",") where !part.isEmpty {
                 let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
-                guard pair.count == 2 else { throw Failure(.invalidArgument, "bad alert filter '\(part)'; expected key=value") }
+                guard pair.count == 2 else {
+                    throw Failure(.invalidArgument, "bad alert filter '\(part)'; expected key=value")
+                }
                 switch pair[0] {
                 case "rule": rule = pair[1]
                 case "since":
                     guard let value = EpochNanoseconds(pair[1]) else {
-                        throw Failure(.invalidArgument, "alert filter since=\(pair[1]) is not nanoseconds since the epoch")
+                        throw Failure(
+                            .invalidArgument, "alert filter since=\(pair[1]) is not nanoseconds since the epoch")
                     }
                     since = value
-                default: throw Failure(.invalidArgument, "unknown alert filter key '\(pair[0])'; expected rule or since")
+                default:
+                    throw Failure(.invalidArgument, "unknown alert filter key '\(pair[0])'; expected rule or since")
                 }
             }
         }
@@ -495,7 +538,8 @@ struct AdminRPCHandler: Sendable {
         var objects: [Any] = []
         for document in try Yams.load_all(yaml: yaml) { objects.append(document) }
         let value: Any = objects.count == 1 ? objects[0] : objects
-        let data = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        let data = try JSONSerialization.data(
+            withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
     }
 
@@ -538,11 +582,64 @@ struct AdminService: Service {
             }
         }
         let tls = settings.tls.map {
-            TLSConfiguration(certificateFile: $0.certificate, privateKeyFile: $0.key, caFile: $0.ca, requireClientCertificate: true)
+            TLSConfiguration(
+                certificateFile: $0.certificate, privateKeyFile: $0.key, caFile: $0.ca, requireClientCertificate: true)
         }
         return try RPCServer(
             configuration: RPCServerConfiguration(
-                address: address, tls: tls, concurrency: 4, maxMessageSize: 32 << 20, ipcPermissions: settings.socketMode),
+                address: address, tls: tls, concurrency: 4, maxMessageSize: 32 << 20,
+                ipcPermissions: settings.socketMode),
             logger: logger, handler: handler.handle)
+    }
+}
+
+extension CollectorConfiguration.AdminSettings {
+    /// The `admin` mapping of the configuration file (docs/configuration.md#admin).
+    static func parse(_ node: Node, reader: ConfigReader) throws(BasicsError) -> Self {
+        var settings = Self()
+        let admin = try reader.mapping(node, path: "admin", allowed: ["listen", "allowedUIDs", "socketMode", "tls"])
+        if let n = admin["listen"] {
+            settings.listen = try reader.string(n, path: "admin.listen")
+            settings.explicit = true
+        }
+        if let n = admin["allowedUIDs"] {
+            guard case .sequence(let items) = n else {
+                throw reader.fail(n, "admin.allowedUIDs", "expected a list of uids")
+            }
+            for item in items {
+                let uid = try reader.int(item, path: "admin.allowedUIDs")
+                guard uid <= Int(UInt32.max) else {
+                    throw reader.fail(item, "admin.allowedUIDs", "\(uid) is not a uid")
+                }
+                settings.allowedUIDs.append(UInt32(uid))
+            }
+        }
+        if let n = admin["socketMode"] {
+            let text = try reader.string(n, path: "admin.socketMode")
+            let digits = text.hasPrefix("0o") ? String(text.dropFirst(2)) : text
+            guard let mode = Int(digits, radix: 8), (0...0o777).contains(mode) else {
+                throw reader.fail(n, "admin.socketMode", "expected an octal file mode such as 0600, found '\(text)'")
+            }
+            settings.socketMode = mode
+        }
+        if let n = admin["tls"] {
+            let tls = try reader.mapping(n, path: "admin.tls", allowed: ["certificate", "key", "ca"])
+            func file(_ key: String) throws(BasicsError) -> String {
+                try reader.string(try reader.required(tls, key, in: "admin.tls", at: n), path: "admin.tls.\(key)")
+            }
+            settings.tls = CollectorConfiguration.TLSFiles(
+                certificate: try file("certificate"), key: try file("key"), ca: try file("ca"))
+        }
+        let listen = settings.listen
+        let schemes = ["ipc://", "tls+tcp://", "inproc://"]
+        if !listen.isEmpty, !schemes.contains(where: { listen.hasPrefix($0) }) {
+            throw reader.fail(
+                node, "admin.listen",
+                "'\(listen)' is neither ipc:// nor tls+tcp://; the admin service needs an authenticated transport")
+        }
+        if listen.hasPrefix("tls+tcp://"), settings.tls == nil {
+            throw reader.fail(node, "admin.tls", "tls+tcp:// needs admin.tls with certificate, key and ca")
+        }
+        return settings
     }
 }

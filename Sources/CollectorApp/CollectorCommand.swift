@@ -76,7 +76,8 @@ public struct CollectorCommand: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "Admin service for patrolctl: ipc:///path or tls+tcp://host:port (with admin.tls); \"\" turns it off. Default ipc:///run/patrol/admin.sock.",
+            "Admin service for patrolctl: ipc:///path or tls+tcp://host:port (with admin.tls); \"\" turns it off. "
+                + "Default ipc:///run/patrol/admin.sock.",
             valueName: "address"))
     var adminListen: String?
 
@@ -111,10 +112,12 @@ public struct CollectorCommand: AsyncParsableCommand {
         if let metricsListen { result.metricsListen = metricsListen }
         if let adminListen {
             guard adminListen.isEmpty || adminListen.hasPrefix("ipc://") || adminListen.hasPrefix("tls+tcp://") else {
-                throw ValidationError("--admin-listen must be ipc:///path or tls+tcp://host:port, or empty to turn it off")
+                throw ValidationError(
+                    "--admin-listen must be ipc:///path or tls+tcp://host:port, or empty to turn it off")
             }
             if adminListen.hasPrefix("tls+tcp://"), result.admin.tls == nil {
-                throw ValidationError("--admin-listen tls+tcp:// needs admin.tls (certificate, key, ca) in the configuration file")
+                throw ValidationError(
+                    "--admin-listen tls+tcp:// needs admin.tls (certificate, key, ca) in the configuration file")
             }
             result.admin.listen = adminListen
             result.admin.explicit = true

@@ -300,41 +300,7 @@ extension CollectorConfiguration {
                 "listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup",
                 "profiles", "admin", "bindings",
             ])
-        if let node = top["admin"] {
-            let admin = try reader.mapping(node, path: "admin", allowed: ["listen", "allowedUIDs", "socketMode", "tls"])
-            if let n = admin["listen"] {
-                config.admin.listen = try reader.string(n, path: "admin.listen")
-                config.admin.explicit = true
-            }
-            if let n = admin["allowedUIDs"] {
-                guard case .sequence(let items) = n else { throw reader.fail(n, "admin.allowedUIDs", "expected a list of uids") }
-                for item in items {
-                    let uid = try reader.int(item, path: "admin.allowedUIDs")
-                    guard uid <= Int(UInt32.max) else { throw reader.fail(item, "admin.allowedUIDs", "\(uid) is not a uid") }
-                    config.admin.allowedUIDs.append(UInt32(uid))
-                }
-            }
-            if let n = admin["socketMode"] {
-                let text = try reader.string(n, path: "admin.socketMode")
-                guard let mode = Int(text.hasPrefix("0o") ? String(text.dropFirst(2)) : text, radix: 8), (0...0o777).contains(mode)
-                else { throw reader.fail(n, "admin.socketMode", "expected an octal file mode such as 0600, found '\(text)'") }
-                config.admin.socketMode = mode
-            }
-            if let n = admin["tls"] {
-                let tls = try reader.mapping(n, path: "admin.tls", allowed: ["certificate", "key", "ca"])
-                config.admin.tls = TLSFiles(
-                    certificate: try reader.string(try reader.required(tls, "certificate", in: "admin.tls", at: n), path: "admin.tls.certificate"),
-                    key: try reader.string(try reader.required(tls, "key", in: "admin.tls", at: n), path: "admin.tls.key"),
-                    ca: try reader.string(try reader.required(tls, "ca", in: "admin.tls", at: n), path: "admin.tls.ca"))
-            }
-            let listen = config.admin.listen
-            if !listen.isEmpty, !listen.hasPrefix("ipc://"), !listen.hasPrefix("tls+tcp://"), !listen.hasPrefix("inproc://") {
-                throw reader.fail(node, "admin.listen", "'\(listen)' is neither ipc:// nor tls+tcp://; the admin service needs an authenticated transport")
-            }
-            if listen.hasPrefix("tls+tcp://"), config.admin.tls == nil {
-                throw reader.fail(node, "admin.tls", "tls+tcp:// needs admin.tls with certificate, key and ca")
-            }
-        }
+        if let node = top["admin"] { config.admin = try AdminSettings.parse(node, reader: reader) }
         if let node = top["bindings"] {
             let bindings = try reader.mapping(node, path: "bindings", allowed: ["files"])
             if let n = bindings["files"] { config.bindingSeedPaths = try reader.strings(n, path: "bindings.files") }

@@ -230,7 +230,9 @@ final class ListenerOwner: @unchecked Sendable {
     let listener: nng_listener
     let address: String
 
-    init(socket: SocketOwner, address: String, tls: TLSConfigOwner?, ipcPermissions: Int? = nil) throws(TransportError) {
+    init(
+        socket: SocketOwner, address: String, tls: TLSConfigOwner?, ipcPermissions: Int? = nil
+    ) throws(TransportError) {
         var listener = nng_listener()
         var rc = nng_listener_create(&listener, socket.socket, address)
         guard rc == 0 else { throw nngError(rc, "cannot create a listener", address: address) }

@@ -258,13 +258,15 @@ extension WireCodec {
                     guard cells.count == table.columns.count else {
                         throw WireFormatError(
                             .invalidValue,
-                            "ListReply.table.rows[\(index)] has \(cells.count) cells for \(table.columns.count) columns")
+                            "ListReply.table.rows[\(index)] has \(cells.count) cells for \(table.columns.count) columns"
+                        )
                     }
                     table.rows.append(cells)
                 }
             }
             return AdminListReply(
-                table: table, nextPageToken: try controlText(message.pointee.next_page_token, "ListReply.next_page_token"))
+                table: table,
+                nextPageToken: try controlText(message.pointee.next_page_token, "ListReply.next_page_token"))
         }
     }
 

@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The repository root, from this file's path.
@@ -43,14 +43,14 @@ private final class AdminRig: @unchecked Sendable {
     func start(socketMode: String = "0600") async throws {
         let config = directory.file("collector-\(UUID().uuidString.prefix(4)).yaml")
         try """
-            listen: \(ingestAddress)
-            store: \(storePath)
-            rules: [\(repositoryRoot)/rules]
-            metrics: {listen: "\(metricsAddress)"}
-            profiles: {learningPeriod: 1s, jitter: "0"}
-            admin: {listen: "\(adminAddress)", socketMode: "\(socketMode)"\(adminTLS)}
-            sinks: {stdout: false}
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        listen: \(ingestAddress)
+        store: \(storePath)
+        rules: [\(repositoryRoot)/rules]
+        metrics: {listen: "\(metricsAddress)"}
+        profiles: {learningPeriod: 1s, jitter: "0"}
+        admin: {listen: "\(adminAddress)", socketMode: "\(socketMode)"\(adminTLS)}
+        sinks: {stdout: false}
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         collector = try PatrolProcess("patrol-collector", ["--config", config], logDirectory: directory.path)
         let up = await PatrolProcess.eventually(timeout: .seconds(60)) {
             ((try? self.patrolctl(["sensors", "list"]))?.status ?? 1) == 0
@@ -91,7 +91,9 @@ private final class AdminRig: @unchecked Sendable {
     }
 }
 
-private func runPatrolctl(_ arguments: [String], launcher: [String] = [], environment: [String: String] = [:]) throws -> Run {
+private func runPatrolctl(_ arguments: [String], launcher: [String] = [], environment: [String: String] = [:]) throws
+    -> Run
+{
     let binary = PatrolProcess.binaryDirectory + "/patrolctl"
     if let command = launcher.first {
         return try runProcess(command, Array(launcher.dropFirst()) + [binary] + arguments, environment: environment)
@@ -99,7 +101,8 @@ private func runPatrolctl(_ arguments: [String], launcher: [String] = [], enviro
     return try runProcess(binary, arguments, environment: environment)
 }
 
-private func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Run {
+private func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Run
+{
     let scratch = try TemporaryDirectory(prefix: "patrolctl-run")
     defer { scratch.remove() }
     FileManager.default.createFile(atPath: scratch.file("out"), contents: nil)
@@ -163,7 +166,8 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         let t0 = now()
         // Learning: the workload runs ls and reads /etc/hosts.
         try await rig.replay([
-            exec(t0, container: "c1aaaaaaaaaa", ["/bin/ls", "-l"]), open(t0 + 1000, container: "c1aaaaaaaaaa", "/etc/hosts"),
+            exec(t0, container: "c1aaaaaaaaaa", ["/bin/ls", "-l"]),
+            open(t0 + 1000, container: "c1aaaaaaaaaa", "/etc/hosts"),
         ])
         // Ten seconds later (in event time) the 1s learning period is over: a new exec is an anomaly.
         let later = t0 + 10_000_000_000
@@ -188,7 +192,9 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         #expect(table.status == 0)
         #expect(table.stdout.split(separator: "\n").first?.hasPrefix("ID") == true)
         #expect(table.stdout.contains("R0001"))
-        #expect(try rig.patrolctl(["alerts", "list", "--namespace", "other", "-o", "json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+        #expect(
+            try rig.patrolctl(["alerts", "list", "--namespace", "other", "-o", "json"]).stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines) == "[]")
         let profiles = try rig.patrolctl(["profiles", "list", "-o", "yaml"])
         #expect(profiles.status == 0)
         #expect(profiles.stdout.contains("shop/Deployment/web") && profiles.stdout.contains("final"))
@@ -197,7 +203,8 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         let shell = try runProcess(
             "/bin/sh", ["-c", command],
             environment: [
-                "PATH": PatrolProcess.binaryDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+                "PATH": PatrolProcess.binaryDirectory + ":"
+                    + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
                 "PATROL_ADMIN": rig.adminAddress,
             ])
         #expect(shell.status == 0, "allow: \(shell.stderr)")
@@ -229,7 +236,8 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         try await fresh.start()
         let dryRun = try fresh.patrolctl(["profiles", "import", "-f", exported, "--dry-run"])
         #expect(dryRun.status == 0 && dryRun.stdout.contains("created (dry run)"), "\(dryRun.stdout)\(dryRun.stderr)")
-        #expect(try fresh.patrolctl(["profiles", "list", "-o", "json"]).stdout.contains("shop/Deployment/web") == false)
+        #expect(
+            try fresh.patrolctl(["profiles", "list", "-o", "json"]).stdout.contains("shop/Deployment/web") == false)
         let imported = try fresh.patrolctl(["profiles", "import", "-f", exported])
         #expect(imported.status == 0 && imported.stdout.contains("created"), "\(imported.stdout)\(imported.stderr)")
         let exportedAgain = try fresh.patrolctl(["profiles", "get", "shop/Deployment/web"])
@@ -243,7 +251,8 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         ])
         var freshAlerts: [[String: String]] = []
         _ = await PatrolProcess.eventually(timeout: .seconds(20)) {
-            freshAlerts = (try? alertRows(try fresh.patrolctl(["alerts", "list", "--rule", "R0001", "-o", "json"]))) ?? []
+            freshAlerts =
+                (try? alertRows(try fresh.patrolctl(["alerts", "list", "--rule", "R0001", "-o", "json"]))) ?? []
             return !freshAlerts.isEmpty
         }
         try await Task.sleep(for: .milliseconds(300))
@@ -265,31 +274,43 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         let t0 = now()
         let learned = "f1ffffffffff"
         func connect(_ time: UInt64, _ container: String, to address: String, port: Int) -> String {
-            event(time, container: container, ["connect": [
-                "family": "inet", "proto": "tcp", "localAddress": "10.0.0.2", "localPort": 40000,
-                "remoteAddress": address, "remotePort": port, "result": 0,
-            ]])
+            event(
+                time, container: container,
+                [
+                    "connect": [
+                        "family": "inet", "proto": "tcp", "localAddress": "10.0.0.2", "localPort": 40000,
+                        "remoteAddress": address, "remotePort": port, "result": 0,
+                    ]
+                ])
         }
         func accept(_ time: UInt64, _ container: String, port: Int) -> String {
-            event(time, container: container, ["accept": [
-                "family": "inet", "proto": "tcp", "localAddress": "10.0.0.2", "localPort": port,
-                "remoteAddress": "10.0.0.7", "remotePort": 50000, "result": 0,
-            ]])
+            event(
+                time, container: container,
+                [
+                    "accept": [
+                        "family": "inet", "proto": "tcp", "localAddress": "10.0.0.2", "localPort": port,
+                        "remoteAddress": "10.0.0.7", "remotePort": 50000, "result": 0,
+                    ]
+                ])
         }
         try await rig.replay([
             exec(t0, container: learned, ["/bin/ls"]), open(t0 + 1, container: learned, "/etc/hosts"),
             event(t0 + 2, container: learned, ["syscalls": ["syscalls": [0, 1]]]),
             event(t0 + 3, container: learned, ["capability": ["capability": 12, "syscall": 54, "granted": true]]),
-            event(t0 + 4, container: learned, ["dns": ["name": "ok.example.", "queryType": 1, "answers": ["10.0.0.5"]]]),
+            event(
+                t0 + 4, container: learned, ["dns": ["name": "ok.example.", "queryType": 1, "answers": ["10.0.0.5"]]]),
             connect(t0 + 5, learned, to: "10.0.0.5", port: 80), accept(t0 + 6, learned, port: 8080),
         ])
         // The same new behaviour of every kind, from a given container, after learning.
         func novel(_ time: UInt64, _ container: String) -> [String] {
             [
-                exec(time, container: container, ["/bin/sh", "-c", "id"]), open(time + 1, container: container, "/etc/shadow"),
+                exec(time, container: container, ["/bin/sh", "-c", "id"]),
+                open(time + 1, container: container, "/etc/shadow"),
                 event(time + 2, container: container, ["syscalls": ["syscalls": [0, 1, 272]]]),
-                event(time + 3, container: container, ["capability": ["capability": 21, "syscall": 165, "granted": true]]),
-                event(time + 4, container: container, ["dns": ["name": "Evil.Example.", "queryType": 1, "answers": []]]),
+                event(
+                    time + 3, container: container, ["capability": ["capability": 21, "syscall": 165, "granted": true]]),
+                event(
+                    time + 4, container: container, ["dns": ["name": "Evil.Example.", "queryType": 1, "answers": []]]),
                 connect(time + 5, container, to: "10.0.0.9", port: 443), accept(time + 6, container, port: 2222),
             ]
         }
@@ -304,14 +325,16 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         }
         #expect(Set(anomalies.compactMap { $0["rule"] }) == expected, "\(anomalies)")
         let environment = [
-            "PATH": PatrolProcess.binaryDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+            "PATH": PatrolProcess.binaryDirectory + ":"
+                + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
             "PATROL_ADMIN": rig.adminAddress,
         ]
         for alert in anomalies {
             let message = alert["message"] ?? ""
             let command = try #require(message.range(of: "allow with: ").map { String(message[$0.upperBound...]) })
             let run = try runProcess("/bin/sh", ["-c", command], environment: environment)
-            #expect(run.status == 0 && run.stdout.contains("allowed in shop/Deployment/web"), "\(command): \(run.stderr)")
+            #expect(
+                run.status == 0 && run.stdout.contains("allowed in shop/Deployment/web"), "\(command): \(run.stderr)")
         }
 
         // A new pod repeats everything, plus one exec nothing allowed: only that exec alerts.
@@ -323,7 +346,8 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
             afterAllow = all.filter { $0["rule"]?.hasPrefix("R000") == true && $0["pod"] == "web-f2fff" }
             return !afterAllow.isEmpty
         }
-        #expect(afterAllow.count == 1 && afterAllow.first?["message"]?.contains("/usr/bin/wget") == true, "\(afterAllow)")
+        #expect(
+            afterAllow.count == 1 && afterAllow.first?["message"]?.contains("/usr/bin/wget") == true, "\(afterAllow)")
         await rig.stop()
     }
 
@@ -357,20 +381,27 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
             let run = try rig.patrolctl(["profiles", "allow", "shop/Deployment/web", "--container", "app"] + behaviour)
             #expect(run.status == 0, "\(behaviour): \(run.stderr)")
         }
-        let again = try rig.patrolctl(["profiles", "allow", "shop/Deployment/web", "--container", "app", "--syscall", "unshare"])
+        let again = try rig.patrolctl([
+            "profiles", "allow", "shop/Deployment/web", "--container", "app", "--syscall", "unshare",
+        ])
         #expect(again.status == 0 && again.stdout.contains("already allowed"))
         let yaml = try rig.patrolctl(["profiles", "get", "shop/Deployment/web"]).stdout
         #expect(yaml.contains("/etc/shadow") && yaml.contains("unshare") && yaml.contains("example.com"), "\(yaml)")
 
         // Input the collector rejects: exit 1 with the reason.
-        let unknown = try rig.patrolctl(["profiles", "allow", "shop/Deployment/none", "--container", "app", "--dns", "x.io"])
+        let unknown = try rig.patrolctl([
+            "profiles", "allow", "shop/Deployment/none", "--container", "app", "--dns", "x.io",
+        ])
         #expect(unknown.status == 1 && unknown.stderr.contains("no profile for shop/Deployment/none"))
-        let badSyscall = try rig.patrolctl(["profiles", "allow", "shop/Deployment/web", "--container", "app", "--syscall", "nosuch"])
+        let badSyscall = try rig.patrolctl([
+            "profiles", "allow", "shop/Deployment/web", "--container", "app", "--syscall", "nosuch",
+        ])
         #expect(badSyscall.status == 1 && badSyscall.stderr.contains("unknown syscall 'nosuch'"))
         #expect(try rig.patrolctl(["profiles", "allow", "shop/Deployment/web", "--container", "app"]).status == 2)
         #expect(try rig.patrolctl(["profiles", "get", "not-a-workload"]).status == 1)
         let badFile = rig.directory.file("bad.yaml")
-        try "apiVersion: kubescape.io/v1\nkind: ApplicationProfile\nmetadata: 7\n".write(toFile: badFile, atomically: true, encoding: .utf8)
+        try "apiVersion: kubescape.io/v1\nkind: ApplicationProfile\nmetadata: 7\n".write(
+            toFile: badFile, atomically: true, encoding: .utf8)
         let bad = try rig.patrolctl(["profiles", "import", "-f", badFile])
         #expect(bad.status == 1 && bad.stderr.contains("bad.yaml"), "\(bad.stderr)")
 
@@ -390,30 +421,39 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         try await rig.start()
         let binding = rig.directory.file("only-opens.yaml")
         try """
-            apiVersion: kubescape.io/v1
-            kind: RuntimeRuleAlertBinding
-            metadata:
-              name: only-opens
-            spec:
-              rules:
-                - ruleID: R0002
-            """.write(toFile: binding, atomically: true, encoding: .utf8)
+        apiVersion: kubescape.io/v1
+        kind: RuntimeRuleAlertBinding
+        metadata:
+          name: only-opens
+        spec:
+          rules:
+            - ruleID: R0002
+        """.write(toFile: binding, atomically: true, encoding: .utf8)
 
         let dryRun = try rig.patrolctl(["bindings", "apply", "-f", binding, "--dry-run"])
         #expect(dryRun.status == 0 && dryRun.stdout.contains("created (dry run)"), "\(dryRun.stdout)\(dryRun.stderr)")
-        #expect(try rig.patrolctl(["bindings", "list", "-o", "json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+        #expect(
+            try rig.patrolctl(["bindings", "list", "-o", "json"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                == "[]")
         let applied = try rig.patrolctl(["bindings", "apply", "-f", binding])
-        #expect(applied.status == 0 && applied.stdout.contains("only-opens") && applied.stdout.contains("created"), "\(applied.stdout)\(applied.stderr)")
+        #expect(
+            applied.status == 0 && applied.stdout.contains("only-opens") && applied.stdout.contains("created"),
+            "\(applied.stdout)\(applied.stderr)")
         #expect(try rig.patrolctl(["bindings", "apply", "-f", binding]).stdout.contains("unchanged"))
         let list = try rig.patrolctl(["bindings", "list"])
-        #expect(list.status == 0 && list.stdout.contains("only-opens") && list.stdout.contains("R0002"), "\(list.stdout)")
+        #expect(
+            list.status == 0 && list.stdout.contains("only-opens") && list.stdout.contains("R0002"), "\(list.stdout)")
         let get = try rig.patrolctl(["bindings", "get", "only-opens"])
         #expect(get.status == 0 && get.stdout.contains("ruleID: R0002"), "\(get.stdout)\(get.stderr)")
-        #expect(try rig.patrolctl(["bindings", "get", "only-opens", "-o", "json"]).stdout.contains("\"ruleID\" : \"R0002\""))
+        #expect(
+            try rig.patrolctl(["bindings", "get", "only-opens", "-o", "json"]).stdout.contains("\"ruleID\" : \"R0002\"")
+        )
         #expect(try rig.patrolctl(["bindings", "get", "nope"]).status == 1)
 
         // An invalid document is rejected with its reason, and nothing changes.
-        let invalid = try rig.patrolctl(["bindings", "apply", "-f", repositoryRoot + "/Tests/BindingsTests/Fixtures/invalid/two-references.yaml"])
+        let invalid = try rig.patrolctl([
+            "bindings", "apply", "-f", repositoryRoot + "/Tests/BindingsTests/Fixtures/invalid/two-references.yaml",
+        ])
         #expect(invalid.status == 1, "\(invalid.stdout)\(invalid.stderr)")
         #expect(invalid.stderr.contains("exactly one of ruleName, ruleID or ruleTags"), "\(invalid.stderr)")
         #expect(!(try rig.patrolctl(["bindings", "list"]).stdout.contains("bad")))
@@ -457,9 +497,12 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         try FileManager.default.createDirectory(atPath: rig.directory.file("certs"), withIntermediateDirectories: true)
         let certificates = try TestCertificates(in: rig.directory.file("certs"))
         rig.adminAddress = "tls+tcp://127.0.0.1:\(Ports.freeTCPPort())"
-        rig.adminTLS = ", tls: {certificate: \"\(certificates.serverCertificate)\", key: \"\(certificates.serverKey)\", ca: \"\(certificates.caCertificate)\"}"
+        rig.adminTLS =
+            ", tls: {certificate: \"\(certificates.serverCertificate)\", key: \"\(certificates.serverKey)\", "
+            + "ca: \"\(certificates.caCertificate)\"}"
         rig.clientArguments = [
-            "--cert", certificates.clientCertificate, "--key", certificates.clientKey, "--ca", certificates.caCertificate,
+            "--cert", certificates.clientCertificate, "--key", certificates.clientKey, "--ca",
+            certificates.caCertificate,
         ]
         try await rig.start()
         let good = try rig.patrolctl(["profiles", "list"])
@@ -471,7 +514,9 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         ]
         let rogue = try rig.patrolctl(["profiles", "list"])
         #expect(rogue.status == 3, "\(rogue.stderr)")
-        #expect(rogue.stderr.contains("cannot reach the collector at \(rig.adminAddress): the TLS handshake failed"), "\(rogue.stderr)")
+        #expect(
+            rogue.stderr.contains("cannot reach the collector at \(rig.adminAddress): the TLS handshake failed"),
+            "\(rogue.stderr)")
         // Without client files patrolctl refuses to try: a usage error.
         rig.clientArguments = []
         #expect(try rig.patrolctl(["profiles", "list"]).status == 2)
@@ -493,10 +538,13 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         ] {
             let run = try runPatrolctl(command + ["--help"])
             #expect(run.status == 0, "\(command)")
-            #expect(run.stdout.contains("USAGE: patrolctl \(command.joined(separator: " "))"), "\(command): \(run.stdout)")
+            #expect(
+                run.stdout.contains("USAGE: patrolctl \(command.joined(separator: " "))"), "\(command): \(run.stdout)")
         }
         #expect(try runPatrolctl(["--help"]).stdout.contains("3 collector unreachable or request refused"))
-        #expect(try runPatrolctl(["profiles", "allow", "a/B/c", "--container", "x", "--dns", "a", "--syscall", "b"]).status == 2)
+        #expect(
+            try runPatrolctl(["profiles", "allow", "a/B/c", "--container", "x", "--dns", "a", "--syscall", "b"]).status
+                == 2)
         #expect(try runPatrolctl(["alerts", "list", "--since", "yesterday"]).status == 2)
     }
 
@@ -539,16 +587,22 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         try await rig.start()
         var attributes = try FileManager.default.attributesOfItem(atPath: String(rig.adminAddress.dropFirst(6)))
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
-        let blocked = try runProcess(asNobody[0], Array(asNobody.dropFirst()) + [binary, "profiles", "list", "--collector", rig.adminAddress, "--timeout", "1"])
+        let blocked = try runProcess(
+            asNobody[0],
+            Array(asNobody.dropFirst()) + [
+                binary, "profiles", "list", "--collector", rig.adminAddress, "--timeout", "1",
+            ])
         #expect(blocked.status == 3, "\(blocked.stderr)")
         await rig.stop()
 
         try await rig.start(socketMode: "0666")
         attributes = try FileManager.default.attributesOfItem(atPath: String(rig.adminAddress.dropFirst(6)))
         #expect((attributes[.posixPermissions] as? Int) == 0o666)
-        let refused = try runProcess(asNobody[0], Array(asNobody.dropFirst()) + [binary, "profiles", "list", "--collector", rig.adminAddress])
+        let refused = try runProcess(
+            asNobody[0], Array(asNobody.dropFirst()) + [binary, "profiles", "list", "--collector", rig.adminAddress])
         #expect(refused.status == 3, "\(refused.stderr)")
-        #expect(refused.stderr.contains("refused the request") && refused.stderr.contains("uid 65534"), "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains("refused the request") && refused.stderr.contains("uid 65534"), "\(refused.stderr)")
         #expect(try rig.patrolctl(["profiles", "list"]).status == 0, "root still may")
         let metrics = try rig.metrics()
         #expect(metrics.contains("patrol_admin_refused_total{reason=\"uid\"} 1"), "\(metrics)")

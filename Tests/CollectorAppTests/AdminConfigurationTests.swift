@@ -1,6 +1,7 @@
 import Basics
 import Testing
 import Transport
+
 @testable import CollectorApp
 
 /// The `admin` key and `--admin-listen`, and who the admin service lets in.

@@ -48,26 +48,34 @@ import WireFormat
             #expect(table.rows.contains { $0[0] == "R0001" && $0[3] == "exec" })
 
             let anomalies = await handler.handle(
-                RPCRequest(method: RPCMethods.admin("ListRules"), payload: WireCodec.encode(AdminListRequest(filter: "anomaly"))),
+                RPCRequest(
+                    method: RPCMethods.admin("ListRules"),
+                    payload: WireCodec.encode(AdminListRequest(filter: "anomaly"))),
                 root)
             let anomalyIDs = try WireCodec.decodeAdminListReply(anomalies.payload).table.rows.map { $0[0] }
             #expect(anomalyIDs.contains("R0001") && !anomalyIDs.contains("R1000"))
 
             let rule = await handler.handle(
-                RPCRequest(method: RPCMethods.admin("GetRule"), payload: WireCodec.encode(AdminGetRequest(name: "R0001"))), root)
+                RPCRequest(
+                    method: RPCMethods.admin("GetRule"), payload: WireCodec.encode(AdminGetRequest(name: "R0001"))),
+                root)
             #expect(rule.status == .ok)
             let document = try WireCodec.decodeAdminGetReply(rule.payload)
-            #expect(document.body.contains("needsProfile: true") && document.body.contains("id: R0001"), "\(document.body)")
+            #expect(
+                document.body.contains("needsProfile: true") && document.body.contains("id: R0001"), "\(document.body)")
 
             let missing = await handler.handle(
-                RPCRequest(method: RPCMethods.admin("GetRule"), payload: WireCodec.encode(AdminGetRequest(name: "R9999"))), root)
+                RPCRequest(
+                    method: RPCMethods.admin("GetRule"), payload: WireCodec.encode(AdminGetRequest(name: "R9999"))),
+                root)
             #expect(missing.status == .notFound && missing.message.contains("R9999"))
         }
     }
 
     @Test func badRequestsGetAStatusAndAReason() async throws {
         try await withHandler { handler in
-            let garbage = await handler.handle(RPCRequest(method: RPCMethods.admin("GetProfile"), payload: [0x0A, 0xFF]), root)
+            let garbage = await handler.handle(
+                RPCRequest(method: RPCMethods.admin("GetProfile"), payload: [0x0A, 0xFF]), root)
             #expect(garbage.status == .invalidArgument, "\(garbage.message)")
             let unknown = await handler.handle(RPCRequest(method: "patrol.v1.AdminService/Nope", payload: []), root)
             #expect(unknown.status == .unimplemented)

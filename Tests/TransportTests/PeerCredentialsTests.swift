@@ -7,7 +7,7 @@ import Testing
 @testable import Transport
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The admin service authorises ipc:// callers by uid and relies on the socket file's mode: both come from here.
@@ -43,7 +43,9 @@ struct PeerCredentialsTests {
         defer { directory.remove() }
         for mode in [0o600, 0o660] {
             let path = directory.file("mode-\(mode).sock")
-            let server = try RPCServer(configuration: RPCServerConfiguration(address: "ipc://\(path)", ipcPermissions: mode)) {
+            let server = try RPCServer(
+                configuration: RPCServerConfiguration(address: "ipc://\(path)", ipcPermissions: mode)
+            ) {
                 request, _ in RPCReply(status: .ok, payload: request.payload)
             }
             let attributes = try FileManager.default.attributesOfItem(atPath: path)

@@ -38,7 +38,8 @@ struct AdminMessagesTests {
             name: "Deployment/web", namespace: "shop", container: "app", kind: .exec,
             fields: ["path": "/bin/sh", "argc": "2", "arg.0": "sh", "arg.1": "-c"])
         #expect(try WireCodec.decodeAdminProfileAllowRequest(WireCodec.encode(allow)) == allow)
-        let finalize = AdminProfileAllowRequest(name: "shop/Deployment/web", namespace: "", container: "", kind: nil, finalize: true)
+        let finalize = AdminProfileAllowRequest(
+            name: "shop/Deployment/web", namespace: "", container: "", kind: nil, finalize: true)
         #expect(try WireCodec.decodeAdminProfileAllowRequest(WireCodec.encode(finalize)) == finalize)
         #expect(try WireCodec.decodeAdminProfileAllowReply(WireCodec.encodeProfileAllowReply(changed: true)))
     }
