@@ -131,6 +131,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "AlertSinks", "Store", "SensorApp",
                 "Telemetry", "Elasticsearch", "OutboundHTTP", "AuditPipeline", "Profiles",
+                "Bindings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
