@@ -112,7 +112,11 @@ struct AdminRPCHandler: Sendable {
         }
         Counter(
             label: "patrol_admin_requests_total",
-            dimensions: [("method", method), ("status", "\(reply.status)")]
+            // Only the service's own method names become labels, so a caller cannot grow the series without end.
+            dimensions: [
+                ("method", RPCMethods.adminService.contains(request.method) ? method : "unknown"),
+                ("status", "\(reply.status)"),
+            ]
         ).increment()
         if reply.status == .ok, !method.hasPrefix("List"), !method.hasPrefix("Get") {
             logger.info("admin change", metadata: ["method": "\(method)", "peer": "\(peer.remoteAddress)"])

@@ -606,6 +606,10 @@ private func alertRows(_ run: Run) throws -> [[String: String]] {
         #expect(try rig.patrolctl(["profiles", "list"]).status == 0, "root still may")
         let metrics = try rig.metrics()
         #expect(metrics.contains("patrol_admin_refused_total{reason=\"uid\"} 1"), "\(metrics)")
+        #expect(
+            metrics.split(separator: "\n").contains {
+                $0.hasPrefix("patrol_admin_requests_total{") && $0.contains("ListProfiles") && $0.contains("ok")
+            }, "\(metrics)")
         await rig.stop()
         #expect(rig.collectorLog.contains("admin request refused"))
     }
