@@ -131,6 +131,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "AlertSinks", "Store", "SensorApp",
                 "Telemetry", "Elasticsearch", "OutboundHTTP", "AuditPipeline", "Profiles",
+                "Bindings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -179,7 +180,7 @@ let package = Package(
         .testTarget(name: "RuleEngineTests", dependencies: ["RuleEngine", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "ProfilesTests", dependencies: ["Profiles", "Store", "EventModel", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "BindingsTests", dependencies: ["Bindings", "RuleEngine", "EventModel"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
-        .testTarget(name: "AdminAppTests", dependencies: [], swiftSettings: swiftSettings),
+        .testTarget(name: "AdminAppTests", dependencies: ["TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "StoreTests", dependencies: ["Store", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "AuditPipelineTests", dependencies: ["AuditPipeline", "Elasticsearch", "TestSupport", "EventModel", "Store", "OutboundHTTP"],
@@ -203,7 +204,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "CollectorAppTests",
-            dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel", "OutboundHTTP"], swiftSettings: swiftSettings),
+            dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel", "OutboundHTTP", "Transport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests", dependencies: [
                 "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP",

@@ -8,24 +8,32 @@ import Glibc
 /// The `patrolctl` command line: `patrolctl <area> <verb>`, where an area is bindings, rules, and later profiles,
 /// sensors and alerts (commands that talk to the collector's admin service slot in beside the offline ones).
 ///
-/// Exit status: 0 success, 1 invalid input (the errors are on stderr), 2 usage error.
+/// Exit status: 0 success, 1 invalid input or rejected by the collector (the errors are on stderr), 2 usage error,
+/// 3 the collector is unreachable or refused the request.
 public struct AdminCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "patrolctl",
         abstract: "Patrol's admin CLI.",
         discussion: """
-            Offline commands read files only; they need no collector.
+            Offline commands (rules, bindings validate) read files only. Online commands (profiles, sensors, \
+            alerts) talk to the collector's admin service: --collector ADDRESS, else $PATROL_ADMIN, else \
+            ipc:///run/patrol/admin.sock; tls+tcp:// needs --cert, --key and --ca.
 
-            Exit status: 0 success, 1 invalid input (errors on stderr), 2 usage error.
+            Exit status: 0 success, 1 invalid input or rejected by the collector (errors on stderr), 2 usage \
+            error, 3 collector unreachable or request refused.
 
             Examples:
               patrolctl rules list
               patrolctl rules show R1003 -o yaml
               patrolctl rules validate -f my-rules.yaml
               patrolctl bindings validate -f bindings/
+              patrolctl profiles list
+              patrolctl alerts list --since 1h --rule R0001
             """,
         version: PatrolVersion.current,
-        subcommands: [BindingsCommand.self, RulesCommand.self])
+        subcommands: [
+            BindingsCommand.self, RulesCommand.self, ProfilesCommand.self, SensorsCommand.self, AlertsCommand.self,
+        ])
 
     public init() {}
 
@@ -46,6 +54,8 @@ public struct AdminCommand: AsyncParsableCommand {
             return 0
         } catch is InvalidInput {
             return 1
+        } catch is CollectorFailure {
+            return 3
         } catch {
             let code = exitCode(for: error)
             if code == .success {

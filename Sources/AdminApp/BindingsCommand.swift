@@ -2,14 +2,97 @@ import ArgumentParser
 import Bindings
 import EventModel
 import RuleEngine
+import WireFormat
 
 /// `patrolctl bindings ...`: RuntimeRuleAlertBinding documents. `validate` is offline; `apply`, `list`, `get` and
-/// `delete` talk to the collector's admin service and join this group when it exists.
+/// `delete` talk to the collector's admin service.
 struct BindingsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bindings",
         abstract: "Rule bindings (RuntimeRuleAlertBinding): which rules apply to which pods.",
-        subcommands: [Validate.self])
+        subcommands: [Validate.self, Apply.self, List.self, Get.self, Delete.self])
+
+    struct Apply: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply binding files to the collector, as one all-or-nothing change (validated there).",
+            discussion: """
+                Every document of every file is validated against the collector's loaded rules; if any is invalid, \
+                nothing changes, each problem is printed and the exit status is 1. Changes reach running \
+                containers without a restart. Example: patrolctl bindings apply -f deploy/bindings/ --dry-run
+                """)
+        @OptionGroup var connection: CollectorOptions
+        @Option(
+            name: [.customShort("f"), .long], parsing: .singleValue, help: "A binding file or directory; repeatable.")
+        var file: [String]
+        @Flag(name: .long, help: "Validate only; change nothing.") var dryRun = false
+        @Option(name: .shortAndLong, help: "Output format: table, json or yaml.") var output: OutputFormat = .table
+
+        func validate() throws {
+            if file.isEmpty { throw ValidationError("give at least one binding file or directory with -f") }
+        }
+
+        func run() async throws {
+            let documents = try documentFiles(file).map { AdminDocument(name: $0.path, format: .yaml, body: $0.text) }
+            let client = try connection.client()
+            let payload = try await client.call(
+                "ApplyBindings", WireCodec.encode(AdminApplyRequest(documents: documents, dryRun: dryRun)))
+            try report(try client.decode(payload, WireCodec.decodeAdminApplyReply), dryRun: dryRun, output)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The bindings applied to the collector.")
+        @OptionGroup var connection: CollectorOptions
+        @Option(name: .shortAndLong, help: "Only this namespace.") var namespace: String?
+        @Option(name: .shortAndLong, help: "Output format: table, json or yaml.") var output: OutputFormat = .table
+
+        func run() async throws {
+            let client = try connection.client()
+            let payload = try await client.call(
+                "ListBindings", WireCodec.encode(AdminListRequest(namespace: namespace ?? "")))
+            render(try client.decode(payload, WireCodec.decodeAdminListReply).table, output)
+        }
+    }
+
+    struct Get: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One applied binding's document, as written.")
+        @OptionGroup var connection: CollectorOptions
+        @Argument(help: "The binding's name.") var name: String
+        @Option(name: .shortAndLong, help: "Its namespace; none for a cluster-scoped binding.") var namespace: String?
+        @Option(name: .shortAndLong, help: "Output format: yaml (also for table) or json.")
+        var output: OutputFormat = .yaml
+
+        func run() async throws {
+            let client = try connection.client()
+            let request = AdminGetRequest(
+                name: name, namespace: namespace ?? "", format: output == .json ? .json : .yaml)
+            printDocument(
+                try client.decode(
+                    try await client.call("GetBinding", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove an applied binding; when the last one goes, the default bindings apply again.")
+        @OptionGroup var connection: CollectorOptions
+        @Argument(help: "The binding's name.") var name: String
+        @Option(name: .shortAndLong, help: "Its namespace; none for a cluster-scoped binding.") var namespace: String?
+
+        func run() async throws {
+            let client = try connection.client()
+            let deleted = try client.decode(
+                try await client.call(
+                    "DeleteBinding", WireCodec.encode(AdminDeleteRequest(name: name, namespace: namespace ?? ""))),
+                WireCodec.decodeAdminDeleteReply)
+            let key = namespace.map { "\($0)/\(name)" } ?? name
+            guard deleted else {
+                Console.error("patrolctl: no binding '\(key)' is applied")
+                throw InvalidInput()
+            }
+            Console.out("binding \(key) deleted")
+        }
+    }
 
     struct Validate: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -81,7 +81,9 @@ public struct BoundEvaluator: Sendable {
     // MARK: - Evaluation
 
     /// The alerts `event` raises under the rules bound to its pod, with severity overrides applied.
-    public mutating func evaluate(_ event: Event) -> [Alert] {
+    /// `profile` is the application profile's judgement of the event (for `needs_profile` anomaly rules), as
+    /// `RuleEvaluator.evaluate(_:profile:)` takes it.
+    public mutating func evaluate(_ event: Event, profile: ProfileJudgement? = nil) -> [Alert] {
         let index: Int
         if let container = event.container {
             let key = PodKey(
@@ -101,7 +103,7 @@ public struct BoundEvaluator: Sendable {
             hostSlot = index
         }
         if slots[index].resolution.rules.isEmpty { return [] }
-        var alerts = slots[index].evaluator.evaluate(event)
+        var alerts = slots[index].evaluator.evaluate(event, profile: profile)
         if !slots[index].severities.isEmpty {
             for position in alerts.indices {
                 if let severity = slots[index].severities[alerts[position].ruleID] {

@@ -1,6 +1,7 @@
 import AlertSinks
 import AuditPipeline
 import Basics
+import Bindings
 import Elasticsearch
 import EventModel
 import Foundation
@@ -54,9 +55,13 @@ public struct Collector: Sendable {
         logger.info("profiles restored", metadata: ["containers": "\(restored.loaded)"])
         // Before ingest in the list: graceful shutdown runs in reverse order, so the last save follows ingest's end.
         services.append(ProfileStoreService(registry: profiles, store: store, interval: .seconds(5), logger: logger))
+        // Bindings are loaded before events flow, so applied bindings keep their effect across a restart.
+        let bindings = try await BindingsController.load(
+            ruleSet: ruleSet, seedPaths: configuration.bindingSeedPaths, rulePaths: configuration.rulePaths,
+            store: store, logger: logger)
         let ingest = IngestService(
             store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, profiles: profiles,
-            logger: logger)
+            bindings: bindings, logger: logger)
         services.append(ingest)
         // After ingest in the list, so graceful shutdown (in reverse order) stops reading before ingest ends.
         if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }
@@ -78,8 +83,14 @@ public struct Collector: Sendable {
         let serving = ReadyFlag()
         services.append(RPCServerService(server: server, serving: serving))
         logger.info("collector listening", metadata: ["address": "\(server.boundAddress)"])
+        let admin = try adminServer(profiles: profiles, store: store, ruleSet: ruleSet, bindings: bindings)
+        if let admin { services.append(AdminService(server: admin)) }
         if let address = configuration.metricsListen {
             Self.exportServerStats(server, into: telemetry)
+            if let admin, admin.configuration.address.hasPrefix("tls+tcp://") {
+                let refused = CounterMirror(label: "patrol_admin_tls_handshakes_refused_total")
+                telemetry.onScrape { refused.update(to: admin.tlsRefusals) }
+            }
             telemetry.addReadinessCheck("sensor_rpc") { serving.isSet }
             let status = try StatusServer(address: address, telemetry: telemetry, logger: logger)
             logger.info("status endpoint listening", metadata: ["address": "\(status.boundAddress)"])
@@ -102,6 +113,29 @@ public struct Collector: Sendable {
                 logger: logger))
         try await group.run()
         await store.close()
+    }
+
+    /// The admin service's server (docs/patrolctl.md#security), or nil when `admin.listen` is empty. The built-in
+    /// default address is best effort: when it cannot be used (another collector holds it, /run is not writable)
+    /// the collector runs without an admin service and says so; an address that was configured must work.
+    func adminServer(profiles: ProfileRegistry, store: Store, ruleSet: RuleSet, bindings: BindingsController) throws
+        -> RPCServer?
+    {
+        let settings = configuration.admin
+        guard !settings.listen.isEmpty else { return nil }
+        let handler = AdminRPCHandler(
+            profiles: profiles, store: store, ruleSet: ruleSet, bindings: bindings,
+            authorizer: AdminAuthorizer(address: settings.listen, allowedUIDs: settings.allowedUIDs), logger: logger)
+        do {
+            let server = try AdminService.listen(settings, handler: handler, logger: logger)
+            logger.info("admin service listening", metadata: ["address": "\(server.boundAddress)"])
+            return server
+        } catch where !settings.explicit {
+            logger.error(
+                "admin service not started: its default address is not available; set admin.listen",
+                metadata: ["address": "\(settings.listen)", "error": "\(error)"])
+            return nil
+        }
     }
 
     /// Every configured sink with its outbox policy. Throws, naming the setting, when one is misconfigured.

@@ -73,6 +73,14 @@ public struct CollectorCommand: AsyncParsableCommand {
             valueName: "host:port"))
     var metricsListen: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Admin service for patrolctl: ipc:///path or tls+tcp://host:port (with admin.tls); \"\" turns it off. "
+                + "Default ipc:///run/patrol/admin.sock.",
+            valueName: "address"))
+    var adminListen: String?
+
     @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
@@ -102,6 +110,18 @@ public struct CollectorCommand: AsyncParsableCommand {
         if allInOne { result.allInOne = true }
         if let replay { result.replayPath = replay }
         if let metricsListen { result.metricsListen = metricsListen }
+        if let adminListen {
+            guard adminListen.isEmpty || adminListen.hasPrefix("ipc://") || adminListen.hasPrefix("tls+tcp://") else {
+                throw ValidationError(
+                    "--admin-listen must be ipc:///path or tls+tcp://host:port, or empty to turn it off")
+            }
+            if adminListen.hasPrefix("tls+tcp://"), result.admin.tls == nil {
+                throw ValidationError(
+                    "--admin-listen tls+tcp:// needs admin.tls (certificate, key, ca) in the configuration file")
+            }
+            result.admin.listen = adminListen
+            result.admin.explicit = true
+        }
         switch (tlsCert, tlsKey, tlsCA) {
         case (nil, nil, nil): break
         case (let cert?, let key?, let ca?): result.tls = .init(certificate: cert, key: key, ca: ca)

@@ -240,6 +240,28 @@ public struct CollectorConfiguration: Sendable, Equatable {
     /// `profiles`: how application profiles learn (docs/profiles.md).
     public var profiles = ProfileConfiguration()
 
+    /// `admin`: the admin service patrolctl talks to (docs/patrolctl.md#security).
+    public var admin = AdminSettings()
+
+    public struct AdminSettings: Sendable, Equatable {
+        public static let defaultListen = "ipc:///run/patrol/admin.sock"
+        /// `ipc:///path` (authorised by the peer's uid) or `tls+tcp://host:port` (by a verified client
+        /// certificate); empty: no admin service.
+        public var listen = defaultListen
+        /// Besides root and the collector's own user, these uids may use an ipc socket.
+        public var allowedUIDs: [UInt32] = []
+        /// The ipc socket file's mode.
+        public var socketMode = 0o600
+        /// Server certificate, key and the CA client certificates must chain to, for `tls+tcp://`.
+        public var tls: TLSFiles?
+        /// True when `listen` was set (file or flag): then a listen failure stops the start. The built-in default
+        /// is best effort, so a second collector on one machine (or a test) still runs without an admin service.
+        public var explicit = false
+    }
+    /// `bindings.files`: the default bindings, in force while no binding is applied (docs/bindings.md). nil:
+    /// `bindings/default.yaml` inside each rule directory that has one.
+    public var bindingSeedPaths: [String]?
+
     public struct Ingest: Sendable, Equatable {
         /// Batches larger than this are refused before decoding.
         public var maxMessageBytes = 16 * 1024 * 1024
@@ -276,8 +298,13 @@ extension CollectorConfiguration {
             root, path: "",
             allowed: [
                 "listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup",
-                "profiles",
+                "profiles", "admin", "bindings",
             ])
+        if let node = top["admin"] { config.admin = try AdminSettings.parse(node, reader: reader) }
+        if let node = top["bindings"] {
+            let bindings = try reader.mapping(node, path: "bindings", allowed: ["files"])
+            if let n = bindings["files"] { config.bindingSeedPaths = try reader.strings(n, path: "bindings.files") }
+        }
         if let node = top["dedup"] {
             let dedup = try reader.mapping(node, path: "dedup", allowed: ["window", "key"])
             let windowNode = try reader.required(dedup, "window", in: "dedup", at: node)

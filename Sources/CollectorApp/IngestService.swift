@@ -1,5 +1,6 @@
 import AlertSinks
 import Basics
+import Bindings
 import EventModel
 import Logging
 import Metrics
@@ -38,13 +39,17 @@ public final class IngestService: Service, Sendable {
     private let initialCooldown: AlertCooldown
     /// Application profiles: every container event is learned from or judged before the rules see it.
     private let profiles: ProfileRegistry?
+    /// Which rules apply to which pods; without it every rule applies to every event.
+    private let bindings: BindingsController?
 
     /// - Parameter cooldownDefault: the collector-wide alert de-duplication; a rule's own `dedup:` wins.
     public init(
         store: Store, ruleSet: RuleSet, signal: OutboxSignal, queueCapacity: Int = 64,
-        cooldownDefault: AlertCooldown.Policy = .off, profiles: ProfileRegistry? = nil, logger: Logger
+        cooldownDefault: AlertCooldown.Policy = .off, profiles: ProfileRegistry? = nil,
+        bindings: BindingsController? = nil, logger: Logger
     ) {
         self.profiles = profiles
+        self.bindings = bindings
         self.store = store
         self.ruleSet = ruleSet
         self.signal = signal
@@ -76,7 +81,10 @@ public final class IngestService: Service, Sendable {
                 .init(highestContiguous: saved.contiguous, above: Set(saved.above)), sensorID: saved.sensorID,
                 bootID: saved.bootID)
         }
-        var evaluator = RuleEvaluator(ruleSet: ruleSet)
+        var applied = bindings?.current
+        var evaluator = BoundEvaluator(
+            ruleSet: ruleSet, bindings: applied?.bindings ?? [],
+            defaultBindings: bindings?.defaultBindings ?? [Binding.everyRule(in: ruleSet)])
         var cooldown = initialCooldown
         try await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { tasks in
@@ -90,7 +98,13 @@ public final class IngestService: Service, Sendable {
                     }
                 }
                 while let group = await queue.drain(limit: 32) {
+                    // A binding change is taken whole between groups, never in the middle of one.
+                    if let bindings, let change = bindings.change(after: applied?.generation ?? 0) {
+                        evaluator.replaceAll(change.bindings)
+                        applied = change
+                    }
                     await process(group, ledger: &ledger, evaluator: &evaluator, cooldown: &cooldown)
+                    bindings?.recordEvaluator(evaluators: evaluator.evaluatorCount, cachedPods: evaluator.cachedPods)
                 }
                 tasks.cancelAll()
             }
@@ -123,7 +137,7 @@ public final class IngestService: Service, Sendable {
     }
 
     private func process(
-        _ group: [Pending], ledger: inout BatchDeduplicator, evaluator: inout RuleEvaluator,
+        _ group: [Pending], ledger: inout BatchDeduplicator, evaluator: inout BoundEvaluator,
         cooldown: inout AlertCooldown
     ) async {
         var accepted: [Pending] = []

@@ -1,6 +1,6 @@
 /// The store's tables, created or upgraded on open. `user_version` records the schema version.
 enum Schema {
-    static let version = 3
+    static let version = 4
 
     static func migrate(_ db: SQLiteConnection) throws(StoreError) {
         var current: Int64 = 0
@@ -8,6 +8,7 @@ enum Schema {
         if current < 1 { try version1(db) }
         if current < 2 { try version2(db) }
         if current < 3 { try version3(db) }
+        if current < 4 { try version4(db) }
     }
 
     static func version1(_ db: SQLiteConnection) throws(StoreError) {
@@ -53,6 +54,20 @@ enum Schema {
                 state TEXT NOT NULL, updated_ns INTEGER NOT NULL, body BLOB NOT NULL,
                 PRIMARY KEY(namespace, kind, name, container));
             PRAGMA user_version = 3;
+            COMMIT;
+            """)
+    }
+
+    /// Applied rule bindings: one row per binding identity (`namespace` is '' for a cluster-scoped one), with the
+    /// YAML text it was applied from, so they survive restarts and `get` returns what was written.
+    private static func version4(_ db: SQLiteConnection) throws(StoreError) {
+        try db.execute(
+            """
+            BEGIN;
+            CREATE TABLE IF NOT EXISTS bindings(
+                namespace TEXT NOT NULL, name TEXT NOT NULL, yaml TEXT NOT NULL, applied_ns INTEGER NOT NULL,
+                PRIMARY KEY(namespace, name));
+            PRAGMA user_version = 4;
             COMMIT;
             """)
     }

@@ -36,10 +36,14 @@ public struct PeerInfo: Sendable, Hashable {
     public var remoteAddress: String
     /// True when the connection is TLS and the peer's certificate was verified.
     public var tlsVerified: Bool
+    /// For `ipc://` connections, the peer process's user id as the kernel reports it (SO_PEERCRED), so a server
+    /// can authorise by uid; nil on other transports.
+    public var peerUID: UInt32?
 
-    public init(connectionID: UInt32, remoteAddress: String, tlsVerified: Bool = false) {
+    public init(connectionID: UInt32, remoteAddress: String, tlsVerified: Bool = false, peerUID: UInt32? = nil) {
         self.connectionID = connectionID
         self.remoteAddress = remoteAddress
         self.tlsVerified = tlsVerified
+        self.peerUID = peerUID
     }
 }

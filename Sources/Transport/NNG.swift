@@ -443,7 +443,12 @@ func peerInfo(pipe: nng_pipe?) -> PeerInfo {
     let remote = nng_pipe_get_addr(pipe, NNG_OPT_REMADDR, &address) == 0 ? formatSockaddr(address) : "unknown"
     var verified = false
     let hasTLS = nng_pipe_get_bool(pipe, NNG_OPT_TLS_VERIFIED, &verified) == 0
-    return PeerInfo(connectionID: UInt32(nng_pipe_id(pipe)), remoteAddress: remote, tlsVerified: hasTLS && verified)
+    var uid: UInt64 = 0
+    // Only ipc pipes have the option; nng reads it from the socket's SO_PEERCRED.
+    let hasUID = remote.hasPrefix("ipc://") && nng_pipe_get_uint64(pipe, NNG_OPT_IPC_PEER_UID, &uid) == 0
+    return PeerInfo(
+        connectionID: UInt32(nng_pipe_id(pipe)), remoteAddress: remote, tlsVerified: hasTLS && verified,
+        peerUID: hasUID ? UInt32(truncatingIfNeeded: uid) : nil)
 }
 
 /// The NUL-terminated text in a fixed-size C char array.

@@ -17,11 +17,15 @@ public struct RPCServerConfiguration: Sendable {
     /// Answer bytes that do not decode with INVALID_ARGUMENT (true) or drop them without a reply (false).
     /// Either way they are counted and logged.
     public var replyToUndecodable: Bool
+    /// For `ipc://`: the socket file's mode (e.g. 0o600), set by nng before it accepts connections. Nil leaves
+    /// the process umask's default.
+    public var ipcPermissions: Int?
 
     public init(
         address: String, tls: TLSConfiguration? = nil, concurrency: Int = 16, maxMessageSize: Int = 8 << 20,
-        replyToUndecodable: Bool = true
+        replyToUndecodable: Bool = true, ipcPermissions: Int? = nil
     ) {
+        self.ipcPermissions = ipcPermissions
         self.address = address
         self.tls = tls
         self.concurrency = concurrency
@@ -97,7 +101,8 @@ public final class RPCServer: Sendable {
         } else {
             tlsConfig = nil
         }
-        listener = try ListenerOwner(socket: socket, address: address, tls: tlsConfig)
+        listener = try ListenerOwner(
+            socket: socket, address: address, tls: tlsConfig, ipcPermissions: configuration.ipcPermissions)
         boundAddress = listener.boundAddress()
         logger.debug("rpc server listening", metadata: ["address": "\(boundAddress)"])
     }
@@ -225,7 +230,9 @@ final class ListenerOwner: @unchecked Sendable {
     let listener: nng_listener
     let address: String
 
-    init(socket: SocketOwner, address: String, tls: TLSConfigOwner?) throws(TransportError) {
+    init(
+        socket: SocketOwner, address: String, tls: TLSConfigOwner?, ipcPermissions: Int? = nil
+    ) throws(TransportError) {
         var listener = nng_listener()
         var rc = nng_listener_create(&listener, socket.socket, address)
         guard rc == 0 else { throw nngError(rc, "cannot create a listener", address: address) }
@@ -234,6 +241,10 @@ final class ListenerOwner: @unchecked Sendable {
         if let tls {
             rc = nng_listener_set_ptr(listener, NNG_OPT_TLS_CONFIG, UnsafeMutableRawPointer(tls.config))
             guard rc == 0 else { throw nngError(rc, "cannot apply the TLS configuration", address: address) }
+        }
+        if let mode = ipcPermissions, address.hasPrefix("ipc://") {
+            rc = nng_listener_set_int(listener, NNG_OPT_IPC_PERMISSIONS, Int32(mode))
+            guard rc == 0 else { throw nngError(rc, "cannot set the socket file's permissions", address: address) }
         }
         rc = nng_listener_start(listener, 0)
         guard rc == 0 else { throw nngError(rc, "cannot listen", address: address) }

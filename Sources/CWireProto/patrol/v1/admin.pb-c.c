@@ -1525,7 +1525,7 @@ const ProtobufCMessageDescriptor patrol__v1__profile_allow_request__fields_entry
   (ProtobufCMessageInit) patrol__v1__profile_allow_request__fields_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__profile_allow_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor patrol__v1__profile_allow_request__field_descriptors[6] =
 {
   {
     "name",
@@ -1587,10 +1587,23 @@ static const ProtobufCFieldDescriptor patrol__v1__profile_allow_request__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "finalize",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ProfileAllowRequest, finalize),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__profile_allow_request__field_indices_by_name[] = {
   2,   /* field[2] = container */
   4,   /* field[4] = fields */
+  5,   /* field[5] = finalize */
   3,   /* field[3] = kind */
   0,   /* field[0] = name */
   1,   /* field[1] = namespace */
@@ -1598,7 +1611,7 @@ static const unsigned patrol__v1__profile_allow_request__field_indices_by_name[]
 static const ProtobufCIntRange patrol__v1__profile_allow_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor patrol__v1__profile_allow_request__descriptor =
 {
@@ -1608,7 +1621,7 @@ const ProtobufCMessageDescriptor patrol__v1__profile_allow_request__descriptor =
   "Patrol__V1__ProfileAllowRequest",
   "patrol.v1",
   sizeof(Patrol__V1__ProfileAllowRequest),
-  5,
+  6,
   patrol__v1__profile_allow_request__field_descriptors,
   patrol__v1__profile_allow_request__field_indices_by_name,
   1,  patrol__v1__profile_allow_request__number_ranges,

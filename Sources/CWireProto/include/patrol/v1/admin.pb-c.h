@@ -255,10 +255,15 @@ struct  Patrol__V1__ProfileAllowRequest
   Patrol__V1__EventKind kind;
   size_t n_fields;
   Patrol__V1__ProfileAllowRequest__FieldsEntry **fields;
+  /*
+   * End the container's (or, with no container, every container's) learning now; kind and fields may then be
+   * empty. patrolctl profiles finalize.
+   */
+  protobuf_c_boolean finalize;
 };
 #define PATROL__V1__PROFILE_ALLOW_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__profile_allow_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, PATROL__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, PATROL__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED, 0,NULL, 0 }
 
 
 struct  Patrol__V1__ProfileAllowReply

@@ -1,0 +1,356 @@
+import Basics
+import Bindings
+import Foundation
+import Logging
+import Metrics
+import RuleEngine
+import Store
+import Synchronization
+
+/// What an apply did to one binding.
+public enum BindingApplyAction: String, Sendable {
+    case created, updated, unchanged, rejected
+}
+
+/// One binding's outcome in an apply. `name` is empty when a document was too broken to have one.
+public struct BindingApplyResult: Sendable, Hashable {
+    public var name: String
+    /// Empty for a cluster-scoped binding.
+    public var namespace: String
+    public var action: BindingApplyAction
+    /// Why it was rejected (`file:line: document N (name): field.path: reason`, one problem a line), or what
+    /// happened.
+    public var message: String
+
+    public init(name: String, namespace: String, action: BindingApplyAction, message: String) {
+        self.name = name
+        self.namespace = namespace
+        self.action = action
+        self.message = message
+    }
+}
+
+/// One applied binding, for listing.
+public struct BindingSummary: Sendable, Hashable {
+    public var name: String
+    /// Empty for a cluster-scoped binding.
+    public var namespace: String
+    /// The rule entries as written: a rule name, a rule id, or `tags:a,b` for a `ruleTags` entry.
+    public var rules: [String]
+    /// `namespaces: <selector>; pods: <selector>` in kubectl's selector notation (`<all>` for an empty one).
+    public var selector: String
+    /// When it was applied, epoch nanoseconds.
+    public var appliedAt: UInt64
+
+    public init(name: String, namespace: String, rules: [String], selector: String, appliedAt: UInt64) {
+        self.name = name
+        self.namespace = namespace
+        self.rules = rules
+        self.selector = selector
+        self.appliedAt = appliedAt
+    }
+}
+
+/// Owns the collector's applied rule bindings: validates applies against the loaded rule set, keeps them in the
+/// store (so they survive restarts) and hands each change to the ingest loop.
+///
+/// The ingest loop is the only owner of its `BoundEvaluator`; it asks `change(after:)` between groups of batches
+/// and swaps the whole binding set at once, so no event is evaluated half-way through a change, and pods whose
+/// rules did not change keep their evaluator and its sequence state.
+///
+/// Admin operations run one at a time (a store write sits between validating and publishing), in call order.
+public final class BindingsController: Sendable {
+    /// A published binding set; `generation` grows with every change.
+    struct Change: Sendable {
+        let generation: UInt64
+        let bindings: [Binding]
+    }
+
+    struct Entry: Sendable {
+        var binding: Binding
+        var yaml: String
+        var appliedAt: EpochNanoseconds
+    }
+
+    struct State: Sendable {
+        var entries: [String: Entry] = [:]
+        var generation: UInt64 = 0
+    }
+
+    let ruleSet: RuleSet
+    /// What applies while no binding is applied (the configured seed, `bindings.files`).
+    let defaultBindings: [Binding]
+    private let store: Store
+    private let logger: Logger
+    private let state: Mutex<State>
+    /// The last admin operation; the next one waits for it, so store writes and publishing keep call order.
+    private let tail = Mutex<Task<Void, Never>?>(nil)
+    private let metrics = BindingsMetrics()
+
+    init(ruleSet: RuleSet, defaultBindings: [Binding], entries: [Entry], store: Store, logger: Logger) {
+        self.ruleSet = ruleSet
+        self.defaultBindings = defaultBindings
+        self.store = store
+        self.logger = logger
+        var initial = State()
+        for entry in entries { initial.entries[entry.binding.key] = entry }
+        self.state = Mutex(initial)
+        metrics.applied.record(Double(entries.count))
+    }
+
+    // MARK: - Admin operations
+
+    /// Validates every document of every text as one apply and, unless `dryRun`, stores and applies them.
+    /// All-or-nothing: if any document is invalid, nothing changes and every result is `rejected`.
+    public func apply(_ documents: [(source: String, text: String)], dryRun: Bool) async -> [BindingApplyResult] {
+        let sources = documents.map { (file: $0.source, yaml: $0.text) }
+        return await serialized { [self] in await applyNow(sources, dryRun: dryRun) }
+    }
+
+    /// The applied bindings, by namespace then name; `namespace` filters ("" for the cluster-scoped ones).
+    public func list(namespace: String?) async -> [BindingSummary] {
+        let entries = state.withLock { Array($0.entries.values) }
+        return
+            entries
+            .filter { namespace == nil || ($0.binding.namespace ?? "") == namespace }
+            .sorted { ($0.binding.namespace ?? "", $0.binding.name) < ($1.binding.namespace ?? "", $1.binding.name) }
+            .map(Self.summary)
+    }
+
+    /// The YAML document an applied binding came from, as written; nil when there is no such binding.
+    public func get(name: String, namespace: String) async -> String? {
+        state.withLock { $0.entries[Self.key(name: name, namespace: namespace)]?.yaml }
+    }
+
+    /// Removes an applied binding; false when there is none. When the last one goes, the default bindings apply
+    /// again.
+    public func delete(name: String, namespace: String) async throws -> Bool {
+        try await serialized { [self] () async throws(StoreError) -> Bool in
+            let key = Self.key(name: name, namespace: namespace)
+            guard state.withLock({ $0.entries[key] != nil }) else { return false }
+            guard try await store.deleteBinding(name: name, namespace: namespace) else { return false }
+            publish { $0.entries[key] = nil }
+            logger.info("binding deleted", metadata: ["binding": "\(key)"])
+            return true
+        }
+    }
+
+    // MARK: - The ingest loop's side
+
+    /// The binding set now in force (empty: the default bindings apply).
+    var current: Change {
+        state.withLock { Change(generation: $0.generation, bindings: $0.entries.values.map(\.binding)) }
+    }
+
+    /// The binding set if it changed since `generation`, else nil (the cheap, common answer).
+    func change(after generation: UInt64) -> Change? {
+        state.withLock { state in
+            guard state.generation != generation else { return nil }
+            return Change(generation: state.generation, bindings: state.entries.values.map(\.binding))
+        }
+    }
+
+    /// The ingest loop reports its evaluator's size after each group, for the metrics.
+    func recordEvaluator(evaluators: Int, cachedPods: Int) {
+        metrics.evaluators.record(Double(evaluators))
+        metrics.cachedPods.record(Double(cachedPods))
+    }
+
+    // MARK: - Implementation
+
+    private func applyNow(_ sources: [(file: String, yaml: String)], dryRun: Bool) async -> [BindingApplyResult] {
+        let bindings: [Binding]
+        do {
+            bindings = try BindingLoader.load(sources: sources, ruleSet: ruleSet)
+        } catch {
+            return rejections(error, sources: sources)
+        }
+        let now = WallClock.now()
+        var texts: [String: [String]] = [:]
+        for source in sources where texts[source.file] == nil {
+            texts[source.file] = BindingLoader.documentTexts(source.yaml)
+        }
+        let existing = state.withLock { $0.entries }
+        var results: [BindingApplyResult] = []
+        var changed: [Entry] = []
+        for binding in bindings {
+            let document = binding.source.document
+            let documents = texts[binding.source.file] ?? []
+            let yaml = documents.indices.contains(document - 1) ? documents[document - 1] : ""
+            let action: BindingApplyAction
+            if let old = existing[binding.key] {
+                action = old.binding.hasSameEffect(as: binding) ? .unchanged : .updated
+            } else {
+                action = .created
+            }
+            if action != .unchanged { changed.append(Entry(binding: binding, yaml: yaml, appliedAt: now)) }
+            results.append(
+                BindingApplyResult(
+                    name: binding.name, namespace: binding.namespace ?? "", action: action,
+                    message: "\(binding.source.file) document \(document)" + (dryRun ? " (dry run)" : "")))
+        }
+        guard !dryRun, !changed.isEmpty else { return results }
+        do {
+            try await store.saveBindings(
+                changed.map {
+                    BindingRecord(
+                        name: $0.binding.name, namespace: $0.binding.namespace ?? "", yaml: $0.yaml,
+                        appliedAt: $0.appliedAt)
+                })
+        } catch {
+            logger.error("cannot store bindings; the apply is refused", metadata: ["error": "\(error)"])
+            return results.map {
+                BindingApplyResult(
+                    name: $0.name, namespace: $0.namespace, action: .rejected,
+                    message: "not applied: cannot store bindings: \(error.message)")
+            }
+        }
+        publish { state in for entry in changed { state.entries[entry.binding.key] = entry } }
+        logger.info(
+            "bindings applied",
+            metadata: ["changed": "\(changed.map(\.binding.key).sorted())", "applied": "\(results.count)"])
+        return results
+    }
+
+    /// One result per document with problems (all its problems, one a line), then one per valid document, which
+    /// the invalid ones hold back.
+    private func rejections(_ error: BindingsError, sources: [(file: String, yaml: String)]) -> [BindingApplyResult] {
+        struct Document: Hashable {
+            let file: String
+            let document: Int
+        }
+        var order: [Document] = []
+        var problems: [Document: [BindingProblem]] = [:]
+        for problem in error.problems {
+            let document = Document(file: problem.location.file, document: problem.location.document)
+            if problems[document] == nil { order.append(document) }
+            problems[document, default: []].append(problem)
+        }
+        var results = order.map { document in
+            let found = problems[document]!
+            return BindingApplyResult(
+                name: found.compactMap(\.location.name).first ?? "", namespace: "", action: .rejected,
+                message: found.map(\.description).joined(separator: "\n"))
+        }
+        // Documents valid on their own are named too, so the caller sees everything the apply held back.
+        for source in sources {
+            guard let valid = try? BindingLoader.load(yaml: source.yaml, file: source.file, ruleSet: ruleSet) else {
+                continue
+            }
+            for binding in valid
+            where problems[Document(file: binding.source.file, document: binding.source.document)] == nil {
+                results.append(
+                    BindingApplyResult(
+                        name: binding.name, namespace: binding.namespace ?? "", action: .rejected,
+                        message:
+                            "\(binding.source.file) document \(binding.source.document): valid, but not applied "
+                            + "because other documents of this apply are invalid"))
+            }
+        }
+        return results
+    }
+
+    private func publish(_ change: (inout State) -> Void) {
+        let count = state.withLock { state in
+            change(&state)
+            state.generation += 1
+            return state.entries.count
+        }
+        metrics.applied.record(Double(count))
+    }
+
+    private func serialized<T: Sendable, E: Error>(_ operation: @escaping @Sendable () async throws(E) -> T)
+        async throws(E) -> T
+    {
+        let task: Task<Result<T, E>, Never> = tail.withLock { tail in
+            let previous = tail
+            let task = Task { () async -> Result<T, E> in
+                await previous?.value
+                do throws(E) {
+                    return .success(try await operation())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            tail = Task { _ = await task.value }
+            return task
+        }
+        return try await task.value.get()
+    }
+
+    static func key(name: String, namespace: String) -> String { namespace.isEmpty ? name : "\(namespace)/\(name)" }
+
+    static func summary(_ entry: Entry) -> BindingSummary {
+        let binding = entry.binding
+        let rules = binding.rules.map { rule in
+            switch rule.reference {
+            case .name(let name): return name
+            case .id(let id): return id
+            case .tags(let tags): return "tags:" + tags.joined(separator: ",")
+            }
+        }
+        return BindingSummary(
+            name: binding.name, namespace: binding.namespace ?? "", rules: rules,
+            selector: "namespaces: \(binding.namespaceSelector); pods: \(binding.podSelector)",
+            appliedAt: entry.appliedAt)
+    }
+}
+
+extension BindingsController {
+    /// Loads the stored bindings and the seed for a starting collector.
+    ///
+    /// The seed is `seedPaths` (`bindings.files`; empty: no default bindings at all) or, when that is not
+    /// configured, `bindings/default.yaml` in each rule directory that has one (the shipped
+    /// `rules/bindings/default.yaml` next to the shipped rules); when there is none, every rule applies to every
+    /// pod while no binding is applied, as before bindings existed.
+    /// The seed must be valid: an invalid seed stops the start-up, like an invalid rule file.
+    /// A stored binding that no longer validates (a rule it names was removed from the rule files) is logged and
+    /// left out, but kept in the store, so it comes back once the rules do; applying a binding of the same name
+    /// replaces it.
+    static func load(ruleSet: RuleSet, seedPaths: [String]?, rulePaths: [String], store: Store, logger: Logger)
+        async throws -> BindingsController
+    {
+        let defaults: [Binding]
+        let paths = seedPaths ?? defaultSeedPaths(rulePaths: rulePaths)
+        if seedPaths == nil, paths.isEmpty {
+            logger.warning(
+                "no bindings/default.yaml next to the rules; every rule applies to every pod while no binding is applied",
+                metadata: ["rules": "\(rulePaths)"])
+            defaults = [Binding.everyRule(in: ruleSet)]
+        } else {
+            defaults = try BindingLoader.load(paths: paths, ruleSet: ruleSet)
+            logger.info("default bindings loaded", metadata: ["files": "\(paths)", "bindings": "\(defaults.count)"])
+        }
+        var entries: [Entry] = []
+        for record in try await store.bindings() {
+            let key = key(name: record.name, namespace: record.namespace)
+            do {
+                let loaded = try BindingLoader.load(yaml: record.yaml, file: "store:\(key)", ruleSet: ruleSet)
+                guard loaded.count == 1, loaded[0].key == key else {
+                    logger.error("a stored binding does not hold exactly that binding; left out", metadata: ["binding": "\(key)"])
+                    continue
+                }
+                entries.append(Entry(binding: loaded[0], yaml: record.yaml, appliedAt: record.appliedAt))
+            } catch {
+                logger.error(
+                    "a stored binding no longer validates against the rules; left out until it does",
+                    metadata: ["binding": "\(key)", "problems": "\(error.problems.map(\.description))"])
+            }
+        }
+        logger.info("bindings restored", metadata: ["applied": "\(entries.count)"])
+        return BindingsController(ruleSet: ruleSet, defaultBindings: defaults, entries: entries, store: store, logger: logger)
+    }
+
+    /// `bindings/default.yaml` in each rule path that is a directory and has one.
+    static func defaultSeedPaths(rulePaths: [String]) -> [String] {
+        rulePaths.map { path in (path.hasSuffix("/") ? String(path.dropLast()) : path) + "/bindings/default.yaml" }
+            .filter { FileManager.default.fileExists(atPath: $0) }
+    }
+}
+
+/// `patrol_bindings_*`: what the collector's rule bindings cost.
+struct BindingsMetrics: Sendable {
+    let applied = Gauge(label: "patrol_bindings_applied")
+    let evaluators = Gauge(label: "patrol_bindings_evaluators")
+    let cachedPods = Gauge(label: "patrol_bindings_cached_pods")
+}
