@@ -103,7 +103,13 @@ public final class BindingsController: Sendable {
     /// Validates every document of every text as one apply and, unless `dryRun`, stores and applies them.
     /// All-or-nothing: if any document is invalid, nothing changes and every result is `rejected`.
     public func apply(_ documents: [(source: String, text: String)], dryRun: Bool) async -> [BindingApplyResult] {
-        let sources = documents.map { (file: $0.source, yaml: $0.text) }
+        // Source names tell the documents apart in results and errors; a repeated one (stdin twice) is numbered.
+        var seen: [String: Int] = [:]
+        let sources = documents.map { document -> (file: String, yaml: String) in
+            let count = (seen[document.source] ?? 0) + 1
+            seen[document.source] = count
+            return (count == 1 ? document.source : "\(document.source) (\(count))", document.text)
+        }
         return await serialized { [self] in await applyNow(sources, dryRun: dryRun) }
     }
 

@@ -35,10 +35,10 @@ import Testing
         #expect(texts == ["---\na: 1\n", "---\nb: 2\n", "---\n"])
     }
 
-    /// After `...` a document may start without `---`, which the cut does not follow; the documents are then
-    /// written from their parsed form, comments dropped but content kept.
-    @Test func aDocumentWithoutItsOwnMarkerFallsBackToTheParsedDocuments() {
-        let texts = BindingLoader.documentTexts("# gone\na: 1\n...\nb: 2\n")
+    /// A directive between documents (after `...`) makes a piece that does not parse on its own; the documents
+    /// are then written from their parsed form, comments dropped but content kept.
+    @Test func piecesThatDoNotParseAloneFallBackToTheParsedDocuments() {
+        let texts = BindingLoader.documentTexts("# gone\na: 1\n...\n%YAML 1.1\n---\nb: 2\n")
         #expect(texts.count == 2)
         #expect(texts[0].contains("a: 1") && !texts[0].contains("# gone"))
         #expect(texts[1].contains("b: 2") && !texts[1].contains("a: 1"))

@@ -241,6 +241,21 @@ import Testing
         await collector.stop()
     }
 
+    /// Two documents with the same source name (stdin twice) are still told apart, and each binding keeps its own
+    /// text.
+    @Test func repeatedSourceNamesKeepEachDocumentsText() async throws {
+        let directory = try TemporaryDirectory(prefix: "bindings")
+        defer { directory.remove() }
+        let collector = try await RunningCollector(storePath: directory.file("patrol.db"))
+        let first = try String(contentsOfFile: Self.fixtures + "/valid/match-labels.yaml", encoding: .utf8)
+        let second = try String(contentsOfFile: Self.fixtures + "/valid/severity-override.yaml", encoding: .utf8)
+        let results = await collector.bindings.apply([("-", first), ("-", second)], dryRun: false)
+        #expect(Self.actions(results) == ["web-exec": .created, "miners-critical": .created])
+        #expect(await collector.bindings.get(name: "web-exec", namespace: "")?.contains("name: web-exec") == true)
+        #expect(await collector.bindings.get(name: "miners-critical", namespace: "")?.contains("name: miners-critical") == true)
+        await collector.stop()
+    }
+
     @Test func aDryRunReportsButChangesNothing() async throws {
         let directory = try TemporaryDirectory(prefix: "bindings")
         defer { directory.remove() }
