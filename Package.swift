@@ -205,7 +205,7 @@ let package = Package(
             dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel", "OutboundHTTP"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests", dependencies: [
-                "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP",
+                "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP", "Profiles",
             ],
             swiftSettings: swiftSettings),
     ]

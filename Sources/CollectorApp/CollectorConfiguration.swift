@@ -240,6 +240,10 @@ public struct CollectorConfiguration: Sendable, Equatable {
     /// `profiles`: how application profiles learn (docs/profiles.md).
     public var profiles = ProfileConfiguration()
 
+    /// The Kubernetes API server's addresses for the anomaly rules (R0007's `apiserver_addresses`); nil: taken
+    /// once at start-up from `KUBERNETES_SERVICE_HOST` (`APIServerAddresses`), never looked up per event.
+    public var apiServerAddresses: [String]?
+
     public struct Ingest: Sendable, Equatable {
         /// Batches larger than this are refused before decoding.
         public var maxMessageBytes = 16 * 1024 * 1024
