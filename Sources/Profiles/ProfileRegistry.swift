@@ -112,6 +112,11 @@ public final class ProfileRegistry: Sendable {
         var slots: [ContainerKey: Slot] = [:]
         var observedSinceSweep = 0
         var transitions = Transitions()
+        /// The container of the previous event: a sensor's batch carries runs of events from one container,
+        /// and comparing the id with the previous one (usually the very same string object) is cheaper than
+        /// packing and looking it up again.
+        var lastContainerID = ""
+        var lastSlot: Slot?
     }
 
     /// State changes counted as they happen, for metrics (`statistics()`).
@@ -143,9 +148,13 @@ public final class ProfileRegistry: Sendable {
         guard let container = event.container, let items = EventItems(event) else { return nil }
         return state.withLock { state -> ProfileVerdict? in
             let slot: Slot
-            let id = ContainerKey(container.containerID)
-            if let known = state.slots[id] {
+            let containerID = container.containerID
+            if let last = state.lastSlot, containerID == state.lastContainerID {
+                slot = last
+            } else if let known = state.slots[ContainerKey(containerID)] {
                 slot = known
+                state.lastContainerID = containerID
+                state.lastSlot = known
             } else {
                 guard let workload = WorkloadKey(container: container) else { return nil }
                 let key = ProfileKey(workload: workload, container: container.containerName)
@@ -160,7 +169,9 @@ public final class ProfileRegistry: Sendable {
                     return created
                 }()
                 slot = Slot(key: key, entry: entry, lastSeen: event.time)
-                state.slots[id] = slot
+                state.slots[ContainerKey(containerID)] = slot
+                state.lastContainerID = containerID
+                state.lastSlot = slot
                 Self.sweepIfDue(&state, now: event.time)
             }
             slot.lastSeen = max(slot.lastSeen, event.time)
@@ -223,6 +234,7 @@ public final class ProfileRegistry: Sendable {
         state.observedSinceSweep = 0
         let cutoff = now > idleContainerNanoseconds ? now - idleContainerNanoseconds : 0
         state.slots = state.slots.filter { $0.value.lastSeen >= cutoff }
+        state.lastSlot = nil
     }
 
     // MARK: Profiles
@@ -301,6 +313,7 @@ public final class ProfileRegistry: Sendable {
             let keys = state.entries.keys.filter { $0.workload == workload }
             for key in keys { state.entries[key] = nil }
             state.slots = state.slots.filter { $0.value.key.workload != workload }
+            state.lastSlot = nil  // it may be one of those
             return !keys.isEmpty
         }
     }
@@ -426,7 +439,7 @@ extension ProfileVerdict {
 }
 
 /// A container id as the registry's key. Runtimes name containers with 64 hex digits (containerd, CRI-O,
-/// Docker); such an id is kept as its 32 bytes in four words, so the per-event lookup hashes one word and
+/// Docker); such an id is kept as its 32 bytes in four words, so the per-event lookup hashes 32 bytes and
 /// compares inline words instead of hashing 64 characters and comparing against a key string in another heap
 /// object (a cache miss per event with many containers). Any other id is kept as its string.
 struct ContainerKey: Hashable {
@@ -471,8 +484,12 @@ struct ContainerKey: Hashable {
     }
 
     func hash(into hasher: inout Hasher) {
-        // Container ids are random: one word of them spreads as well as all four.
+        // All four words: ids are not always random in every digit (a runtime or a test may number them), and
+        // hashing 32 bytes is still half of hashing the 64 characters.
         hasher.combine(words.0)
+        hasher.combine(words.1)
+        hasher.combine(words.2)
+        hasher.combine(words.3)
         if let other { hasher.combine(other) }
     }
 }

@@ -1,5 +1,6 @@
 import Basics
 import EventModel
+import Foundation
 import Testing
 
 @testable import Profiles
@@ -76,5 +77,13 @@ import Testing
         first.containerID = String(first.containerID.dropLast()) + "2"
         #expect(registry.observe(first.event(12, exec("/bin/sh", ["sh"])))?.unexpected.count == 1, "reported again")
         #expect(registry.observe(first.event(13, exec("/bin/sh", ["sh"])))?.unexpected.count == 0, "once")
+    }
+}
+
+extension ContainerKeyTests {
+    @Test("Numbered ids (equal but for the last digits) spread over the hash table")
+    func numberedIDsHashApart() {
+        let hashes = Set((0..<1000).map { ContainerKey(String(repeating: "0", count: 56) + String(format: "%08x", $0)).hashValue })
+        #expect(hashes.count == 1000)
     }
 }
