@@ -16,7 +16,7 @@ import TestSupport
 /// for a short learning period; after it, each new kind of behaviour must raise its R000x alert with the pod,
 /// namespace, container and process, and behaviour that was learned must raise nothing. Midway the collector is
 /// restarted on the same store: the profile must stay final (nothing falls back to learning), keep its deadline,
-/// and judge the learned behaviour the same way.
+/// and judge the learned behaviour the same way; a restarted container of the pod is judged as the first one was.
 ///
 /// Every script names applets by path (`/bin/cat`), so the process execs the applet itself rather than BusyBox's
 /// shell running it in-process (see SignatureRulesInContainersPartATests).
@@ -230,6 +230,31 @@ import TestSupport
                 after, expected: novelAfter.flatMap(\.expect), options: options, learned: learnedBehaviours,
                 repeatWindow: repeatAgain..<novelAgain, logs: logs)
 
+            // The pod's container restarted (a new container id, same pod and name), judged by the restarted
+            // collector: the same decisions as for the first container before the restart. Its first events
+            // come before the runtime has written its state (no pod yet, docs/containers.md), so the first new
+            // behaviour is repeated until the collector attributes it.
+            var restartedOptions = options
+            restartedOptions.containerID = RuncContainer.newContainerID()
+            try await RuncContainer.with(restartedOptions) { second in
+                let probe = novelBefore[0]
+                let attributed = await PatrolProcess.eventually(timeout: .seconds(60)) {
+                    _ = try? await second.exec(["sh", "-c", probe.script])
+                    return collector.standardOutput.split(separator: "\n").compactMap(PrintedAlert.init)
+                        .contains { $0.containerID == second.id && probe.expect.allSatisfy($0.matches) }
+                }
+                #expect(attributed, "the restarted container's \(probe.expect) never came\n\(logs)")
+                let repeatSecond = WallClock.now()
+                try await Self.run(learned, in: second)
+                try await Task.sleep(for: .seconds(2))
+                let novelSecond = WallClock.now()
+                try await Self.run(novelBefore.dropFirst().map(\.script), in: second)
+                let judged = await Self.waitForAlerts(collector, novelBefore.flatMap(\.expect), containerID: second.id)
+                Self.check(
+                    judged, expected: novelBefore.flatMap(\.expect), options: restartedOptions,
+                    learned: learnedBehaviours, repeatWindow: repeatSecond..<novelSecond, logs: logs)
+            }
+
             collector.signal(SIGTERM)
             #expect(await collector.waitForExit(timeout: .seconds(60)) == 0, "\(logs)")
             let restarted = try #require(await Self.storedProfile(harness.storePath, workload, options.containerName))
@@ -243,6 +268,10 @@ import TestSupport
     }
 
     // MARK: - Helpers
+
+    static func run(_ scripts: [String], in container: RuncContainer) async throws {
+        for script in scripts { _ = try await container.exec(["sh", "-c", script]) }
+    }
 
     static func metrics(_ port: UInt16) async -> String {
         guard let response = try? await HTTPClient().get("http://127.0.0.1:\(port)/metrics") else { return "" }
