@@ -42,7 +42,9 @@ struct ProfileStoreService: Service {
 final class ProfileMetrics: @unchecked Sendable {
     // Touched only by the store service's loop (and once after it), never concurrently.
     private let states = Dictionary(
-        uniqueKeysWithValues: ProfileState.allCases.map { ($0, Gauge(label: "patrol_profiles", dimensions: [("state", $0.rawValue)])) })
+        uniqueKeysWithValues: ProfileState.allCases.map {
+            ($0, Gauge(label: "patrol_profiles", dimensions: [("state", $0.rawValue)]))
+        })
     private let finalized = Counter(label: "patrol_profiles_finalized_total")
     private var finalizedSoFar = 0
     private var failedSoFar: [String: Int] = [:]

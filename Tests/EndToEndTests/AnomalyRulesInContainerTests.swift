@@ -118,7 +118,10 @@ import TestSupport
             ] + learned.map { "exec /bin/sh -c \($0)" }
         // Before the restart: a new binary, a new file opened, a new syscall.
         let novelBefore: [(script: String, expect: [Expectation])] = [
-            ("/bin/uname -a", [.init(rule: "R0001", behaviour: "exec /bin/uname -a", comm: "uname", exe: "/bin/uname")]),
+            (
+                "/bin/uname -a",
+                [.init(rule: "R0001", behaviour: "exec /bin/uname -a", comm: "uname", exe: "/bin/uname")]
+            ),
             (
                 "echo anomaly > /tmp/anomaly-note",
                 [.init(rule: "R0002", behaviour: "open /tmp/anomaly-note", comm: "sh", exe: "/bin/sh")]
@@ -138,7 +141,11 @@ import TestSupport
             ),
             (
                 "/usr/bin/nc \(address) \(novelPort) < /dev/null",
-                [.init(rule: "R0008", behaviour: "connect tcp://\(address):\(novelPort)", comm: "nc", exe: "/usr/bin/nc")]
+                [
+                    .init(
+                        rule: "R0008", behaviour: "connect tcp://\(address):\(novelPort)", comm: "nc",
+                        exe: "/usr/bin/nc")
+                ]
             ),
         ]
 
@@ -173,7 +180,8 @@ import TestSupport
                 profile = await Self.storedProfile(harness.storePath, workload, options.containerName)
                 return profile.map { Self.holdsLearned($0, address: address, port: learnedPort) } ?? false
             }
-            try #require(learnedAll, "the profile never held the learned behaviour: \(String(describing: profile))\n\(logs)")
+            try #require(
+                learnedAll, "the profile never held the learned behaviour: \(String(describing: profile))\n\(logs)")
             try await run(learned)
             try await run(learned)
             let learning = try #require(await Self.storedProfile(harness.storePath, workload, options.containerName))
@@ -207,7 +215,8 @@ import TestSupport
                 return Self.sample(exposition, #"patrol_profiles{state="final"}"#) ?? 0 >= 1
                     && Self.sample(exposition, "patrol_profiles_finalized_total") ?? 0 >= 1
             }
-            #expect(exported, "profile metrics:\n\(exposition.split(separator: "\n").filter { $0.contains("profiles") })")
+            let profileLines = exposition.split(separator: "\n").filter { $0.contains("profiles") }
+            #expect(exported, "profile metrics:\n\(profileLines)")
 
             // Restart the collector on the same store. The sensor keeps its batches meanwhile and resends them.
             collector.signal(SIGTERM)

@@ -83,7 +83,8 @@ import Testing
 extension ContainerKeyTests {
     @Test("Numbered ids (equal but for the last digits) spread over the hash table")
     func numberedIDsHashApart() {
-        let hashes = Set((0..<1000).map { ContainerKey(String(repeating: "0", count: 56) + String(format: "%08x", $0)).hashValue })
+        let ids = (0..<1000).map { String(repeating: "0", count: 56) + String(format: "%08x", $0) }
+        let hashes = Set(ids.map { ContainerKey($0).hashValue })
         #expect(hashes.count == 1000)
     }
 }
