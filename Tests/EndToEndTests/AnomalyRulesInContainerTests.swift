@@ -172,8 +172,8 @@ import TestSupport
 
             // Learning. The profile starts with the container's first event the collector can attribute to the
             // pod, after the sensor has loaded (which takes a while on a busy machine): repeat the learned rounds
-            // until the stored profile holds all of them, then twice more so that everything `runc exec` itself
-            // does in the container (and every syscall window) is learned too.
+            // until the stored profile holds all of them, then three times more so that what `runc exec` itself
+            // does in the container (and every syscall window) is learned too, as far as it repeats.
             var profile: ContainerProfile?
             let learnedAll = await PatrolProcess.eventually(timeout: .seconds(240)) {
                 guard (try? await run(learned)) != nil else { return false }
@@ -182,8 +182,7 @@ import TestSupport
             }
             try #require(
                 learnedAll, "the profile never held the learned behaviour: \(String(describing: profile))\n\(logs)")
-            try await run(learned)
-            try await run(learned)
+            for _ in 0..<3 { try await run(learned) }
             let learning = try #require(await Self.storedProfile(harness.storePath, workload, options.containerName))
             try #require(
                 WallClock.now() < learning.learningEndsAt,
@@ -348,10 +347,17 @@ import TestSupport
             if let comm = wanted.comm { #expect(alert.comm == comm, "\(wanted): comm \(alert.comm)") }
             if let exe = wanted.exe { #expect(alert.exe == exe, "\(wanted): exe \(alert.exe)") }
         }
-        // Learned behaviour raises nothing: no alert names it, and nothing alerted while only it ran.
+        // Learned behaviour raises nothing: no alert names it, and nothing the workload did alerted while only it
+        // ran. Excluded from the second check: what `runc exec` itself does in the container before it execs the
+        // command (its init, `runc:[2:INIT]`, and its Go runtime's syscalls). Part of that runs before or after
+        // runc moves the process into the container's cgroup, by a race, so it is not the same on every exec; a
+        // real cluster's `kubectl exec` and exec probes show the same (docs/profiles.md, "Known limits").
+        // Syscall anomalies name no process (a set per cgroup per window), so they cannot be told apart from it.
         for alert in alerts {
             #expect(!learned.contains { alert.names("\($0) ") }, "learned behaviour alerted: \(alert)")
-            #expect(!repeatWindow.contains(alert.timeNs), "alert while only learned behaviour ran: \(alert)")
+            let runtimeSetUp = alert.comm.hasPrefix("runc:[") || alert.rule == "R0003"
+            #expect(
+                runtimeSetUp || !repeatWindow.contains(alert.timeNs), "alert while only learned behaviour ran: \(alert)")
         }
     }
 }
