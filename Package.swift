@@ -207,7 +207,7 @@ let package = Package(
             dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel", "OutboundHTTP", "Transport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests", dependencies: [
-                "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP",
+                "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP", "Profiles",
             ],
             swiftSettings: swiftSettings),
     ]

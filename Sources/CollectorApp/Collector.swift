@@ -35,8 +35,14 @@ public struct Collector: Sendable {
     }
 
     public func run() async throws {
-        let ruleSet = try RuleSet.load(files: try RuleFiles.expand(configuration.rulePaths))
+        let apiServer =
+            configuration.apiServerAddresses ?? APIServerAddresses.fromEnvironment(ProcessInfo.processInfo.environment)
+        let (ruleSet, apiServerApplied) = try APIServerAddresses.load(
+            files: try RuleFiles.expand(configuration.rulePaths), addresses: apiServer)
         logger.info("rules loaded", metadata: ["rules": "\(ruleSet.rules.count)", "paths": "\(configuration.rulePaths)"])
+        if apiServerApplied {
+            logger.info("API server addresses for the anomaly rules", metadata: ["addresses": "\(apiServer)"])
+        }
         // Sink settings are checked before the store opens, so a misconfigured sink stops the start with the
         // setting's name and nothing half-started.
         let sinks = try makeSinks()

@@ -262,6 +262,10 @@ public struct CollectorConfiguration: Sendable, Equatable {
     /// `bindings/default.yaml` inside each rule directory that has one.
     public var bindingSeedPaths: [String]?
 
+    /// The Kubernetes API server's addresses for the anomaly rules (R0007's `apiserver_addresses`); nil: taken
+    /// once at start-up from `KUBERNETES_SERVICE_HOST` (`APIServerAddresses`), never looked up per event.
+    public var apiServerAddresses: [String]?
+
     public struct Ingest: Sendable, Equatable {
         /// Batches larger than this are refused before decoding.
         public var maxMessageBytes = 16 * 1024 * 1024

@@ -74,12 +74,15 @@ public struct ProfileLimits: Sendable, Hashable, Codable {
         self.endpoints = endpoints
     }
 
-    /// The first limit `counts` exceeds, as a reason for people.
-    func violation(_ counts: Behaviour.Counts) -> String? {
-        if counts.execs > execs { return "more than \(execs) distinct execs (limit execs)" }
-        if counts.opens > opens { return "more than \(opens) distinct opened paths (limit opens)" }
-        if counts.dns > dns { return "more than \(dns) distinct DNS names (limit dns)" }
-        if counts.endpoints > endpoints { return "more than \(endpoints) distinct endpoints (limit endpoints)" }
+    /// The first limit `counts` exceeds: its name (`execs`, `opens`, `dns`, `endpoints`, as metrics label it)
+    /// and a reason for people.
+    func violation(_ counts: Behaviour.Counts) -> (limit: String, reason: String)? {
+        if counts.execs > execs { return ("execs", "more than \(execs) distinct execs (limit execs)") }
+        if counts.opens > opens { return ("opens", "more than \(opens) distinct opened paths (limit opens)") }
+        if counts.dns > dns { return ("dns", "more than \(dns) distinct DNS names (limit dns)") }
+        if counts.endpoints > endpoints {
+            return ("endpoints", "more than \(endpoints) distinct endpoints (limit endpoints)")
+        }
         return nil
     }
 }
