@@ -13,7 +13,8 @@
 # The tree is read once before timing so every scanner finds it in the page cache: the figures compare scanning
 # work, not the disk. Each round runs the three scanners back to back. Reported per scanner: wall seconds, files/s
 # and MB/s (files and bytes as Patrol counts them: regular files below the size limit), CPU seconds of the scanner
-# process (clamd's own, read from /proc), and peak RSS (VmHWM). All three use libclamav's default limits.
+# process (clamd's own, read from /proc), and peak RSS (VmHWM). All three use libclamav's default limits and
+# every file parser; heuristic alerts are off in all three (Patrol's default; clamscan and clamd turn them on).
 # Prints a Markdown table for docs/BENCHMARKS.md ("Scanning").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -53,6 +54,7 @@ DatabaseDirectory $DB
 Foreground yes
 MaxThreads $THREADS
 User root
+HeuristicAlerts no
 LogFile $work/clamd.log
 CONF
 clamd -c "$work/clamd.conf" &
@@ -76,7 +78,7 @@ for round in $(seq 1 "$ROUNDS"); do
 
     echo "== round $round: clamscan -r" >&2
     /usr/bin/time -f "%e %U %S %M" -o "$work/clamscan.time" \
-        clamscan -r -i --no-summary -d "$DB" "$TREE" > "$work/clamscan.out" 2>&1 || true
+        clamscan -r -i --no-summary --heuristic-alerts=no -d "$DB" "$TREE" > "$work/clamscan.out" 2>&1 || true
     read -r c_wall c_user c_sys c_rss < "$work/clamscan.time"
 
     echo "== round $round: clamdscan --multiscan" >&2
