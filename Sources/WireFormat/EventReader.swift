@@ -222,28 +222,16 @@ struct EventReader: ~Copyable {
     }
 
     func event(_ c: UnsafePointer<Patrol__V1__Event>) throws(WireFormatError) -> Event {
-        try withUnsafeTemporaryAllocation(of: Event.self, capacity: 1) { buffer throws(WireFormatError) -> Event in
-            try event(c, into: buffer.baseAddress!)
-            return buffer.baseAddress!.move()
-        }
-    }
-
-    /// Reads the event at `c` into the uninitialized memory at `destination` (left uninitialized on error).
-    ///
-    /// Why into memory rather than returning it: built as a return value, the optimizer assembled the `Event` in a
-    /// temporary and then copied it out (a retain and release of every string, the container and the argv array).
-    /// Every part that can throw is read first, so the final initialization moves them in.
-    @inline(__always)
-    func event(_ c: UnsafePointer<Patrol__V1__Event>, into destination: UnsafeMutablePointer<Event>)
-        throws(WireFormatError)
-    {
         let e = c.pointee
         guard e.count != 0 else { throw fail(.invalidValue, "count is 0") }
         guard let p = e.process?.pointee else { throw fail(.missingField, "process is missing") }
         let node = try text(ref: e.node_ref, e.node, "node", "node_ref")
-        let comm = try text(ref: p.comm_ref, p.comm, "process.comm", "process.comm_ref")
-        let exe = try text(ref: p.exe_ref, p.exe, "process.exe", "process.exe_ref")
-        let cwd = try text(ref: p.cwd_ref, p.cwd, "process.cwd", "process.cwd_ref")
+        let process = ProcessInfo(
+            pid: p.pid, ppid: p.ppid, tid: p.tid, uid: p.uid, gid: p.gid,
+            comm: try text(ref: p.comm_ref, p.comm, "process.comm", "process.comm_ref"),
+            exe: try text(ref: p.exe_ref, p.exe, "process.exe", "process.exe_ref"),
+            cwd: try text(ref: p.cwd_ref, p.cwd, "process.cwd", "process.cwd_ref"),
+            mountNamespace: p.mount_namespace)
         var container: ContainerRef? = nil
         if e.container_index != 0 {
             guard e.container == nil else { throw fail(.invalidValue, "both container and container_index are set") }
@@ -254,7 +242,7 @@ struct EventReader: ~Copyable {
             }
             container = containers[Int(e.container_index) - 1]
         } else if let ref = e.container?.pointee {
-            var inline = ContainerRef(
+            container = ContainerRef(
                 runtime: try text(ref.runtime, "container.runtime"),
                 containerID: try text(ref.container_id, "container.container_id"),
                 podUID: try text(ref.pod_uid, "container.pod_uid"),
@@ -262,17 +250,11 @@ struct EventReader: ~Copyable {
                 namespace: try text(ref.namespace_, "container.namespace"),
                 containerName: try text(ref.container_name, "container.container_name"),
                 image: try text(ref.image, "container.image"))
-            try WireCodec.kubernetesFields(ref, "Event.container", into: &inline)
-            container = inline
+            try WireCodec.kubernetesFields(ref, "Event.container", into: &container!)
         }
-        let payload = try payload(e)
-        destination.initialize(
-            to: Event(
-                time: e.time_ns, node: node,
-                process: ProcessInfo(
-                    pid: p.pid, ppid: p.ppid, tid: p.tid, uid: p.uid, gid: p.gid, comm: comm, exe: exe, cwd: cwd,
-                    mountNamespace: p.mount_namespace),
-                container: container, payload: payload, count: e.count))
+        return Event(
+            time: e.time_ns, node: node, process: process, container: container, payload: try payload(e),
+            count: e.count)
     }
 
     private func payload(_ e: Patrol__V1__Event) throws(WireFormatError) -> Payload {

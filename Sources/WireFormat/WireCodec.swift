@@ -73,23 +73,13 @@ public enum WireCodec {
             strings.append(text)
         }
         reader.strings = strings
-        // Each event is built straight into the array's storage: appending a returned `Event` copied it (a retain
-        // and release of each of its strings, the container and the argv array).
-        var failure: WireFormatError? = nil
-        let events = [Event](unsafeUninitializedCapacity: batch.n_events) { buffer, initialized in
-            for index in 0..<batch.n_events {
-                reader.index = index
-                do throws(WireFormatError) {
-                    guard let event = batch.events[index] else { throw reader.fail(.malformed, "missing") }
-                    try reader.event(event, into: buffer.baseAddress! + index)
-                } catch {
-                    failure = error
-                    return
-                }
-                initialized += 1
-            }
+        var events: [Event] = []
+        events.reserveCapacity(batch.n_events)
+        for index in 0..<batch.n_events {
+            reader.index = index
+            guard let event = batch.events[index] else { throw reader.fail(.malformed, "missing") }
+            events.append(try reader.event(event))
         }
-        if let failure { throw failure }
         return EventBatch(
             sensorID: sensorID, bootID: bootID, sequence: batch.sequence, compressed: batch.compressed != 0,
             events: events)
