@@ -71,6 +71,8 @@ extension PackBuffer {
             texts(field: 3, exec.env)
             bool(field: 4, exec.upperLayer)
             uint32(field: 5, pathRef)
+            bool(field: 6, exec.fromVolume)
+            bool(field: 7, exec.stdioSocket)
             endMessage(start)
         case .exit(let exit):
             let start = beginMessage(field: 11)
