@@ -11,9 +11,6 @@ struct Arena: ~Copyable {
     private var cursor: UnsafeMutableRawPointer
     private var remaining: Int
     private let chunkSize: Int
-    /// Bytes handed out since the arena was made or last reset (rounded sizes). The batch encoder bounds an event's
-    /// packed size by it, so it can pack straight into its output without asking protobuf-c for the size first.
-    private(set) var used = 0
     /// A shared "" for every empty string field.
     let emptyString: UnsafeMutablePointer<CChar>
 
@@ -33,15 +30,6 @@ struct Arena: ~Copyable {
         for chunk in chunks { free(chunk) }
     }
 
-    /// Forgets everything allocated (keeping the first chunk and the shared ""), so the batch encoder reuses the
-    /// same few kilobytes, still in cache, for every event.
-    mutating func reset() {
-        while chunks.count > 1 { free(chunks.removeLast()) }
-        cursor = chunks[0] + 8
-        remaining = chunkSize - 8
-        used = 0
-    }
-
     /// `bytes` of raw memory aligned to 8.
     @inline(__always)
     mutating func allocate(bytes: Int) -> UnsafeMutableRawPointer {
@@ -50,7 +38,6 @@ struct Arena: ~Copyable {
         let pointer = cursor
         cursor += rounded
         remaining -= rounded
-        used += rounded
         return pointer
     }
 

@@ -9,15 +9,13 @@ import Darwin
 #endif
 
 extension WireCodec {
-    /// Encodes a batch: protobuf-c packs each `Event` (and each table `ContainerRef`); the `EventBatch` envelope
-    /// around them (header fields, the tag and length of every repeated entry, the string table) is written here.
-    /// The bytes are a plain `EventBatch` encoding, in field-number order as protobuf-c would write them.
+    /// Encodes a batch. Every field is written here, by `PackBuffer` (`EventWriting.swift` for events and
+    /// containers); the bytes are a plain `EventBatch` encoding, field for field what protobuf-c would write.
     ///
-    /// Why not one `protobuf_c_message_pack` of the whole batch: protobuf-c sizes a nested message once per level
-    /// of nesting above it (the batch is sized, then every event again to write its length, then its process and
-    /// payload again), so an `Event`'s fields were walked three times and its `Process` four. Here each event is
-    /// packed once, straight into the output, with room checked against a bound taken from the arena (see
-    /// `packedSizeBound`), so its fields are walked once and its `Process` and payload twice.
+    /// Why not protobuf-c: packing the whole batch in one call made protobuf-c size every nested message once per
+    /// level above it (an event's fields were walked three times, its `Process` four); packing event by event
+    /// still copied every string into C structs first and sized `Process` and the payload before writing them.
+    /// Written directly, each field is read from the Swift value once.
     public static func encode(_ value: EventBatch) -> [UInt8] {
         let count = value.events.count
         var output = PackBuffer(capacity: 256 + count * 96)
@@ -31,40 +29,26 @@ extension WireCodec {
             output.byte(0x20)
             output.byte(1)
         }
-        // One small arena, reset after every event, holds that event's C structs: it stays in cache.
-        var arena = Arena(capacity: 16 << 10)
         var containers = ContainerTable()
         var strings = StringTable(enabled: true)
         value.events.withUnsafeBufferPointer { events in
             for index in 0..<count {
                 let event = events.baseAddress! + index
                 let containerIndex = containers.index(of: event)
-                arena.reset()
-                let message = arena.allocate(Patrol__V1__Event.self)
-                arena.fill(message, from: event, containerIndex: containerIndex, strings: &strings)
-                output.message(field: 5, message, bound: packedSizeBound(arenaBytes: arena.used))
+                let start = output.beginMessage(field: 5)
+                output.writeEvent(event, containerIndex: containerIndex, strings: &strings)
+                output.endMessage(start)
             }
         }
         for ref in containers.refs {
-            arena.reset()
-            let message = arena.allocate(Patrol__V1__ContainerRef.self)
-            arena.fill(message, from: ref)
-            output.message(field: 6, message, bound: packedSizeBound(arenaBytes: arena.used))
+            let start = output.beginMessage(field: 6)
+            output.writeContainer(ref)
+            output.endMessage(start)
         }
         for text in strings.strings {
             output.string(field: 7, text, keepEmpty: true)
         }
         return output.bytes()
-    }
-
-    /// An upper bound on the packed size of a message built in an arena that handed out `arenaBytes` for it.
-    /// Every packed field comes from arena bytes at least a third of its packed size: a 4-byte int32 becomes at
-    /// most a 2-byte tag and a 10-byte varint (12 = 3 × 4); a string of n bytes costs at least 8 (its pointer) +
-    /// n + 1 arena bytes and packs to at most n + 7; a nested message's tag and length (≤ 7) are covered by its
-    /// 24-byte `ProtobufCMessage` header; a packed uint32 costs 4 bytes and packs to ≤ 5.
-    @inline(__always)
-    static func packedSizeBound(arenaBytes: Int) -> Int {
-        3 * arenaBytes + 64
     }
 }
 
@@ -136,33 +120,51 @@ struct PackBuffer: ~Copyable {
         count += length
     }
 
-    /// A length-delimited message field packed by protobuf-c. `bound` must be at least its packed size (checked
-    /// after packing, so a wrong bound fails loudly in tests): the message is packed after a one-byte length,
-    /// then moved up when its length needs more bytes.
+    /// Bytes written so far.
+    var written: Int { count }
+
+    /// Overwrites one byte already written (a one-byte length placeholder).
     @inline(__always)
-    mutating func message<M>(field: UInt8, _ message: UnsafeMutablePointer<M>, bound: Int) {
-        reserve(6 + bound)
-        let base = UnsafeRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self)
-        let start = count
-        let body = self.base + start + 2
-        let size = protobuf_c_message_pack(base, body)
-        precondition(size <= bound, "protobuf-c packed more than the arena bound")
-        self.base[start] = field << 3 | 2
-        count = start + 1
-        if size < 0x80 {
-            self.base[count] = UInt8(size)
-            count += 1
-        } else {
-            var lengthBytes = 1
-            var rest = size >> 7
-            while rest > 0 {
-                lengthBytes += 1
-                rest >>= 7
-            }
-            memmove(self.base + start + 1 + lengthBytes, body, size)
-            varint(UInt64(size))
+    mutating func patch(at offset: Int, _ value: UInt8) {
+        base[offset] = value
+    }
+
+    /// Stores the length of the body written since `start` when it needs more than the one byte reserved before
+    /// it: the body moves up to make room.
+    mutating func widenLength(_ start: Int, _ size: Int) {
+        var lengthBytes = 1
+        var rest = size >> 7
+        while rest > 0 {
+            lengthBytes += 1
+            rest >>= 7
         }
+        reserve(lengthBytes - 1)
+        memmove(base + start - 1 + lengthBytes, base + start, size)
+        count = start - 1
+        varint(UInt64(size))
         count += size
+    }
+
+    /// `length` raw bytes.
+    @inline(__always)
+    mutating func append(_ bytes: UnsafePointer<UInt8>, count length: Int) {
+        reserve(length)
+        (base + count).update(from: bytes, count: length)
+        count += length
+    }
+
+    /// The first `length` UTF-8 bytes of `text`.
+    @inline(__always)
+    mutating func appendUTF8(_ text: String, count length: Int) {
+        reserve(length)
+        let destination = base + count
+        let copied: Void? = text.utf8.withContiguousStorageIfAvailable { buffer in
+            destination.update(from: buffer.baseAddress!, count: length)
+        }
+        if copied == nil {
+            for (offset, unit) in text.utf8.prefix(length).enumerated() { destination[offset] = unit }
+        }
+        count += length
     }
 
     /// An exactly sized copy of what was written.

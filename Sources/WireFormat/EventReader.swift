@@ -264,7 +264,8 @@ struct EventReader: ~Copyable {
             return .exec(
                 Exec(
                     path: try text(ref: p.path_ref, p.path, "exec.path", "exec.path_ref"), argv: try texts(p.n_argv, p.argv, "exec.argv"),
-                    env: try texts(p.n_env, p.env, "exec.env"), upperLayer: p.upper_layer != 0))
+                    env: try texts(p.n_env, p.env, "exec.env"), upperLayer: p.upper_layer != 0,
+                    fromVolume: p.from_volume != 0, stdioSocket: p.stdio_socket != 0))
         case PATROL__V1__EVENT__PAYLOAD_EXIT:
             let p = e.exit.pointee
             return .exit(Exit(code: p.code, signal: p.signal))

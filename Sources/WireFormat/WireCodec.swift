@@ -273,6 +273,8 @@ extension Arena {
             p.pointee.n_env = exec.env.count
             p.pointee.env = cStrings(exec.env)
             p.pointee.upper_layer = exec.upperLayer ? 1 : 0
+            p.pointee.from_volume = exec.fromVolume ? 1 : 0
+            p.pointee.stdio_socket = exec.stdioSocket ? 1 : 0
             c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_EXEC
             c.pointee.exec = p
         case .exit(let exit):

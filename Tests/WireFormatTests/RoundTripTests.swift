@@ -30,6 +30,9 @@ struct RoundTripTests {
     static let edgePayloads: [Payload] = [
         .exec(Exec(path: "", argv: [], env: [], upperLayer: false)),
         .exec(Exec(path: unicode, argv: ["", unicode, "a b"], env: ["LD_PRELOAD="], upperLayer: true)),
+        // The sensor's exec origin flags (volume mount, socket on stdio) travel too.
+        .exec(Exec(path: "/mnt/vol/sh", argv: ["sh"], fromVolume: true, stdioSocket: true)),
+        .exec(Exec(path: "/bin/sh", stdioSocket: true)),
         .exit(Exit(code: .min, signal: .max)),
         .exit(Exit()),
         .open(FileOpen(path: "", flags: .max, result: .min)),

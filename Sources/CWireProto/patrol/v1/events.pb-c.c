@@ -1249,7 +1249,7 @@ const ProtobufCMessageDescriptor patrol__v1__pod_label__descriptor =
   (ProtobufCMessageInit) patrol__v1__pod_label__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__exec__field_descriptors[5] =
+static const ProtobufCFieldDescriptor patrol__v1__exec__field_descriptors[7] =
 {
   {
     "path",
@@ -1311,18 +1311,44 @@ static const ProtobufCFieldDescriptor patrol__v1__exec__field_descriptors[5] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "from_volume",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__Exec, from_volume),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stdio_socket",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__Exec, stdio_socket),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__exec__field_indices_by_name[] = {
   1,   /* field[1] = argv */
   2,   /* field[2] = env */
+  5,   /* field[5] = from_volume */
   0,   /* field[0] = path */
   4,   /* field[4] = path_ref */
+  6,   /* field[6] = stdio_socket */
   3,   /* field[3] = upper_layer */
 };
 static const ProtobufCIntRange patrol__v1__exec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor patrol__v1__exec__descriptor =
 {
@@ -1332,7 +1358,7 @@ const ProtobufCMessageDescriptor patrol__v1__exec__descriptor =
   "Patrol__V1__Exec",
   "patrol.v1",
   sizeof(Patrol__V1__Exec),
-  5,
+  7,
   patrol__v1__exec__field_descriptors,
   patrol__v1__exec__field_indices_by_name,
   1,  patrol__v1__exec__number_ranges,

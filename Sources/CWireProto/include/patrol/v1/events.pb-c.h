@@ -171,10 +171,19 @@ struct  Patrol__V1__Exec
    * In an EventBatch, a 1-based reference into EventBatch.strings used instead of path; 0: path is inline.
    */
   uint32_t path_ref;
+  /*
+   * True when the executable lives under one of the container's volume mounts. (Added 2026-11-26: before, the
+   * sensor computed it but the wire dropped it, so rules on the collector always saw false.)
+   */
+  protobuf_c_boolean from_volume;
+  /*
+   * True when the new program's stdin or stdout is a socket (the shape of a reverse shell). Added with from_volume.
+   */
+  protobuf_c_boolean stdio_socket;
 };
 #define PATROL__V1__EXEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__exec__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, 0, 0 }
 
 
 struct  Patrol__V1__Exit
