@@ -22,7 +22,8 @@ import TestSupport
 /// shell running it in-process (see SignatureRulesInContainersPartATests).
 @Suite(.serialized) struct AnomalyRulesInContainerTests {
     /// Learning period the collector is given: long enough for the learning rounds below on a busy machine.
-    static let learningSeconds = 25
+    // Long enough for the learning rounds (a dozen `runc exec`s) on a busy 2-core machine.
+    static let learningSeconds = 40
 
     struct Expectation: CustomStringConvertible {
         var rule: String
