@@ -201,7 +201,10 @@ enum AlertCoding {
         mutating func string() throws(Failure) -> String {
             let length = try count()
             defer { offset += length }
-            return String(decoding: bytes[offset..<offset + length], as: UTF8.self)
+            // Through a buffer pointer: decoding an ArraySlice takes String's generic, much slower path.
+            return bytes.withUnsafeBufferPointer { buffer in
+                String(decoding: UnsafeBufferPointer(rebasing: buffer[offset..<offset + length]), as: UTF8.self)
+            }
         }
 
         mutating func map() throws(Failure) -> [String: String] {

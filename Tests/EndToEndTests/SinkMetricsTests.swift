@@ -122,8 +122,8 @@ import Testing
         var metrics: [StatusEndpointTests.Sample] = []
         let held = await PatrolProcess.eventually(timeout: .seconds(60)) {
             metrics = (try? await status.scrape(base + "/metrics")) ?? []
-            return value("patrol_sink_backlog_alerts", ["sink": "syslog"], metrics) == 30
-                && value("patrol_sink_backlog_alerts", ["sink": "csv"], metrics) == 0
+            return value("patrol_sink_backlog", ["sink": "syslog"], metrics) == 30
+                && value("patrol_sink_backlog", ["sink": "csv"], metrics) == 0
         }
         #expect(held, "metrics: \(metrics.filter { $0.name.hasPrefix("patrol_sink") || $0.name.hasPrefix("patrol_outbox") })")
         #expect(value("patrol_outbox_depth", [:], metrics) == 30)
@@ -135,7 +135,7 @@ import Testing
         // The sink retries with backoff (at most 30 s apart), so this can take a while.
         let drained = await PatrolProcess.eventually(timeout: .seconds(90)) {
             metrics = (try? await status.scrape(base + "/metrics")) ?? []
-            return value("patrol_sink_backlog_alerts", ["sink": "syslog"], metrics) == 0
+            return value("patrol_sink_backlog", ["sink": "syslog"], metrics) == 0
         }
         #expect(drained, "collector log:\n\(collector.standardError.suffix(2000))")
         #expect(value("patrol_outbox_depth", [:], metrics) == 0)
