@@ -45,7 +45,11 @@ public struct OutboxPruner: Service {
     }
 
     public func run() async throws {
-        guard retention.maxAge != nil || retention.maxAlerts != nil else { return }
+        guard retention.maxAge != nil || retention.maxAlerts != nil else {
+            // Nothing to prune; a service that returned early would end the whole service group.
+            try? await gracefulShutdown()
+            return
+        }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {

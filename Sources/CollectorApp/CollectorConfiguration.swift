@@ -582,11 +582,7 @@ extension CollectorConfiguration {
             settings.maxMessageBytes = value
         }
         if let n = map["utf8BOM"] { settings.utf8BOM = try reader.bool(n, path: "\(path).utf8BOM") }
-        if let n = map["confirmAfterMs"] {
-            let value = try reader.int(n, path: "\(path).confirmAfterMs")
-            guard value >= 0 else { throw reader.fail(n, "\(path).confirmAfterMs", "must not be negative, found \(value)") }
-            settings.confirmAfterMs = value
-        }
+        if let n = map["confirmAfterMs"] { settings.confirmAfterMs = try reader.int(n, path: "\(path).confirmAfterMs") }
         return settings
     }
 }

@@ -109,8 +109,10 @@ final class SQLiteConnection: @unchecked Sendable {
     func takeOverCheckpoints() throws(StoreError) {
         guard let handle else { throw StoreError(.closed, "store \(path) is closed") }
         try execute("PRAGMA wal_autocheckpoint=0")
-        let callback: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32 = {
-            context, _, _, frames in
+        typealias Hook = @convention(c) (
+            UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32
+        ) -> Int32
+        let callback: Hook = { context, _, _, frames in
             // Unretained: the hook is removed (the handle closed) before the connection goes away.
             Unmanaged<SQLiteConnection>.fromOpaque(context!).takeUnretainedValue().walFrames = Int(frames)
             return SQLITE_OK

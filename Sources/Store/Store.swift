@@ -133,7 +133,9 @@ public final class Store: @unchecked Sendable {
         executor.shutdown()
     }
 
-    func onReadThread<T: Sendable>(_ work: @escaping @Sendable (SQLiteConnection) throws -> T) async throws(StoreError) -> T {
+    func onReadThread<T: Sendable>(
+        _ work: @escaping @Sendable (SQLiteConnection) throws -> T
+    ) async throws(StoreError) -> T {
         do {
             return try await readExecutor.run { try work(self.reader) }
         } catch let error as StoreError {

@@ -24,11 +24,13 @@ import Testing
         try await rig.store.setSinkCursor("syslog", to: 1300)
         #expect(try await pruner.pruneOnce(now: now) == 500)
         // The last day's alerts are history inside the retention, delivered or not.
-        #expect(try await rig.store.outbox(after: 0, limit: 1000).map(\.alert.id) == (1200..<1300).map { "alert-\($0)" })
+        let history = try await rig.store.outbox(after: 0, limit: 1000).map(\.alert.id)
+        #expect(history == (1200..<1300).map { "alert-\($0)" })
         #expect(try await pruner.pruneOnce(now: now) == 0)
         // A count limit applies on top.
         let capped = OutboxPruner(
-            store: rig.store, sinks: ["csv", "syslog"], retention: .init(maxAge: nil, maxAlerts: 10), logger: quietLogger)
+            store: rig.store, sinks: ["csv", "syslog"], retention: .init(maxAge: nil, maxAlerts: 10),
+            logger: quietLogger)
         #expect(try await capped.pruneOnce(now: now) == 90)
         #expect(try await rig.store.outbox(after: 0, limit: 1000).map(\.position) == Array(1291...1300))
         await rig.close()

@@ -229,7 +229,8 @@ import Testing
             return (Self.ids(first.records()), Self.ids(second.records()))
         }
         await rig.close()
-        #expect(Set(firstIDs + secondIDs) == Set(alerts.map(\.id)), "first \(firstIDs.count), second \(secondIDs.count)")
+        #expect(
+            Set(firstIDs + secondIDs) == Set(alerts.map(\.id)), "first \(firstIDs.count), second \(secondIDs.count)")
         #expect(Set(firstIDs).count < 300, "rsyslog processed what it could not have read")
         let duplicates = firstIDs.count + secondIDs.count - 300
         #expect(duplicates <= delivery.statistics.redelivered, "redelivered \(delivery.statistics.redelivered)")

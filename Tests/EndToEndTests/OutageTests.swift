@@ -159,8 +159,8 @@ import Testing
         try FileManager.default.removeItem(atPath: csv)
         try await offPool { try alertmanager.start() }
         if let first = syslog.first {
-            syslog.add(
-                try await offPool { try RsyslogServer(ports: (udp: first.udpPort, tcp: first.tcpPort, tls: first.tlsPort)) })
+            let ports = (udp: first.udpPort, tcp: first.tcpPort, tls: first.tlsPort)
+            syslog.add(try await offPool { try RsyslogServer(ports: ports) })
         }
         #expect(
             await sensor.waitForExit(timeout: .seconds(120)) == 0, "sensor log:\n\(sensor.standardError.suffix(2000))")
