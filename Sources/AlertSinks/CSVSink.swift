@@ -42,60 +42,93 @@ public final class CSVSink: AlertSink {
     }
 
     public static func row(_ alert: Alert) -> String {
-        let container = alert.container
-        let values: [String] = [
-            alert.time.iso8601, alert.ruleID, alert.ruleName, alert.severity.rawValue, alert.message, alert.fix,
-            container?.namespace ?? "", container?.podName ?? "", container?.containerName ?? "",
-            container?.containerID ?? "", String(alert.process.pid), String(alert.process.ppid), alert.process.comm,
-            alert.process.exe, alert.process.cwd, String(alert.process.uid), String(alert.process.gid),
-            String(alert.process.mountNamespace), alert.node, String(alert.count), alert.firstSeenTime.iso8601,
-            alert.lastSeenTime.iso8601, alert.id,
-        ]
-        return line(values)
+        var record = CSVRecordBuilder(capacity: 512)
+        appendRow(alert, to: &record)
+        return String(decoding: record.bytes, as: UTF8.self)
     }
 
     /// A malware file row; an alert without malware details gets empty malware columns.
     public static func malwareRow(_ alert: Alert) -> String {
-        let container = alert.container
-        let malware = alert.malware
-        let values: [String] = [
-            alert.time.iso8601, malware?.signature ?? "", malware?.path ?? "", malware?.sha256 ?? "",
-            malware.map { String($0.sizeBytes) } ?? "", malware.map { $0.inImage ? "true" : "false" } ?? "",
-            container?.namespace ?? "", container?.podName ?? "", container?.containerName ?? "",
-            container?.containerID ?? "", container?.image ?? "", alert.node, alert.severity.rawValue, alert.ruleID,
-            alert.message, String(alert.count), alert.id,
-        ]
-        return line(values)
+        var record = CSVRecordBuilder(capacity: 512)
+        appendMalwareRow(alert, to: &record)
+        return String(decoding: record.bytes, as: UTF8.self)
     }
 
     /// One RFC 4180 record: fields with a comma, quote, CR or LF are quoted, quotes doubled; ends in CRLF.
     public static func line(_ values: [String]) -> String {
-        var text = ""
-        for (index, value) in values.enumerated() {
-            if index > 0 { text += "," }
-            if value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) {
-                text += "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-            } else {
-                text += value
-            }
-        }
-        return text + "\r\n"
+        var record = CSVRecordBuilder()
+        for value in values { record.field(value) }
+        record.endRecord()
+        return String(decoding: record.bytes, as: UTF8.self)
+    }
+
+    static func appendRow(_ alert: Alert, to record: inout CSVRecordBuilder) {
+        let container = alert.container
+        let process = alert.process
+        record.timestamp(alert.time)
+        record.field(alert.ruleID)
+        record.field(alert.ruleName)
+        record.field(alert.severity.rawValue)
+        record.field(alert.message)
+        record.field(alert.fix)
+        record.field(container?.namespace ?? "")
+        record.field(container?.podName ?? "")
+        record.field(container?.containerName ?? "")
+        record.field(container?.containerID ?? "")
+        record.field(process.pid)
+        record.field(process.ppid)
+        record.field(process.comm)
+        record.field(process.exe)
+        record.field(process.cwd)
+        record.field(process.uid)
+        record.field(process.gid)
+        record.field(process.mountNamespace)
+        record.field(alert.node)
+        record.field(alert.count)
+        record.timestamp(alert.firstSeenTime)
+        record.timestamp(alert.lastSeenTime)
+        record.field(alert.id)
+        record.endRecord()
+    }
+
+    static func appendMalwareRow(_ alert: Alert, to record: inout CSVRecordBuilder) {
+        let container = alert.container
+        let malware = alert.malware
+        record.timestamp(alert.time)
+        record.field(malware?.signature ?? "")
+        record.field(malware?.path ?? "")
+        record.field(malware?.sha256 ?? "")
+        record.field(malware.map { String($0.sizeBytes) } ?? "")
+        record.field(malware.map { $0.inImage ? "true" : "false" } ?? "")
+        record.field(container?.namespace ?? "")
+        record.field(container?.podName ?? "")
+        record.field(container?.containerName ?? "")
+        record.field(container?.containerID ?? "")
+        record.field(container?.image ?? "")
+        record.field(alert.node)
+        record.field(alert.severity.rawValue)
+        record.field(alert.ruleID)
+        record.field(alert.message)
+        record.field(alert.count)
+        record.field(alert.id)
+        record.endRecord()
     }
 
     public func deliver(_ alerts: [Alert]) async throws(AlertSinksError) {
         guard !alerts.isEmpty else { return }
-        var rules = ""
-        var malware = ""
+        // One buffer per file and one write per file per batch.
+        var rules = CSVRecordBuilder(capacity: alerts.count * 400)
+        var malware = CSVRecordBuilder()
         for alert in alerts {
             if malwareFile != nil, alert.malware != nil {
-                malware += Self.malwareRow(alert)
+                Self.appendMalwareRow(alert, to: &malware)
             } else {
-                rules += Self.row(alert)
+                Self.appendRow(alert, to: &rules)
             }
         }
         try lock.withLock { _ throws(AlertSinksError) in
-            if !rules.isEmpty { try ruleFile.append(rules) }
-            if !malware.isEmpty, let malwareFile { try malwareFile.append(malware) }
+            if !rules.bytes.isEmpty { try ruleFile.append(rules.bytes) }
+            if !malware.bytes.isEmpty, let malwareFile { try malwareFile.append(malware.bytes) }
         }
     }
 }
@@ -107,9 +140,9 @@ struct CSVFile: Sendable {
     let maxBytes: UInt64
     let keepFiles: Int
 
-    func append(_ body: String) throws(AlertSinksError) {
+    func append(_ body: [UInt8]) throws(AlertSinksError) {
         var size = currentSize()
-        if maxBytes > 0, size > 0, size + UInt64(body.utf8.count) > maxBytes {
+        if maxBytes > 0, size > 0, size + UInt64(body.count) > maxBytes {
             rotate()
             size = 0
         }
@@ -122,8 +155,8 @@ struct CSVFile: Sendable {
         }
         defer { close(fd) }
         // Header and rows go out in one write so a reader never sees a file without its header.
-        let text = size == 0 ? CSVSink.line(header) + body : body
-        try FileOutput.writeAll(fd: fd, text, what: "CSV file \(path)")
+        let bytes = size == 0 ? Array(CSVSink.line(header).utf8) + body : body
+        try FileOutput.writeAll(fd: fd, bytes, what: "CSV file \(path)")
     }
 
     private func currentSize() -> UInt64 {

@@ -164,7 +164,11 @@ public struct OutboxDelivery: Service {
     }
 
     private func deliverLoop() async {
+        // `cursor` (in the store) is where the sink has settled: everything through it is delivered. `sent` runs
+        // ahead of it for a sink that vouches for alerts only some time after writing them (`settled`), and
+        // falls back to `cursor` when such a sink reports that what it wrote may be lost.
         var cursor: Int64 = (try? await store.sinkCursor(sink.name)) ?? 0
+        var sent = cursor
         // Everything up to here may have reached the sink already (an attempt whose outcome is unknown).
         var maybeDelivered: Int64 = max(cursor, (try? await store.sinkCursor(inFlightKey)) ?? 0)
         var markedInFlight = maybeDelivered
@@ -179,17 +183,18 @@ public struct OutboxDelivery: Service {
             if let deadline = shutdownDeadline, ContinuousClock.now >= deadline {
                 logger.error(
                     "sink not caught up at shutdown; undelivered alerts stay in the outbox for next start",
-                    metadata: ["cursor": "\(cursor)"])
+                    metadata: ["cursor": "\(cursor)", "sent": "\(sent)"])
                 return
             }
             do {
                 let head = try await store.outboxHead()
-                if policy.maxBacklog > 0, policy.overflow == .dropOldest, head - cursor > Int64(policy.maxBacklog) {
+                if policy.maxBacklog > 0, policy.overflow == .dropOldest, head - sent > Int64(policy.maxBacklog) {
                     let keepFrom = head - Int64(policy.maxBacklog)
-                    let skipped = try await store.outboxCount(after: cursor, through: keepFrom)
-                    try await store.setSinkCursor(sink.name, to: keepFrom)
-                    cursor = keepFrom
-                    maybeDelivered = max(maybeDelivered, cursor)
+                    let skipped = try await store.outboxCount(after: sent, through: keepFrom)
+                    try await store.setSinkCursor(sink.name, to: max(cursor, keepFrom))
+                    cursor = max(cursor, keepFrom)
+                    sent = keepFrom
+                    maybeDelivered = max(maybeDelivered, sent)
                     statistics.droppedCount.add(skipped, ordering: .relaxed)
                     dropped.increment(by: skipped)
                     if let suppressed = throttle.admit() {
@@ -216,13 +221,27 @@ public struct OutboxDelivery: Service {
                     }
                     limit = granted
                 }
-                let entries = try await store.outbox(after: cursor, limit: limit)
+                let entries = try await store.outbox(after: sent, limit: limit)
                 if entries.isEmpty {
+                    if sent > cursor {
+                        // Written but not yet vouched for: ask again, and keep asking until it settles.
+                        do {
+                            cursor = try await settle(sent: sent, cursor: cursor)
+                        } catch {
+                            maybeDelivered = max(maybeDelivered, sent)
+                            sent = cursor
+                            throw error
+                        }
+                    }
                     if shutdownDeadline != nil {
+                        if sent > cursor {
+                            try? await Task.sleep(for: .milliseconds(100))
+                            continue
+                        }
                         try? await sink.flush()
                         return
                     }
-                    await signal.wait(timeout: .milliseconds(250))
+                    await signal.wait(timeout: .milliseconds(sent > cursor ? 100 : 250))
                     continue
                 }
                 let last = entries.last!.position
@@ -241,12 +260,14 @@ public struct OutboxDelivery: Service {
                 }
                 do {
                     try await sink.deliver(entries.map(\.alert))
+                    sent = last
+                    cursor = try await settle(sent: sent, cursor: cursor)
                 } catch {
+                    // Whatever was written since the last settled position may or may not have arrived.
                     maybeDelivered = max(maybeDelivered, last)
+                    sent = cursor
                     throw error
                 }
-                cursor = last
-                try await store.setSinkCursor(sink.name, to: cursor)
                 statistics.deliveredCount.add(entries.count, ordering: .relaxed)
                 statistics.batchCount.add(1, ordering: .relaxed)
                 if entries.count > statistics.largestBatch {
@@ -279,6 +300,14 @@ public struct OutboxDelivery: Service {
                 backoff = min(backoff * 2, policy.maxBackoff)
             }
         }
+    }
+
+    /// Asks the sink how far `sent` has settled and stores the cursor when it moved; returns the new cursor.
+    private func settle(sent: Int64, cursor: Int64) async throws -> Int64 {
+        let settled = min(sent, try await sink.settled(sentThrough: sent))
+        guard settled > cursor else { return cursor }
+        try await store.setSinkCursor(sink.name, to: settled)
+        return settled
     }
 }
 

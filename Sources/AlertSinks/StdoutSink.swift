@@ -22,10 +22,13 @@ public struct StdoutSink: AlertSink {
 /// Low-level writes shared by the file-backed sinks.
 enum FileOutput {
     static func writeAll(fd: Int32, _ text: String, what: String) throws(AlertSinksError) {
-        var bytes = Array(text.utf8)
+        try writeAll(fd: fd, Array(text.utf8), what: what)
+    }
+
+    static func writeAll(fd: Int32, _ bytes: [UInt8], what: String) throws(AlertSinksError) {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBytes { raw in
+            let written = bytes.withUnsafeBytes { raw in
                 write(fd, raw.baseAddress! + offset, raw.count - offset)
             }
             if written < 0 {
@@ -37,6 +40,5 @@ enum FileOutput {
             }
             offset += written
         }
-        bytes.removeAll()
     }
 }

@@ -10,10 +10,17 @@ import Transport
 /// Sends alerts to a syslog server as RFC 5424 messages (`SyslogFormat`) over UDP (RFC 5426, one message
 /// per datagram), TCP with octet counting (RFC 6587) or TLS (RFC 5425, octet counting).
 ///
-/// TCP and TLS deliver at least once: a failed write closes the connection and throws, the outbox retries
-/// the batch with backoff and the next attempt reconnects. A connection the server closed is noticed before
-/// the next write, so a batch is not written into a dead socket. UDP has no acknowledgement: a datagram the
-/// network or a stopped server drops is lost, which is why TCP or TLS is the choice for alerts that matter.
+/// TCP and TLS deliver at least once. Syslog has no acknowledgement, and a write that returned only means the
+/// bytes reached the kernel: a server killed with messages in its socket buffer or its own queue loses them
+/// although every write succeeded. So the sink vouches for alerts (`settled`, which moves the outbox cursor)
+/// only once the connection they went over has stayed open for `confirmAfter` after the write; if the
+/// server closes or resets the connection before that, or a write fails, the sink drops the connection and
+/// throws, and the outbox sends every alert after the last settled one again on a new connection (counted in
+/// `patrol_sink_alerts_redelivered_total`). A server that dies closes its sockets, so its peer sees FIN or
+/// RST at once; what stays unprotected is a server that keeps the connection open yet loses a message it
+/// read more than `confirmAfter` earlier, or a peer that vanishes without FIN or RST (a cut network) after
+/// `confirmAfter` (docs/alerts.md#syslog). UDP has no acknowledgement at all: a datagram the network or a
+/// stopped server drops is lost, which is why TCP or TLS is the choice for alerts that matter.
 public actor SyslogSink: AlertSink {
     public enum Transport: String, Sendable, CaseIterable {
         case udp, tcp, tls
@@ -32,11 +39,15 @@ public actor SyslogSink: AlertSink {
         public var serverName: String?
         public var connectTimeout: Duration
         public var sendTimeout: Duration
+        /// TCP/TLS: how long a connection must stay open after a write before the alerts in it count as
+        /// delivered. Longer than the server takes from reading a message to storing it.
+        public var confirmAfter: Duration
 
         public init(
             address: String, transport: Transport, format: SyslogFormat = SyslogFormat(), caFile: String? = nil,
             certificateFile: String? = nil, keyFile: String? = nil, serverName: String? = nil,
-            connectTimeout: Duration = .seconds(5), sendTimeout: Duration = .seconds(10)
+            connectTimeout: Duration = .seconds(5), sendTimeout: Duration = .seconds(10),
+            confirmAfter: Duration = .seconds(2)
         ) {
             self.address = address
             self.transport = transport
@@ -47,6 +58,7 @@ public actor SyslogSink: AlertSink {
             self.serverName = serverName
             self.connectTimeout = connectTimeout
             self.sendTimeout = sendTimeout
+            self.confirmAfter = confirmAfter
         }
     }
 
@@ -55,6 +67,10 @@ public actor SyslogSink: AlertSink {
     private let logger: Logger
     private var stream: ByteStream?
     private var datagram: DatagramSocket?
+    /// Outbox positions written on the current connection and not yet vouched for, oldest first, each with
+    /// when its write completed.
+    private var unsettled: [(position: Int64, written: ContinuousClock.Instant)] = []
+    private var settledThrough: Int64 = 0
 
     /// Checks the address and the TLS files at start-up, so a misconfiguration is reported before any alert.
     public init(configuration: Configuration, name: String = "syslog", logger: Logger) throws(AlertSinksError) {
@@ -95,6 +111,40 @@ public actor SyslogSink: AlertSink {
     public func flush() async throws(AlertSinksError) {
         stream?.close()
         stream = nil
+        unsettled.removeAll()
+    }
+
+    public func settled(sentThrough sent: Int64) async throws(AlertSinksError) -> Int64 {
+        guard configuration.transport != .udp else { return sent }
+        if sent > (unsettled.last?.position ?? settledThrough) { unsettled.append((sent, .now)) }
+        try checkConnection()
+        let now = ContinuousClock.now
+        var settledCount = 0
+        for entry in unsettled where now - entry.written >= configuration.confirmAfter {
+            settledThrough = max(settledThrough, entry.position)
+            settledCount += 1
+        }
+        unsettled.removeFirst(settledCount)
+        return settledThrough
+    }
+
+    /// Drops a connection the server closed; throws if alerts written on it were not settled yet, since the
+    /// server may have lost them (the outbox sends them again).
+    private func checkConnection() throws(AlertSinksError) {
+        guard let current = stream, current.isPeerClosed else { return }
+        logger.info("syslog server closed the connection; reconnecting")
+        current.close()
+        stream = nil
+        try dropUnsettled("the syslog server closed the connection")
+    }
+
+    private func dropUnsettled(_ reason: String) throws(AlertSinksError) {
+        guard let first = unsettled.first, let last = unsettled.last else { return }
+        unsettled.removeAll()
+        throw AlertSinksError(
+            .unavailable,
+            "\(reason) before alerts up to outbox position \(last.position) (from after \(settledThrough), first "
+                + "batch ending at \(first.position)) were confirmed; they are sent again")
     }
 
     /// RFC 6587 octet counting: `MSG-LEN SP SYSLOG-MSG`, the whole batch in one write.
@@ -109,11 +159,7 @@ public actor SyslogSink: AlertSink {
     }
 
     private func sendFramed(_ messages: [[UInt8]]) async throws(AlertSinksError) {
-        if let current = stream, current.isPeerClosed {
-            logger.info("syslog server closed the connection; reconnecting")
-            current.close()
-            stream = nil
-        }
+        try checkConnection()
         let connection: ByteStream
         if let current = stream {
             connection = current
@@ -126,6 +172,7 @@ public actor SyslogSink: AlertSink {
         } catch {
             connection.close()
             stream = nil
+            unsettled.removeAll()
             throw AlertSinksError(
                 .unavailable, "cannot send to syslog server \(configuration.address)", cause: .error(error))
         }

@@ -54,6 +54,14 @@ public struct Collector: Sendable {
             services.append(OutboxDelivery(sink: sink, store: store, signal: signal, policy: policy, logger: logger))
         }
         services.append(OutboxMetricsService(store: store, sinks: sinks.map(\.0.name), logger: logger))
+        let retention = configuration.alertRetention
+        services.append(
+            OutboxPruner(
+                store: store, sinks: sinks.map(\.0.name),
+                retention: .init(
+                    maxAge: retention.maxAgeNanoseconds.map { .nanoseconds(Int64(clamping: $0)) },
+                    maxAlerts: retention.maxAlerts),
+                logger: logger))
         // Profiles are restored before events flow, so none falls back to learning after a restart.
         let profiles = ProfileRegistry(configuration: configuration.profiles)
         let restored = try await profiles.restore(from: store)
@@ -208,7 +216,8 @@ public struct Collector: Sendable {
         return try SyslogSink(
             configuration: .init(
                 address: settings.address, transport: transport, format: format, caFile: settings.caFile,
-                certificateFile: settings.certFile, keyFile: settings.keyFile, serverName: settings.serverName),
+                certificateFile: settings.certFile, keyFile: settings.keyFile, serverName: settings.serverName,
+                confirmAfter: .milliseconds(settings.confirmAfterMs)),
             logger: logger)
     }
 

@@ -12,6 +12,9 @@ public struct CollectorConfiguration: Sendable, Equatable {
     public var listen = "tcp://127.0.0.1:7600"
     /// The embedded SQLite store.
     public var storePath = "patrol.db"
+    /// How long alerts stay in the store's outbox once every sink has delivered them (`store.alertRetention`,
+    /// `store.maxAlerts`), which is the alert history `patrolctl alerts list` reads.
+    public var alertRetention = AlertRetention()
     /// Rule files or directories of `*.yaml`, loaded in order (later files override earlier ones).
     public var rulePaths: [String] = ["rules"]
     /// Server certificate, key and the CA that sensor client certificates must chain to.
@@ -24,6 +27,16 @@ public struct CollectorConfiguration: Sendable, Equatable {
     public var replayPath: String?
     /// `host:port` serving /metrics, /healthz and /readyz over HTTP; nil: not served.
     public var metricsListen: String?
+
+    /// `store.alertRetention` and `store.maxAlerts`: which delivered alerts the outbox pruner deletes.
+    public struct AlertRetention: Sendable, Equatable {
+        /// Delivered alerts older than this (by alert time) are deleted; nil keeps them whatever their age.
+        public var maxAgeNanoseconds: UInt64? = 7 * 24 * 3600 * 1_000_000_000
+        /// At most this many alerts are kept (the newest); nil: no count limit.
+        public var maxAlerts: Int?
+
+        public init() {}
+    }
 
     public struct TLSFiles: Sendable, Equatable {
         public var certificate: String
@@ -75,6 +88,8 @@ public struct CollectorConfiguration: Sendable, Equatable {
         /// Longer messages are shortened (MSG first); default 2048 for UDP (RFC 5426's safe size), else 8192.
         public var maxMessageBytes: Int?
         public var utf8BOM = false
+        /// TCP/TLS: how long the connection must stay open after a write before its alerts count as delivered.
+        public var confirmAfterMs = 2000
 
         public init(address: String) { self.address = address }
     }
@@ -343,7 +358,23 @@ extension CollectorConfiguration {
             }
         }
         if let node = top["listen"] { config.listen = try reader.string(node, path: "listen") }
-        if let node = top["store"] { config.storePath = try reader.string(node, path: "store") }
+        if let node = top["store"] {
+            // A plain string is the path; a mapping adds the alert retention.
+            if case .scalar = node {
+                config.storePath = try reader.string(node, path: "store")
+            } else {
+                let store = try reader.mapping(node, path: "store", allowed: ["path", "alertRetention", "maxAlerts"])
+                if let n = store["path"] { config.storePath = try reader.string(n, path: "store.path") }
+                if let n = store["alertRetention"] {
+                    let age = try reader.duration(n, path: "store.alertRetention")
+                    config.alertRetention.maxAgeNanoseconds = age == 0 ? nil : age
+                }
+                if let n = store["maxAlerts"] {
+                    let count = try reader.int(n, path: "store.maxAlerts")
+                    config.alertRetention.maxAlerts = count == 0 ? nil : count
+                }
+            }
+        }
         if let node = top["rules"] { config.rulePaths = try reader.strings(node, path: "rules") }
         if let node = top["allInOne"] { config.allInOne = try reader.bool(node, path: "allInOne") }
         if let node = top["replay"] { config.replayPath = try reader.string(node, path: "replay") }
@@ -541,7 +572,7 @@ extension CollectorConfiguration {
             node, path: path,
             allowed: [
                 "address", "protocol", "facility", "enterpriseNumber", "appName", "caFile", "certFile", "keyFile",
-                "serverName", "maxMessageBytes", "utf8BOM",
+                "serverName", "maxMessageBytes", "utf8BOM", "confirmAfterMs",
             ])
         var settings = SyslogSettings(
             address: try reader.string(try reader.required(map, "address", in: path, at: node), path: "\(path).address"))
@@ -582,6 +613,7 @@ extension CollectorConfiguration {
             settings.maxMessageBytes = value
         }
         if let n = map["utf8BOM"] { settings.utf8BOM = try reader.bool(n, path: "\(path).utf8BOM") }
+        if let n = map["confirmAfterMs"] { settings.confirmAfterMs = try reader.int(n, path: "\(path).confirmAfterMs") }
         return settings
     }
 }
@@ -682,10 +714,10 @@ struct ConfigReader {
         return result
     }
 
-    /// `60s`, `500ms`, `5m`, `1h`, or a bare number of seconds, in nanoseconds.
+    /// `60s`, `500ms`, `5m`, `1h`, `7d`, or a bare number of seconds, in nanoseconds.
     func duration(_ node: Node, path: String) throws(BasicsError) -> UInt64 {
         let text = try string(node, path: path)
-        let units: [(String, Double)] = [("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3600e9)]
+        let units: [(String, Double)] = [("ms", 1e6), ("s", 1e9), ("m", 60e9), ("h", 3600e9), ("d", 86400e9)]
         for (suffix, scale) in units where text.hasSuffix(suffix) {
             if let number = Double(text.dropLast(suffix.count)), number >= 0 { return UInt64(number * scale) }
         }

@@ -4,11 +4,11 @@ import ServiceLifecycle
 import Store
 
 /// Exports how far each sink is behind the outbox (REFERENCE §8: lag by sink, outbox depth), read from the
-/// store every few seconds. A service of its own rather than part of the delivery loop, so the numbers keep
-/// coming while a sink is stuck in a long retry.
+/// store every few seconds. The delivery loop sets the same `patrol_sink_backlog` gauge after every batch; this
+/// service keeps it current while a sink is stuck in a long retry and the loop is asleep.
 ///
 /// Positions only grow and are handed out one per alert, so `head - cursor` is the number of alerts a sink
-/// has not delivered yet.
+/// has not delivered yet (its cursor only moves over alerts the sink has settled, see `AlertSink.settled`).
 struct OutboxMetricsService: Service {
     let store: Store
     let sinks: [String]
@@ -24,7 +24,7 @@ struct OutboxMetricsService: Service {
 
     func run() async throws {
         let backlog = Dictionary(
-            uniqueKeysWithValues: sinks.map { ($0, Gauge(label: "patrol_sink_backlog_alerts", dimensions: [("sink", $0)])) })
+            uniqueKeysWithValues: sinks.map { ($0, Gauge(label: "patrol_sink_backlog", dimensions: [("sink", $0)])) })
         let depth = Gauge(label: "patrol_outbox_depth")
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {

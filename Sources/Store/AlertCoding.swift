@@ -153,15 +153,19 @@ enum AlertCoding {
     }
 
     private static func string(_ value: String, _ out: inout [UInt8]) {
-        varint(UInt64(value.utf8.count), &out)
-        out.append(contentsOf: value.utf8)
+        // One memcpy from the string's contiguous UTF-8 (appending `utf8` goes byte by byte).
+        var value = value
+        value.withUTF8 { bytes in
+            varint(UInt64(bytes.count), &out)
+            out.append(contentsOf: bytes)
+        }
     }
 
     private static func map(_ value: [String: String], _ out: inout [UInt8]) {
         varint(UInt64(value.count), &out)
-        for key in value.keys.sorted() {
+        for (key, element) in value.sorted(by: { $0.key < $1.key }) {
             string(key, &out)
-            string(value[key]!, &out)
+            string(element, &out)
         }
     }
 
@@ -201,7 +205,10 @@ enum AlertCoding {
         mutating func string() throws(Failure) -> String {
             let length = try count()
             defer { offset += length }
-            return String(decoding: bytes[offset..<offset + length], as: UTF8.self)
+            // Through a buffer pointer: decoding an ArraySlice takes String's generic, much slower path.
+            return bytes.withUnsafeBufferPointer { buffer in
+                String(decoding: UnsafeBufferPointer(rebasing: buffer[offset..<offset + length]), as: UTF8.self)
+            }
         }
 
         mutating func map() throws(Failure) -> [String: String] {

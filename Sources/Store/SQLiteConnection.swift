@@ -88,6 +88,91 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     var changes: Int { handle.map { Int(sqlite3_changes($0)) } ?? 0 }
+
+    /// The cached prepared statement for `sql`, for a loop that binds and steps it many times in one call
+    /// (the outbox insert): no value array and no statement lookup per row.
+    func prepared(_ sql: String) throws(StoreError) -> SQLStatement {
+        guard let handle else { throw StoreError(.closed, "store \(path) is closed") }
+        if let cached = statements[sql] { return SQLStatement(statement: cached, connection: self) }
+        var prepared: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &prepared, nil)
+        guard rc == SQLITE_OK, let prepared else { throw failure("prepare '\(sql.prefix(60))'", rc) }
+        statements[sql] = prepared
+        return SQLStatement(statement: prepared, connection: self)
+    }
+
+    /// Frames in the write-ahead log after the last commit (0 when not in WAL mode), from `sqlite3_wal_hook`.
+    private(set) var walFrames = 0
+
+    /// Tracks the WAL's length and turns off SQLite's own checkpoint on commit: the store checkpoints from a
+    /// connection of its own instead, so the commit that crosses the threshold does not pay for it.
+    func takeOverCheckpoints() throws(StoreError) {
+        guard let handle else { throw StoreError(.closed, "store \(path) is closed") }
+        try execute("PRAGMA wal_autocheckpoint=0")
+        typealias Hook = @convention(c) (
+            UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32
+        ) -> Int32
+        let callback: Hook = { context, _, _, frames in
+            // Unretained: the hook is removed (the handle closed) before the connection goes away.
+            Unmanaged<SQLiteConnection>.fromOpaque(context!).takeUnretainedValue().walFrames = Int(frames)
+            return SQLITE_OK
+        }
+        sqlite3_wal_hook(handle, callback, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    /// A passive checkpoint: copies what it can from the WAL into the database without waiting for anyone.
+    func checkpointPassive() throws(StoreError) {
+        guard let handle else { throw StoreError(.closed, "store \(path) is closed") }
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        guard rc == SQLITE_OK || rc == SQLITE_BUSY else { throw failure("checkpoint", rc) }
+    }
+
+    fileprivate func stepFailure(_ sql: OpaquePointer, _ rc: Int32) -> StoreError {
+        failure("step", rc)
+    }
+}
+
+/// A prepared statement borrowed from its connection's cache; valid on the connection's thread, until close.
+struct SQLStatement {
+    fileprivate let statement: OpaquePointer
+    fileprivate let connection: SQLiteConnection
+
+    func bind(_ index: Int32, _ value: Int64) {
+        sqlite3_bind_int64(statement, index, value)
+    }
+
+    func bind(_ index: Int32, _ text: String) {
+        var text = text
+        text.withUTF8 { bytes in
+            guard let base = bytes.baseAddress, bytes.count > 0 else {
+                _ = sqlite3_bind_text(statement, index, "", 0, nil)
+                return
+            }
+            // SQLITE_TRANSIENT: SQLite copies the bytes; the length avoids a strlen.
+            _ = base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
+                sqlite3_bind_text(
+                    statement, index, $0, Int32(bytes.count), unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+            }
+        }
+    }
+
+    func bind(_ index: Int32, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            // An empty blob still binds a (zero-length) blob, not NULL: the column is NOT NULL.
+            _ = sqlite3_bind_zeroblob(statement, index, 0)
+            if let base = raw.baseAddress, raw.count > 0 {
+                _ = sqlite3_bind_blob(
+                    statement, index, base, Int32(raw.count), unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+            }
+        }
+    }
+
+    /// Runs a statement that returns no rows, then resets it for the next binding.
+    func execute() throws(StoreError) {
+        let rc = sqlite3_step(statement)
+        sqlite3_reset(statement)
+        guard rc == SQLITE_DONE else { throw connection.stepFailure(statement, rc) }
+    }
 }
 
 /// A value bound to or read from a statement.

@@ -1,6 +1,7 @@
 import Basics
 import EventModel
 import Foundation
+import Synchronization
 
 /// Where one sensor boot's batches stand: everything up to `contiguous` is ingested, plus the sequences
 /// in `above` that arrived out of order. Saved in the same transaction as the batch's effects.
@@ -44,20 +45,48 @@ public struct OutboxEntry: Sendable {
 /// Every call runs on the store's own thread, so SQLite never blocks the cooperative pool and the
 /// connection needs no locking.
 public final class Store: @unchecked Sendable {
-    // `connection` is touched only on `executor`'s single thread.
+    // `connection` is touched only on `executor`'s single thread, `reader` only on `readExecutor`'s and
+    // `checkpointer` only on `checkpointExecutor`'s.
     private let connection: SQLiteConnection
     private let executor: BlockingExecutor
+    /// The sinks' reads of the outbox run on a connection and thread of their own (WAL readers never block
+    /// the writer), so a sink decoding a batch never holds up an ingest commit. For `:memory:` (one private
+    /// database per connection) it is the writer itself.
+    private let reader: SQLiteConnection
+    private let readExecutor: BlockingExecutor
+    /// Checkpoints the WAL into the database off the commit path (nil for `:memory:`).
+    private let checkpointer: SQLiteConnection?
+    private let checkpointExecutor: BlockingExecutor?
+    private let checkpointRunning = Atomic<Bool>(false)
     public let path: String
 
-    private init(connection: SQLiteConnection, executor: BlockingExecutor) {
+    /// WAL frames (pages) after which a checkpoint is started: SQLite's own default threshold.
+    static let checkpointFrames = 1000
+
+    private init(
+        connection: SQLiteConnection, executor: BlockingExecutor, reader: SQLiteConnection?,
+        readExecutor: BlockingExecutor?, checkpointer: SQLiteConnection?, checkpointExecutor: BlockingExecutor?
+    ) {
         self.connection = connection
         self.executor = executor
+        self.reader = reader ?? connection
+        self.readExecutor = readExecutor ?? executor
+        self.checkpointer = checkpointer
+        self.checkpointExecutor = checkpointExecutor
         self.path = connection.path
     }
 
     /// Opens (creating if needed) the store at `path`; `:memory:` gives a private in-memory store.
     public static func open(path: String) async throws(StoreError) -> Store {
         let executor = BlockingExecutor(name: "store")
+        let inMemory = path == ":memory:" || path.isEmpty
+        let readExecutor = inMemory ? nil : BlockingExecutor(name: "store-read")
+        let checkpointExecutor = inMemory ? nil : BlockingExecutor(name: "store-checkpoint")
+        func shutdownAll() {
+            executor.shutdown()
+            readExecutor?.shutdown()
+            checkpointExecutor?.shutdown()
+        }
         do {
             let connection = try await executor.run { () throws -> SQLiteConnection in
                 let connection = try SQLiteConnection(path: path)
@@ -66,21 +95,66 @@ public final class Store: @unchecked Sendable {
                 // power loss can lose the last ones, which is the usual trade for WAL.
                 try connection.execute("PRAGMA synchronous=NORMAL")
                 try Schema.migrate(connection)
+                if !inMemory { try connection.takeOverCheckpoints() }
                 return connection
             }
-            return Store(connection: connection, executor: executor)
+            var reader: SQLiteConnection?
+            var checkpointer: SQLiteConnection?
+            if let readExecutor, let checkpointExecutor {
+                reader = try await readExecutor.run { try SQLiteConnection(path: path) }
+                checkpointer = try await checkpointExecutor.run { () throws -> SQLiteConnection in
+                    let connection = try SQLiteConnection(path: path)
+                    try connection.execute("PRAGMA synchronous=NORMAL")
+                    return connection
+                }
+            }
+            return Store(
+                connection: connection, executor: executor, reader: reader, readExecutor: readExecutor,
+                checkpointer: checkpointer, checkpointExecutor: checkpointExecutor)
         } catch let error as StoreError {
-            executor.shutdown()
+            shutdownAll()
             throw error
         } catch {
-            executor.shutdown()
+            shutdownAll()
             throw StoreError(.open, "cannot open store at \(path)", cause: .error(error))
         }
     }
 
     public func close() async {
+        if let checkpointExecutor {
+            _ = try? await checkpointExecutor.run { self.checkpointer?.close() }
+            checkpointExecutor.shutdown()
+        }
+        if readExecutor !== executor {
+            _ = try? await readExecutor.run { self.reader.close() }
+            readExecutor.shutdown()
+        }
         _ = try? await executor.run { self.connection.close() }
         executor.shutdown()
+    }
+
+    func onReadThread<T: Sendable>(
+        _ work: @escaping @Sendable (SQLiteConnection) throws -> T
+    ) async throws(StoreError) -> T {
+        do {
+            return try await readExecutor.run { try work(self.reader) }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError(.query, "store read failed", cause: .error(error))
+        }
+    }
+
+    /// Called on the store thread after a commit: once the WAL is long enough, a passive checkpoint runs on
+    /// the checkpoint thread (at most one at a time) while commits go on.
+    private func checkpointIfDue() {
+        guard let checkpointExecutor, connection.walFrames >= Self.checkpointFrames,
+            !checkpointRunning.exchange(true, ordering: .acquiringAndReleasing)
+        else { return }
+        Task {
+            _ = try? await checkpointExecutor.run { try self.checkpointer?.checkpointPassive() }
+            self.checkpointRunning.store(false, ordering: .releasing)
+        }
     }
 
     func onStoreThread<T: Sendable>(_ work: @escaping @Sendable (SQLiteConnection) throws -> T) async throws(StoreError) -> T {
@@ -129,13 +203,20 @@ public final class Store: @unchecked Sendable {
                         "INSERT INTO counters(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                         [.text(name), .integer(Int64(delta))])
                 }
-                for (alert, body) in zip(ingest.alerts, encodedAlerts) {
-                    try db.run(
-                        "INSERT INTO outbox(alert_id, rule_id, namespace, time_ns, body) VALUES(?, ?, ?, ?, ?)",
-                        [.text(alert.id), .text(alert.ruleID), .text(alert.container?.namespace ?? ""),
-                         .integer(Int64(bitPattern: alert.time)), .blob(body)])
+                if !ingest.alerts.isEmpty {
+                    let insert = try db.prepared(
+                        "INSERT INTO outbox(alert_id, rule_id, namespace, time_ns, body) VALUES(?, ?, ?, ?, ?)")
+                    for (alert, body) in zip(ingest.alerts, encodedAlerts) {
+                        insert.bind(1, alert.id)
+                        insert.bind(2, alert.ruleID)
+                        insert.bind(3, alert.container?.namespace ?? "")
+                        insert.bind(4, Int64(bitPattern: alert.time))
+                        insert.bind(5, body)
+                        try insert.execute()
+                    }
                 }
                 try db.execute("COMMIT")
+                self.checkpointIfDue()
             } catch {
                 try? db.execute("ROLLBACK")
                 throw error
@@ -155,7 +236,7 @@ public final class Store: @unchecked Sendable {
 
     /// Alerts after `position`, oldest first.
     public func outbox(after position: Int64, limit: Int) async throws(StoreError) -> [OutboxEntry] {
-        try await onStoreThread { db in
+        try await onReadThread { db in
             var result: [OutboxEntry] = []
             try db.run(
                 "SELECT position, body FROM outbox WHERE position > ? ORDER BY position LIMIT ?",
@@ -169,16 +250,20 @@ public final class Store: @unchecked Sendable {
 
     /// The newest outbox position, 0 when empty.
     public func outboxHead() async throws(StoreError) -> Int64 {
-        try await onStoreThread { db in
+        try await onReadThread { db in
             var head: Int64 = 0
-            try db.run("SELECT COALESCE(MAX(position), 0) FROM outbox") { row in head = row.integer(0) }
+            // AUTOINCREMENT's counter rather than MAX(position): pruning may have emptied the table, and the
+            // head must still be the last position ever handed out.
+            try db.run("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)") { row in
+                head = row.integer(0)
+            }
             return head
         }
     }
 
     /// How many alerts lie in `(after, through]`: what skipping that range drops.
     public func outboxCount(after position: Int64, through end: Int64) async throws(StoreError) -> Int {
-        try await onStoreThread { db in
+        try await onReadThread { db in
             var count: Int64 = 0
             try db.run(
                 "SELECT COUNT(*) FROM outbox WHERE position > ? AND position <= ?", [.integer(position), .integer(end)]
@@ -187,8 +272,56 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    public func sinkCursor(_ sink: String) async throws(StoreError) -> Int64 {
+    /// Deletes at most `limit` outbox rows at or before `settled` (what every sink has delivered) that are
+    /// older than `olderThan` (alert time) or not among the newest `keepNewest` rows; returns how many went.
+    /// One call is one short transaction, so a caller prunes a large backlog in several calls between which
+    /// ingest commits get the store thread.
+    public func pruneOutbox(
+        settled: Int64, olderThan cutoff: EpochNanoseconds?, keepNewest: Int?, limit: Int
+    ) async throws(StoreError) -> Int {
         try await onStoreThread { db in
+            var deleted = 0
+            if let keepNewest {
+                // Positions only grow, so the newest rows are the highest positions.
+                var boundary: Int64 = 0
+                try db.run(
+                    "SELECT position FROM outbox ORDER BY position DESC LIMIT 1 OFFSET ?", [.integer(Int64(keepNewest))]
+                ) { row in boundary = row.integer(0) }
+                let through = min(boundary, settled)
+                if through > 0 {
+                    try db.run(
+                        """
+                        DELETE FROM outbox WHERE position IN
+                            (SELECT position FROM outbox WHERE position <= ? ORDER BY position LIMIT ?)
+                        """, [.integer(through), .integer(Int64(limit))])
+                    deleted += db.changes
+                }
+            }
+            if let cutoff, deleted < limit {
+                // Through the time index: only rows past the age are visited, however many recent ones there are.
+                try db.run(
+                    """
+                    DELETE FROM outbox WHERE position IN
+                        (SELECT position FROM outbox WHERE time_ns < ? AND position <= ? ORDER BY time_ns LIMIT ?)
+                    """, [.integer(Int64(bitPattern: min(cutoff, UInt64(Int64.max)))), .integer(settled),
+                          .integer(Int64(limit - deleted))])
+                deleted += db.changes
+            }
+            return deleted
+        }
+    }
+
+    /// The alerts in the outbox (delivered or not).
+    public func outboxRowCount() async throws(StoreError) -> Int {
+        try await onStoreThread { db in
+            var count: Int64 = 0
+            try db.run("SELECT COUNT(*) FROM outbox") { row in count = row.integer(0) }
+            return Int(count)
+        }
+    }
+
+    public func sinkCursor(_ sink: String) async throws(StoreError) -> Int64 {
+        try await onReadThread { db in
             var cursor: Int64 = 0
             try db.run("SELECT position FROM sink_cursors WHERE sink = ?", [.text(sink)]) { row in
                 cursor = row.integer(0)

@@ -103,6 +103,9 @@ public final class RsyslogServer: @unchecked Sendable {
 
     public var isRunning: Bool { process.isRunning }
 
+    /// rsyslogd's pid, to freeze it (SIGSTOP) in a test.
+    public var processIdentifier: Int32 { process.processIdentifier }
+
     /// Every message written so far.
     public func records() -> [Record] {
         guard let text = try? String(contentsOfFile: outputPath, encoding: .utf8) else { return [] }

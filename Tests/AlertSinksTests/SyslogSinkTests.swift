@@ -194,6 +194,56 @@ import Testing
         #expect(await second.waitForRecords(3).map(\.message) == after.map(\.message))
     }
 
+    /// The case plain TCP cannot see: rsyslog is frozen, the sink's writes succeed into the kernel's socket
+    /// buffers, and then rsyslog is SIGKILLed and those buffers are gone. Through the outbox nothing is lost:
+    /// the sink had not confirmed those alerts (the connection broke within `confirmAfter`), so they are sent
+    /// again to the restarted server, and the re-sends are counted as redelivered.
+    @Test func alertsInAKilledServersSocketBufferAreSentAgain() async throws {
+        guard RsyslogServer.isAvailable else {
+            print("skipping: \(RsyslogServer.binary) is not installed")
+            return
+        }
+        let first = try await offPool { try RsyslogServer() }
+        let rig = try await DeliveryRig.make()
+        // A long confirmation window, so the kill certainly comes before the alerts could count as delivered.
+        let sink = try SyslogSink(
+            configuration: .init(
+                address: "127.0.0.1:\(first.tcpPort)", transport: .tcp, confirmAfter: .seconds(60)),
+            logger: Self.logger)
+        let delivery = rig.delivery(sink)
+        let alerts = (0..<300).map { AlertFixtures.alert(index: $0) }
+        let (firstIDs, secondIDs) = try await rig.running([delivery]) { () async throws -> ([String], [String]) in
+            try await rig.commit(Array(alerts[..<100]))
+            #expect(await first.waitForRecords(100).count == 100)
+            kill(first.processIdentifier, SIGSTOP)
+            try await rig.commit(Array(alerts[100...]))
+            // Written: the sink's writes returned, the bytes sit in rsyslog's unread socket buffer.
+            #expect(await eventually { delivery.statistics.delivered == 300 })
+            try await offPool { first.stop() }
+            let second = try await offPool {
+                try RsyslogServer(ports: (udp: first.udpPort, tcp: first.tcpPort, tls: first.tlsPort))
+            }
+            defer { second.stop() }
+            // Everything not confirmed (here: all 300, with the 60 s window) comes again.
+            _ = await second.waitForRecords(300, timeout: .seconds(60))
+            return (Self.ids(first.records()), Self.ids(second.records()))
+        }
+        await rig.close()
+        #expect(
+            Set(firstIDs + secondIDs) == Set(alerts.map(\.id)), "first \(firstIDs.count), second \(secondIDs.count)")
+        #expect(Set(firstIDs).count < 300, "rsyslog processed what it could not have read")
+        let duplicates = firstIDs.count + secondIDs.count - 300
+        #expect(duplicates <= delivery.statistics.redelivered, "redelivered \(delivery.statistics.redelivered)")
+        print("syslog kill: first server \(firstIDs.count), second \(secondIDs.count), redelivered "
+            + "\(delivery.statistics.redelivered)")
+    }
+
+    static func ids(_ records: [RsyslogServer.Record]) -> [String] {
+        records.compactMap { record in
+            record.elements()?.first { $0.key.hasPrefix("patrol@") }?.value.first { $0.0 == "id" }?.1
+        }
+    }
+
     @Test func badConfigurationIsRefusedAtStart() {
         #expect(throws: AlertSinksError.self) {
             _ = try SyslogSink(configuration: .init(address: "localhost", transport: .udp), logger: Self.logger)

@@ -25,6 +25,29 @@ import Testing
         #expect(config.sinks.csvPath == "/var/log/alerts.csv")
         #expect(config.sinks.csvMaxBytes == 1000)
         #expect(config.ingest.parallelRequests == 3)
+        #expect(config.storePath == "/var/lib/patrol/patrol.db")
+        #expect(config.alertRetention.maxAgeNanoseconds == 7 * 86_400 * 1_000_000_000)
+        #expect(config.alertRetention.maxAlerts == nil)
+    }
+
+    @Test func storeAsAMappingCarriesTheAlertRetention() throws {
+        let config = try CollectorConfiguration.parse(
+            yaml: """
+                store: {path: /data/patrol.db, alertRetention: 2d, maxAlerts: 500000}
+                sinks:
+                  syslog: {address: "127.0.0.1:514", protocol: tcp, confirmAfterMs: 5000}
+                """, source: "collector.yaml")
+        #expect(config.storePath == "/data/patrol.db")
+        #expect(config.alertRetention.maxAgeNanoseconds == 2 * 86_400 * 1_000_000_000)
+        #expect(config.alertRetention.maxAlerts == 500_000)
+        #expect(config.sinks.syslog?.confirmAfterMs == 5000)
+        let unlimited = try CollectorConfiguration.parse(
+            yaml: "store: {alertRetention: 0}", source: "collector.yaml")
+        #expect(unlimited.alertRetention.maxAgeNanoseconds == nil)
+        #expect(unlimited.storePath == "patrol.db")
+        #expect {
+            _ = try CollectorConfiguration.parse(yaml: "store: {retention: 7d}", source: "collector.yaml")
+        } throws: { "\($0)".contains("store: unknown key 'retention'") }
     }
 
     @Test(arguments: [

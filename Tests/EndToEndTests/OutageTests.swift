@@ -4,7 +4,8 @@ import TestSupport
 import Testing
 
 /// Acceptance 3 of issue 5: 100k alerts, every sink stopped for a while (Elasticsearch answers 503 and drops
-/// connections, Alertmanager is SIGKILLed and restarted later, the CSV file is unwritable, stdout goes with the
+/// connections, Alertmanager is SIGKILLed and restarted later, rsyslog (TCP, octet counting) is SIGKILLed
+/// mid-stream and restarted on the same port later, the CSV file is unwritable, stdout goes with the
 /// collector), the collector SIGKILLed once and restarted on the same store — and at the end every sink has
 /// every alert: Elasticsearch exactly once (deterministic `_id`), the others at least once with their
 /// duplicates no more than the collector counted. It took 3.5–4 minutes on the shared 2-core VM (load ~10).
@@ -57,10 +58,16 @@ import Testing
         let alertmanager = try await offPool { try AlertmanagerProcess() }
         defer { alertmanager.stop() }
         let csv = harness.directory.file("alerts.csv")
+        let syslog = SyslogServers()
+        if RsyslogServer.isAvailable {
+            syslog.add(try await offPool { try RsyslogServer() })
+        } else {
+            print("syslog left out: \(RsyslogServer.binary) is not installed")
+        }
         let stdoutFiles = StdoutFiles()
         let alertmanagerBefore = IDBox()
 
-        let sinks: [SinkUnderTest] = [
+        var sinks: [SinkUnderTest] = [
             SinkUnderTest(
                 metricNames: ["elasticsearch"],
                 yaml: "  elasticsearch: {url: \"\(elasticsearch.hostPort)\"}",
@@ -79,6 +86,14 @@ import Testing
                 metricNames: ["stdout"], yaml: "  stdout: true", exactlyOnce: false,
                 received: { stdoutFiles.alertIDs() }),
         ]
+        if let first = syslog.first {
+            // confirmAfterMs: how long the connection must stay up after a write before the alerts on it count
+            // as delivered (docs/alerts.md#syslog); kept at its default.
+            sinks.append(
+                SinkUnderTest(
+                    metricNames: ["syslog"], yaml: "  syslog: {address: \"127.0.0.1:\(first.tcpPort)\", protocol: tcp}",
+                    exactlyOnce: false, received: { syslog.alertIDs() }))
+        }
         let metricsPort = Ports.freeTCPPort()
         let config = harness.directory.file("collector.yaml")
         try """
@@ -101,12 +116,24 @@ import Testing
         stdoutFiles.add(collector.stdoutPath)
         let sensor = try harness.sensor(replay: replay, extra: ["--batch-size", "2000"])
 
-        // Once some alerts reached Alertmanager and CSV/stdout are mid-stream, the collector is SIGKILLed.
+        // rsyslog is SIGKILLed mid-stream, with alerts in its socket buffers and in its own queue: those the
+        // sink has not yet confirmed are sent again to the restarted server.
+        if let first = syslog.first {
+            #expect(
+                await PatrolProcess.eventually(timeout: .seconds(90)) {
+                    await metrics.value("patrol_sink_alerts_sent_total", sink: "syslog") >= 10_000
+                }, "collector log:\n\(collector.standardError.suffix(2000))")
+            try await offPool { first.stop() }
+        }
+        // Once some alerts reached Alertmanager and CSV/stdout are mid-stream (and syslog noticed its server
+        // went away), the collector is SIGKILLed.
         #expect(
             await PatrolProcess.eventually(timeout: .seconds(90)) {
                 let alertmanagerSent = await metrics.value("patrol_sink_alerts_sent_total", sink: "alertmanager[0]")
                 let csvSent = await metrics.value("patrol_sink_alerts_sent_total", sink: "csv")
-                return alertmanagerSent >= 5_000 && csvSent >= 30_000
+                let syslogFailures = await metrics.value("patrol_sink_failures_total", sink: "syslog")
+                let syslogDown = syslog.first == nil || syslogFailures >= 2
+                return alertmanagerSent >= 5_000 && csvSent >= 30_000 && syslogDown
             }, "collector log:\n\(collector.standardError.suffix(2000))")
         collector.signal(SIGKILL)
         await collector.waitForExit(timeout: .seconds(10))
@@ -131,6 +158,10 @@ import Testing
         // ... then come back and must get their backlog from the outbox.
         try FileManager.default.removeItem(atPath: csv)
         try await offPool { try alertmanager.start() }
+        if let first = syslog.first {
+            let ports = (udp: first.udpPort, tcp: first.tcpPort, tls: first.tlsPort)
+            syslog.add(try await offPool { try RsyslogServer(ports: ports) })
+        }
         #expect(
             await sensor.waitForExit(timeout: .seconds(120)) == 0, "sensor log:\n\(sensor.standardError.suffix(2000))")
 
@@ -237,6 +268,24 @@ final class IDBox: @unchecked Sendable {
     var ids: Set<String> {
         get { lock.withLock { stored } }
         set { lock.withLock { stored = newValue } }
+    }
+}
+
+/// The rsyslog servers of the run, one after the other on the same port; kept until the end for their output.
+final class SyslogServers: @unchecked Sendable {
+    private let lock = NSLock()
+    private var servers: [RsyslogServer] = []
+
+    func add(_ server: RsyslogServer) { lock.withLock { servers.append(server) } }
+    var first: RsyslogServer? { lock.withLock { servers.first } }
+
+    /// The `id` param of the `patrol@…` SD element of every record every server wrote, duplicates included.
+    func alertIDs() -> [String] {
+        lock.withLock { servers }.flatMap { server in
+            server.records().compactMap { record in
+                record.elements()?.first { $0.key.hasPrefix("patrol@") }?.value.first { $0.0 == "id" }?.1
+            }
+        }
     }
 }
 

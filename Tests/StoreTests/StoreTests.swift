@@ -41,6 +41,31 @@ import TestSupport
         await store.close()
     }
 
+    /// Retention deletes only what every sink has delivered: old rows past the slowest cursor stay, rows
+    /// beyond the count limit go oldest first, and the head keeps counting after the table was emptied.
+    @Test func pruningKeepsUndeliveredAlertsAndTheHead() async throws {
+        let store = try await Store.open(path: ":memory:")
+        let day: UInt64 = 86_400 * 1_000_000_000
+        let old = (0..<10).map { AlertFixtures.alert(index: $0, time: 10 * day) }
+        let recent = (10..<20).map { AlertFixtures.alert(index: $0, time: 20 * day) }
+        try await store.commit(IngestCommit(progress: [], counterDeltas: [:], alerts: old + recent))
+        // Every sink has positions 1...6: of the old alerts only those may go, however old the rest are.
+        #expect(try await store.pruneOutbox(settled: 6, olderThan: 15 * day, keepNewest: nil, limit: 4) == 4)
+        #expect(try await store.pruneOutbox(settled: 6, olderThan: 15 * day, keepNewest: nil, limit: 4) == 2)
+        #expect(try await store.pruneOutbox(settled: 6, olderThan: 15 * day, keepNewest: nil, limit: 4) == 0)
+        #expect(try await store.outbox(after: 0, limit: 100).map(\.position) == Array(7...20))
+        // A count limit: keep the newest 5 of what is delivered (through 18), whatever their age.
+        #expect(try await store.pruneOutbox(settled: 18, olderThan: nil, keepNewest: 5, limit: 100) == 9)
+        #expect(try await store.outbox(after: 0, limit: 100).map(\.position) == Array(16...20))
+        // Everything delivered and old: the table empties, and the head is still the last position.
+        #expect(try await store.pruneOutbox(settled: 20, olderThan: 30 * day, keepNewest: nil, limit: 100) == 5)
+        #expect(try await store.outboxRowCount() == 0)
+        #expect(try await store.outboxHead() == 20)
+        try await store.commit(IngestCommit(progress: [], counterDeltas: [:], alerts: [AlertFixtures.alert(index: 99)]))
+        #expect(try await store.outbox(after: 20, limit: 10).map(\.position) == [21])
+        await store.close()
+    }
+
     @Test func aFileThatIsNotADatabaseGivesAClearError() async throws {
         let dir = try TemporaryDirectory(prefix: "store")
         defer { dir.remove() }
