@@ -120,6 +120,7 @@ let package = Package(
             name: "SensorApp",
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "BPF", "KernelEvents", "Telemetry", "OutboundHTTP",
+                "MalwareScanning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

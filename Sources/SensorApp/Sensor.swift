@@ -15,6 +15,8 @@ public struct Sensor: Service {
     private let containerResolver: any ContainerResolving
     private let kubernetes: KubernetesPodWatcher?
     private let capture = CaptureSlot()
+    /// The malware scanner, when configured; its findings go out through `sender` like any event.
+    public let scanner: MalwareScanService?
 
     /// - Parameters:
     ///   - containerResolver: maps cgroup ids of live events to containers (default: the node's runtimes).
@@ -33,13 +35,21 @@ public struct Sensor: Service {
         let tls = configuration.tls.map {
             TLSConfiguration(certificateFile: $0.certificate, privateKeyFile: $0.key, caFile: $0.ca)
         }
+        let scanner = configuration.malwareScan.map {
+            MalwareScanService(configuration: $0, node: configuration.node, logger: logger)
+        }
+        self.scanner = scanner
         sender = try BatchSender(
             configuration: BatchSenderConfiguration(
                 client: RPCClientConfiguration(address: configuration.collector, tls: tls),
                 sensorID: configuration.sensorID, bootID: configuration.bootID,
                 memoryQueueLimit: configuration.memoryQueueBatches, spoolDirectory: configuration.spoolDirectory,
                 spoolMaxBytes: configuration.spoolMaxBytes),
-            logger: logger)
+            logger: logger,
+            onAck: { ack in
+                // Directives ride on acks; the scan ones are the scanner's (the others are not acted on yet).
+                for command in ack.commands { scanner?.handle(command) }
+            })
     }
 
     public var stats: BatchSenderStats { sender.stats }
@@ -55,7 +65,8 @@ public struct Sensor: Service {
 
     private var reporter: SensorReporter {
         SensorReporter(
-            configuration: configuration, sender: sender, capture: capture, kubernetes: kubernetes, logger: logger)
+            configuration: configuration, sender: sender, capture: capture, kubernetes: kubernetes, scanner: scanner,
+            logger: logger)
     }
 
     public func run() async throws {
@@ -63,6 +74,14 @@ public struct Sensor: Service {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await sender.run() }
             group.addTask { await cancelWhenGracefulShutdown { await reporter.run() } }
+            if let scanner {
+                // Scanning runs beside capture: a missing database leaves the scanner unhealthy, never the sensor
+                // stopped.
+                group.addTask { await cancelWhenGracefulShutdown { try? await scanner.run() } }
+                group.addTask { [sender] in
+                    for await events in scanner.events { await sender.submit(events: events) }
+                }
+            }
             // The reporter runs until the sensor is done, whichever way that is.
             defer { group.cancelAll() }
             do {

@@ -117,6 +117,35 @@ public struct SensorCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Seconds between lists of this node's pods (1-600).", valueName: "s"))
     var kubeListInterval = 30
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "ClamAV database directory for malware scanning; default rules/malware when it exists in the working "
+                + "directory, else scanning is off. 'off' turns it off.",
+            valueName: "dir"))
+    var scanDatabase: String?
+
+    @Option(name: .long, help: ArgumentHelp("Seconds between scheduled full host scans (0: none).", valueName: "s"))
+    var scanInterval = 0
+
+    @Option(name: .long, help: ArgumentHelp("Host paths a scheduled scan walks (repeatable).", valueName: "path"))
+    var scanRoot: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Scanner threads (each uses at most one core).", valueName: "n"))
+    var scanThreads = 1
+
+    @Option(name: .long, help: ArgumentHelp("Most files scanned per second (0: unlimited).", valueName: "n"))
+    var scanFilesPerSecond: Double = 0
+
+    @Option(name: .long, help: ArgumentHelp("Nice value of the scanner threads (0-19).", valueName: "n"))
+    var scanNice: Int32 = 10
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "File keeping the incremental scan cache across restarts; default: in memory only.", valueName: "file"))
+    var scanCache: String?
+
     @Option(name: .long, help: ArgumentHelp("Log level.", valueName: "level"))
     var logLevel: Logger.Level = .info
 
@@ -154,6 +183,7 @@ public struct SensorCommand: AsyncParsableCommand {
         if let node { configuration.node = node }
         configuration.requireCapture = !allowNoCapture
         configuration.statusInterval = .seconds(max(1, statusInterval))
+        configuration.malwareScan = try malwareScanConfiguration(logger: logger)
         // Labels and owners from the Kubernetes API when one is configured or the sensor runs in a cluster.
         var kubernetes: KubernetesPodWatcher?
         if var api = KubernetesAPIConfiguration.resolve(
@@ -198,6 +228,34 @@ public struct SensorCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data(text.utf8))
             throw ExitCode(error.isPermissionDenied ? 77 : 69)
         }
+    }
+}
+
+extension SensorCommand {
+    /// Scanning is on when a database is given, or when `rules/malware` (Patrol's shipped signatures) is in the
+    /// working directory, as in the container image.
+    func malwareScanConfiguration(logger: Logger) throws -> MalwareScanConfiguration? {
+        var directory = scanDatabase
+        if directory == nil {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: "rules/malware", isDirectory: &isDirectory),
+                isDirectory.boolValue
+            {
+                directory = FileManager.default.currentDirectoryPath + "/rules/malware"
+            }
+        }
+        guard let directory, directory != "off" else {
+            logger.info("malware scanning off: no --scan-database and no rules/malware in the working directory")
+            return nil
+        }
+        guard scanThreads >= 1, scanFilesPerSecond >= 0, (0...19).contains(scanNice), scanInterval >= 0 else {
+            throw ValidationError("--scan-threads must be at least 1, --scan-files-per-second and --scan-interval "
+                + "at least 0, --scan-nice 0-19")
+        }
+        return MalwareScanConfiguration(
+            databaseDirectory: directory, interval: scanInterval > 0 ? .seconds(scanInterval) : nil,
+            roots: scanRoot.isEmpty ? ["/"] : scanRoot, threads: scanThreads, filesPerSecond: scanFilesPerSecond,
+            niceness: scanNice, cacheFile: scanCache)
     }
 }
 

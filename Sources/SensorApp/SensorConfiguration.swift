@@ -32,6 +32,8 @@ public struct SensorConfiguration: Sendable {
     public var requireCapture: Bool = true
     /// How often a `SensorStatus` goes to the collector.
     public var statusInterval: Duration = .seconds(10)
+    /// Malware scanning (docs/malware.md); nil: off.
+    public var malwareScan: MalwareScanConfiguration?
 
     public init(
         collector: String, sensorID: String = ProcessInfo.processInfo.hostName, node: String? = nil,

@@ -23,6 +23,8 @@ struct SensorReporter: Sendable {
     let capture: CaptureSlot
     /// The Kubernetes API's pod watcher, when one is configured.
     let kubernetes: KubernetesPodWatcher?
+    /// The malware scanner, when configured.
+    var scanner: MalwareScanService? = nil
     let logger: Logger
 
     static let callTimeout: Duration = .seconds(5)
@@ -88,6 +90,16 @@ struct SensorReporter: Sendable {
             let api = kubernetes.stats
             counters[SensorStatus.Counter.kubeAPILists] = UInt64(api.lists)
             counters[SensorStatus.Counter.kubeAPIErrors] = UInt64(api.listFailures + api.ownerLookupFailures)
+        }
+        if let scanner {
+            let scan = scanner.stats
+            counters[ScannerCounter.health] = ScannerCounter.healthValue(scanner.health)
+            counters[ScannerCounter.filesScanned] = scan.filesScanned
+            counters[ScannerCounter.filesUnchanged] = scan.filesUnchanged
+            counters[ScannerCounter.filesFailed] = scan.filesFailed
+            counters[ScannerCounter.findings] = scan.findings
+            counters[ScannerCounter.scans] = scan.scansFinished
+            counters[ScannerCounter.scansRefused] = scan.scansRefused
         }
         return SensorStatus(
             sensorID: configuration.sensorID, bootID: configuration.bootID, time: WallClock.now(), drops: drops,

@@ -1,5 +1,6 @@
 import Basics
 import EventModel
+import MalwareScanning
 import Metrics
 import Synchronization
 
@@ -39,7 +40,7 @@ public final class SensorStatusMetrics: Sendable {
             seen[sensor] = Seen(bootID: status.bootID, values: current, failedHooks: failed)
             return (deltas, cleared)
         }
-        for (key, delta) in deltas {
+        for (key, delta) in deltas where key != "counter:" + ScannerCounter.health {
             // Create the series even at zero, so a dashboard shows it before the first drop.
             let counter: Counter
             if key.hasPrefix("drop:") {
@@ -66,6 +67,11 @@ public final class SensorStatusMetrics: Sendable {
         for program in cleared {
             Gauge(label: "patrol_sensor_hook_failed", dimensions: [("sensor", sensor), ("program", program)]).record(0)
         }
+        if let health = status.counters[ScannerCounter.health] {
+            // A state, not a count: 1 while the scanner has an engine from the current database.
+            Gauge(label: "patrol_scanner_healthy", dimensions: [("sensor", sensor)]).record(health == 0 ? 1 : 0)
+            Gauge(label: "patrol_scanner_health_state", dimensions: [("sensor", sensor)]).record(Double(health))
+        }
         Gauge(label: "patrol_sensor_last_status_seconds", dimensions: [("sensor", sensor)])
             .record(Double(status.time) / 1e9)
     }
@@ -73,5 +79,25 @@ public final class SensorStatusMetrics: Sendable {
     /// A counter or queue name as a metric name part: letters, digits and underscores only.
     static func metricName(_ name: String) -> String {
         String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" })
+    }
+}
+
+/// The malware scanner's entries in `SensorStatus.counters` (docs/metrics.md). `scanner_health` is a state, not a
+/// count (0 healthy, 1 degraded, 2 unhealthy); it becomes the `patrol_scanner_healthy` gauge, the others counters.
+public enum ScannerCounter {
+    public static let health = "scanner_health"
+    public static let filesScanned = "scanner_files_scanned"
+    public static let filesUnchanged = "scanner_files_unchanged"
+    public static let filesFailed = "scanner_files_failed"
+    public static let findings = "scanner_findings"
+    public static let scans = "scanner_scans"
+    public static let scansRefused = "scanner_scans_refused"
+
+    static func healthValue(_ health: ScannerHealth) -> UInt64 {
+        switch health {
+        case .healthy: return 0
+        case .degraded: return 1
+        case .unhealthy: return 2
+        }
     }
 }

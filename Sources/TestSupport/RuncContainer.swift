@@ -56,6 +56,9 @@ public final class RuncContainer: @unchecked Sendable {
         /// Capabilities granted on top of the runtime's default set (e.g. `CAP_SYS_ADMIN` for a container that
         /// mounts or joins namespaces, as a privileged pod could).
         public var extraCapabilities: [String]
+        /// With `overlay`: extra read-only image layers (host directories) stacked above busybox, top first. They
+        /// stand for an image's own layers, so a test can put files "in the image" without touching the shared one.
+        public var imageLayers: [String] = []
 
         public init(
             podName: String = "test-pod", namespace: String = "default", podUID: String = RuncContainer.newPodUID(),
@@ -257,7 +260,8 @@ public final class RuncContainer: @unchecked Sendable {
             let upper = "\(bundle)/upper"
             try fm.createDirectory(atPath: upper, withIntermediateDirectories: true)
             try fm.createDirectory(atPath: "\(bundle)/work", withIntermediateDirectories: true)
-            let data = "lowerdir=\(imageDir),upperdir=\(upper),workdir=\(bundle)/work"
+            let lower = (options.imageLayers + [imageDir]).joined(separator: ":")
+            let data = "lowerdir=\(lower),upperdir=\(upper),workdir=\(bundle)/work"
             guard mount("overlay", rootfs, "overlay", 0, data) == 0 else {
                 let reason = String(cString: strerror(errno))
                 try? fm.removeItem(atPath: bundle)

@@ -245,3 +245,30 @@ public struct RuntimeStateReader: Sendable {
         read(path).map { String(decoding: $0, as: UTF8.self) }
     }
 }
+
+extension RuntimeStateReader {
+    /// Every container the runtimes' state directories know now. Used by the malware scanner to map an overlay
+    /// mount point back to its container (rootfs ↔ mount point); a few directory reads per runtime.
+    public func allContainers() -> [ContainerMetadata] {
+        var found: [ContainerMetadata] = []
+        var seen = Set<String>()
+        for source in sources {
+            let root = hostRoot + source.root
+            var ids: [String] = []
+            switch source.layout {
+            case .runcState, .storageUserdata:
+                ids = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+            case .containerdTask:
+                for namespace in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+                    ids += (try? FileManager.default.contentsOfDirectory(atPath: root + "/" + namespace)) ?? []
+                }
+            }
+            for id in ids.sorted() where !seen.contains(id) {
+                guard let metadata = metadata(containerID: id, in: source) else { continue }
+                seen.insert(id)
+                found.append(metadata)
+            }
+        }
+        return found
+    }
+}
