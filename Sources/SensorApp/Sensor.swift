@@ -173,9 +173,13 @@ public struct Sensor: Service {
         }
         capture.value = live
         capture.hooks = HookReport(loaded: live.hooksLoaded, failed: live.hooksFailed)
-        let sender = self.sender
+        let (sender, scanner) = (self.sender, self.scanner)
         await cancelWhenGracefulShutdown {
-            await live.run(batchSize: configuration.batchSize) { events in await sender.submit(events: events) }
+            await live.run(batchSize: configuration.batchSize) { events in
+                // Files a container wrote and then ran get scanned (docs/malware.md).
+                scanner?.observe(events)
+                await sender.submit(events: events)
+            }
         }
         logger.info(
             "live capture stopped",
