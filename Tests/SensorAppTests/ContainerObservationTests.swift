@@ -21,7 +21,8 @@ struct ContainerObservationTests {
         #expect(ProcStat.startTimeNanoseconds("77 (short) S 1 2") == nil)
         #expect(ProcStat.startTimeNanoseconds("garbage") == nil)
         // This process started before now, on the boot clock the sensor compares with.
-        let own = try #require(ProcStat.startTimeNanoseconds(try String(contentsOfFile: "/proc/self/stat", encoding: .utf8)))
+        let stat = try String(contentsOfFile: "/proc/self/stat", encoding: .utf8)
+        let own = try #require(ProcStat.startTimeNanoseconds(stat))
         #expect(own > 0 && own <= BootClock.bootNow())
     }
 
