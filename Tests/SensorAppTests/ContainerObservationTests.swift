@@ -26,6 +26,29 @@ struct ContainerObservationTests {
         #expect(own > 0 && own <= BootClock.bootNow())
     }
 
+    @Test("opened paths are checked against the volumes in any spelling, and only whole components match")
+    func volumeOfOpenedPaths() {
+        let layout = ContainerFilesystem(volumes: [
+            VolumeMount(destination: "/data", source: "/srv/data"),
+            VolumeMount(destination: "/var/lib/app", source: "/srv/app"),
+        ])
+        let onVolume = [
+            "/data", "/data/x", "/data/a/b.db", "//data/x", "/tmp/../data/x", "/data/./x", "/var/lib/app/",
+            "/var/lib/app/.../y",
+        ]
+        let elsewhere = [
+            "/", "/database", "/data2/x", "/etc/passwd", "/data/../etc/passwd", "data/x", "", "/var/lib",
+            "/var/lib/apple",
+        ]
+        for path in onVolume { #expect(layout.isFromVolume(path), "\(path)") }
+        for path in elsewhere { #expect(!layout.isFromVolume(path), "\(path)") }
+        // The shortcut for paths already in normal form agrees with normalising them.
+        for path in onVolume + elsewhere + ["/a/.", "/a/..", "/a//b", "/a/", "/.hidden", "/a/..b", "/..."] {
+            #expect(ContainerFilesystem.isNormalized(path) == (ContainerFilesystem.normalize(path) == path), "\(path)")
+        }
+        #expect(!ContainerFilesystem().isFromVolume("/data/x"), "no volumes")
+    }
+
     @Test("the resolver marks a container whose init started before the observation start, and only then")
     func resolverMarksEarlierContainers() async throws {
         if let reason = RuncContainer.unavailableReason {
