@@ -165,6 +165,12 @@ import TestSupport
         var logs: String {
             "sensor log:\n\(sensor.standardError.suffix(3000))\ncollector log:\n\(collector.standardError.suffix(3000))"
         }
+        // A container started before the capture's probes are attached would get a `partial` profile
+        // (PartialProfilesTests); this test follows one from its start, so it waits for the capture.
+        let captureReady = await PatrolProcess.eventually(timeout: .seconds(120)) {
+            sensor.standardError.contains("live capture ready")
+        }
+        try #require(captureReady, "the sensor's capture never became ready\n\(logs)")
 
         try await RuncContainer.with(options) { container in
             func run(_ scripts: [String]) async throws {
