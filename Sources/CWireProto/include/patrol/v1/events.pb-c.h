@@ -136,9 +136,9 @@ struct  Patrol__V1__ContainerRef
   char *owner_kind;
   char *owner_name;
   /*
-   * True when the container was already running when the sensor started (runc's state records its creation
-   * before the sensor's start), so its earlier behaviour was not seen; the collector learns its profile as
-   * `partial`. Added 2026-11-26; older sensors leave it false.
+   * True when the container was already running when the sensor's capture began (its init process started
+   * earlier), so its earlier behaviour was not seen; the collector learns its profile as `partial`. Added
+   * 2026-11-26; older sensors leave it false.
    */
   protobuf_c_boolean running_at_sensor_start;
 };
