@@ -161,7 +161,11 @@ public final class IngestService: Service, Sendable {
             accepted.append(pending)
             for event in batch.events {
                 kindCounts[IngestMetrics.Series(sensor: batch.sensorID, kind: event.kind), default: 0] += UInt64(event.count)
-                if let profiles, let verdict = profiles.observe(event) {
+                // A container the sensor found already running starts a `partial` profile (its start-up is missing).
+                if let profiles,
+                    let verdict = profiles.observe(
+                        event, startedBeforeObservation: event.container?.runningAtSensorStart ?? false)
+                {
                     if verdict.isAnomalous, let container = event.container {
                         judged.append((container.containerID, verdict))
                     }

@@ -107,10 +107,12 @@ public struct ContainerRef: Sendable, Hashable, Codable {
         var labels: [String: String]
         var ownerKind: String
         var ownerName: String
+        var runningAtSensorStart: Bool
 
         init(
             runtime: String, containerID: String, podUID: String, podName: String, namespace: String,
-            containerName: String, image: String, labels: [String: String], ownerKind: String, ownerName: String
+            containerName: String, image: String, labels: [String: String], ownerKind: String, ownerName: String,
+            runningAtSensorStart: Bool
         ) {
             self.runtime = runtime
             self.containerID = containerID
@@ -122,13 +124,14 @@ public struct ContainerRef: Sendable, Hashable, Codable {
             self.labels = labels
             self.ownerKind = ownerKind
             self.ownerName = ownerName
+            self.runningAtSensorStart = runningAtSensorStart
         }
 
         func copy() -> Storage {
             Storage(
                 runtime: runtime, containerID: containerID, podUID: podUID, podName: podName, namespace: namespace,
                 containerName: containerName, image: image, labels: labels, ownerKind: ownerKind,
-                ownerName: ownerName)
+                ownerName: ownerName, runningAtSensorStart: runningAtSensorStart)
         }
     }
 
@@ -184,15 +187,22 @@ public struct ContainerRef: Sendable, Hashable, Codable {
         get { storage.ownerName }
         set { unique().ownerName = newValue }
     }
+    /// True when the container was already running when the sensor started, so what it did before is missing;
+    /// the collector then learns its profile as `partial`.
+    public var runningAtSensorStart: Bool {
+        get { storage.runningAtSensorStart }
+        set { unique().runningAtSensorStart = newValue }
+    }
 
     public init(
         runtime: String = "", containerID: String, podUID: String = "", podName: String = "", namespace: String = "",
         containerName: String = "", image: String = "", labels: [String: String] = [:], ownerKind: String = "",
-        ownerName: String = ""
+        ownerName: String = "", runningAtSensorStart: Bool = false
     ) {
         storage = Storage(
             runtime: runtime, containerID: containerID, podUID: podUID, podName: podName, namespace: namespace,
-            containerName: containerName, image: image, labels: labels, ownerKind: ownerKind, ownerName: ownerName)
+            containerName: containerName, image: image, labels: labels, ownerKind: ownerKind, ownerName: ownerName,
+            runningAtSensorStart: runningAtSensorStart)
     }
 
     /// True when both values share one storage (so they are equal without comparing fields). Copies of one
@@ -213,6 +223,7 @@ public struct ContainerRef: Sendable, Hashable, Codable {
         return a.containerID == b.containerID && a.runtime == b.runtime && a.podUID == b.podUID
             && a.podName == b.podName && a.namespace == b.namespace && a.containerName == b.containerName
             && a.image == b.image && a.labels == b.labels && a.ownerKind == b.ownerKind && a.ownerName == b.ownerName
+            && a.runningAtSensorStart == b.runningAtSensorStart
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -227,13 +238,15 @@ public struct ContainerRef: Sendable, Hashable, Codable {
         hasher.combine(s.labels)
         hasher.combine(s.ownerKind)
         hasher.combine(s.ownerName)
+        hasher.combine(s.runningAtSensorStart)
     }
 
     private enum CodingKeys: String, CodingKey {
         case runtime, containerID, podUID, podName, namespace, containerName, image, labels, ownerKind, ownerName
+        case runningAtSensorStart
     }
 
-    // Replay files written before labels and owners existed (or by hand) leave them out.
+    // Replay files written before labels, owners and runningAtSensorStart existed (or by hand) leave them out.
     public init(from decoder: any Decoder) throws {
         let values = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
@@ -246,7 +259,8 @@ public struct ContainerRef: Sendable, Hashable, Codable {
             image: try values.decodeIfPresent(String.self, forKey: .image) ?? "",
             labels: try values.decodeIfPresent([String: String].self, forKey: .labels) ?? [:],
             ownerKind: try values.decodeIfPresent(String.self, forKey: .ownerKind) ?? "",
-            ownerName: try values.decodeIfPresent(String.self, forKey: .ownerName) ?? "")
+            ownerName: try values.decodeIfPresent(String.self, forKey: .ownerName) ?? "",
+            runningAtSensorStart: try values.decodeIfPresent(Bool.self, forKey: .runningAtSensorStart) ?? false)
     }
 
     // Written field by field in declaration order, as the synthesised encoder of the former plain struct did.
@@ -263,10 +277,11 @@ public struct ContainerRef: Sendable, Hashable, Codable {
         try values.encode(s.labels, forKey: .labels)
         try values.encode(s.ownerKind, forKey: .ownerKind)
         try values.encode(s.ownerName, forKey: .ownerName)
+        try values.encode(s.runningAtSensorStart, forKey: .runningAtSensorStart)
     }
 }
 
-// `print`, `dump` and test failure messages show the ten fields, as for a plain struct, not the storage object.
+// `print`, `dump` and test failure messages show the eleven fields, as for a plain struct, not the storage object.
 extension ContainerRef: CustomReflectable {
     public var customMirror: Mirror {
         Mirror(
@@ -274,7 +289,7 @@ extension ContainerRef: CustomReflectable {
             children: [
                 "runtime": runtime, "containerID": containerID, "podUID": podUID, "podName": podName,
                 "namespace": namespace, "containerName": containerName, "image": image, "labels": labels,
-                "ownerKind": ownerKind, "ownerName": ownerName,
+                "ownerKind": ownerKind, "ownerName": ownerName, "runningAtSensorStart": runningAtSensorStart,
             ], displayStyle: .struct)
     }
 }

@@ -27,12 +27,12 @@ extension Exit {
 }
 
 extension FileOpen {
-    private enum LenientKeys: String, CodingKey { case path, flags, result }
+    private enum LenientKeys: String, CodingKey { case path, flags, result, fromVolume }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: LenientKeys.self)
         self.init(
             path: try c.decode(String.self, forKey: .path), flags: try c.value(.flags, default: 0),
-            result: try c.value(.result, default: 0))
+            result: try c.value(.result, default: 0), fromVolume: try c.value(.fromVolume, default: false))
     }
 }
 

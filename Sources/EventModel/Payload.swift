@@ -92,11 +92,14 @@ public struct FileOpen: Sendable, Hashable, Codable {
     public var flags: UInt32
     /// The syscall result: a file descriptor, or a negative errno.
     public var result: Int32
+    /// True when the path is under one of the container's volume mounts (R0002's `ignoreMounts`).
+    public var fromVolume: Bool
 
-    public init(path: String, flags: UInt32 = 0, result: Int32 = 0) {
+    public init(path: String, flags: UInt32 = 0, result: Int32 = 0, fromVolume: Bool = false) {
         self.path = path
         self.flags = flags
         self.result = result
+        self.fromVolume = fromVolume
     }
 }
 

@@ -614,6 +614,9 @@ enum FieldRegistry {
             e.pointee.openPayload.map { ($0.flags & 0o3) != 0 || ($0.flags & 0o1100) != 0 }
         },
         int("fd.result", [.open], "File descriptor or negative errno.") { e, _ in e.pointee.openPayload.map { Int64($0.result) } },
+        bool("open.from_volume", [.open], "The opened path is under one of the container's volume mounts.") { e, _ in
+            e.pointee.openPayload?.fromVolume
+        },
         // Network: dport/daddr are the remote end for connect and the local end for accept.
         int("net.dport", [.connect, .accept], "Destination port.") { e, _ in
             e.pointee.flowPayload.map { Int64($0.outgoing ? $0.flow.remotePort : $0.flow.localPort) }

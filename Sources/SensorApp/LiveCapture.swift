@@ -87,6 +87,8 @@ public final class LiveCapture: Sendable {
             object.close()
             throw BPFError(.attach, "no sensor hook attached: \(failed)")
         }
+        // Containers whose init started before now ran unobserved: their profiles can only be partial.
+        resolver.observationStarted(at: BootClock.bootNow())
     }
 
     deinit { object.close() }
@@ -195,6 +197,15 @@ public final class LiveCapture: Sendable {
             containers[cgroup] = .some(found)
             return found
         }
+        // Opens are the most frequent events: one layout lookup per cgroup per batch, like the container.
+        var filesystems: [UInt64: ContainerFilesystem?] = [:]
+        func filesystem(cgroup: UInt64, pid: Int32) -> ContainerFilesystem? {
+            guard cgroup != 0 else { return resolver.filesystem(forCgroup: cgroup, pid: pid) }
+            if let known = filesystems[cgroup] { return known }
+            let found = resolver.filesystem(forCgroup: cgroup, pid: pid)
+            filesystems[cgroup] = .some(found)
+            return found
+        }
         func emit(_ record: KernelRecord) {
             var event = record.event
             event.node = node
@@ -205,12 +216,18 @@ public final class LiveCapture: Sendable {
                 exec.upperLayer = origin.upperLayer
                 exec.fromVolume = origin.fromVolume
                 event.payload = .exec(exec)
+            } else if event.container != nil, case .open(var open) = event.payload,
+                let layout = filesystem(cgroup: record.cgroupID, pid: event.process.pid), !layout.volumes.isEmpty
+            {
+                open.fromVolume = layout.isFromVolume(open.path)
+                event.payload = .open(open)
             }
             out.append(event)
         }
         while let batch = await reader.records.drain(limit: max(1, batchSize - out.count)) {
             let now = BootClock.bootNow()
             containers.removeAll(keepingCapacity: true)
+            filesystems.removeAll(keepingCapacity: true)
             for bytes in batch where !bytes.isEmpty {
                 do {
                     let record = try decoder.decode(bytes)

@@ -272,7 +272,9 @@ struct EventReader: ~Copyable {
         case PATROL__V1__EVENT__PAYLOAD_OPEN:
             let p = e.open.pointee
             return .open(
-                FileOpen(path: try text(ref: p.path_ref, p.path, "open.path", "open.path_ref"), flags: p.flags, result: p.result))
+                FileOpen(
+                    path: try text(ref: p.path_ref, p.path, "open.path", "open.path_ref"), flags: p.flags,
+                    result: p.result, fromVolume: p.from_volume != 0))
         case PATROL__V1__EVENT__PAYLOAD_CONNECT:
             return .connect(try flow(e.connect.pointee, connect: true))
         case PATROL__V1__EVENT__PAYLOAD_ACCEPT:

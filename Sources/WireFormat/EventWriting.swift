@@ -86,6 +86,7 @@ extension PackBuffer {
             uint32(field: 2, open.flags)
             int32(field: 3, open.result)
             uint32(field: 4, pathRef)
+            bool(field: 5, open.fromVolume)
             endMessage(start)
         case .connect(let flow):
             writeFlow(field: 13, flow)
@@ -194,6 +195,7 @@ extension PackBuffer {
         }
         text(field: 9, ref.ownerKind)
         text(field: 10, ref.ownerName)
+        bool(field: 11, ref.runningAtSensorStart)
     }
 
     // MARK: Fields

@@ -150,6 +150,7 @@ public enum WireCodec {
         }
         container.ownerKind = try controlText(ref.owner_kind, "\(name()).owner_kind")
         container.ownerName = try controlText(ref.owner_name, "\(name()).owner_name")
+        container.runningAtSensorStart = ref.running_at_sensor_start != 0
     }
 
     static func checkSize(_ bytes: UnsafeRawBufferPointer, _ name: StaticString) throws(WireFormatError) {
@@ -208,6 +209,7 @@ extension Arena {
         c.pointee.image = cString(ref.image)
         c.pointee.owner_kind = cString(ref.ownerKind)
         c.pointee.owner_name = cString(ref.ownerName)
+        c.pointee.running_at_sensor_start = ref.runningAtSensorStart ? 1 : 0
         if !ref.labels.isEmpty {
             // Sorted, so equal label sets encode to equal bytes.
             let sorted = ref.labels.sorted { $0.key < $1.key }
@@ -291,6 +293,7 @@ extension Arena {
             if p.pointee.path_ref == 0 { p.pointee.path = cString(open.path) }
             p.pointee.flags = open.flags
             p.pointee.result = open.result
+            p.pointee.from_volume = open.fromVolume ? 1 : 0
             c.pointee.payload_case = PATROL__V1__EVENT__PAYLOAD_OPEN
             c.pointee.open = p
         case .connect(let flow):

@@ -127,8 +127,9 @@ import TestSupport
                 "echo anomaly > /tmp/anomaly-note",
                 [.init(rule: "R0002", behaviour: "open /tmp/anomaly-note", comm: "sh", exe: "/bin/sh")]
             ),
-            // unshare(2) is refused without CAP_SYS_ADMIN; the attempt is the new syscall.
-            ("/usr/bin/unshare -n /bin/true", [.init(rule: "R0003", behaviour: "syscall unshare")]),
+            // Not unshare(2): the profile is learnt from the container's creation on, and runc's init calls
+            // unshare in the container's cgroup while it sets up the namespaces, so unshare is learnt behaviour.
+            ("/bin/sync", [.init(rule: "R0003", behaviour: "syscall sync")]),
         ]
         // After the restart: a new capability, a new DNS name, a new outgoing connection.
         let novelAfter: [(script: String, expect: [Expectation])] = [
@@ -165,6 +166,12 @@ import TestSupport
         var logs: String {
             "sensor log:\n\(sensor.standardError.suffix(3000))\ncollector log:\n\(collector.standardError.suffix(3000))"
         }
+        // A container started before the capture's probes are attached would get a `partial` profile
+        // (PartialProfilesTests); this test follows one from its start, so it waits for the capture.
+        let captureReady = await PatrolProcess.eventually(timeout: .seconds(120)) {
+            sensor.standardError.contains("live capture ready")
+        }
+        try #require(captureReady, "the sensor's capture never became ready\n\(logs)")
 
         try await RuncContainer.with(options) { container in
             func run(_ scripts: [String]) async throws {

@@ -10,6 +10,7 @@ import Testing
             + #""containerName":"nginx","podUID":"u1","image":"nginx:1.25"}"#
         let plain = try JSONDecoder().decode(ContainerRef.self, from: Data(old.utf8))
         #expect(plain.podName == "web" && plain.labels.isEmpty && plain.ownerKind.isEmpty && plain.ownerName.isEmpty)
+        #expect(!plain.runningAtSensorStart, "files from before the flag: not known to predate the sensor")
 
         let minimal = try JSONDecoder().decode(ContainerRef.self, from: Data(#"{"containerID":"c2"}"#.utf8))
         #expect(minimal == ContainerRef(containerID: "c2"))
@@ -18,6 +19,9 @@ import Testing
             containerID: "c3", podUID: "u3", labels: ["app": "web"], ownerKind: "Deployment", ownerName: "web")
         let again = try JSONDecoder().decode(ContainerRef.self, from: JSONEncoder().encode(labelled))
         #expect(again == labelled)
+        let running = ContainerRef(containerID: "c4", runningAtSensorStart: true)
+        let runningAgain = try JSONDecoder().decode(ContainerRef.self, from: JSONEncoder().encode(running))
+        #expect(runningAgain.runningAtSensorStart && runningAgain == running)
         #expect(throws: DecodingError.self) {
             try JSONDecoder().decode(ContainerRef.self, from: Data(#"{"podName":"no-id"}"#.utf8))
         }
@@ -36,6 +40,9 @@ import Testing
         #expect(original.labels == ["app": "web"] && original.image == "nginx:1.25")
         #expect(copy.labels == ["app": "web", "tier": "front"] && copy.image == "nginx:1.26")
         #expect(copy != original)
+        var running = original
+        running.runningAtSensorStart = true
+        #expect(!original.runningAtSensorStart && running != original)
         // Equal values built separately are equal and hash alike (sets and dictionaries key on them).
         let twin = ContainerRef(
             runtime: "containerd", containerID: "c1", podUID: "u1", podName: "web", namespace: "shop",
@@ -47,7 +54,7 @@ import Testing
         #expect(
             Set((object ?? [:]).keys) == [
                 "runtime", "containerID", "podUID", "podName", "namespace", "containerName", "image", "labels",
-                "ownerKind", "ownerName",
+                "ownerKind", "ownerName", "runningAtSensorStart",
             ])
         #expect(object?["image"] as? String == "nginx:1.25")
         // Printed (logs, test failures) with its fields, like any plain struct.

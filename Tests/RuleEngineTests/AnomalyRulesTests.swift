@@ -55,7 +55,34 @@ import Testing
         let event = execEvent("/bin/sh", argv: ["sh"])
         #expect(anomalyIDs(event, nil) == [])
         #expect(anomalyIDs(event, judgement("learning", unexpected: ["exec /bin/sh"])) == [])
+        // A container first seen already running records like learning; what it lacks is not known yet.
+        #expect(anomalyIDs(event, judgement("partial", unexpected: ["exec /bin/sh"])) == [])
         #expect(anomalyIDs(event, judgement("failed", unexpected: ["exec /bin/sh"])) == [])
         #expect(anomalyIDs(event, judgement("final")) == [])
+    }
+
+    @Test("R0002's ignoreMounts skips opens on the container's volumes only when set, as KubeCop's did")
+    func ignoreMounts() throws {
+        let unexpected = judgement(unexpected: ["open /data/db/journal"])
+        var onVolume = openEvent("/data/db/journal", flags: 2)
+        onVolume.payload = .open(FileOpen(path: "/data/db/journal", flags: 2, result: 3, fromVolume: true))
+        let inImage = openEvent("/etc/app.conf", flags: 2)
+        // KubeCop's default: volumes are judged like any other path.
+        #expect(anomalyIDs(onVolume, unexpected) == ["R0002"])
+        #expect(anomalyIDs(inImage, unexpected) == ["R0002"])
+
+        for value: ParameterValue in [true, ParameterValue(.bool(true))] {
+            let ignoring = try ruleSet.withParameters(["R0002": ["ignoreMounts": value]])
+            var evaluator = RuleEvaluator(ruleSet: ignoring)
+            #expect(evaluator.evaluate(onVolume, profile: unexpected).filter { $0.ruleID == "R0002" }.isEmpty,
+                    "ignoreMounts \(value): the open is on a volume")
+            #expect(evaluator.evaluate(inImage, profile: unexpected).map(\.ruleID).contains("R0002"),
+                    "ignoreMounts \(value): the open is not on a volume")
+        }
+        let explicitFalse = try ruleSet.withParameters(["R0002": ["ignoreMounts": false]])
+        var evaluator = RuleEvaluator(ruleSet: explicitFalse)
+        #expect(evaluator.evaluate(onVolume, profile: unexpected).map(\.ruleID).contains("R0002"))
+        // Learned opens on a volume stay silent either way.
+        #expect(anomalyIDs(onVolume, judgement()) == [])
     }
 }

@@ -36,6 +36,10 @@ struct EventWriterTests {
                     labels: ["app": RoundTripTests.unicode, "app.kubernetes.io/name": "web", "e": "", "": "x"],
                     ownerKind: "Deployment", ownerName: String(repeating: "o", count: 20_000)),
                 payload: payload))
+        expectSameBytes(
+            Event(
+                time: 3, node: "n", process: RoundTripTests.host,
+                container: ContainerRef(containerID: "c2", runningAtSensorStart: true), payload: payload))
     }
 
     @Test("cuts strings at a NUL, as protobuf-c's C strings do")

@@ -36,6 +36,7 @@ struct RoundTripTests {
         .exit(Exit(code: .min, signal: .max)),
         .exit(Exit()),
         .open(FileOpen(path: "", flags: .max, result: .min)),
+        .open(FileOpen(path: "/data/db", flags: 2, result: 3, fromVolume: true)),
         .connect(NetworkFlow(family: .unspecified, proto: .unspecified, remoteAddress: "", remotePort: 0)),
         .connect(
             NetworkFlow(
@@ -102,6 +103,11 @@ struct RoundTripTests {
                     labels: ["app": Self.unicode, "app.kubernetes.io/name": "web", "e": ""],
                     ownerKind: "Deployment", ownerName: Self.unicode),
                 payload: payload))
+        // A container the sensor found already running, with nothing else set.
+        try roundTrip(
+            Event(
+                time: 3, node: "n", process: Self.host,
+                container: ContainerRef(containerID: "c2", runningAtSensorStart: true), payload: payload))
     }
 
     @Test("the edge payloads cover every payload case")
@@ -136,8 +142,12 @@ struct RoundTripTests {
         aLabelled.ownerName = "p"
         var aRelabelled = aLabelled
         aRelabelled.labels["tier"] = "canary"
+        // Same fields but found already running by another sensor run: a different container reference.
+        var aRunning = a
+        aRunning.runningAtSensorStart = true
         let refs: [ContainerRef?] = [
-            a, a, nil, b, a, aNewImage, aNewImage, a, empty, nil, b, aLabelled, a, aRelabelled, aLabelled,
+            a, a, nil, b, a, aNewImage, aNewImage, a, empty, nil, b, aLabelled, a, aRelabelled, aLabelled, aRunning,
+            a, aRunning,
         ]
         let events = refs.enumerated().map { index, ref in
             Event(
@@ -155,6 +165,9 @@ struct RoundTripTests {
         #expect(decoded.events[12].container?.labels == [:])
         #expect(decoded.events[13].container?.labels["tier"] == "canary")
         #expect(decoded.events[14].container?.ownerKind == "Deployment")
+        #expect(decoded.events[15].container?.runningAtSensorStart == true)
+        #expect(decoded.events[16].container?.runningAtSensorStart == false)
+        #expect(decoded.events[17].container?.runningAtSensorStart == true)
     }
 
     @Test("labels encode in key order, so equal label sets give equal bytes")

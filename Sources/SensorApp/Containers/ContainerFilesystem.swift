@@ -68,8 +68,35 @@ public struct ContainerFilesystem: Sendable, Hashable {
 
     /// The volume an absolute path inside the container lies under.
     public func volume(containing path: String) -> VolumeMount? {
-        guard let path = Self.normalize(path) else { return nil }
+        // Asked for every open of a container with volumes: a path already in normal form (nearly all) is used
+        // as it is, without splitting and joining it.
+        guard !volumes.isEmpty, let path = Self.isNormalized(path) ? path : Self.normalize(path) else { return nil }
         return volumes.first { Self.isUnder(path, $0.destination) }
+    }
+
+    /// True when `normalize` would return `path` unchanged: absolute, no empty, `.` or `..` component, no
+    /// trailing slash (except `/` itself).
+    static func isNormalized(_ path: String) -> Bool {
+        let bytes = path.utf8
+        guard bytes.first == UInt8(ascii: "/") else { return false }
+        if bytes.count == 1 { return true }
+        let slash = UInt8(ascii: "/")
+        let dot = UInt8(ascii: ".")
+        // Length of the current component so far, and how many of its bytes are dots (a component of only one or
+        // two dots is `.` or `..`).
+        var length = 0
+        var dots = 0
+        for byte in bytes.dropFirst() {
+            if byte == slash {
+                if length == 0 || (length == dots && dots <= 2) { return false }
+                length = 0
+                dots = 0
+            } else {
+                length += 1
+                if byte == dot { dots += 1 }
+            }
+        }
+        return length > 0 && !(length == dots && dots <= 2)
     }
 
     /// True when `path` (absolute, inside the container) is under a volume mount.
@@ -104,6 +131,11 @@ public struct ContainerFilesystem: Sendable, Hashable {
     }
 
     static func isUnder(_ path: String, _ directory: String) -> Bool {
-        directory == "/" || path == directory || path.hasPrefix(directory + "/")
+        if directory == "/" { return true }
+        // Compared as bytes, without building `directory + "/"` per call.
+        let p = path.utf8
+        let d = directory.utf8
+        guard p.count >= d.count, p.starts(with: d) else { return false }
+        return p.count == d.count || p[p.index(p.startIndex, offsetBy: d.count)] == UInt8(ascii: "/")
     }
 }

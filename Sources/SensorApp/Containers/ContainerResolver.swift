@@ -1,6 +1,7 @@
 import Basics
 import EventModel
 import Foundation
+import KernelEvents
 import Synchronization
 
 /// How a `ContainerResolver` finds things and how long it trusts what it found.
@@ -25,12 +26,17 @@ public struct ContainerResolverConfiguration: Sendable {
     public var indexRefreshInterval: Duration
     /// The cgroup index holds at most this many directories.
     public var maxIndexedCgroups: Int
+    /// When the sensor began to observe, in CLOCK_BOOTTIME nanoseconds (the clock of `/proc/<pid>/stat`'s start
+    /// time): a container whose init process started earlier is marked `runningAtSensorStart`. Nil: when the
+    /// resolver is created, until the capture calls `observationStarted(at:)` once its probes are attached.
+    public var observationStart: UInt64?
 
     public init(
         procRoot: String = "/proc", cgroupMountPoint: String? = nil, stateReader: RuntimeStateReader = .init(),
         revalidateInterval: Duration = .seconds(2), timeToLive: Duration = .seconds(600),
         exitGrace: Duration = .seconds(5), incompleteRetryInterval: Duration = .milliseconds(100), maxEntries: Int = 16_384,
-        indexRefreshInterval: Duration = .milliseconds(500), maxIndexedCgroups: Int = 100_000
+        indexRefreshInterval: Duration = .milliseconds(500), maxIndexedCgroups: Int = 100_000,
+        observationStart: UInt64? = nil
     ) {
         self.procRoot = procRoot
         self.cgroupMountPoint = cgroupMountPoint
@@ -42,6 +48,7 @@ public struct ContainerResolverConfiguration: Sendable {
         self.maxEntries = maxEntries
         self.indexRefreshInterval = indexRefreshInterval
         self.maxIndexedCgroups = maxIndexedCgroups
+        self.observationStart = observationStart
     }
 }
 
@@ -104,10 +111,14 @@ public final class ContainerResolver: ContainerResolving {
     /// Labels and owners from the Kubernetes API, by pod UID; nil when no API is configured.
     public let pods: PodIndex?
 
+    /// CLOCK_BOOTTIME nanoseconds from which events are captured (see `observationStart`).
+    private let observationStart: Atomic<UInt64>
+
     /// - Parameter pods: the pods on this node from the Kubernetes API (kept fresh by a `KubernetesPodWatcher`).
     public init(configuration: ContainerResolverConfiguration = .init(), pods: PodIndex? = nil) {
         self.configuration = configuration
         self.pods = pods
+        observationStart = Atomic(configuration.observationStart ?? BootClock.bootNow())
         let mountPoint =
             configuration.cgroupMountPoint
             ?? CgroupHierarchy.unifiedMountPoint(
@@ -126,6 +137,15 @@ public final class ContainerResolver: ContainerResolving {
             return stats
         }
     }
+
+    /// When capture began, in CLOCK_BOOTTIME nanoseconds. Containers resolved before this call but started after
+    /// the resolver was created keep the answer they got (they are re-resolved only after `timeToLive`).
+    public func observationStarted(at bootNanoseconds: UInt64) {
+        observationStart.store(bootNanoseconds, ordering: .relaxed)
+    }
+
+    /// The observation start in effect.
+    public var observationStartNanoseconds: UInt64 { observationStart.load(ordering: .relaxed) }
 
     // MARK: - ContainerResolving
 
@@ -400,7 +420,22 @@ public final class ContainerResolver: ContainerResolving {
                 runtime: parsed.runtimeHint ?? "", containerID: parsed.containerID, podUID: parsed.podUID ?? "")
             return (bare, nil)
         }
-        return (metadata.reference(podUIDFromPath: parsed.podUID), metadata)
+        var container = metadata.reference(podUIDFromPath: parsed.podUID)
+        container.runningAtSensorStart = startedBeforeObservation(initPID: metadata.initPID)
+        return (container, metadata)
+    }
+
+    /// Whether the container's init process started before the sensor began to observe. The init's start time
+    /// is read from `/proc/<pid>/stat` because every runtime's state gives the init pid, while a creation time is
+    /// only in some (runc's `state.json` has one, containerd's task directory has none), and it is on the same
+    /// boot clock as the observation start, so wall-clock changes do not matter. False when the init pid or its
+    /// start time is unknown: such a container is new (its state is not written yet) or already gone.
+    private func startedBeforeObservation(initPID: Int32?) -> Bool {
+        guard let initPID, initPID > 0,
+            let text = try? String(contentsOfFile: "\(configuration.procRoot)/\(initPID)/stat", encoding: .utf8),
+            let started = ProcStat.startTimeNanoseconds(text)
+        else { return false }
+        return started < observationStart.load(ordering: .relaxed)
     }
 
     private func store(_ id: UInt64, _ entry: Entry) {
@@ -444,5 +479,25 @@ public final class ContainerResolver: ContainerResolving {
             upperDir: layers?.upper.map { hostRoot + $0 }, lowerDirs: layers?.lower.map { hostRoot + $0 } ?? [],
             rootfs: metadata?.rootfs, volumes: volumes)
         return (filesystem, mountinfo != nil)
+    }
+}
+
+/// `/proc/<pid>/stat`, the one field the resolver needs.
+public enum ProcStat {
+    /// Clock ticks per second of `starttime` (USER_HZ).
+    static let ticksPerSecond: UInt64 = {
+        let ticks = sysconf(Int32(_SC_CLK_TCK))
+        return ticks > 0 ? UInt64(ticks) : 100
+    }()
+
+    /// The process's start time (field 22, `starttime`) in CLOCK_BOOTTIME nanoseconds. The command name (field
+    /// 2) is in parentheses and may itself hold spaces and parentheses, so fields are counted after the last `)`.
+    public static func startTimeNanoseconds(_ text: String) -> UInt64? {
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        // After the name: field 3 (state) onwards; starttime is field 22, the 20th of these.
+        let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count >= 20, let ticks = UInt64(fields[19]) else { return nil }
+        let (nanoseconds, overflow) = ticks.multipliedReportingOverflow(by: 1_000_000_000 / ticksPerSecond)
+        return overflow ? nil : nanoseconds
     }
 }

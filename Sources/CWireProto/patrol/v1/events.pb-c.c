@@ -1043,7 +1043,7 @@ const ProtobufCMessageDescriptor patrol__v1__process__descriptor =
   (ProtobufCMessageInit) patrol__v1__process__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__container_ref__field_descriptors[10] =
+static const ProtobufCFieldDescriptor patrol__v1__container_ref__field_descriptors[11] =
 {
   {
     "runtime",
@@ -1165,6 +1165,18 @@ static const ProtobufCFieldDescriptor patrol__v1__container_ref__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "running_at_sensor_start",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ContainerRef, running_at_sensor_start),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__container_ref__field_indices_by_name[] = {
   1,   /* field[1] = container_id */
@@ -1176,12 +1188,13 @@ static const unsigned patrol__v1__container_ref__field_indices_by_name[] = {
   9,   /* field[9] = owner_name */
   3,   /* field[3] = pod_name */
   2,   /* field[2] = pod_uid */
+  10,   /* field[10] = running_at_sensor_start */
   0,   /* field[0] = runtime */
 };
 static const ProtobufCIntRange patrol__v1__container_ref__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor patrol__v1__container_ref__descriptor =
 {
@@ -1191,7 +1204,7 @@ const ProtobufCMessageDescriptor patrol__v1__container_ref__descriptor =
   "Patrol__V1__ContainerRef",
   "patrol.v1",
   sizeof(Patrol__V1__ContainerRef),
-  10,
+  11,
   patrol__v1__container_ref__field_descriptors,
   patrol__v1__container_ref__field_indices_by_name,
   1,  patrol__v1__container_ref__number_ranges,
@@ -1416,7 +1429,7 @@ const ProtobufCMessageDescriptor patrol__v1__exit__descriptor =
   (ProtobufCMessageInit) patrol__v1__exit__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__file_open__field_descriptors[4] =
+static const ProtobufCFieldDescriptor patrol__v1__file_open__field_descriptors[5] =
 {
   {
     "path",
@@ -1466,9 +1479,22 @@ static const ProtobufCFieldDescriptor patrol__v1__file_open__field_descriptors[4
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "from_volume",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__FileOpen, from_volume),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__file_open__field_indices_by_name[] = {
   1,   /* field[1] = flags */
+  4,   /* field[4] = from_volume */
   0,   /* field[0] = path */
   3,   /* field[3] = path_ref */
   2,   /* field[2] = result */
@@ -1476,7 +1502,7 @@ static const unsigned patrol__v1__file_open__field_indices_by_name[] = {
 static const ProtobufCIntRange patrol__v1__file_open__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor patrol__v1__file_open__descriptor =
 {
@@ -1486,7 +1512,7 @@ const ProtobufCMessageDescriptor patrol__v1__file_open__descriptor =
   "Patrol__V1__FileOpen",
   "patrol.v1",
   sizeof(Patrol__V1__FileOpen),
-  4,
+  5,
   patrol__v1__file_open__field_descriptors,
   patrol__v1__file_open__field_indices_by_name,
   1,  patrol__v1__file_open__number_ranges,

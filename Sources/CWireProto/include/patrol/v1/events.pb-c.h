@@ -135,10 +135,16 @@ struct  Patrol__V1__ContainerRef
    */
   char *owner_kind;
   char *owner_name;
+  /*
+   * True when the container was already running when the sensor's capture began (its init process started
+   * earlier), so its earlier behaviour was not seen; the collector learns its profile as `partial`. Added
+   * 2026-11-26; older sensors leave it false.
+   */
+  protobuf_c_boolean running_at_sensor_start;
 };
 #define PATROL__V1__CONTAINER_REF__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__container_ref__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Patrol__V1__PodLabel
@@ -213,10 +219,15 @@ struct  Patrol__V1__FileOpen
    * In an EventBatch, a 1-based reference into EventBatch.strings used instead of path; 0: path is inline.
    */
   uint32_t path_ref;
+  /*
+   * True when the path is under one of the container's volume mounts (R0002's ignoreMounts). Added 2026-11-26;
+   * older sensors leave it false.
+   */
+  protobuf_c_boolean from_volume;
 };
 #define PATROL__V1__FILE_OPEN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__file_open__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 /*
