@@ -144,6 +144,16 @@ struct AdminClient {
         return value == value.rounded() ? "\(Int(value))s" : "\(value)s"
     }
 
+    /// Calls one of the List* methods (ListBindings, ListProfiles, ...) and returns its table.
+    func table(_ method: String, _ request: AdminListRequest) async throws -> AdminTable {
+        try decode(try await call(method, WireCodec.encode(request)), WireCodec.decodeAdminListReply).table
+    }
+
+    /// Calls one of the Get* methods (GetBinding, GetProfile, ...) and returns its document.
+    func document(_ method: String, _ request: AdminGetRequest) async throws -> AdminDocument {
+        try decode(try await call(method, WireCodec.encode(request)), WireCodec.decodeAdminGetReply)
+    }
+
     /// Decodes a reply, turning a bad one into exit status 3 (the collector answered something unreadable).
     func decode<T>(_ payload: [UInt8], _ body: ([UInt8]) throws(WireFormatError) -> T) throws -> T {
         do {

@@ -48,9 +48,7 @@ struct BindingsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try connection.client()
-            let payload = try await client.call(
-                "ListBindings", WireCodec.encode(AdminListRequest(namespace: namespace ?? "")))
-            render(try client.decode(payload, WireCodec.decodeAdminListReply).table, output)
+            render(try await client.table("ListBindings", AdminListRequest(namespace: namespace ?? "")), output)
         }
     }
 
@@ -66,9 +64,7 @@ struct BindingsCommand: AsyncParsableCommand {
             let client = try connection.client()
             let request = AdminGetRequest(
                 name: name, namespace: namespace ?? "", format: output == .json ? .json : .yaml)
-            printDocument(
-                try client.decode(
-                    try await client.call("GetBinding", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
+            printDocument(try await client.document("GetBinding", request))
         }
     }
 

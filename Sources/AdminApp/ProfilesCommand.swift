@@ -23,9 +23,7 @@ struct ProfilesCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try connection.client()
-            let payload = try await client.call(
-                "ListProfiles", WireCodec.encode(AdminListRequest(namespace: namespace ?? "")))
-            render(try client.decode(payload, WireCodec.decodeAdminListReply).table, output)
+            render(try await client.table("ListProfiles", AdminListRequest(namespace: namespace ?? "")), output)
         }
     }
 
@@ -40,9 +38,7 @@ struct ProfilesCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try connection.client()
             let request = AdminGetRequest(name: workload, format: output == .json ? .json : .yaml)
-            printDocument(
-                try client.decode(
-                    try await client.call("GetProfile", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
+            printDocument(try await client.document("GetProfile", request))
         }
     }
 
@@ -58,8 +54,7 @@ struct ProfilesCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try connection.client()
             let request = AdminGetRequest(name: "", namespace: namespace ?? "", format: .yaml)
-            let document = try client.decode(
-                try await client.call("GetProfile", WireCodec.encode(request)), WireCodec.decodeAdminGetReply)
+            let document = try await client.document("GetProfile", request)
             if let file {
                 do {
                     try document.body.write(toFile: file, atomically: true, encoding: .utf8)

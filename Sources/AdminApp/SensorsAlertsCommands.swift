@@ -17,8 +17,7 @@ struct SensorsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try connection.client()
-            let payload = try await client.call("ListSensors", WireCodec.encode(AdminListRequest(filter: node ?? "")))
-            render(try client.decode(payload, WireCodec.decodeAdminListReply).table, output)
+            render(try await client.table("ListSensors", AdminListRequest(filter: node ?? "")), output)
         }
     }
 
@@ -32,9 +31,7 @@ struct SensorsCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try connection.client()
             let request = AdminGetRequest(name: sensor, format: output == .json ? .json : .yaml)
-            printDocument(
-                try client.decode(
-                    try await client.call("GetSensor", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
+            printDocument(try await client.document("GetSensor", request))
         }
     }
 }
@@ -95,8 +92,7 @@ struct AlertsCommand: AsyncParsableCommand {
             let client = try connection.client()
             let request = AdminListRequest(
                 namespace: namespace ?? "", filter: filter.joined(separator: ","), limit: limit)
-            let payload = try await client.call("ListAlerts", WireCodec.encode(request))
-            render(try client.decode(payload, WireCodec.decodeAdminListReply).table, output)
+            render(try await client.table("ListAlerts", request), output)
         }
     }
 
@@ -110,9 +106,7 @@ struct AlertsCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try connection.client()
             let request = AdminGetRequest(name: id, format: output == .json ? .json : .yaml)
-            printDocument(
-                try client.decode(
-                    try await client.call("GetAlert", WireCodec.encode(request)), WireCodec.decodeAdminGetReply))
+            printDocument(try await client.document("GetAlert", request))
         }
     }
 }
