@@ -27,6 +27,10 @@ BIN=${PATROL_BIN:-$PWD/.build/release}
 LOAD_THREADS=${LOAD_THREADS:-$(nproc)}
 SENSOR_ARGS=${SENSOR_ARGS:-}
 CAPTURERS=${CAPTURERS:-patrol bpftrace}
+# SCAN_TREE=<dir>: the sensor also runs a full malware scan of <dir> (fresh cache, shipped database) while the load
+# runs, and a column says how many files it scanned during the load (issue 7: scanning must not starve capture).
+# Without it, scanning is off, so the sensor measured is capture alone.
+SCAN_TREE=${SCAN_TREE:-}
 work=$(mktemp -d /tmp/patrol-capture-bench.XXXXXX)
 pids=()
 # Every child is stopped on any exit (error, ^C, timeout): TERM, then KILL for what is still there.
@@ -77,27 +81,44 @@ mkdir -p "$work/rules"
 collector=$!; pids+=("$collector")
 sleep 1
 
-# run_patrol <rate>: prints "acked cpu_s rss_kib issued"
+# scanned_files <status address>: the sensor's count of files its scanner has read so far.
+scanned_files() {
+    curl -fsS "http://$1/metrics" | awk '/^patrol_sensor_scanner_files_scanned_total/ {n = $2} END {print n + 0}'
+}
+
+# run_patrol <rate>: prints "acked cpu_s rss_kib issued achieved files_scanned_during_load"
 run_patrol() {
-    local rate=$1 log="$work/sensor-$1.log"
+    local rate=$1 log="$work/sensor-$1.log" scan_args=(--scan-database off)
+    if [ -n "$SCAN_TREE" ] && [ "$rate" -gt 0 ]; then
+        # The first scheduled scan starts with the sensor; a fresh cache makes it a full scan.
+        scan_args=(--scan-database rules/malware --scan-interval 86400 --scan-root "$SCAN_TREE"
+            --scan-cache "$work/scan-cache-$rate" --metrics-listen 127.0.0.1:0)
+    fi
     # shellcheck disable=SC2086 # SENSOR_ARGS is a list of options
     "$BIN/patrol-sensor" --collector "ipc://$work/collector.sock" --kinds open --dedup-window-ms 0 \
-        --log-level info $SENSOR_ARGS > "$log" 2>&1 &
+        --log-level info "${scan_args[@]}" $SENSOR_ARGS > "$log" 2>&1 &
     local sensor=$!; pids+=("$sensor")
     wait_for "$log" "live capture ready" 120
-    local before issued=0 achieved=0 after rss
+    local before issued=0 achieved=0 after rss status="" scanned_before=0 scanned_after=0
+    if [ "${scan_args[0]}" != --scan-database ] || [ "${scan_args[1]}" != off ]; then
+        wait_for "$log" "scan started" 60
+        status=$(grep -o 'address=[0-9.:]*' "$log" | head -1 | cut -d= -f2)
+        scanned_before=$(scanned_files "$status")
+    fi
     before=$(cpu_ticks "$sensor")
     if [ "$rate" -gt 0 ]; then
         read -r _ issued _ achieved < <(load "$rate")
     else
         sleep "$SECONDS_PER_RATE"
     fi
+    [ -n "$status" ] && scanned_after=$(scanned_files "$status")
     sleep 3 # drain
     after=$(cpu_ticks "$sensor"); rss=$(peak_rss_kib "$sensor")
     stop_pid "$sensor" TERM
     local acked
     acked=$(grep -o 'events_acked=[0-9]*' "$log" | tail -1 | cut -d= -f2)
-    echo "${acked:-0} $(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN{printf "%.2f", t/hz}') $rss $issued $achieved"
+    echo "${acked:-0} $(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN{printf "%.2f", t/hz}') $rss $issued $achieved" \
+        "$((scanned_after - scanned_before))"
 }
 
 # run_bpftrace <rate>: prints "captured cpu_s rss_kib issued lost"
@@ -122,15 +143,19 @@ run_bpftrace() {
 read -r noise _ _ _ _ < <(run_patrol 0)
 echo "# capture benchmark: ${SECONDS_PER_RATE}s per rate, $LOAD_THREADS generator threads;" \
     "idle open events from other processes in ${SECONDS_PER_RATE}s: $noise; load: $(uptime)" >&2
-echo "| target rate/s | capturer | achieved rate/s | issued | captured | fraction | lost (reported) | CPU s per 100k | peak RSS MiB |"
-echo "|---|---|---|---|---|---|---|---|---|"
+scan_column=""; scan_rule=""
+[ -n "$SCAN_TREE" ] && { scan_column=" files scanned during load |"; scan_rule="---|"; }
+echo "| target rate/s | capturer | achieved rate/s | issued | captured | fraction | lost (reported) | CPU s per 100k | peak RSS MiB |$scan_column"
+echo "|---|---|---|---|---|---|---|---|---|$scan_rule"
 for rate in $RATES; do
     case " $CAPTURERS " in *" patrol "*)
-    read -r acked cpu rss issued achieved < <(run_patrol "$rate")
+    read -r acked cpu rss issued achieved scanned < <(run_patrol "$rate")
     captured=$((acked > noise ? acked - noise : 0)); [ "$captured" -gt "$issued" ] && captured=$issued
     drops=$(grep -o 'drops=\[[^]]*\]' "$work/sensor-$rate.log" | tail -1 | tr -d ' "' | sed 's/drops=//')
-    awk -v r="$rate" -v a="$achieved" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" -v d="$drops" 'BEGIN{
-        printf "| %d | patrol-sensor | %.0f | %d | %d | %.3f | %s | %.3f | %.1f |\n", r, a, i, c, c / i, d, cpu / (i / 100000), rss / 1024 }'
+    extra=""; [ -n "$SCAN_TREE" ] && extra=" $scanned |"
+    awk -v r="$rate" -v a="$achieved" -v i="$issued" -v c="$captured" -v cpu="$cpu" -v rss="$rss" -v d="$drops" \
+        -v x="$extra" 'BEGIN{
+        printf "| %d | patrol-sensor | %.0f | %d | %d | %.3f | %s | %.3f | %.1f |%s\n", r, a, i, c, c / i, d, cpu / (i / 100000), rss / 1024, x }'
     esac
     case " $CAPTURERS " in *" bpftrace "*)
     read -r captured cpu rss issued lost achieved < <(run_bpftrace "$rate")
