@@ -190,6 +190,29 @@ static __always_inline void fill(struct patrol_record_header *h, struct patrol_t
 	bpf_get_current_comm(t->comm, sizeof(t->comm));
 }
 
+/*
+ * Wake-ups of the reader are batched. With flags 0 the kernel wakes the reader for every record it submits while
+ * the reader is caught up, and at tens of thousands of records a second that wake-up (irq_work, then a context
+ * switch on the reader's CPU) costs the traced task more than the rest of the program. So records are submitted
+ * without a wake-up, and the reader is woken once WAKEUP_BYTES are waiting (the submit that crosses the mark);
+ * the reader's poll timeout (10 ms, LiveCapture) bounds how long a record waits below the mark. Records that
+ * must not wait (exec, which starts the exec-to-alert clock) use submit_now.
+ */
+#define WAKEUP_BYTES (256 * 1024)
+
+static __always_inline void submit(void *rec, __u32 size)
+{
+	__u64 waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	bpf_ringbuf_submit(rec, waiting >= WAKEUP_BYTES && waiting < WAKEUP_BYTES + size ? BPF_RB_FORCE_WAKEUP
+											  : BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void submit_now(void *rec)
+{
+	bpf_ringbuf_submit(rec, 0);
+}
+
 /* Reserves a record of rec's type, counting a failure; fills header and task. */
 #define RESERVE_OR_RETURN(rec, kind, pid_tgid, cgid)					\
 	do {										\
@@ -403,7 +426,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 		rec->env_size = out;
 	}
 submit:
-	bpf_ringbuf_submit(rec, 0);
+	submit_now(rec);
 	return 0;
 }
 
@@ -424,7 +447,7 @@ int handle_exit(void *ctx)
 	code = BPF_CORE_READ(task, exit_code);
 	rec->code = (code >> 8) & 0xff;
 	rec->signal = code & 0x7f;
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -478,7 +501,7 @@ static __always_inline int emit_open(long ret)
 	rec->pad = 0;
 	if (bpf_probe_read_user_str(rec->path, sizeof(rec->path), (void *)args.path) < 0)
 		rec->path[0] = 0;
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -553,7 +576,7 @@ int exit_connect(struct trace_event_raw_sys_exit *ctx)
 	parse_sockaddr(args.addr, &family, &port, rec->remote_addr);
 	rec->family = family;
 	rec->remote_port = port;
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -602,7 +625,7 @@ static __always_inline int emit_accept(long ret)
 	rec->pad = 0;
 	rec->result = (__s32)ret;
 	sock_endpoints(sk, rec);
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -715,7 +738,7 @@ static __always_inline int emit_dns_args(__u64 id, struct dns_args *args)
 	rec->payload_size = 0;
 	if (len <= PATROL_DNS_LEN && bpf_probe_read_user(rec->payload, len, (void *)args->buf) == 0)
 		rec->payload_size = len;
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -805,7 +828,7 @@ static __always_inline int emit_module(__u32 syscall, int fd)
 		if (file)
 			bpf_probe_read_kernel_str(rec->name, sizeof(rec->name), file_name(file));
 	}
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -887,7 +910,7 @@ int BPF_PROG(handle_capable, const struct cred *cred, struct user_namespace *tar
 		if (regs)
 			rec->syscall = (__u32)BPF_CORE_READ(regs, orig_ax);
 	}
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -948,7 +971,7 @@ static __always_inline int emit_namespace(__u32 syscall, __u64 flags, const char
 			bpf_probe_read_kernel_str(rec->source, sizeof(rec->source),
 						  file_name(file));
 	}
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -987,7 +1010,7 @@ int enter_ptrace(struct trace_event_raw_sys_enter *ctx)
 	rec->request = request;
 	rec->target_pid = (__s32)ctx->args[1];
 	rec->pad = 0;
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -1004,7 +1027,7 @@ int enter_memfd_create(struct trace_event_raw_sys_enter *ctx)
 	rec->pad = 0;
 	if (bpf_probe_read_user_str(rec->name, sizeof(rec->name), (void *)ctx->args[0]) < 0)
 		rec->name[0] = 0;
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -1021,7 +1044,7 @@ static __always_inline int emit_link(bool symbolic, const char *target, const ch
 		rec->target[0] = 0;
 	if (bpf_probe_read_user_str(rec->link_path, sizeof(rec->link_path), link_path) < 0)
 		rec->link_path[0] = 0;
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }
 
@@ -1060,6 +1083,6 @@ int enter_bpf(struct trace_event_raw_sys_enter *ctx)
 	RESERVE_OR_RETURN(rec, PATROL_RECORD_BPF, id, cgid);
 	rec->command = (__s32)ctx->args[0];
 	rec->pad = 0;
-	bpf_ringbuf_submit(rec, 0);
+	submit(rec, sizeof(*rec));
 	return 0;
 }

@@ -66,8 +66,11 @@ public final class LiveCapture: Sendable {
             }
             dropsMap = try object.map(named: SensorABI.MapName.drops)
             syscallSets = try object.map(named: SensorABI.MapName.syscallSets)
+            // The BPF programs wake the reader only once 256 KiB wait (bpf/sensor.bpf.c, WAKEUP_BYTES), so the
+            // poll timeout is what bounds how long a record waits at low rates: 10 ms of exec-to-alert latency
+            // at most, for 100 cheap wake-ups a second.
             reader = try object.ringBufferReader(
-                map: SensorABI.MapName.events, capacity: configuration.queueCapacity, pollTimeout: .milliseconds(100))
+                map: SensorABI.MapName.events, capacity: configuration.queueCapacity, pollTimeout: .milliseconds(10))
         } catch {
             object.close()
             throw error
