@@ -162,7 +162,13 @@ public final class RingBufferReader: Sendable {
     private func pollLoop(_ ring: OpaquePointer) {
         var failure: Int32 = 0
         while !stopped.load(ordering: .acquiring) {
-            let rc = ring_buffer__poll(ring, pollTimeoutMilliseconds)
+            var rc = ring_buffer__poll(ring, pollTimeoutMilliseconds)
+            if rc == 0 {
+                // A timeout: `ring_buffer__poll` only reads rings the kernel woke it for, and producers may
+                // submit without waking it (BPF_RB_NO_WAKEUP, as the sensor's programs do below a mark), so
+                // read what is there anyway. This is what bounds a record's wait to one poll timeout.
+                rc = ring_buffer__consume(ring)
+            }
             context.flush()
             if rc < 0 && rc != -EINTR {
                 failure = rc

@@ -1,5 +1,6 @@
 import BPF
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -18,13 +19,17 @@ enum Fixtures {
 }
 
 /// Runs `body` with a watchdog that stops `reader` after `seconds`, so draining can never hang.
+/// `fired`, when given, is set if the watchdog had to stop the reader.
 func withWatchdog<T: Sendable>(
-    _ reader: RingBufferReader, seconds: Int, _ body: @escaping @Sendable () async -> T
+    _ reader: RingBufferReader, seconds: Int, fired: WatchdogFlag? = nil, _ body: @escaping @Sendable () async -> T
 ) async -> T {
     await withTaskGroup(of: T?.self) { group in
         group.addTask {
             try? await Task.sleep(for: .seconds(seconds))
-            if !Task.isCancelled { reader.stop() }
+            if !Task.isCancelled {
+                fired?.set()
+                reader.stop()
+            }
             return nil
         }
         group.addTask { await body() }
@@ -37,6 +42,14 @@ func withWatchdog<T: Sendable>(
         }
         return result!
     }
+}
+
+/// Whether a watchdog stopped its reader: records that only show up then were read at shutdown, not while
+/// the reader ran.
+final class WatchdogFlag: Sendable {
+    private let state = Mutex(false)
+    func set() { state.withLock { $0 = true } }
+    var isSet: Bool { state.withLock { $0 } }
 }
 
 /// Runs /bin/true `times` times; returns the pids (exec keeps the pid, so records carry them).
@@ -128,8 +141,10 @@ struct ExecRecord: Sendable {
         reader.start()
         let pids = try await runTrue(times: 3)
 
-        // Other tests run /bin/true concurrently: keep only our children's records.
-        let matches = await withWatchdog(reader, seconds: 10) {
+        // Other tests run /bin/true concurrently: keep only our children's records. The program submits
+        // without waking the reader (BPF_RB_NO_WAKEUP), so these arrive only if the reader reads on its own.
+        let watchdog = WatchdogFlag()
+        let matches = await withWatchdog(reader, seconds: 10, fired: watchdog) {
             var found: [ExecRecord] = []
             while found.count < 3, let batch = await reader.records.drain() {
                 found += batch.compactMap(ExecRecord.init).filter { pids.contains($0.pid) }
@@ -140,6 +155,7 @@ struct ExecRecord: Sendable {
         await reader.waitUntilStopped()
 
         #expect(matches.count == 3)
+        #expect(!watchdog.isSet, "the records came only when the reader stopped: records submitted without a wake-up were not read")
         for record in matches {
             #expect(record.kind == 1)
             #expect(record.size == 312)
