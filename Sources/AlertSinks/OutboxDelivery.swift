@@ -8,26 +8,72 @@ import Synchronization
 
 /// Wakes outbox readers when new alerts were committed, so they don't have to poll tightly.
 public final class OutboxSignal: Sendable {
-    private let stream: AsyncStream<Void>
-    private let continuation: AsyncStream<Void>.Continuation
+    // A broadcast, not a stream: every sink's delivery loop waits on the same signal, and each must see every
+    // notification. (An AsyncStream gives each value to one iterator only, and cancelling the iterator of a
+    // wait that timed out finishes the stream for good, after which every wait returned at once and each
+    // delivery loop queried the store about a thousand times a second on an idle collector.)
+    private struct State {
+        /// Notifications so far. A loop reads it before looking at the outbox, so a notification that comes
+        /// between its look and its wait still wakes it.
+        var generation: UInt64 = 0
+        var nextWaiter: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        /// Waits whose timer (or cancellation) came before they registered: they return at once.
+        var expired: Set<UInt64> = []
+    }
+    private let state = Mutex(State())
 
-    public init() {
-        (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    public init() {}
+
+    /// Wakes every delivery loop that waits; one that does not wait yet returns from its next wait at once.
+    public func notify() {
+        let waiting = state.withLock { state in
+            state.generation &+= 1
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        for continuation in waiting { continuation.resume() }
     }
 
-    public func notify() { continuation.yield() }
+    /// The notifications so far, for `wait(after:timeout:)`.
+    var generation: UInt64 { state.withLock { $0.generation } }
 
-    /// Waits for a notification or `timeout`, whichever comes first.
-    func wait(timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [stream] in
-                var iterator = stream.makeAsyncIterator()
-                _ = await iterator.next()
-            }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
+    /// Waits until there has been a notification since `generation` was read (returns at once if there has),
+    /// until `timeout` has passed, or until the task is cancelled.
+    func wait(after generation: UInt64, timeout: Duration) async {
+        let id = state.withLock { state in
+            state.nextWaiter &+= 1
+            return state.nextWaiter
         }
+        let timer = Task { [self] in
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            expire(id)
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state -> Bool in
+                    if state.generation != generation || state.expired.remove(id) != nil { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            expire(id)
+        }
+        timer.cancel()
+        _ = await timer.value
+        // A timer or cancellation that raced a notification may have left the id behind.
+        _ = state.withLock { $0.expired.remove(id) }
+    }
+
+    private func expire(_ id: UInt64) {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let continuation = state.waiters.removeValue(forKey: id) { return continuation }
+            state.expired.insert(id)
+            return nil
+        }
+        continuation?.resume()
     }
 }
 
@@ -221,6 +267,7 @@ public struct OutboxDelivery: Service {
                     }
                     limit = granted
                 }
+                let seen = signal.generation
                 let entries = try await store.outbox(after: sent, limit: limit)
                 if entries.isEmpty {
                     if sent > cursor {
@@ -241,7 +288,7 @@ public struct OutboxDelivery: Service {
                         try? await sink.flush()
                         return
                     }
-                    await signal.wait(timeout: .milliseconds(sent > cursor ? 100 : 250))
+                    await signal.wait(after: seen, timeout: .milliseconds(sent > cursor ? 100 : 250))
                     continue
                 }
                 let last = entries.last!.position
