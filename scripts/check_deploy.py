@@ -51,9 +51,11 @@ def check_drift():
                 fail(f"deploy/manifests/{name} differs from rules/; run 'make deploy-gen' and commit")
             else:
                 ok(f"deploy/manifests/{name} carries rules/ as it is")
-        fresh_files = os.path.join(scratch, "deploy", "helm", "patrol", "files")
-        committed_files = path("deploy", "helm", "patrol", "files")
-        for sub in sorted(os.listdir(fresh_files)):
+        chart_dirs = ["files/" + sub for sub in sorted(os.listdir(os.path.join(scratch, "deploy", "helm", "patrol",
+                                                                                   "files")))] + ["crds"]
+        fresh_files = os.path.join(scratch, "deploy", "helm", "patrol")
+        committed_files = path("deploy", "helm", "patrol")
+        for sub in chart_dirs:
             names = set(os.listdir(os.path.join(fresh_files, sub)))
             have = set(os.listdir(os.path.join(committed_files, sub))) if os.path.isdir(
                 os.path.join(committed_files, sub)) else set()
@@ -61,9 +63,9 @@ def check_drift():
                 open(os.path.join(fresh_files, sub, n), "rb").read()
                 == open(os.path.join(committed_files, sub, n), "rb").read() for n in names)
             if same:
-                ok(f"deploy/helm/patrol/files/{sub}/ equals its source in rules/")
+                ok(f"deploy/helm/patrol/{sub}/ equals its source")
             else:
-                fail(f"deploy/helm/patrol/files/{sub}/ differs from rules/; run 'make deploy-gen' and commit")
+                fail(f"deploy/helm/patrol/{sub}/ differs from its source; run 'make deploy-gen' and commit")
 
 
 def crd_schema(filename):
