@@ -167,10 +167,16 @@ def check_checkov(report_path):
     reports = report if isinstance(report, list) else [report]
     failed = []
     passed = 0
+    checked = set()
     for r in reports:
         results = r.get("results", {})
         passed += len(results.get("passed_checks", []))
         failed += [(c["check_id"], c["resource"]) for c in results.get("failed_checks", [])]
+        checked |= {c["resource"] for c in results.get("passed_checks", []) + results.get("failed_checks", [])}
+    # A workload checkov did not parse would pass by having no findings: both must have been checked.
+    for resource in ("StatefulSet.patrol.patrol-collector", "DaemonSet.patrol.patrol-sensor"):
+        if resource not in checked:
+            fail(f"checkov did not check {resource}")
     exceptions = yaml.safe_load(open(path("deploy", "checkov-exceptions.yaml"), encoding="utf-8"))
     allowed = {(e["check"], e["resource"]) for e in exceptions}
     with open(path("docs", "deploy.md"), encoding="utf-8") as f:
