@@ -161,6 +161,56 @@ def check_values():
             ok(f"values.schema.json refuses {what}")
 
 
+def check_template_references():
+    """Helm cannot run here, so the templates are never rendered; this at least catches a template naming a value
+    that values.yaml does not have (a typo renders as empty, silently). It follows `.Values.a.b` and the
+    `$s := .Values.sensor` / `$c := .Values.collector` aliases, and `with X` blocks one level deep."""
+    import re
+    chart = path("deploy", "helm", "patrol")
+    with open(os.path.join(chart, "values.yaml"), encoding="utf-8") as f:
+        values = yaml.safe_load(f)
+
+    def exists(keys):
+        node = values
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                return False
+            node = node[key]
+        return True
+
+    templates = os.path.join(chart, "templates")
+    checked = 0
+    for name in sorted(os.listdir(templates)):
+        with open(os.path.join(templates, name), encoding="utf-8") as f:
+            text = f.read()
+        aliases = {m.group(1): m.group(2).split(".") for m in re.finditer(r"\$(\w+) := \.Values\.([\w.]+)", text)}
+        scope = []  # the value path of each open `with`, None for other blocks
+        for line in text.splitlines():
+            for action in re.findall(r"{{-?\s*(.*?)\s*-?}}", line):
+                refs = [m.group(1).split(".") for m in re.finditer(r"\.Values\.([\w.]+)", action)]
+                for alias, base in aliases.items():
+                    refs += [base + m.group(1).split(".") for m in re.finditer(r"\$" + alias + r"\.([\w.]+)", action)]
+                inner = scope[-1] if scope and scope[-1] is not None else None
+                if inner is not None:
+                    refs += [inner + m.group(1).split(".") for m in re.finditer(r"(?<![\w$)])\.(\w[\w.]*)", action)
+                             if not m.group(1).startswith(("Values", "Release", "Chart", "Files", "Template"))]
+                for ref in refs:
+                    checked += 1
+                    if not exists([k for k in ref if k]):
+                        fail(f"deploy/helm/patrol/templates/{name}: {'.'.join(ref)} is not in values.yaml")
+                if re.match(r"with\b", action):
+                    target = refs[0] if refs and len(refs) == 1 else None
+                    scope.append(target)
+                elif re.match(r"if\b", action):
+                    scope.append(inner)  # `if` keeps the dot; `range` and `define` change it
+                elif re.match(r"(range|define)\b", action):
+                    scope.append(None)
+                elif action == "end":
+                    if scope:
+                        scope.pop()
+    ok(f"the chart's templates name only values that values.yaml has ({checked} references)")
+
+
 def check_checkov(report_path):
     with open(report_path, encoding="utf-8") as f:
         report = json.load(f)
@@ -206,6 +256,7 @@ def main():
         check_crds()
     elif what == "values":
         check_values()
+        check_template_references()
     elif what == "checkov":
         check_checkov(sys.argv[2])
     else:
