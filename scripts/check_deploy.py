@@ -81,6 +81,32 @@ def validate(schema, document):
     return [f"{'.'.join(str(p) for p in e.path) or '(root)'}: {e.message}" for e in errors]
 
 
+def structural_problems(schema, where="", in_junctor=False):
+    """The API server's structural-schema rules that a JSON Schema validator does not know: every node outside
+    oneOf/anyOf/allOf/not states its type (unless it preserves unknown fields or is int-or-string), and nodes inside
+    those junctors only constrain values: no type, description, default, nullable or additionalProperties."""
+    problems = []
+    junctors = ("oneOf", "anyOf", "allOf", "not")
+    if in_junctor:
+        for key in ("type", "description", "default", "nullable", "additionalProperties"):
+            if key in schema:
+                problems.append(f"{where or '(root)'}: '{key}' inside {'/'.join(junctors)}")
+    elif "type" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields") \
+            and not schema.get("x-kubernetes-int-or-string"):
+        problems.append(f"{where or '(root)'}: no type")
+    for name, sub in schema.get("properties", {}).items():
+        problems += structural_problems(sub, f"{where}.{name}", in_junctor)
+    if isinstance(schema.get("items"), dict):
+        problems += structural_problems(schema["items"], f"{where}[]", in_junctor)
+    if isinstance(schema.get("additionalProperties"), dict):
+        problems += structural_problems(schema["additionalProperties"], f"{where}.*", in_junctor)
+    for junctor in junctors:
+        branches = schema.get(junctor)
+        for n, sub in enumerate(branches if isinstance(branches, list) else [branches] if branches else []):
+            problems += structural_problems(sub, f"{where}.{junctor}[{n}]", True)
+    return problems
+
+
 def check_crds():
     cluster, cluster_schema = crd_schema("10-crd-runtimerulealertbindings.yaml")
     namespaced, namespaced_schema = crd_schema("11-crd-namespacedruntimerulealertbindings.yaml")
@@ -89,8 +115,15 @@ def check_crds():
         fail("the cluster-scoped and namespaced binding CRDs have different schemas")
     else:
         ok("both binding CRDs have the same schema")
-    for schema in (cluster_schema, namespaced_schema, profile_schema):
+    for filename, schema in (("10-crd-runtimerulealertbindings.yaml", cluster_schema),
+                             ("11-crd-namespacedruntimerulealertbindings.yaml", namespaced_schema),
+                             ("12-crd-applicationprofiles.yaml", profile_schema)):
         jsonschema.Draft4Validator.check_schema(schema)
+        problems = structural_problems(schema)
+        if problems:
+            fail(f"deploy/manifests/{filename}: the schema is not structural: {'; '.join(problems)}")
+        else:
+            ok(f"deploy/manifests/{filename}: the schema is structural")
     schemas = {cluster["spec"]["names"]["kind"]: cluster_schema,
                namespaced["spec"]["names"]["kind"]: namespaced_schema,
                "ApplicationProfile": profile_schema}
