@@ -15,6 +15,9 @@
 #   make syscall-names-check  fail when the committed table differs from the header
 #   make clamav-db            regenerate rules/malware/patrol.{ndb,ldb} from rules/malware/signatures.yaml
 #   make clamav-db-check      fail when the committed databases differ from the source
+#   make deploy-gen   regenerate deploy/'s copies of rules/ (ConfigMaps, chart files)
+#   make deploy-check validate deploy/: Kubernetes 1.28/1.31 schemas, CRD samples, chart values, checkov,
+#                     certificates over tls+tcp:// (scripts/check-deploy; pip tools in .venv-deploy/)
 #
 # Layout of the generated C target (files are protoc-c output, byte for byte; only their place differs):
 #   Sources/CWireProto/patrol/v1/*.pb-c.c          compiled by SwiftPM
@@ -116,6 +119,15 @@ clamav-db-check:
 	if [ $$status -eq 0 ]; then echo "clamav-db-check: $(CLAMAV_DB_DIR) databases match signatures.yaml"; \
 	else echo "clamav-db-check: $(CLAMAV_DB_DIR) databases are stale; run 'make clamav-db' and commit" >&2; exit 1; fi
 
+.PHONY: deploy-gen deploy-check
+
+deploy-gen:
+	scripts/gen-deploy
+
+# In `make test` it runs after `release`, so the certificate check has the binaries (and must not skip it).
+deploy-check:
+	scripts/check-deploy
+
 .PHONY: build release test run run-replay bench
 
 build:
@@ -127,7 +139,7 @@ release:
 	$(SWIFT) build -c release --product patrolctl
 
 # The end-to-end tests run the release executables (PATROL_BIN), as users do.
-test: proto-check bpf-check sensor-check syscall-names-check clamav-db-check release build
+test: proto-check bpf-check sensor-check syscall-names-check clamav-db-check release test-deploy-check build
 	# Serially: a 2-core CI machine gives the cooperative pool two threads, and CPU-heavy tests running in
 	# parallel would starve the servers other tests start. Run `swift test` yourself for a parallel run.
 	PATROL_BIN=$(CURDIR)/.build/release $(SWIFT) test --skip-build --no-parallel
@@ -145,3 +157,7 @@ run-replay: release
 
 bench:
 	bench/run
+
+.PHONY: test-deploy-check
+test-deploy-check: release
+	PATROL_BIN=$(CURDIR)/.build/release DEPLOY_CHECK_TLS=require scripts/check-deploy
