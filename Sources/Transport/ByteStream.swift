@@ -32,9 +32,7 @@ public final class ByteStream: Sendable {
         guard rc == 0, let dialer else { throw nngError(rc, "cannot create a stream dialer", address: address) }
         let handles = StreamHandles(dialer: dialer)
         if isTLSAddress(address) {
-            var settings = tls ?? TLSConfiguration()
-            if settings.serverName == nil { settings.serverName = Self.host(of: address) }
-            let config = try TLSConfigOwner(settings, server: false, address: address)
+            let config = try TLSConfigOwner(tls ?? TLSConfiguration(), server: false, address: address)
             handles.tlsConfig = config
             rc = nng_stream_dialer_set_ptr(dialer, NNG_OPT_TLS_CONFIG, UnsafeMutableRawPointer(config.config))
             guard rc == 0 else { throw nngError(rc, "cannot apply the TLS configuration", address: address) }

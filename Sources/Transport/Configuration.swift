@@ -8,7 +8,7 @@ public struct TLSConfiguration: Sendable, Hashable {
     public var privateKeyFile: String?
     /// CA certificates that sign the peer's certificate (PEM).
     public var caFile: String?
-    /// The name the client expects in the server's certificate (client side only).
+    /// The name the client expects in the server's certificate (client side only); nil: the host it dials.
     public var serverName: String?
     /// Server side: refuse clients without a certificate signed by `caFile`. On by default (mutual TLS).
     public var requireClientCertificate: Bool

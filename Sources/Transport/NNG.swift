@@ -380,7 +380,9 @@ final class TLSConfigOwner: @unchecked Sendable {
                 try check(rc, "cannot use certificate '\(certificateFile)' with key '\(keyFile)'")
             }
         }
-        if let serverName = settings.serverName {
+        // A client checks the name it dialed unless told another: a certificate that merely chains to the CA
+        // (another sensor's, say) must not pass for the collector's.
+        if let serverName = settings.serverName ?? (server ? nil : ByteStream.host(of: address)) {
             rc = nng_tls_config_server_name(config, serverName)
             try check(rc, "cannot set TLS server name '\(serverName)'")
         }

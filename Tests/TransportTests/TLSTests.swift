@@ -125,6 +125,42 @@ struct TLSTests {
         #expect(server.stats.requestsServed == 0)
     }
 
+    @Test("a client checks that the server's certificate names the host it dialed, not only its CA")
+    func clientChecksTheDialedName() async throws {
+        // The certificate names localhost and 127.0.0.1. 127.0.0.2 is loopback too, but not in it: a certificate
+        // from the right CA for another name must not pass (another sensor's, posing as the collector).
+        let address = "tls+tcp://127.0.0.2:\(Ports.freeTCPPort())"
+        let server = try echoServer(address, tls: serverTLS)
+        try await withServer(server) {
+            for serverName in [nil, "collector.example"] {
+                let client = try RPCClient(
+                    configuration: RPCClientConfiguration(
+                        address: address,
+                        tls: TLSConfiguration(
+                            certificateFile: certificates.clientCertificate, privateKeyFile: certificates.clientKey,
+                            caFile: certificates.caCertificate, serverName: serverName)))
+                defer { client.close() }
+                do {
+                    _ = try await client.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(1))
+                    Issue.record("a client accepted a certificate that does not name \(serverName ?? "127.0.0.2")")
+                } catch let error as TransportError {
+                    #expect(error.code == .tls, "\(error)")
+                }
+            }
+            // Told the name the certificate does carry, the same client connects.
+            let client = try RPCClient(
+                configuration: RPCClientConfiguration(
+                    address: address,
+                    tls: TLSConfiguration(
+                        certificateFile: certificates.clientCertificate, privateKeyFile: certificates.clientKey,
+                        caFile: certificates.caCertificate, serverName: "localhost")))
+            defer { client.close() }
+            let reply = try await client.call(RPCRequest(method: "m", payload: [1]), timeout: .seconds(5))
+            #expect(reply.status == .ok)
+        }
+        #expect(server.stats.requestsServed == 1)
+    }
+
     @Test("missing certificate files are a tls error naming the file")
     func missingFiles() {
         do {
