@@ -1,0 +1,162 @@
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Issue 7 acceptance 2 with the real binaries: `patrolctl scans start` (run as a process) asks the real
+/// `patrol-collector` for a scan on a node; the real `patrol-sensor` of that node gets it with its next reply, and
+/// `patrolctl scans get` shows the progress, then the final result with the EICAR finding. No root needed: the
+/// scan is of a host directory and the sensor runs without BPF capture.
+@Suite(.serialized) struct OnDemandScanEndToEndTests {
+    static let eicar = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS" + "-TEST-FILE!$H+H*"
+
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs the built `patrolctl` without blocking a cooperative thread while it waits.
+    static func patrolctl(_ arguments: [String], admin: String, scratch: TemporaryDirectory) async throws -> Run {
+        let tag = UUID().uuidString.prefix(8)
+        let (out, err) = (scratch.file("ctl-\(tag).out"), scratch.file("ctl-\(tag).err"))
+        FileManager.default.createFile(atPath: out, contents: nil)
+        FileManager.default.createFile(atPath: err, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: PatrolProcess.binaryDirectory + "/patrolctl")
+        process.arguments = arguments + ["--collector", admin]
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        return Run(
+            status: process.terminationStatus, stdout: try String(contentsOfFile: out, encoding: .utf8),
+            stderr: try String(contentsOfFile: err, encoding: .utf8))
+    }
+
+    static func json(_ text: String) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    @Test(.timeLimit(.minutes(4))) func patrolctlStartsAScanAndFollowsItsProgressToTheFinding() async throws {
+        let harness = try Harness("on-demand-scan")
+        defer { harness.directory.remove() }
+        let admin = "ipc://\(harness.directory.path)/admin/admin.sock"
+        let config = harness.directory.file("collector.yaml")
+        try """
+        listen: \(harness.address)
+        store: \(harness.storePath)
+        rules: [\(Harness.repositoryPath("rules"))]
+        admin: {listen: "\(admin)"}
+        sinks: {stdout: false}
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+
+        // The tree: clean files and one EICAR file, written at run time (the repository holds no EICAR file).
+        let tree = try TemporaryDirectory(prefix: "patrol-e2e-scan-tree")
+        defer { tree.remove() }
+        let cleanFiles = 80
+        for index in 0..<cleanFiles {
+            try "plain text file \(index)\n".write(toFile: tree.file("clean-\(index).txt"), atomically: true, encoding: .utf8)
+        }
+        let eicarPath = tree.file("eicar.com")
+        try Self.eicar.write(toFile: eicarPath, atomically: true, encoding: .utf8)
+        let eicarSHA256 = try MalwareScanEndToEndTests.sha256(eicarPath)
+
+        let collector = try PatrolProcess("patrol-collector", ["--config", config], logDirectory: harness.directory.path)
+        defer { collector.signal(SIGKILL) }
+        // 20 files a second: the scan takes seconds, long enough for the 1 s statuses to show it running.
+        let sensor = try PatrolProcess(
+            "patrol-sensor",
+            [
+                "--collector", harness.address, "--sensor-id", "scan-sensor", "--node", "scan-node", "--no-capture",
+                "--scan-database", Harness.repositoryPath("rules/malware"), "--scan-files-per-second", "20",
+                "--status-interval", "1",
+            ],
+            logDirectory: harness.directory.path, name: "scan-sensor")
+        defer { sensor.signal(SIGKILL) }
+        func logs() -> String {
+            "collector:\n\(collector.standardError.suffix(3000))\nsensor:\n\(sensor.standardError.suffix(3000))"
+        }
+
+        // The sensor's status (with its healthy scanner) has reached the collector.
+        var sensorDocument = ""
+        let reported = await PatrolProcess.eventually(timeout: .seconds(90)) {
+            let run = try? await Self.patrolctl(["sensors", "get", "scan-sensor"], admin: admin, scratch: harness.directory)
+            sensorDocument = run?.stdout ?? ""
+            return run?.status == 0 && sensorDocument.contains("scanner: healthy")
+        }
+        #expect(reported, "sensors get: \(sensorDocument)\n\(logs())")
+
+        // A node no sensor runs on: NOT_FOUND, exit 1, and the reason on stderr.
+        let unknown = try await Self.patrolctl(
+            ["scans", "start", "--node", "no-such-node", "--path", tree.path], admin: admin, scratch: harness.directory)
+        #expect(unknown.status == 1)
+        #expect(unknown.stderr.contains("no sensor on node 'no-such-node'"), "\(unknown.stderr)")
+        #expect(unknown.stdout.isEmpty)
+
+        let start = try await Self.patrolctl(
+            ["scans", "start", "--node", "scan-node", "--path", tree.path], admin: admin, scratch: harness.directory)
+        #expect(start.status == 0, "\(start.stderr)")
+        let scanID = start.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(scanID.hasPrefix("scan-"))
+
+        var sawProgress = false
+        var final: [String: Any] = [:]
+        let finished = await PatrolProcess.eventually(timeout: .seconds(120)) {
+            guard
+                let run = try? await Self.patrolctl(
+                    ["scans", "get", scanID, "-o", "json"], admin: admin, scratch: harness.directory), run.status == 0
+            else { return false }
+            let document = Self.json(run.stdout)
+            let progress = document["progress"] as? [String: Any] ?? [:]
+            if document["state"] as? String == "running", (progress["filesSeen"] as? Int ?? 0) > 0,
+                (progress["filesScanned"] as? Int ?? 0) < cleanFiles + 1
+            {
+                sawProgress = true
+            }
+            final = document
+            return document["state"] as? String == "finished"
+        }
+        #expect(finished, "last scans get: \(final)\n\(logs())")
+        #expect(sawProgress, "no scans get showed the scan running part way")
+        #expect(final["node"] as? String == "scan-node")
+        #expect(final["sensor"] as? String == "scan-sensor")
+        let progress = final["progress"] as? [String: Any] ?? [:]
+        #expect(progress["filesSeen"] as? Int == cleanFiles + 1)
+        #expect(progress["filesScanned"] as? Int == cleanFiles + 1)
+        #expect(final["findingsCount"] as? Int == 1)
+        let findings = final["findings"] as? [[String: Any]] ?? []
+        #expect(findings.count == 1)
+        #expect(findings.first?["path"] as? String == eicarPath)
+        #expect(findings.first?["sha256"] as? String == eicarSHA256)
+        #expect((findings.first?["signature"] as? String ?? "").contains("EICAR"))
+        #expect(findings.first?["partOfImage"] as? Bool == false)
+
+        let list = try await Self.patrolctl(["scans", "list", "-o", "json"], admin: admin, scratch: harness.directory)
+        let rows = (try? JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: String]]) ?? []
+        #expect(rows.contains { $0["id"] == scanID && $0["state"] == "finished" && $0["findings"] == "1" }, "\(list)")
+
+        // Again with --wait: the clean files are unchanged since the last scan and not read again; the EICAR file,
+        // never cached, is found again, so the command ends with status 1 and the result on stdout.
+        let again = try await Self.patrolctl(
+            ["scans", "start", "--node", "scan-node", "--path", tree.path, "--wait", "-o", "json"], admin: admin,
+            scratch: harness.directory)
+        #expect(again.status == 1, "\(again.stderr)")
+        #expect(again.stderr.contains("found 1 infected file"), "\(again.stderr)")
+        let second = Self.json(again.stdout)
+        #expect(second["state"] as? String == "finished", "\(again.stdout)")
+        let secondProgress = second["progress"] as? [String: Any] ?? [:]
+        #expect(secondProgress["filesUnchanged"] as? Int == cleanFiles)
+        #expect(secondProgress["filesScanned"] as? Int == 1)
+        #expect((second["findings"] as? [[String: Any]])?.first?["path"] as? String == eicarPath)
+
+        sensor.signal(SIGTERM)
+        #expect(await sensor.waitForExit(timeout: .seconds(60)) == 0)
+        collector.signal(SIGTERM)
+        _ = await collector.waitForExit(timeout: .seconds(60))
+    }
+}
