@@ -154,8 +154,38 @@ import Testing
         #expect(secondProgress["filesScanned"] as? Int == 1)
         #expect((second["findings"] as? [[String: Any]])?.first?["path"] as? String == eicarPath)
 
+        // A sensor whose database does not load: `sensors get` names the reason, and a scan on its node is refused
+        // with it instead of being queued for a scanner that cannot run.
+        let database = harness.directory.file("broken-db")
+        try FileManager.default.createDirectory(atPath: database, withIntermediateDirectories: true)
+        try "not a signature\n\u{1}garbage:::\n".write(toFile: database + "/broken.ndb", atomically: true, encoding: .utf8)
+        let broken = try PatrolProcess(
+            "patrol-sensor",
+            [
+                "--collector", harness.address, "--sensor-id", "broken-sensor", "--node", "broken-node",
+                "--no-capture", "--scan-database", database, "--status-interval", "1",
+            ],
+            logDirectory: harness.directory.path, name: "broken-sensor")
+        defer { broken.signal(SIGKILL) }
+        var brokenDocument: [String: Any] = [:]
+        let unhealthy = await PatrolProcess.eventually(timeout: .seconds(90)) {
+            let run = try? await Self.patrolctl(
+                ["sensors", "get", "broken-sensor", "-o", "json"], admin: admin, scratch: harness.directory)
+            brokenDocument = Self.json(run?.stdout ?? "")
+            return (brokenDocument["scanner"] as? String ?? "").hasPrefix("unhealthy: ")
+        }
+        #expect(unhealthy, "sensors get -o json: \(brokenDocument)\n\(broken.standardError.suffix(2000))")
+        let reason = String((brokenDocument["scanner"] as? String ?? "").dropFirst("unhealthy: ".count))
+        #expect(!reason.isEmpty)
+        let refused = try await Self.patrolctl(
+            ["scans", "start", "--node", "broken-node", "--path", tree.path], admin: admin, scratch: harness.directory)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("is unhealthy: \(reason)"), "\(refused.stderr)")
+
+        broken.signal(SIGTERM)
         sensor.signal(SIGTERM)
         #expect(await sensor.waitForExit(timeout: .seconds(60)) == 0)
+        _ = await broken.waitForExit(timeout: .seconds(60))
         collector.signal(SIGTERM)
         _ = await collector.waitForExit(timeout: .seconds(60))
     }
