@@ -189,4 +189,71 @@ import Testing
         collector.signal(SIGTERM)
         _ = await collector.waitForExit(timeout: .seconds(60))
     }
+
+    /// `scans start --container ID` (root: runc and an overlay root): the EICAR file a container wrote is found
+    /// through the container's root, attributed to the container (pod, namespace, name), not part of the image.
+    @Test(.timeLimit(.minutes(4))) func aContainerScanFindsWhatTheContainerWrote() async throws {
+        if getuid() != 0 {
+            print("skipping OnDemandScanEndToEndTests (container): needs root to run runc (uid \(getuid()))")
+            return
+        }
+        if let reason = RuncContainer.unavailableReason {
+            print("skipping OnDemandScanEndToEndTests (container): \(reason)")
+            return
+        }
+        let harness = try Harness("on-demand-container-scan")
+        defer { harness.directory.remove() }
+        let admin = "ipc://\(harness.directory.path)/admin/admin.sock"
+        let config = harness.directory.file("collector.yaml")
+        try """
+        listen: \(harness.address)
+        store: \(harness.storePath)
+        rules: [\(Harness.repositoryPath("rules"))]
+        admin: {listen: "\(admin)"}
+        sinks: {stdout: false}
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let collector = try PatrolProcess("patrol-collector", ["--config", config], logDirectory: harness.directory.path)
+        defer { collector.signal(SIGKILL) }
+        let options = RuncContainer.Options(
+            podName: "scan-demand-41c2", namespace: "shop", containerName: "web", overlay: true)
+        try await RuncContainer.with(options) { container in
+            let write = try await container.exec(
+                ["/bin/sh", "-c", "printf '%s' \"$1\" > /tmp/eicar.com", "sh", Self.eicar])
+            #expect(write.status == 0, "writing the EICAR file failed: \(write.standardError)")
+            let sensor = try PatrolProcess(
+                "patrol-sensor",
+                [
+                    "--collector", harness.address, "--sensor-id", "ctr-sensor", "--node", "ctr-node", "--no-capture",
+                    "--scan-database", Harness.repositoryPath("rules/malware"), "--status-interval", "1",
+                ],
+                logDirectory: harness.directory.path, name: "ctr-sensor")
+            defer { sensor.signal(SIGKILL) }
+            let reported = await PatrolProcess.eventually(timeout: .seconds(90)) {
+                let run = try? await Self.patrolctl(
+                    ["sensors", "get", "ctr-sensor"], admin: admin, scratch: harness.directory)
+                return run?.stdout.contains("scanner: healthy") == true
+            }
+            #expect(reported, "sensor log: \(sensor.standardError.suffix(2000))")
+            let run = try await Self.patrolctl(
+                ["scans", "start", "--node", "ctr-node", "--container", container.id, "--path", "/tmp", "--wait",
+                 "-o", "json"],
+                admin: admin, scratch: harness.directory)
+            #expect(run.status == 1, "\(run.stderr)\nsensor log: \(sensor.standardError.suffix(2000))")
+            let result = Self.json(run.stdout)
+            #expect(result["state"] as? String == "finished", "\(run.stdout)")
+            #expect(result["containerID"] as? String == container.id)
+            let finding = (result["findings"] as? [[String: Any]])?.first ?? [:]
+            #expect(finding["path"] as? String == container.rootfs + "/tmp/eicar.com", "\(run.stdout)")
+            #expect(finding["partOfImage"] as? Bool == false)
+            let owner = finding["container"] as? [String: Any] ?? [:]
+            #expect(owner["id"] as? String == container.id)
+            #expect(owner["pod"] as? String == "scan-demand-41c2")
+            #expect(owner["namespace"] as? String == "shop")
+            #expect(owner["name"] as? String == "web")
+            sensor.signal(SIGTERM)
+            _ = await sensor.waitForExit(timeout: .seconds(60))
+        }
+        collector.signal(SIGTERM)
+        _ = await collector.waitForExit(timeout: .seconds(60))
+    }
 }
