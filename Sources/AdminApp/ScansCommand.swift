@@ -36,7 +36,9 @@ struct ScansCommand: AsyncParsableCommand {
         @Option(name: .long, help: ArgumentHelp("A container id: scan its root file system.", valueName: "id"))
         var container: String?
         @Flag(name: .long, help: "Wait for the scan to end and print its result.") var wait = false
-        @Option(name: .long, help: ArgumentHelp("With --wait: give up after this long. Default 3600.", valueName: "seconds"))
+        @Option(
+            name: .long,
+            help: ArgumentHelp("With --wait: give up after this long. Default 3600.", valueName: "seconds"))
         var waitTimeout: Double = 3600
         @Option(name: .shortAndLong, help: "Output format of the --wait result: yaml (also for table) or json.")
         var output: OutputFormat = .yaml
@@ -90,7 +92,10 @@ struct ScansCommand: AsyncParsableCommand {
                     throw InvalidInput()
                 }
                 if ContinuousClock.now >= deadline {
-                    Console.error("patrolctl: scan \(id) has not finished after \(AdminClient.seconds(.milliseconds(Int64(waitTimeout * 1000)))); it goes on (patrolctl scans get \(id))")
+                    let waited = AdminClient.seconds(.milliseconds(Int64(waitTimeout * 1000)))
+                    Console.error(
+                        "patrolctl: scan \(id) has not finished after \(waited); it goes on "
+                            + "(patrolctl scans get \(id))")
                     throw InvalidInput()
                 }
                 try await Task.sleep(for: .seconds(1))

@@ -417,7 +417,9 @@ struct AdminRPCHandler: Sendable {
             "hooksFailed": Self.node(sensor.hooksFailed), "drops": Self.node(sensor.drops.mapValues(String.init)),
             "counters": Self.node(sensor.counters.mapValues(String.init)),
             "queueDepths": Self.node(sensor.queueDepths.mapValues(String.init)),
-            "scanner": Node(Self.scannerLine(sensor.counters[ScannerCounter.health], scans.scannerReason(sensorID: sensor.sensorID))),
+            "scanner": Node(
+                Self.scannerLine(
+                    sensor.counters[ScannerCounter.health], scans.scannerReason(sensorID: sensor.sensorID))),
         ]
         return try Self.document(name: sensor.sensorID, node: node, format: request.format)
     }
@@ -487,7 +489,8 @@ struct AdminRPCHandler: Sendable {
 
     private func getScan(_ request: AdminGetRequest) throws -> AdminDocument {
         guard let scan = scans.scan(id: request.name) else {
-            throw Failure(.notFound, "no scan '\(request.name)' (scans are kept in the collector's memory until it restarts)")
+            throw Failure(
+                .notFound, "no scan '\(request.name)' (scans are kept in the collector's memory until it restarts)")
         }
         let report = scan.report
         func number(_ value: UInt64?) -> Node { Node(String(value ?? 0), Tag(.int)) }
@@ -519,7 +522,8 @@ struct AdminRPCHandler: Sendable {
             (
                 Node("progress"),
                 Node([
-                    (Node("filesSeen"), number(report?.filesSeen)), (Node("filesScanned"), number(report?.filesScanned)),
+                    (Node("filesSeen"), number(report?.filesSeen)),
+                    (Node("filesScanned"), number(report?.filesScanned)),
                     (Node("filesUnchanged"), number(report?.filesUnchanged)),
                     (Node("filesSkipped"), number(report?.filesSkipped)),
                     (Node("filesFailed"), number(report?.filesFailed)),

@@ -102,7 +102,8 @@ struct SensorRPCHandler: Sendable {
     private func commandsReply(for sensorID: String) -> RPCReply {
         let commands = scans.directives(for: sensorID)
         if commands.isEmpty { return RPCReply(status: .ok) }
-        return RPCReply(status: .ok, payload: WireCodec.encode(BatchAck(bootID: "", highestContiguousSequence: 0, commands: commands)))
+        let ack = BatchAck(bootID: "", highestContiguousSequence: 0, commands: commands)
+        return RPCReply(status: .ok, payload: WireCodec.encode(ack))
     }
 
     /// When the collector last heard from a sensor (any request that decoded).

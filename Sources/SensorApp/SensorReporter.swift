@@ -151,7 +151,8 @@ struct SensorReporter: Sendable {
                 do {
                     for command in try WireCodec.decodeBatchAck(reply.payload).commands { scanner.handle(command) }
                 } catch {
-                    logger.warning("collector reply does not decode", metadata: ["method": "\(method)", "error": "\(error)"])
+                    logger.warning(
+                        "collector reply does not decode", metadata: ["method": "\(method)", "error": "\(error)"])
                 }
             }
             return true

@@ -239,7 +239,8 @@ extension WireCodec {
             message.pointee.counters = pointers
         }
         if !value.scans.isEmpty {
-            let pointers = arena.allocate(UnsafeMutablePointer<Patrol__V1__ScanProgress>?.self, count: value.scans.count)
+            let pointers = arena.allocate(
+                UnsafeMutablePointer<Patrol__V1__ScanProgress>?.self, count: value.scans.count)
             for (index, scan) in value.scans.enumerated() {
                 let wire = arena.allocate(Patrol__V1__ScanProgress.self)
                 patrol__v1__scan_progress__init(wire)

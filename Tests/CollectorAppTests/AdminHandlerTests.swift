@@ -87,13 +87,16 @@ import WireFormat
                     method: RPCMethods.admin("StartScan"),
                     payload: WireCodec.encode(AdminStartScanRequest(node: "worker-1", path: "/srv"))),
                 root)
-            #expect(scan.status == .notFound && scan.message == "no sensor on node 'worker-1' has connected to this collector")
+            #expect(scan.status == .notFound)
+            #expect(scan.message == "no sensor on node 'worker-1' has connected to this collector")
             let noNode = await handler.handle(
-                RPCRequest(method: RPCMethods.admin("StartScan"), payload: WireCodec.encode(AdminStartScanRequest(node: ""))),
+                RPCRequest(
+                    method: RPCMethods.admin("StartScan"), payload: WireCodec.encode(AdminStartScanRequest(node: ""))),
                 root)
             #expect(noNode.status == .invalidArgument)
             let unknownScan = await handler.handle(
-                RPCRequest(method: RPCMethods.admin("GetScan"), payload: WireCodec.encode(AdminGetRequest(name: "scan-x"))),
+                RPCRequest(
+                    method: RPCMethods.admin("GetScan"), payload: WireCodec.encode(AdminGetRequest(name: "scan-x"))),
                 root)
             #expect(unknownScan.status == .notFound && unknownScan.message.contains("no scan 'scan-x'"))
             // Refused before any work, whatever the method.

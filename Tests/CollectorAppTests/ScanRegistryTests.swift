@@ -105,9 +105,9 @@ import Testing
         let event = Event(time: now, node: "worker-1", process: EventModel.ProcessInfo(), payload: .scanResult(result))
         let other = ScanResult(
             scanID: "scheduled-1", path: "/x", signature: "y", sha256: "z", sizeBytes: 1, partOfImage: false)
-        registry.record(
-            events: [event, event, Event(time: now, node: "worker-1", process: EventModel.ProcessInfo(), payload: .scanResult(other))],
-            sensorID: "sensor-a")
+        let unrelated = Event(
+            time: now, node: "worker-1", process: EventModel.ProcessInfo(), payload: .scanResult(other))
+        registry.record(events: [event, event, unrelated], sensorID: "sensor-a")
         // The same batch again (its ack was lost) adds nothing.
         registry.record(events: [event], sensorID: "sensor-a")
         scan = try #require(registry.scan(id: "s1"))

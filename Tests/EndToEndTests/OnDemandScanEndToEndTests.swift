@@ -60,13 +60,15 @@ import Testing
         defer { tree.remove() }
         let cleanFiles = 80
         for index in 0..<cleanFiles {
-            try "plain text file \(index)\n".write(toFile: tree.file("clean-\(index).txt"), atomically: true, encoding: .utf8)
+            try "plain text file \(index)\n".write(
+                toFile: tree.file("clean-\(index).txt"), atomically: true, encoding: .utf8)
         }
         let eicarPath = tree.file("eicar.com")
         try Self.eicar.write(toFile: eicarPath, atomically: true, encoding: .utf8)
         let eicarSHA256 = try MalwareScanEndToEndTests.sha256(eicarPath)
 
-        let collector = try PatrolProcess("patrol-collector", ["--config", config], logDirectory: harness.directory.path)
+        let collector = try PatrolProcess(
+            "patrol-collector", ["--config", config], logDirectory: harness.directory.path)
         defer { collector.signal(SIGKILL) }
         // 20 files a second: the scan takes seconds, long enough for the 1 s statuses to show it running.
         let sensor = try PatrolProcess(
@@ -85,7 +87,8 @@ import Testing
         // The sensor's status (with its healthy scanner) has reached the collector.
         var sensorDocument = ""
         let reported = await PatrolProcess.eventually(timeout: .seconds(90)) {
-            let run = try? await Self.patrolctl(["sensors", "get", "scan-sensor"], admin: admin, scratch: harness.directory)
+            let run = try? await Self.patrolctl(
+                ["sensors", "get", "scan-sensor"], admin: admin, scratch: harness.directory)
             sensorDocument = run?.stdout ?? ""
             return run?.status == 0 && sensorDocument.contains("scanner: healthy")
         }
@@ -158,7 +161,8 @@ import Testing
         // with it instead of being queued for a scanner that cannot run.
         let database = harness.directory.file("broken-db")
         try FileManager.default.createDirectory(atPath: database, withIntermediateDirectories: true)
-        try "not a signature\n\u{1}garbage:::\n".write(toFile: database + "/broken.ndb", atomically: true, encoding: .utf8)
+        try "not a signature\n\u{1}garbage:::\n".write(
+            toFile: database + "/broken.ndb", atomically: true, encoding: .utf8)
         let broken = try PatrolProcess(
             "patrol-sensor",
             [
@@ -212,7 +216,8 @@ import Testing
         admin: {listen: "\(admin)"}
         sinks: {stdout: false}
         """.write(toFile: config, atomically: true, encoding: .utf8)
-        let collector = try PatrolProcess("patrol-collector", ["--config", config], logDirectory: harness.directory.path)
+        let collector = try PatrolProcess(
+            "patrol-collector", ["--config", config], logDirectory: harness.directory.path)
         defer { collector.signal(SIGKILL) }
         let options = RuncContainer.Options(
             podName: "scan-demand-41c2", namespace: "shop", containerName: "web", overlay: true)
