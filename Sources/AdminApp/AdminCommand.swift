@@ -16,7 +16,7 @@ public struct AdminCommand: AsyncParsableCommand {
         abstract: "Patrol's admin CLI.",
         discussion: """
             Offline commands (rules, bindings validate) read files only. Online commands (profiles, sensors, \
-            alerts) talk to the collector's admin service: --collector ADDRESS, else $PATROL_ADMIN, else \
+            alerts, scans) talk to the collector's admin service: --collector ADDRESS, else $PATROL_ADMIN, else \
             ipc:///run/patrol/admin.sock; tls+tcp:// needs --cert, --key and --ca.
 
             Exit status: 0 success, 1 invalid input or rejected by the collector (errors on stderr), 2 usage \
@@ -29,10 +29,12 @@ public struct AdminCommand: AsyncParsableCommand {
               patrolctl bindings validate -f bindings/
               patrolctl profiles list
               patrolctl alerts list --since 1h --rule R0001
+              patrolctl scans start --node worker-1 --path /srv --wait
             """,
         version: PatrolVersion.current,
         subcommands: [
             BindingsCommand.self, RulesCommand.self, ProfilesCommand.self, SensorsCommand.self, AlertsCommand.self,
+            ScansCommand.self,
         ])
 
     public init() {}

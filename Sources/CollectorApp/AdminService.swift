@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import Profiles
 import RuleEngine
+import SensorApp
 import ServiceLifecycle
 import Store
 import Transport
@@ -55,15 +56,18 @@ struct AdminRPCHandler: Sendable {
     let store: Store
     let ruleSet: RuleSet
     let bindings: BindingsController
+    /// On-demand malware scans, shared with the sensor RPC handler that delivers them.
+    let scans: ScanRegistry
     let authorizer: AdminAuthorizer
     let logger: Logger
     private let refusedLog = LogThrottle()
 
     init(
         profiles: ProfileRegistry, store: Store, ruleSet: RuleSet, bindings: BindingsController,
-        authorizer: AdminAuthorizer, logger: Logger
+        scans: ScanRegistry = ScanRegistry(), authorizer: AdminAuthorizer, logger: Logger
     ) {
         self.bindings = bindings
+        self.scans = scans
         self.profiles = profiles
         self.store = store
         self.ruleSet = ruleSet
@@ -162,6 +166,12 @@ struct AdminRPCHandler: Sendable {
             return WireCodec.encode(listRules(try WireCodec.decodeAdminListRequest(payload)))
         case RPCMethods.admin("GetRule"):
             return WireCodec.encodeGetReply(try getRule(try WireCodec.decodeAdminGetRequest(payload)))
+        case RPCMethods.admin("StartScan"):
+            return WireCodec.encode(try await startScan(try WireCodec.decodeAdminStartScanRequest(payload)))
+        case RPCMethods.admin("ListScans"):
+            return WireCodec.encode(listScans(try WireCodec.decodeAdminListRequest(payload)))
+        case RPCMethods.admin("GetScan"):
+            return WireCodec.encodeGetReply(try getScan(try WireCodec.decodeAdminGetRequest(payload)))
         default:
             if RPCMethods.adminService.contains(method) {
                 throw Failure(.unimplemented, "\(method) is not served by this collector")
@@ -407,8 +417,124 @@ struct AdminRPCHandler: Sendable {
             "hooksFailed": Self.node(sensor.hooksFailed), "drops": Self.node(sensor.drops.mapValues(String.init)),
             "counters": Self.node(sensor.counters.mapValues(String.init)),
             "queueDepths": Self.node(sensor.queueDepths.mapValues(String.init)),
+            "scanner": Node(
+                Self.scannerLine(
+                    sensor.counters[ScannerCounter.health], scans.scannerReason(sensorID: sensor.sensorID))),
         ]
         return try Self.document(name: sensor.sensorID, node: node, format: request.format)
+    }
+
+    /// `healthy`, `degraded: <reason>`, `unhealthy: <reason>`, or `off` (no scanner reported). The reason is held in
+    /// memory only: after a collector restart it is back with the sensor's next status.
+    static func scannerLine(_ health: UInt64?, _ reason: String?) -> String {
+        let word: String
+        switch health {
+        case nil: return "off"
+        case 0?: return "healthy"
+        case 1?: word = "degraded"
+        default: word = "unhealthy"
+        }
+        guard let reason, !reason.isEmpty else { return word }
+        return "\(word): \(reason)"
+    }
+
+    // MARK: Scans
+
+    private func startScan(_ request: AdminStartScanRequest) async throws -> AdminStartScanReply {
+        let candidates = try await store.sensors().map {
+            ScanRegistry.Candidate(
+                sensorID: $0.sensorID, node: $0.node, lastSeen: $0.lastSeen,
+                scannerHealth: $0.counters[ScannerCounter.health])
+        }
+        switch scans.start(
+            node: request.node, path: request.path, containerID: request.containerID, candidates: candidates,
+            now: WallClock.now())
+        {
+        case .success(let scan):
+            logger.info(
+                "scan queued",
+                metadata: [
+                    "scan": "\(scan.id)", "node": "\(scan.node)", "sensor": "\(scan.sensorID)",
+                    "target": "\(scan.target)",
+                ])
+            return AdminStartScanReply(scanID: scan.id, sensors: [scan.sensorID])
+        case .failure(.noSensor(let message)): throw Failure(.notFound, message)
+        case .failure(.scannerUnavailable(let message)): throw Failure(.failedPrecondition, message)
+        case .failure(.invalid(let message)): throw Failure(.invalidArgument, message)
+        }
+    }
+
+    /// Scans, newest first; `filter` is a node.
+    private func listScans(_ request: AdminListRequest) -> AdminListReply {
+        var table = AdminTable(columns: [
+            "ID", "NODE", "TARGET", "STATE", "STARTED", "FINISHED", "SEEN", "SCANNED", "UNCHANGED", "SKIPPED",
+            "FINDINGS",
+        ])
+        let now = WallClock.now()
+        for scan in scans.scans(node: request.filter.isEmpty ? nil : request.filter).reversed() {
+            let report = scan.report
+            table.rows.append([
+                scan.id, scan.node, scan.target, scan.state(now: now, grace: scans.findingsGrace).rawValue,
+                Self.rfc3339(report?.startedAt ?? 0), Self.rfc3339(report?.finishedAt ?? 0),
+                String(report?.filesSeen ?? 0), String(report?.filesScanned ?? 0),
+                String(report?.filesUnchanged ?? 0), String((report?.filesSkipped ?? 0) + (report?.filesFailed ?? 0)),
+                String(max(report?.findings ?? 0, UInt64(scan.findings.count))),
+            ])
+        }
+        if request.limit > 0, table.rows.count > Int(request.limit) {
+            table.rows = Array(table.rows.prefix(Int(request.limit)))
+        }
+        return AdminListReply(table: table)
+    }
+
+    private func getScan(_ request: AdminGetRequest) throws -> AdminDocument {
+        guard let scan = scans.scan(id: request.name) else {
+            throw Failure(
+                .notFound, "no scan '\(request.name)' (scans are kept in the collector's memory until it restarts)")
+        }
+        let report = scan.report
+        func number(_ value: UInt64?) -> Node { Node(String(value ?? 0), Tag(.int)) }
+        let findings: [Node] = scan.findings.map { finding in
+            var members: [(Node, Node)] = [
+                (Node("path"), Node(finding.path)), (Node("signature"), Node(finding.signature)),
+                (Node("sha256"), Node(finding.sha256)), (Node("sizeBytes"), number(finding.sizeBytes)),
+                (Node("partOfImage"), Node(finding.partOfImage ? "true" : "false", Tag(.bool))),
+            ]
+            if let container = finding.container {
+                var fields: [(Node, Node)] = [
+                    (Node("id"), Node(container.containerID)), (Node("pod"), Node(container.podName)),
+                    (Node("namespace"), Node(container.namespace)), (Node("name"), Node(container.containerName)),
+                    (Node("image"), Node(container.image)),
+                ]
+                if !container.labels.isEmpty { fields.append((Node("labels"), Self.node(container.labels))) }
+                members.append((Node("container"), Node(fields)))
+            }
+            return Node(members)
+        }
+        let node = Node([
+            (Node("id"), Node(scan.id)), (Node("node"), Node(scan.node)), (Node("sensor"), Node(scan.sensorID)),
+            (Node("target"), Node(scan.target)), (Node("path"), Node(scan.path)),
+            (Node("containerID"), Node(scan.containerID)),
+            (Node("state"), Node(scan.state(now: WallClock.now(), grace: scans.findingsGrace).rawValue)),
+            (Node("requested"), Node(Self.rfc3339(scan.requestedAt))),
+            (Node("started"), Node(Self.rfc3339(report?.startedAt ?? 0))),
+            (Node("finished"), Node(Self.rfc3339(report?.finishedAt ?? 0))),
+            (
+                Node("progress"),
+                Node([
+                    (Node("filesSeen"), number(report?.filesSeen)),
+                    (Node("filesScanned"), number(report?.filesScanned)),
+                    (Node("filesUnchanged"), number(report?.filesUnchanged)),
+                    (Node("filesSkipped"), number(report?.filesSkipped)),
+                    (Node("filesFailed"), number(report?.filesFailed)),
+                    (Node("bytesScanned"), number(report?.bytesScanned)),
+                ])
+            ),
+            (Node("findingsCount"), number(max(report?.findings ?? 0, UInt64(scan.findings.count)))),
+            (Node("findings"), Node(findings)),
+            (Node("error"), Node(scan.error)),
+        ])
+        return try Self.document(name: scan.id, node: node, format: request.format)
     }
 
     // MARK: Alerts
@@ -540,11 +666,24 @@ struct AdminRPCHandler: Sendable {
 
     static func json(fromYAML yaml: String) throws -> String {
         var objects: [Any] = []
-        for document in try Yams.load_all(yaml: yaml) { objects.append(document) }
+        for document in try Yams.load_all(yaml: yaml) { objects.append(jsonSafe(document)) }
         let value: Any = objects.count == 1 ? objects[0] : objects
         let data = try JSONSerialization.data(
             withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// YAML reads an unquoted `2026-11-26T10:41:07Z` back as a date, which JSONSerialization refuses: dates become
+    /// RFC 3339 text again.
+    static func jsonSafe(_ value: Any) -> Any {
+        switch value {
+        case let date as Date: return ISO8601DateFormatter().string(from: date)
+        case let list as [Any]: return list.map(jsonSafe)
+        case let object as [String: Any]: return object.mapValues(jsonSafe)
+        case let object as [AnyHashable: Any]:
+            return Dictionary(object.map { ("\($0.key.base)", jsonSafe($0.value)) }, uniquingKeysWith: { $1 })
+        default: return value
+        }
     }
 
     static func yaml(fromJSON json: String) throws -> String {

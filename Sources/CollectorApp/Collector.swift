@@ -81,7 +81,9 @@ public struct Collector: Sendable {
         if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }
         services += try auditFileAndWebhook(ingest: ingest, store: store)
 
-        let handler = SensorRPCHandler(ingest: ingest, store: store, logger: logger)
+        // On-demand scans: started by the admin service, delivered and followed by the sensor RPC handler.
+        let scans = ScanRegistry()
+        let handler = SensorRPCHandler(ingest: ingest, store: store, scans: scans, logger: logger)
         let server = try RPCServer(
             configuration: RPCServerConfiguration(
                 address: configuration.listen,
@@ -97,7 +99,8 @@ public struct Collector: Sendable {
         let serving = ReadyFlag()
         services.append(RPCServerService(server: server, serving: serving))
         logger.info("collector listening", metadata: ["address": "\(server.boundAddress)"])
-        let admin = try adminServer(profiles: profiles, store: store, ruleSet: ruleSet, bindings: bindings)
+        let admin = try adminServer(
+            profiles: profiles, store: store, ruleSet: ruleSet, bindings: bindings, scans: scans)
         if let admin { services.append(AdminService(server: admin)) }
         if let address = configuration.metricsListen {
             Self.exportServerStats(server, into: telemetry)
@@ -132,13 +135,14 @@ public struct Collector: Sendable {
     /// The admin service's server (docs/patrolctl.md#security), or nil when `admin.listen` is empty. The built-in
     /// default address is best effort: when it cannot be used (another collector holds it, /run is not writable)
     /// the collector runs without an admin service and says so; an address that was configured must work.
-    func adminServer(profiles: ProfileRegistry, store: Store, ruleSet: RuleSet, bindings: BindingsController) throws
-        -> RPCServer?
-    {
+    func adminServer(
+        profiles: ProfileRegistry, store: Store, ruleSet: RuleSet, bindings: BindingsController,
+        scans: ScanRegistry = ScanRegistry()
+    ) throws -> RPCServer? {
         let settings = configuration.admin
         guard !settings.listen.isEmpty else { return nil }
         let handler = AdminRPCHandler(
-            profiles: profiles, store: store, ruleSet: ruleSet, bindings: bindings,
+            profiles: profiles, store: store, ruleSet: ruleSet, bindings: bindings, scans: scans,
             authorizer: AdminAuthorizer(address: settings.listen, allowedUIDs: settings.allowedUIDs), logger: logger)
         do {
             let server = try AdminService.listen(settings, handler: handler, logger: logger)

@@ -11,17 +11,21 @@ import WireFormat
 /// INVALID_ARGUMENT with the decoder's reason and is counted; it never disturbs other sensors.
 ///
 /// Hellos and statuses go to the store's sensor registry (what `patrolctl sensors` will list) and to metrics.
+/// Every reply to a sensor carries the scan directives queued for it (`ScanRegistry`); statuses and committed
+/// batches feed the registry the scans' progress and findings.
 struct SensorRPCHandler: Sendable {
     let ingest: IngestService
     let store: Store
+    let scans: ScanRegistry
     let logger: Logger
     private let malformed = Counter(label: "patrol_ingest_malformed_requests_total")
     private let malformedLog = LogThrottle()
     private let statusMetrics = SensorStatusMetrics()
 
-    init(ingest: IngestService, store: Store, logger: Logger) {
+    init(ingest: IngestService, store: Store, scans: ScanRegistry = ScanRegistry(), logger: Logger) {
         self.ingest = ingest
         self.store = store
+        self.scans = scans
         self.logger = logger
     }
 
@@ -36,7 +40,10 @@ struct SensorRPCHandler: Sendable {
             }
             seen(batch.sensorID)
             switch await ingest.submit(batch) {
-            case .success(let ack):
+            case .success(var ack):
+                // Only now, with the batch committed: a scan's findings are what the collector holds.
+                scans.record(events: batch.events, sensorID: batch.sensorID)
+                ack.commands += scans.directives(for: batch.sensorID)
                 return RPCReply(status: .ok, payload: WireCodec.encode(ack))
             case .failure(.overloaded):
                 return RPCReply(status: .resourceExhausted, message: "collector ingest queue is full; retry")
@@ -67,7 +74,8 @@ struct SensorRPCHandler: Sendable {
             }
             Counter(label: "patrol_sensor_hellos_total", dimensions: [("sensor", hello.sensorID)]).increment()
             seen(hello.sensorID)
-            return RPCReply(status: .ok)
+            scans.record(hello: hello)
+            return commandsReply(for: hello.sensorID)
         case RPCMethods.reportStatus:
             let status: SensorStatus
             do {
@@ -82,10 +90,20 @@ struct SensorRPCHandler: Sendable {
             }
             statusMetrics.record(status)
             seen(status.sensorID)
-            return RPCReply(status: .ok)
+            scans.record(status: status, now: WallClock.now())
+            return commandsReply(for: status.sensorID)
         default:
             return RPCReply(status: .unimplemented, message: "unknown method '\(request.method)'")
         }
+    }
+
+    /// The reply to a hello or status: a `BatchAck` with the sensor's pending commands, or (none pending) an empty
+    /// payload as before, which every sensor reads as no commands.
+    private func commandsReply(for sensorID: String) -> RPCReply {
+        let commands = scans.directives(for: sensorID)
+        if commands.isEmpty { return RPCReply(status: .ok) }
+        let ack = BatchAck(bootID: "", highestContiguousSequence: 0, commands: commands)
+        return RPCReply(status: .ok, payload: WireCodec.encode(ack))
     }
 
     /// When the collector last heard from a sensor (any request that decoded).

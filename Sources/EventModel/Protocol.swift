@@ -97,13 +97,19 @@ public struct SensorStatus: Sendable, Hashable {
     public var hooksFailed: [String: String]
     /// Cumulative counters since this boot, by name (`SensorStatus.Counter` names the ones the sensor sends).
     public var counters: [String: UInt64]
+    /// Scans the collector asked for that are queued, running or recently finished, and the scan running now.
+    public var scans: [ScanReport]
+    /// Why the malware scanner is degraded or unhealthy; empty when healthy or without a scanner.
+    public var scannerHealthReason: String
 
     public init(
         sensorID: String, bootID: String, time: EpochNanoseconds, drops: [DropStage: UInt64] = [:],
         queueDepths: [String: UInt64] = [:], hooksLoaded: [String] = [], hooksFailed: [String: String] = [:],
-        counters: [String: UInt64] = [:]
+        counters: [String: UInt64] = [:], scans: [ScanReport] = [], scannerHealthReason: String = ""
     ) {
         self.counters = counters
+        self.scans = scans
+        self.scannerHealthReason = scannerHealthReason
         self.sensorID = sensorID
         self.bootID = bootID
         self.time = time
@@ -134,6 +140,54 @@ extension SensorStatus {
         public static let batchesSpilled = "batches_spilled"
         /// Batches the collector refused as invalid.
         public static let batchesRejected = "batches_rejected"
+    }
+}
+
+/// One malware scan as a sensor reports it (`ScanProgress` in sensor.proto). Findings travel apart, as
+/// `scan_result` events with the same scan id.
+public struct ScanReport: Sendable, Hashable, Codable {
+    public enum State: String, Sendable, Hashable, Codable, CaseIterable {
+        case queued, running, finished, failed, cancelled
+
+        /// The scan will not change any more.
+        public var isFinal: Bool { self == .finished || self == .failed || self == .cancelled }
+    }
+
+    public var scanID: String
+    public var state: State
+    public var filesSeen: UInt64
+    public var filesScanned: UInt64
+    /// Not read: unchanged since a clean scan.
+    public var filesUnchanged: UInt64
+    /// Not read: over the size limit.
+    public var filesSkipped: UInt64
+    public var filesFailed: UInt64
+    public var bytesScanned: UInt64
+    /// Infected files found.
+    public var findings: UInt64
+    /// Nanoseconds since the epoch; 0: not yet.
+    public var startedAt: EpochNanoseconds
+    public var finishedAt: EpochNanoseconds
+    /// Why it failed.
+    public var error: String
+
+    public init(
+        scanID: String, state: State, filesSeen: UInt64 = 0, filesScanned: UInt64 = 0, filesUnchanged: UInt64 = 0,
+        filesSkipped: UInt64 = 0, filesFailed: UInt64 = 0, bytesScanned: UInt64 = 0, findings: UInt64 = 0,
+        startedAt: EpochNanoseconds = 0, finishedAt: EpochNanoseconds = 0, error: String = ""
+    ) {
+        self.scanID = scanID
+        self.state = state
+        self.filesSeen = filesSeen
+        self.filesScanned = filesScanned
+        self.filesUnchanged = filesUnchanged
+        self.filesSkipped = filesSkipped
+        self.filesFailed = filesFailed
+        self.bytesScanned = bytesScanned
+        self.findings = findings
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.error = error
     }
 }
 

@@ -36,7 +36,7 @@ public struct Sensor: Service {
             TLSConfiguration(certificateFile: $0.certificate, privateKeyFile: $0.key, caFile: $0.ca)
         }
         let scanner = configuration.malwareScan.map {
-            MalwareScanService(configuration: $0, node: configuration.node, logger: logger)
+            MalwareScanService(configuration: $0, node: configuration.node, pods: kubernetes?.index, logger: logger)
         }
         self.scanner = scanner
         sender = try BatchSender(

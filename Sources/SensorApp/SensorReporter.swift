@@ -16,7 +16,8 @@ struct HookReport: Sendable, Equatable {
 /// every `interval` (DESIGN.md §3): drops per stage, counters and queue depths, and the missing hooks.
 ///
 /// Both are best effort: a collector that is down gets them when it is back (the batches themselves are what
-/// is kept and retried, by `BatchSender`). The reply's commands are not acted on yet.
+/// is kept and retried, by `BatchSender`). Both replies are `BatchAck`s whose commands are handed on like those of
+/// batch acks (scan directives to the scanner), so an idle sensor gets a scan within one status interval.
 struct SensorReporter: Sendable {
     let configuration: SensorConfiguration
     let sender: BatchSender
@@ -91,7 +92,11 @@ struct SensorReporter: Sendable {
             counters[SensorStatus.Counter.kubeAPILists] = UInt64(api.lists)
             counters[SensorStatus.Counter.kubeAPIErrors] = UInt64(api.listFailures + api.ownerLookupFailures)
         }
+        var scans: [ScanReport] = []
+        var scannerReason = ""
         if let scanner {
+            scans = scanner.scanReports
+            scannerReason = scanner.health.reason ?? ""
             let scan = scanner.stats
             counters[ScannerCounter.health] = ScannerCounter.healthValue(scanner.health)
             counters[ScannerCounter.filesScanned] = scan.filesScanned
@@ -103,7 +108,8 @@ struct SensorReporter: Sendable {
         }
         return SensorStatus(
             sensorID: configuration.sensorID, bootID: configuration.bootID, time: WallClock.now(), drops: drops,
-            queueDepths: depths, hooksLoaded: hooks.loaded, hooksFailed: hooks.failed, counters: counters)
+            queueDepths: depths, hooksLoaded: hooks.loaded, hooksFailed: hooks.failed, counters: counters, scans: scans,
+            scannerHealthReason: scannerReason)
     }
 
     private func sendHello(_ hooks: HookReport) async -> Bool {
@@ -139,6 +145,15 @@ struct SensorReporter: Sendable {
                     "collector refused a sensor report",
                     metadata: ["method": "\(method)", "status": "\(reply.status)", "message": "\(reply.message)"])
                 return false
+            }
+            // An older collector answers with an empty payload: no commands.
+            if !reply.payload.isEmpty, let scanner {
+                do {
+                    for command in try WireCodec.decodeBatchAck(reply.payload).commands { scanner.handle(command) }
+                } catch {
+                    logger.warning(
+                        "collector reply does not decode", metadata: ["method": "\(method)", "error": "\(error)"])
+                }
             }
             return true
         } catch {

@@ -521,6 +521,85 @@ extension WireCodec {
     }
 }
 
+/// `StartScanRequest`: a malware scan on one node's sensor (`patrolctl scans start`).
+public struct AdminStartScanRequest: Sendable, Hashable {
+    /// The node (or a sensor id).
+    public var node: String
+    /// A host path, or with `containerID` a path inside the container; empty: the whole host or container.
+    public var path: String
+    public var containerID: String
+
+    public init(node: String, path: String = "", containerID: String = "") {
+        self.node = node
+        self.path = path
+        self.containerID = containerID
+    }
+}
+
+/// `StartScanReply`.
+public struct AdminStartScanReply: Sendable, Hashable {
+    public var scanID: String
+    /// The sensors the scan was queued on.
+    public var sensors: [String]
+
+    public init(scanID: String, sensors: [String]) {
+        self.scanID = scanID
+        self.sensors = sensors
+    }
+}
+
+extension WireCodec {
+    // MARK: StartScanRequest / StartScanReply
+
+    public static func encode(_ value: AdminStartScanRequest) -> [UInt8] {
+        var arena = Arena(capacity: 512)
+        let message = arena.allocate(Patrol__V1__StartScanRequest.self)
+        patrol__v1__start_scan_request__init(message)
+        message.pointee.node = arena.cString(value.node)
+        message.pointee.path = arena.cString(value.path)
+        message.pointee.container_id = arena.cString(value.containerID)
+        return pack(message)
+    }
+
+    public static func decodeAdminStartScanRequest(_ bytes: [UInt8]) throws(WireFormatError) -> AdminStartScanRequest {
+        try withRaw(bytes) { raw throws(WireFormatError) in
+            try checkSize(raw, "StartScanRequest")
+            guard let message = patrol__v1__start_scan_request__unpack(nil, raw.count, baseAddress(raw)) else {
+                throw malformed("StartScanRequest", raw.count)
+            }
+            defer { patrol__v1__start_scan_request__free_unpacked(message, nil) }
+            return AdminStartScanRequest(
+                node: try controlText(message.pointee.node, "StartScanRequest.node"),
+                path: try controlText(message.pointee.path, "StartScanRequest.path"),
+                containerID: try controlText(message.pointee.container_id, "StartScanRequest.container_id"))
+        }
+    }
+
+    public static func encode(_ value: AdminStartScanReply) -> [UInt8] {
+        var arena = Arena(capacity: 512)
+        let message = arena.allocate(Patrol__V1__StartScanReply.self)
+        patrol__v1__start_scan_reply__init(message)
+        message.pointee.scan_id = arena.cString(value.scanID)
+        message.pointee.n_sensors = value.sensors.count
+        message.pointee.sensors = arena.cStrings(value.sensors)
+        return pack(message)
+    }
+
+    public static func decodeAdminStartScanReply(_ bytes: [UInt8]) throws(WireFormatError) -> AdminStartScanReply {
+        try withRaw(bytes) { raw throws(WireFormatError) in
+            try checkSize(raw, "StartScanReply")
+            guard let message = patrol__v1__start_scan_reply__unpack(nil, raw.count, baseAddress(raw)) else {
+                throw malformed("StartScanReply", raw.count)
+            }
+            defer { patrol__v1__start_scan_reply__free_unpacked(message, nil) }
+            return AdminStartScanReply(
+                scanID: try controlText(message.pointee.scan_id, "StartScanReply.scan_id"),
+                sensors: try controlTexts(
+                    message.pointee.n_sensors, message.pointee.sensors, "StartScanReply.sensors"))
+        }
+    }
+}
+
 extension RPCMethods {
     /// `patrol.v1.AdminService/<name>`, checked against protoc-c's descriptor so a typo traps in tests.
     public static func admin(_ name: String) -> String {

@@ -238,7 +238,52 @@ extension WireCodec {
             message.pointee.n_counters = counters.count
             message.pointee.counters = pointers
         }
+        if !value.scans.isEmpty {
+            let pointers = arena.allocate(
+                UnsafeMutablePointer<Patrol__V1__ScanProgress>?.self, count: value.scans.count)
+            for (index, scan) in value.scans.enumerated() {
+                let wire = arena.allocate(Patrol__V1__ScanProgress.self)
+                patrol__v1__scan_progress__init(wire)
+                wire.pointee.scan_id = arena.cString(scan.scanID)
+                wire.pointee.state = Patrol__V1__ScanState(rawValue: Self.scanStateNumber(scan.state))
+                wire.pointee.files_seen = scan.filesSeen
+                wire.pointee.files_scanned = scan.filesScanned
+                wire.pointee.files_unchanged = scan.filesUnchanged
+                wire.pointee.files_skipped = scan.filesSkipped
+                wire.pointee.files_failed = scan.filesFailed
+                wire.pointee.bytes_scanned = scan.bytesScanned
+                wire.pointee.findings = scan.findings
+                wire.pointee.started_ns = scan.startedAt
+                wire.pointee.finished_ns = scan.finishedAt
+                wire.pointee.error = arena.cString(scan.error)
+                pointers[index] = wire
+            }
+            message.pointee.n_scans = value.scans.count
+            message.pointee.scans = pointers
+        }
+        message.pointee.scanner_health_reason = arena.cString(value.scannerHealthReason)
         return pack(message)
+    }
+
+    static func scanStateNumber(_ state: ScanReport.State) -> UInt32 {
+        switch state {
+        case .queued: return 1
+        case .running: return 2
+        case .finished: return 3
+        case .failed: return 4
+        case .cancelled: return 5
+        }
+    }
+
+    static func scanState(_ number: UInt32) -> ScanReport.State? {
+        switch number {
+        case 1: return .queued
+        case 2: return .running
+        case 3: return .finished
+        case 4: return .failed
+        case 5: return .cancelled
+        default: return nil
+        }
     }
 
     public static func decodeSensorStatus(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> SensorStatus {
@@ -286,11 +331,33 @@ extension WireCodec {
             }
             counters[try controlText(entry.key, "SensorStatus.counters[\(index)].key")] = entry.value
         }
+        var scans: [ScanReport] = []
+        for index in 0..<status.n_scans {
+            guard let scan = status.scans[index]?.pointee else {
+                throw WireFormatError(.malformed, "SensorStatus.scans[\(index)] is missing")
+            }
+            let scanID = try controlText(scan.scan_id, "SensorStatus.scans[\(index)].scan_id")
+            guard !scanID.isEmpty else {
+                throw WireFormatError(.missingField, "SensorStatus.scans[\(index)].scan_id is empty")
+            }
+            guard let state = scanState(scan.state.rawValue) else {
+                throw WireFormatError(
+                    .invalidValue, "SensorStatus.scans[\(index)].state \(scan.state.rawValue) is not a known ScanState")
+            }
+            scans.append(
+                ScanReport(
+                    scanID: scanID, state: state, filesSeen: scan.files_seen, filesScanned: scan.files_scanned,
+                    filesUnchanged: scan.files_unchanged, filesSkipped: scan.files_skipped,
+                    filesFailed: scan.files_failed, bytesScanned: scan.bytes_scanned, findings: scan.findings,
+                    startedAt: scan.started_ns, finishedAt: scan.finished_ns,
+                    error: try controlText(scan.error, "SensorStatus.scans[\(index)].error")))
+        }
         return SensorStatus(
             sensorID: sensorID, bootID: try controlText(status.boot_id, "SensorStatus.boot_id"), time: status.time_ns,
             drops: drops, queueDepths: depths,
             hooksLoaded: try controlTexts(status.n_hooks_loaded, status.hooks_loaded, "SensorStatus.hooks_loaded"),
-            hooksFailed: hooksFailed, counters: counters)
+            hooksFailed: hooksFailed, counters: counters, scans: scans,
+            scannerHealthReason: try controlText(status.scanner_health_reason, "SensorStatus.scanner_health_reason"))
     }
 
     public static func decodeSensorStatus(_ bytes: [UInt8]) throws(WireFormatError) -> SensorStatus {

@@ -79,8 +79,26 @@ import WireFormat
             #expect(garbage.status == .invalidArgument, "\(garbage.message)")
             let unknown = await handler.handle(RPCRequest(method: "patrol.v1.AdminService/Nope", payload: []), root)
             #expect(unknown.status == .unimplemented)
-            let scans = await handler.handle(RPCRequest(method: RPCMethods.admin("ListScans"), payload: []), root)
-            #expect(scans.status == .unimplemented && scans.message.contains("not served"))
+            let ack = await handler.handle(RPCRequest(method: RPCMethods.admin("AckAlerts"), payload: []), root)
+            #expect(ack.status == .unimplemented && ack.message.contains("not served"))
+            // No sensor has said hello: a scan has nowhere to go.
+            let scan = await handler.handle(
+                RPCRequest(
+                    method: RPCMethods.admin("StartScan"),
+                    payload: WireCodec.encode(AdminStartScanRequest(node: "worker-1", path: "/srv"))),
+                root)
+            #expect(scan.status == .notFound)
+            #expect(scan.message == "no sensor on node 'worker-1' has connected to this collector")
+            let noNode = await handler.handle(
+                RPCRequest(
+                    method: RPCMethods.admin("StartScan"), payload: WireCodec.encode(AdminStartScanRequest(node: ""))),
+                root)
+            #expect(noNode.status == .invalidArgument)
+            let unknownScan = await handler.handle(
+                RPCRequest(
+                    method: RPCMethods.admin("GetScan"), payload: WireCodec.encode(AdminGetRequest(name: "scan-x"))),
+                root)
+            #expect(unknownScan.status == .notFound && unknownScan.message.contains("no scan 'scan-x'"))
             // Refused before any work, whatever the method.
             let stranger = PeerInfo(connectionID: 2, remoteAddress: "ipc:///unused", peerUID: 1234)
             let refused = await handler.handle(RPCRequest(method: RPCMethods.admin("ListRules"), payload: []), stranger)

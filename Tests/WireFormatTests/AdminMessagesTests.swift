@@ -42,6 +42,19 @@ struct AdminMessagesTests {
             name: "shop/Deployment/web", namespace: "", container: "", kind: nil, finalize: true)
         #expect(try WireCodec.decodeAdminProfileAllowRequest(WireCodec.encode(finalize)) == finalize)
         #expect(try WireCodec.decodeAdminProfileAllowReply(WireCodec.encodeProfileAllowReply(changed: true)))
+
+        for start in [
+            AdminStartScanRequest(node: "worker-1"),
+            AdminStartScanRequest(node: "worker-1", path: "/srv/ü", containerID: "3f2a"),
+        ] {
+            #expect(try WireCodec.decodeAdminStartScanRequest(WireCodec.encode(start)) == start)
+        }
+        for started in [
+            AdminStartScanReply(scanID: "scan-0123456789ab", sensors: ["sensor-a"]),
+            AdminStartScanReply(scanID: "", sensors: []),
+        ] {
+            #expect(try WireCodec.decodeAdminStartScanReply(WireCodec.encode(started)) == started)
+        }
     }
 
     @Test("malformed admin messages are errors, never traps")

@@ -282,6 +282,51 @@ struct RoundTripTests {
         }
     }
 
+    @Test("SensorStatus with scan progress and the scanner's health reason round-trips")
+    func statusWithScans() throws {
+        let scans = ScanReport.State.allCases.enumerated().map { index, state in
+            ScanReport(
+                scanID: "scan-\(index)", state: state, filesSeen: .max, filesScanned: 2, filesUnchanged: 3,
+                filesSkipped: 4, filesFailed: 5, bytesScanned: 6, findings: UInt64(index), startedAt: 7,
+                finishedAt: state.isFinal ? 8 : 0, error: state == .failed ? "no signature database loaded ü" : "")
+        }
+        let status = SensorStatus(
+            sensorID: "s", bootID: "b", time: 1, counters: ["scanner_health": 2], scans: scans,
+            scannerHealthReason: "broken.ndb:1: malformed database")
+        let bytes = WireCodec.encode(status)
+        #expect(try WireCodec.decodeSensorStatus(bytes) == status)
+        #expect(WireCodec.encode(try WireCodec.decodeSensorStatus(bytes)) == bytes)
+        // The fields are additive: a status without them encodes exactly as before they existed, so an older
+        // collector reads a newer sensor's status unchanged.
+        let plain = SensorStatus(sensorID: "s", bootID: "b", time: 1, counters: ["scanner_health": 2])
+        var old = ProtoWriter()
+        old.string(1, "s")
+        old.string(2, "b")
+        old.varint(3, 1)
+        old.message(8) {
+            $0.string(1, "scanner_health")
+            $0.varint(2, 2)
+        }
+        #expect(WireCodec.encode(plain) == old.bytes)
+    }
+
+    @Test("a scan with an unknown state or no id is refused with the field named")
+    func statusWithBadScans() {
+        for (field, build) in [
+            ("state", { (w: inout ProtoWriter) in w.string(1, "scan-1"); w.varint(2, 99) }),
+            ("scan_id", { (w: inout ProtoWriter) in w.varint(2, 1) }),
+        ] as [(String, (inout ProtoWriter) -> Void)] {
+            var writer = ProtoWriter()
+            writer.string(1, "s")
+            writer.message(9, build)
+            #expect {
+                _ = try WireCodec.decodeSensorStatus(writer.bytes)
+            } throws: { error in
+                "\(error)".contains("SensorStatus.scans[0].\(field)")
+            }
+        }
+    }
+
     @Test("RPC request and reply round-trip with every status")
     func rpc() throws {
         for request in [

@@ -442,6 +442,51 @@ void   patrol__v1__sensor_status__free_unpacked
   assert(message->base.descriptor == &patrol__v1__sensor_status__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   patrol__v1__scan_progress__init
+                     (Patrol__V1__ScanProgress         *message)
+{
+  static const Patrol__V1__ScanProgress init_value = PATROL__V1__SCAN_PROGRESS__INIT;
+  *message = init_value;
+}
+size_t patrol__v1__scan_progress__get_packed_size
+                     (const Patrol__V1__ScanProgress *message)
+{
+  assert(message->base.descriptor == &patrol__v1__scan_progress__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t patrol__v1__scan_progress__pack
+                     (const Patrol__V1__ScanProgress *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &patrol__v1__scan_progress__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t patrol__v1__scan_progress__pack_to_buffer
+                     (const Patrol__V1__ScanProgress *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &patrol__v1__scan_progress__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Patrol__V1__ScanProgress *
+       patrol__v1__scan_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Patrol__V1__ScanProgress *)
+     protobuf_c_message_unpack (&patrol__v1__scan_progress__descriptor,
+                                allocator, len, data);
+}
+void   patrol__v1__scan_progress__free_unpacked
+                     (Patrol__V1__ScanProgress *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &patrol__v1__scan_progress__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   patrol__v1__rpc_request__init
                      (Patrol__V1__RpcRequest         *message)
 {
@@ -1351,7 +1396,7 @@ const ProtobufCMessageDescriptor patrol__v1__sensor_status__counters_entry__desc
   (ProtobufCMessageInit) patrol__v1__sensor_status__counters_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor patrol__v1__sensor_status__field_descriptors[8] =
+static const ProtobufCFieldDescriptor patrol__v1__sensor_status__field_descriptors[10] =
 {
   {
     "sensor_id",
@@ -1449,6 +1494,30 @@ static const ProtobufCFieldDescriptor patrol__v1__sensor_status__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "scans",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Patrol__V1__SensorStatus, n_scans),
+    offsetof(Patrol__V1__SensorStatus, scans),
+    &patrol__v1__scan_progress__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "scanner_health_reason",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__SensorStatus, scanner_health_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned patrol__v1__sensor_status__field_indices_by_name[] = {
   1,   /* field[1] = boot_id */
@@ -1457,13 +1526,15 @@ static const unsigned patrol__v1__sensor_status__field_indices_by_name[] = {
   6,   /* field[6] = hooks_failed */
   5,   /* field[5] = hooks_loaded */
   4,   /* field[4] = queue_depths */
+  9,   /* field[9] = scanner_health_reason */
+  8,   /* field[8] = scans */
   0,   /* field[0] = sensor_id */
   2,   /* field[2] = time_ns */
 };
 static const ProtobufCIntRange patrol__v1__sensor_status__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor patrol__v1__sensor_status__descriptor =
 {
@@ -1473,11 +1544,192 @@ const ProtobufCMessageDescriptor patrol__v1__sensor_status__descriptor =
   "Patrol__V1__SensorStatus",
   "patrol.v1",
   sizeof(Patrol__V1__SensorStatus),
-  8,
+  10,
   patrol__v1__sensor_status__field_descriptors,
   patrol__v1__sensor_status__field_indices_by_name,
   1,  patrol__v1__sensor_status__number_ranges,
   (ProtobufCMessageInit) patrol__v1__sensor_status__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor patrol__v1__scan_progress__field_descriptors[12] =
+{
+  {
+    "scan_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, scan_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, state),
+    &patrol__v1__scan_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "files_seen",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, files_seen),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "files_scanned",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, files_scanned),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "files_unchanged",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, files_unchanged),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "files_skipped",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, files_skipped),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "files_failed",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, files_failed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes_scanned",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, bytes_scanned),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "findings",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, findings),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "started_ns",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, started_ns),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "finished_ns",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, finished_ns),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Patrol__V1__ScanProgress, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned patrol__v1__scan_progress__field_indices_by_name[] = {
+  7,   /* field[7] = bytes_scanned */
+  11,   /* field[11] = error */
+  6,   /* field[6] = files_failed */
+  3,   /* field[3] = files_scanned */
+  2,   /* field[2] = files_seen */
+  5,   /* field[5] = files_skipped */
+  4,   /* field[4] = files_unchanged */
+  8,   /* field[8] = findings */
+  10,   /* field[10] = finished_ns */
+  0,   /* field[0] = scan_id */
+  9,   /* field[9] = started_ns */
+  1,   /* field[1] = state */
+};
+static const ProtobufCIntRange patrol__v1__scan_progress__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor patrol__v1__scan_progress__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "patrol.v1.ScanProgress",
+  "ScanProgress",
+  "Patrol__V1__ScanProgress",
+  "patrol.v1",
+  sizeof(Patrol__V1__ScanProgress),
+  12,
+  patrol__v1__scan_progress__field_descriptors,
+  patrol__v1__scan_progress__field_indices_by_name,
+  1,  patrol__v1__scan_progress__number_ranges,
+  (ProtobufCMessageInit) patrol__v1__scan_progress__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor patrol__v1__rpc_request__field_descriptors[2] =
@@ -1627,6 +1879,42 @@ const ProtobufCEnumDescriptor patrol__v1__drop_stage__descriptor =
   patrol__v1__drop_stage__enum_values_by_name,
   1,
   patrol__v1__drop_stage__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCEnumValue patrol__v1__scan_state__enum_values_by_number[6] =
+{
+  { "SCAN_STATE_UNSPECIFIED", "PATROL__V1__SCAN_STATE__SCAN_STATE_UNSPECIFIED", 0 },
+  { "SCAN_STATE_QUEUED", "PATROL__V1__SCAN_STATE__SCAN_STATE_QUEUED", 1 },
+  { "SCAN_STATE_RUNNING", "PATROL__V1__SCAN_STATE__SCAN_STATE_RUNNING", 2 },
+  { "SCAN_STATE_FINISHED", "PATROL__V1__SCAN_STATE__SCAN_STATE_FINISHED", 3 },
+  { "SCAN_STATE_FAILED", "PATROL__V1__SCAN_STATE__SCAN_STATE_FAILED", 4 },
+  { "SCAN_STATE_CANCELLED", "PATROL__V1__SCAN_STATE__SCAN_STATE_CANCELLED", 5 },
+};
+static const ProtobufCIntRange patrol__v1__scan_state__value_ranges[] = {
+{0, 0},{0, 6}
+};
+static const ProtobufCEnumValueIndex patrol__v1__scan_state__enum_values_by_name[6] =
+{
+  { "SCAN_STATE_CANCELLED", 5 },
+  { "SCAN_STATE_FAILED", 4 },
+  { "SCAN_STATE_FINISHED", 3 },
+  { "SCAN_STATE_QUEUED", 1 },
+  { "SCAN_STATE_RUNNING", 2 },
+  { "SCAN_STATE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor patrol__v1__scan_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "patrol.v1.ScanState",
+  "ScanState",
+  "Patrol__V1__ScanState",
+  "patrol.v1",
+  6,
+  patrol__v1__scan_state__enum_values_by_number,
+  6,
+  patrol__v1__scan_state__enum_values_by_name,
+  1,
+  patrol__v1__scan_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
 static const ProtobufCMethodDescriptor patrol__v1__sensor_service__method_descriptors[3] =

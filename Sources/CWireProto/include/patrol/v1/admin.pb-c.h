@@ -280,11 +280,11 @@ struct  Patrol__V1__StartScanRequest
 {
   ProtobufCMessage base;
   /*
-   * The sensor's node; empty: every node.
+   * The sensor's node (or its sensor id); required: the collector answers INVALID_ARGUMENT without one.
    */
   char *node;
   /*
-   * A host path; empty: the whole host.
+   * A host path (with container_id: a path inside the container); empty: the whole host (or container).
    */
   char *path;
   /*

@@ -30,6 +30,7 @@ typedef struct Patrol__V1__SensorStatus Patrol__V1__SensorStatus;
 typedef struct Patrol__V1__SensorStatus__QueueDepthsEntry Patrol__V1__SensorStatus__QueueDepthsEntry;
 typedef struct Patrol__V1__SensorStatus__HooksFailedEntry Patrol__V1__SensorStatus__HooksFailedEntry;
 typedef struct Patrol__V1__SensorStatus__CountersEntry Patrol__V1__SensorStatus__CountersEntry;
+typedef struct Patrol__V1__ScanProgress Patrol__V1__ScanProgress;
 typedef struct Patrol__V1__RpcRequest Patrol__V1__RpcRequest;
 typedef struct Patrol__V1__RpcReply Patrol__V1__RpcReply;
 
@@ -59,6 +60,24 @@ typedef enum _Patrol__V1__DropStage {
   PATROL__V1__DROP_STAGE__DROP_STAGE_DECODE = 4
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(PATROL__V1__DROP_STAGE)
 } Patrol__V1__DropStage;
+typedef enum _Patrol__V1__ScanState {
+  PATROL__V1__SCAN_STATE__SCAN_STATE_UNSPECIFIED = 0,
+  /*
+   * Accepted by the sensor, waiting for the scan before it to end.
+   */
+  PATROL__V1__SCAN_STATE__SCAN_STATE_QUEUED = 1,
+  PATROL__V1__SCAN_STATE__SCAN_STATE_RUNNING = 2,
+  PATROL__V1__SCAN_STATE__SCAN_STATE_FINISHED = 3,
+  /*
+   * Could not run: no signature database, unknown container, bad path (see error).
+   */
+  PATROL__V1__SCAN_STATE__SCAN_STATE_FAILED = 4,
+  /*
+   * Stopped before the end (the sensor shut down).
+   */
+  PATROL__V1__SCAN_STATE__SCAN_STATE_CANCELLED = 5
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(PATROL__V1__SCAN_STATE)
+} Patrol__V1__ScanState;
 
 /* --- messages --- */
 
@@ -309,10 +328,69 @@ struct  Patrol__V1__SensorStatus
    */
   size_t n_counters;
   Patrol__V1__SensorStatus__CountersEntry **counters;
+  /*
+   * The malware scans the collector asked for (ScanDirective) that are queued, running or finished recently, plus
+   * the scan running now whatever started it. Added 2026-11-26; an older sensor sends none.
+   */
+  size_t n_scans;
+  Patrol__V1__ScanProgress **scans;
+  /*
+   * Why the malware scanner is degraded or unhealthy (counters["scanner_health"] says which); empty when it is
+   * healthy or the sensor has no scanner. Added 2026-11-26.
+   */
+  char *scanner_health_reason;
 };
 #define PATROL__V1__SENSOR_STATUS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__sensor_status__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * One scan as the sensor sees it. Findings travel apart, as scan_result events carrying the same scan_id.
+ */
+struct  Patrol__V1__ScanProgress
+{
+  ProtobufCMessage base;
+  char *scan_id;
+  Patrol__V1__ScanState state;
+  /*
+   * Regular files the walk found.
+   */
+  uint64_t files_seen;
+  /*
+   * Files read and scanned by libclamav.
+   */
+  uint64_t files_scanned;
+  /*
+   * Files not read because they are unchanged since a clean scan (the incremental cache).
+   */
+  uint64_t files_unchanged;
+  /*
+   * Files skipped because they are over the size limit.
+   */
+  uint64_t files_skipped;
+  /*
+   * Files that could not be opened or scanned.
+   */
+  uint64_t files_failed;
+  uint64_t bytes_scanned;
+  /*
+   * Infected files found.
+   */
+  uint64_t findings;
+  /*
+   * Nanoseconds since the Unix epoch; 0: not yet.
+   */
+  uint64_t started_ns;
+  uint64_t finished_ns;
+  /*
+   * Why the scan failed, for people.
+   */
+  char *error;
+};
+#define PATROL__V1__SCAN_PROGRESS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&patrol__v1__scan_progress__descriptor) \
+    , (char *)protobuf_c_empty_string, PATROL__V1__SCAN_STATE__SCAN_STATE_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -546,6 +624,25 @@ Patrol__V1__SensorStatus *
 void   patrol__v1__sensor_status__free_unpacked
                      (Patrol__V1__SensorStatus *message,
                       ProtobufCAllocator *allocator);
+/* Patrol__V1__ScanProgress methods */
+void   patrol__v1__scan_progress__init
+                     (Patrol__V1__ScanProgress         *message);
+size_t patrol__v1__scan_progress__get_packed_size
+                     (const Patrol__V1__ScanProgress   *message);
+size_t patrol__v1__scan_progress__pack
+                     (const Patrol__V1__ScanProgress   *message,
+                      uint8_t             *out);
+size_t patrol__v1__scan_progress__pack_to_buffer
+                     (const Patrol__V1__ScanProgress   *message,
+                      ProtobufCBuffer     *buffer);
+Patrol__V1__ScanProgress *
+       patrol__v1__scan_progress__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   patrol__v1__scan_progress__free_unpacked
+                     (Patrol__V1__ScanProgress *message,
+                      ProtobufCAllocator *allocator);
 /* Patrol__V1__RpcRequest methods */
 void   patrol__v1__rpc_request__init
                      (Patrol__V1__RpcRequest         *message);
@@ -628,6 +725,9 @@ typedef void (*Patrol__V1__SensorStatus__CountersEntry_Closure)
 typedef void (*Patrol__V1__SensorStatus_Closure)
                  (const Patrol__V1__SensorStatus *message,
                   void *closure_data);
+typedef void (*Patrol__V1__ScanProgress_Closure)
+                 (const Patrol__V1__ScanProgress *message,
+                  void *closure_data);
 typedef void (*Patrol__V1__RpcRequest_Closure)
                  (const Patrol__V1__RpcRequest *message,
                   void *closure_data);
@@ -680,6 +780,7 @@ void patrol__v1__sensor_service__report_status(ProtobufCService *service,
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    patrol__v1__drop_stage__descriptor;
+extern const ProtobufCEnumDescriptor    patrol__v1__scan_state__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__event_batch__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__scan_directive__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__set_enabled_kinds__descriptor;
@@ -694,6 +795,7 @@ extern const ProtobufCMessageDescriptor patrol__v1__sensor_status__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__sensor_status__queue_depths_entry__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__sensor_status__hooks_failed_entry__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__sensor_status__counters_entry__descriptor;
+extern const ProtobufCMessageDescriptor patrol__v1__scan_progress__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__rpc_request__descriptor;
 extern const ProtobufCMessageDescriptor patrol__v1__rpc_reply__descriptor;
 extern const ProtobufCServiceDescriptor patrol__v1__sensor_service__descriptor;
