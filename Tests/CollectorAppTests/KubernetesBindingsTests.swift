@@ -125,6 +125,19 @@ import Testing
         await collector.stop()
     }
 
+    @Test("the kubernetes key: bindings on, API settings, unknown keys refused")
+    func configuration() throws {
+        let parsed = try CollectorConfiguration.parse(
+            yaml: "kubernetes: {bindings: true, api: 'http://127.0.0.1:8001', caFile: /ca.pem}", source: "test.yaml")
+        #expect(parsed.kubernetes.bindings)
+        #expect(parsed.kubernetes.api == "http://127.0.0.1:8001" && parsed.kubernetes.caFile == "/ca.pem")
+        #expect(parsed.kubernetes.tokenFile == nil)
+        #expect(CollectorConfiguration().kubernetes.bindings == false)
+        #expect(throws: (any Error).self) {
+            _ = try CollectorConfiguration.parse(yaml: "kubernetes: {binding: true}", source: "test.yaml")
+        }
+    }
+
     @Test("a namespaced custom resource becomes a namespaced binding document")
     func documents() throws {
         let object = try JSONDecoder().decode(
