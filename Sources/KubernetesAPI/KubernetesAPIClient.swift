@@ -89,6 +89,11 @@ public final class KubernetesAPIClient: Sendable {
                 if !(await onLine(line)) { return nil }
             }
             buffer.removeFirst(start)
+            // One event is one object: a line this long is not an event but a broken or hostile stream.
+            if buffer.count > Self.maxLineBytes {
+                return KubernetesAPIError(
+                    .badJSON, what: what, url: url, "a watch line exceeds \(Self.maxLineBytes) bytes without a newline")
+            }
         }
         switch await outcome {
         case .failure(let error):
@@ -100,6 +105,9 @@ public final class KubernetesAPIClient: Sendable {
             return nil
         }
     }
+
+    /// The longest watch line accepted (the same bound as a whole list's body).
+    static let maxLineBytes = 64 << 20
 
     private func makeRequest(url: String, what: String, timeout: Duration?) -> Result<HTTPRequest, KubernetesAPIError>
     {

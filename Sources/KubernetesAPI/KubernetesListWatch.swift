@@ -180,6 +180,7 @@ public final class KubernetesListWatch<Object: Decodable & Sendable>: Sendable {
         var last = version
         var lines = 0
         var gone: String?
+        var failed: KubernetesAPIError?
         let decoder = JSONDecoder()
         let error = await client.watchLines(path: path, what: "watch \(name)", timeout: timeout) { line in
             lines += 1
@@ -205,21 +206,19 @@ public final class KubernetesListWatch<Object: Decodable & Sendable>: Sendable {
                 if status?.code == 410 {
                     gone = status?.message ?? "resource version too old"
                 } else {
-                    let error = KubernetesAPIError(
+                    // Another error (a 500 from etcd, say): retry from the last version after a back-off.
+                    failed = KubernetesAPIError(
                         status.flatMap { ($0.code ?? 0) >= 500 } == true ? .http5xx : .http4xx,
                         what: "watch \(name)", url: url,
                         "ERROR event \(status?.code ?? 0) \(status?.reason ?? ""): \(status?.message ?? "")")
-                    record(error) { $0.watchFailures += 1 }
-                    gone = nil
-                    last = version
-                    return false
                 }
                 return false
             default:
                 guard let type = KubernetesWatchEventType(rawValue: head.type) else { return true }
                 guard let event = try? decoder.decode(EventJSON.self, from: data) else {
                     state.withLock { $0.stats.undecodable += 1 }
-                    logger.warning("a watch event's object does not decode; skipped", metadata: ["type": "\(head.type)"])
+                    logger.warning(
+                        "a watch event's object does not decode; skipped", metadata: ["type": "\(head.type)"])
                     return true
                 }
                 await onEvent(type, event.object)
@@ -232,7 +231,7 @@ public final class KubernetesListWatch<Object: Decodable & Sendable>: Sendable {
             logger.info("watch expired (410 Gone); listing again", metadata: ["message": "\(gone)"])
             return .gone
         }
-        guard let error else { return .ended(last, lines: lines) }
+        guard let error = error ?? failed else { return .ended(last, lines: lines) }
         // Shutting down: the aborted transfer is not a failure worth a line.
         if Task.isCancelled { return .failed(last) }
         if error.code == .gone {

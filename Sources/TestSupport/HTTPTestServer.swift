@@ -135,6 +135,7 @@ public final class HTTPTestServer: Sendable {
             return ok
         }
 
+        @discardableResult
         public func write(_ text: String) -> Bool { write(Array(text.utf8)) }
     }
 
@@ -291,7 +292,7 @@ public final class HTTPTestServer: Sendable {
                 var head = response
                 head.body = []
                 head.chunked = true
-                var bytes = Self.render(head, head: true, close: true)
+                let bytes = Self.render(head, head: true, close: true)
                 guard connection.write(bytes) else { return }
                 let writer = StreamWriter(fd: connection.fd) { [self] in self.state.withLock { $0.stopped } }
                 // The producer says how the stream ends: true sends the last chunk (a complete body), false just

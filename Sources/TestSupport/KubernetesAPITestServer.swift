@@ -145,6 +145,7 @@ public final class KubernetesAPITestServer: Sendable {
         /// Bumped by `expireWatches()`; a running watch that sees it change ends with ERROR 410.
         var expiries = 0
         var expiry = Expiry.httpStatus
+        var watchErrorCode: Int?
         var bookmarkInterval: Duration = .milliseconds(200)
         var maxWatchDuration: Duration = .seconds(60)
     }
@@ -183,6 +184,13 @@ public final class KubernetesAPITestServer: Sendable {
     public var expiry: Expiry {
         get { storage.state.withLock { $0.expiry } }
         set { storage.state.withLock { $0.expiry = newValue } }
+    }
+
+    /// While set, watches (open and new) send an `ERROR` event with a `Status` of this code (say 500, an etcd
+    /// failure) and end.
+    public var watchErrorCode: Int? {
+        get { storage.state.withLock { $0.watchErrorCode } }
+        set { storage.state.withLock { $0.watchErrorCode = newValue } }
     }
 
     /// Time between BOOKMARK events on watches that allow them.
@@ -398,12 +406,16 @@ public final class KubernetesAPITestServer: Sendable {
                 var sent = from
                 var lastBookmark = start
                 while writer.isOpen && ContinuousClock.now - start < duration {
-                    let (events, current, expired, failing) = storage.state.withLock { state in
+                    let (events, current, expired, failing, errorCode) = storage.state.withLock { state in
                         (
                             state.events.filter {
                                 $0.version > sent && $0.collection == collection && (node == nil || $0.node == node)
-                            }, state.version, state.expiries != expiries, state.failure != nil
+                            }, state.version, state.expiries != expiries, state.failure != nil, state.watchErrorCode
                         )
+                    }
+                    if let errorCode {
+                        writer.write(errorEvent(errorCode, reason: "InternalError", message: "injected watch error"))
+                        return true
                     }
                     // An injected failure is an outage: open watches break too (the connection closes without
                     // the final chunk, as when an API server goes away).
@@ -434,11 +446,15 @@ public final class KubernetesAPITestServer: Sendable {
     }
 
     private static func goneEvent(_ message: String) -> String {
+        errorEvent(410, reason: "Expired", message: message)
+    }
+
+    private static func errorEvent(_ code: Int, reason: String, message: String) -> String {
         encode([
             "type": "ERROR",
             "object": [
                 "kind": "Status", "apiVersion": "v1", "metadata": [:] as [String: Any], "status": "Failure",
-                "message": message, "reason": "Expired", "code": 410,
+                "message": message, "reason": reason, "code": code,
             ] as [String: Any],
         ]) + "\n"
     }

@@ -101,7 +101,8 @@ import Testing
             #expect(bindings.clusterBindingKeys.count == 2)
 
             // patrolctl's bindings apply alongside; deleting a custom resource removes only its own binding.
-            #expect(Harness.actions(try await collector.apply("valid/severity-override.yaml")) == ["miners-critical": .created])
+            let applied = try await collector.apply("valid/severity-override.yaml")
+            #expect(Harness.actions(applied) == ["miners-critical": .created])
             #expect(try await collector.send(Harness.minerConnect(blog)).first?.severity == .critical)
             api.deleteCustomObject(resource: Self.cluster, name: "web-exec")
             try await waitFor("web-exec to go") { bindings.clusterBindingKeys.count == 1 }
@@ -143,8 +144,8 @@ import Testing
         let object = try JSONDecoder().decode(
             KubernetesObject.self,
             from: Data(
-                #"{"kind":"NamespacedRuntimeRuleAlertBinding","metadata":{"name":"a","namespace":"n","generation":3},"status":{"x":1}}"#
-                    .utf8))
+                (#"{"kind":"NamespacedRuntimeRuleAlertBinding","metadata":{"name":"a","namespace":"n","generation":3},"#
+                    + #""status":{"x":1}}"#).utf8))
         #expect(object.key == "n/a")
         let document = KubernetesBindingsWatcher.bindingDocument(object)
         #expect(document.contains(#""kind":"RuntimeRuleAlertBinding""#))

@@ -39,7 +39,8 @@ import Testing
 
         let watcher = KubernetesPodWatcher(
             configuration: KubernetesAPIConfiguration(
-                baseURL: api.baseURL, tokenFile: directory.file("token"), nodeName: node, listInterval: .seconds(1), requestTimeout: .seconds(5),
+                baseURL: api.baseURL, tokenFile: directory.file("token"), nodeName: node, listInterval: .seconds(1),
+                requestTimeout: .seconds(5),
                 retryDelay: .milliseconds(100), maxRetryDelay: .seconds(1)),
             index: PodIndex(), logger: Logger(label: "test.kube"))
         let resolver = ContainerResolver(pods: watcher.index)

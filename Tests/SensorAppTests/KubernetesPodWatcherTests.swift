@@ -43,7 +43,8 @@ import Testing
     {
         KubernetesPodWatcher(
             configuration: KubernetesAPIConfiguration(
-                baseURL: api.baseURL, tokenFile: tokenFile, nodeName: node, listInterval: listInterval, requestTimeout: .seconds(5),
+                baseURL: api.baseURL, tokenFile: tokenFile, nodeName: node, listInterval: listInterval,
+                requestTimeout: .seconds(5),
                 retryDelay: .milliseconds(100), maxRetryDelay: .seconds(1)),
             index: PodIndex(), logger: Logger(label: "test.kube"))
     }
@@ -193,7 +194,8 @@ import Testing
         api.maxWatchDuration = .seconds(1)
         api.bookmarkInterval = .milliseconds(100)
         // A safety-net period far longer than the test: every list seen here is the first or follows a 410.
-        let watcher = Self.watcher(api, tokenFile: try Self.tokenFile(directory, "s3cret"), listInterval: .seconds(3600))
+        let tokenFile = try Self.tokenFile(directory, "s3cret")
+        let watcher = Self.watcher(api, tokenFile: tokenFile, listInterval: .seconds(3600))
         let index = watcher.index
         let pods = "/api/v1/pods"
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -208,7 +210,9 @@ import Testing
                 .init(
                     uid: "uid-new", name: "web-7d4b9-q8r", namespace: "shop", node: Self.node,
                     labels: ["app": "web", "tier": "frontend"], owner: .init(kind: "ReplicaSet", name: "web-7d4b9"),
-                    containers: [.init(name: "nginx", image: "nginx:1.27", containerID: "c0ffee01", imageDigest: digest)]))
+                    containers: [
+                        .init(name: "nginx", image: "nginx:1.27", containerID: "c0ffee01", imageDigest: digest)
+                    ]))
             api.addPod(
                 .init(uid: "uid-other-node", name: "web-7d4b9-zzz", namespace: "shop", node: "node-b",
                       labels: ["app": "web"]))
@@ -288,6 +292,28 @@ import Testing
             try await waitUntil("the pod added during the outage") { index.pod(uid: "uid-late") != nil }
             #expect(api.listCount(path: "/api/v1/pods") == 1)
             try await waitUntil("the error to clear") { watcher.stats.lastError == nil }
+        }
+    }
+
+    @Test("an ERROR event other than 410 is a failure: retried from the last version after a back-off, no list")
+    func watchErrorEventsAreRetried() async throws {
+        let api = try Self.cluster(token: nil)
+        defer { api.stop() }
+        let watcher = Self.watcher(api, tokenFile: nil, listInterval: .seconds(3600))
+        let index = watcher.index
+        let pods = "/api/v1/pods"
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await watcher.run() }
+            defer { group.cancelAll() }
+            try await waitUntil("the watch") { api.watchCount(path: pods) >= 1 }
+            api.watchErrorCode = 500
+            try await waitUntil("failed watches") { watcher.stats.errors["http_5xx", default: 0] >= 2 }
+            #expect(watcher.stats.lastError?.contains("ERROR event 500") == true, "\(watcher.stats.lastError ?? "")")
+            #expect(watcher.stats.expired == 0)
+            api.addPod(.init(uid: "uid-late", name: "late", namespace: "shop", node: Self.node))
+            api.watchErrorCode = nil
+            try await waitUntil("the pod added meanwhile") { index.pod(uid: "uid-late") != nil }
+            #expect(api.listCount(path: pods) == 1)
         }
     }
 
