@@ -134,7 +134,8 @@ public final class KubernetesListWatch<Object: Decodable & Sendable>: Sendable {
     @discardableResult
     public func list(consistent: Bool = false) async -> String? {
         // resourceVersion=0: served from the API server's cache, which is what a node-wide agent should load.
-        let path = "\(resource)?\(query.isEmpty ? "" : query + "&")\(consistent ? "" : "resourceVersion=0")"
+        let items = [query, consistent ? "" : "resourceVersion=0"].filter { !$0.isEmpty }
+        let path = items.isEmpty ? resource : "\(resource)?\(items.joined(separator: "&"))"
         switch await client.get(ListJSON.self, path: path, what: "list \(name)") {
         case .failure(let error):
             if Task.isCancelled { return nil }
