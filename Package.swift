@@ -64,6 +64,7 @@ let package = Package(
         .target(
             name: "OutboundHTTP", dependencies: ["Basics", "CCurl", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        .target(name: "KubernetesAPI", dependencies: ["Basics", "OutboundHTTP", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .target(name: "PatternMatching", dependencies: ["Basics", "CPCRE2"], swiftSettings: swiftSettings),
         .target(
             name: "MalwareScanning",
@@ -120,7 +121,7 @@ let package = Package(
             name: "SensorApp",
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "BPF", "KernelEvents", "Telemetry", "OutboundHTTP",
-                "MalwareScanning",
+                "MalwareScanning", "KubernetesAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -132,7 +133,7 @@ let package = Package(
             dependencies: [
                 "Basics", "EventModel", "WireFormat", "Transport", "RuleEngine", "AlertSinks", "Store", "SensorApp",
                 "Telemetry", "Elasticsearch", "OutboundHTTP", "AuditPipeline", "Profiles",
-                "Bindings",
+                "Bindings", "KubernetesAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -193,7 +194,7 @@ let package = Package(
         .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "TestSupport", "Elasticsearch", "OutboundHTTP", "Store"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelEventsTests", dependencies: ["KernelEvents", "CSensorABI"], swiftSettings: swiftSettings),
         .testTarget(
-            name: "SensorAppTests", dependencies: ["SensorApp", "KernelEvents", "BPF", "RuleEngine", "TestSupport", "EventModel"],
+            name: "SensorAppTests", dependencies: ["SensorApp", "KernelEvents", "BPF", "RuleEngine", "TestSupport", "EventModel", "KubernetesAPI"],
             exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "BPFTests", dependencies: ["BPF", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "OutboundHTTPTests", dependencies: ["OutboundHTTP", "TestSupport"], swiftSettings: swiftSettings),
@@ -205,7 +206,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "CollectorAppTests",
-            dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel", "OutboundHTTP", "Transport"], swiftSettings: swiftSettings),
+            dependencies: ["CollectorApp", "TestSupport", "AuditPipeline", "Elasticsearch", "AlertSinks", "Store", "RuleEngine", "EventModel", "OutboundHTTP", "Transport", "KubernetesAPI"], swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests", dependencies: [
                 "CollectorApp", "SensorApp", "Store", "Transport", "WireFormat", "TestSupport", "OutboundHTTP", "Profiles",

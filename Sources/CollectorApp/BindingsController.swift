@@ -74,7 +74,19 @@ public final class BindingsController: Sendable {
 
     struct State: Sendable {
         var entries: [String: Entry] = [:]
+        /// Bindings from the Kubernetes API's custom resources, by resource (`runtimerulealertbindings`,
+        /// `namespacedruntimerulealertbindings`) then `namespace/name`. Kept apart from `entries` (patrolctl's,
+        /// stored): the API is their store, and deleting a custom resource removes only its own binding.
+        var cluster: [String: [String: Entry]] = [:]
         var generation: UInt64 = 0
+        /// Custom resources rejected so far, and the last one's reasons (`resource/namespace/name: problems`).
+        var clusterRejected = 0
+        var lastClusterRejection: String?
+
+        /// Every binding in force: patrolctl's and the cluster's.
+        var all: [Binding] {
+            entries.values.map(\.binding) + cluster.values.flatMap { $0.values.map(\.binding) }
+        }
     }
 
     let ruleSet: RuleSet
@@ -145,14 +157,14 @@ public final class BindingsController: Sendable {
 
     /// The binding set now in force (empty: the default bindings apply).
     var current: Change {
-        state.withLock { Change(generation: $0.generation, bindings: $0.entries.values.map(\.binding)) }
+        state.withLock { Change(generation: $0.generation, bindings: $0.all) }
     }
 
     /// The binding set if it changed since `generation`, else nil (the cheap, common answer).
     func change(after generation: UInt64) -> Change? {
         state.withLock { state in
             guard state.generation != generation else { return nil }
-            return Change(generation: state.generation, bindings: state.entries.values.map(\.binding))
+            return Change(generation: state.generation, bindings: state.all)
         }
     }
 
@@ -160,6 +172,100 @@ public final class BindingsController: Sendable {
     func recordEvaluator(evaluators: Int, cachedPods: Int) {
         metrics.evaluators.record(Double(evaluators))
         metrics.cachedPods.record(Double(cachedPods))
+    }
+
+    // MARK: - Bindings from the Kubernetes API
+
+    /// Replaces every binding that came from `resource` with these custom resources (a list). Each one is
+    /// validated alone: an invalid one is rejected (logged with its reasons, counted) and the rest apply; one that
+    /// was valid before keeps its last valid version in force, as a failed `patrolctl apply` changes nothing.
+    /// Returns the rejections, `namespace/name` → reasons.
+    @discardableResult
+    func replaceClusterBindings(resource: String, _ objects: [(key: String, yaml: String)]) -> [String: String] {
+        let previous = state.withLock { $0.cluster[resource] ?? [:] }
+        var next: [String: Entry] = [:]
+        var rejected: [String: String] = [:]
+        for object in objects {
+            switch validateClusterBinding(resource: resource, key: object.key, yaml: object.yaml) {
+            case .success(let entry): next[object.key] = entry
+            case .failure(let rejection):
+                rejected[object.key] = rejection.reason
+                if let kept = previous[object.key] { next[object.key] = kept }
+            }
+        }
+        let changed = next.count != previous.count || next.contains { key, entry in
+            previous[key].map { !$0.binding.hasSameEffect(as: entry.binding) } ?? true
+        }
+        if changed { publish { $0.cluster[resource] = next } }
+        metrics.cluster.record(Double(state.withLock { $0.cluster.values.reduce(0) { $0 + $1.count } }))
+        logger.info(
+            "bindings listed from the Kubernetes API",
+            metadata: ["resource": "\(resource)", "applied": "\(next.count)", "rejected": "\(rejected.count)"])
+        return rejected
+    }
+
+    /// Applies one custom resource (created or modified); returns why it was rejected, or nil.
+    @discardableResult
+    func putClusterBinding(resource: String, key: String, yaml: String) -> String? {
+        switch validateClusterBinding(resource: resource, key: key, yaml: yaml) {
+        case .failure(let rejection): return rejection.reason
+        case .success(let entry):
+            let old = state.withLock { $0.cluster[resource]?[key] }
+            if let old, old.binding.hasSameEffect(as: entry.binding) { return nil }
+            publish { $0.cluster[resource, default: [:]][key] = entry }
+            metrics.cluster.record(Double(state.withLock { $0.cluster.values.reduce(0) { $0 + $1.count } }))
+            logger.info(
+                old == nil ? "binding created in the Kubernetes API" : "binding updated in the Kubernetes API",
+                metadata: ["resource": "\(resource)", "binding": "\(key)"])
+            return nil
+        }
+    }
+
+    /// Removes the binding of a deleted custom resource (and only it).
+    func removeClusterBinding(resource: String, key: String) {
+        guard state.withLock({ $0.cluster[resource]?[key] != nil }) else { return }
+        publish { _ = $0.cluster[resource]?.removeValue(forKey: key) }
+        metrics.cluster.record(Double(state.withLock { $0.cluster.values.reduce(0) { $0 + $1.count } }))
+        logger.info("binding deleted in the Kubernetes API", metadata: ["resource": "\(resource)", "binding": "\(key)"])
+    }
+
+    /// The bindings from the Kubernetes API, as `resource/namespace/name` (for status and tests).
+    var clusterBindingKeys: [String] {
+        state.withLock { state in
+            state.cluster.flatMap { resource, entries in entries.keys.map { "\(resource)/\($0)" } }.sorted()
+        }
+    }
+
+    /// Custom resources rejected so far, and the last rejection's reasons.
+    var clusterRejections: (count: Int, last: String?) {
+        state.withLock { ($0.clusterRejected, $0.lastClusterRejection) }
+    }
+
+    private struct Rejection: Error {
+        let reason: String
+    }
+
+    private func validateClusterBinding(resource: String, key: String, yaml: String) -> Result<Entry, Rejection> {
+        let source = "kubernetes:\(resource)/\(key)"
+        let reason: String
+        do {
+            let loaded = try BindingLoader.load(yaml: yaml, file: source, ruleSet: ruleSet)
+            if loaded.count == 1, loaded[0].key == key {
+                return .success(Entry(binding: loaded[0], yaml: yaml, appliedAt: WallClock.now()))
+            }
+            reason = "the object does not hold exactly the binding \(key)"
+        } catch {
+            reason = error.problems.map(\.description).joined(separator: "; ")
+        }
+        metrics.clusterRejected.increment()
+        state.withLock { state in
+            state.clusterRejected += 1
+            state.lastClusterRejection = "\(resource)/\(key): \(reason)"
+        }
+        logger.error(
+            "a binding in the Kubernetes API is invalid; rejected (a previous valid version stays in force)",
+            metadata: ["resource": "\(resource)", "binding": "\(key)", "problems": "\(reason)"])
+        return .failure(Rejection(reason: reason))
     }
 
     // MARK: - Implementation
@@ -359,4 +465,8 @@ struct BindingsMetrics: Sendable {
     let applied = Gauge(label: "patrol_bindings_applied")
     let evaluators = Gauge(label: "patrol_bindings_evaluators")
     let cachedPods = Gauge(label: "patrol_bindings_cached_pods")
+    /// Bindings in force from the Kubernetes API's custom resources.
+    let cluster = Gauge(label: "patrol_bindings_cluster_applied")
+    /// Custom resources rejected as invalid (each time one is listed or changed).
+    let clusterRejected = Counter(label: "patrol_bindings_cluster_rejected_total")
 }

@@ -5,6 +5,7 @@ import Bindings
 import Elasticsearch
 import EventModel
 import Foundation
+import KubernetesAPI
 import Logging
 import Metrics
 import OutboundHTTP
@@ -77,6 +78,19 @@ public struct Collector: Sendable {
             store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, profiles: profiles,
             bindings: bindings, logger: logger)
         services.append(ingest)
+        if configuration.kubernetes.bindings {
+            let kube = configuration.kubernetes
+            guard
+                let api = KubernetesAPIConfiguration.resolve(
+                    apiURL: kube.api, tokenFile: kube.tokenFile, caFile: kube.caFile)
+            else {
+                throw BasicsError(
+                    .invalidConfiguration,
+                    "kubernetes.bindings is on but there is no Kubernetes API: not in a cluster "
+                        + "(KUBERNETES_SERVICE_HOST unset) and no kubernetes.api")
+            }
+            services.append(KubernetesBindingsWatcher(configuration: api, bindings: bindings, logger: logger))
+        }
         // After ingest in the list, so graceful shutdown (in reverse order) stops reading before ingest ends.
         if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }
         services += try auditFileAndWebhook(ingest: ingest, store: store)

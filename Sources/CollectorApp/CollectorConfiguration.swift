@@ -277,6 +277,19 @@ public struct CollectorConfiguration: Sendable, Equatable {
     /// `bindings/default.yaml` inside each rule directory that has one.
     public var bindingSeedPaths: [String]?
 
+    /// `kubernetes:`: what the collector takes from the Kubernetes API (docs/kubernetes.md).
+    public var kubernetes = KubernetesSettings()
+
+    public struct KubernetesSettings: Sendable, Equatable {
+        /// `bindings`: watch the `RuntimeRuleAlertBinding` custom resources and apply them with patrolctl's.
+        public var bindings = false
+        /// `api`: the API's URL; nil: in-cluster (`KUBERNETES_SERVICE_HOST` and the service account).
+        public var api: String?
+        /// `tokenFile`, `caFile`: override the service account's.
+        public var tokenFile: String?
+        public var caFile: String?
+    }
+
     /// The Kubernetes API server's addresses for the anomaly rules (R0007's `apiserver_addresses`); nil: taken
     /// once at start-up from `KUBERNETES_SERVICE_HOST` (`APIServerAddresses`), never looked up per event.
     public var apiServerAddresses: [String]?
@@ -317,8 +330,18 @@ extension CollectorConfiguration {
             root, path: "",
             allowed: [
                 "listen", "store", "rules", "tls", "sinks", "ingest", "allInOne", "replay", "metrics", "audit", "dedup",
-                "profiles", "admin", "bindings",
+                "profiles", "admin", "bindings", "kubernetes",
             ])
+        if let node = top["kubernetes"] {
+            let kubernetes = try reader.mapping(
+                node, path: "kubernetes", allowed: ["bindings", "api", "tokenFile", "caFile"])
+            if let n = kubernetes["bindings"] { config.kubernetes.bindings = try reader.bool(n, path: "kubernetes.bindings") }
+            if let n = kubernetes["api"] { config.kubernetes.api = try reader.string(n, path: "kubernetes.api") }
+            if let n = kubernetes["tokenFile"] {
+                config.kubernetes.tokenFile = try reader.string(n, path: "kubernetes.tokenFile")
+            }
+            if let n = kubernetes["caFile"] { config.kubernetes.caFile = try reader.string(n, path: "kubernetes.caFile") }
+        }
         if let node = top["admin"] { config.admin = try AdminSettings.parse(node, reader: reader) }
         if let node = top["bindings"] {
             let bindings = try reader.mapping(node, path: "bindings", allowed: ["files"])

@@ -81,6 +81,28 @@ public final class HTTPClient: Sendable {
     /// Throws when there is no response: connection refused, timeout, TLS failure, a connection
     /// closed mid-exchange. The error names the method and URL and carries curl's own text.
     public func send(_ request: HTTPRequest) async throws(OutboundHTTPError) -> HTTPResponse {
+        try await run(request, onChunk: nil)
+    }
+
+    /// Sends `request` and hands a successful (2xx) response's body to `onChunk` piece by piece as it arrives,
+    /// for responses that stay open, such as a Kubernetes watch.
+    ///
+    /// `onChunk` runs on the client's own thread, in order, and should return quickly (hand the bytes over, do not
+    /// process them there): the transfer waits for it. Pieces split the body anywhere, not at lines or messages.
+    /// A response with any other status is not streamed: it comes back whole, body included, as from `send`. For
+    /// a 2xx the returned response has an empty body. The request's timeout bounds the whole stream (so set one
+    /// longer than the stream is meant to last); cancelling the calling task aborts the transfer within about a
+    /// second (curl checks between reads) and throws `.cancelled`. `maxResponseBodySize` applies only to bodies
+    /// that are kept, not to streamed ones.
+    public func stream(_ request: HTTPRequest, onChunk: @escaping @Sendable ([UInt8]) -> Void)
+        async throws(OutboundHTTPError) -> HTTPResponse
+    {
+        try await run(request, onChunk: onChunk)
+    }
+
+    private func run(_ request: HTTPRequest, onChunk: (@Sendable ([UInt8]) -> Void)?)
+        async throws(OutboundHTTPError) -> HTTPResponse
+    {
         if Self.globalInit != CURLE_OK {
             throw OutboundHTTPError(.unavailable, "curl_global_init failed", cause: Self.cause(Self.globalInit))
         }
@@ -91,7 +113,7 @@ public final class HTTPClient: Sendable {
         let result: Result<HTTPResponse, OutboundHTTPError>
         do {
             result = try await withTaskCancellationHandler {
-                try await executor.run { [self] in self.perform(request, cancelled: cancelled) }
+                try await executor.run { [self] in self.perform(request, cancelled: cancelled, onChunk: onChunk) }
             } onCancel: {
                 cancelled.cancel()
             }
@@ -126,7 +148,9 @@ public final class HTTPClient: Sendable {
         if !keep { curl_easy_cleanup(handle) }
     }
 
-    private func perform(_ request: HTTPRequest, cancelled: CancellationFlag) -> Result<HTTPResponse, OutboundHTTPError> {
+    private func perform(
+        _ request: HTTPRequest, cancelled: CancellationFlag, onChunk: (@Sendable ([UInt8]) -> Void)?
+    ) -> Result<HTTPResponse, OutboundHTTPError> {
         let label = "\(request.method) \(request.url)"
         guard let handle = checkout() else {
             return .failure(OutboundHTTPError(.unavailable, "\(label): curl_easy_init failed"))
@@ -136,7 +160,8 @@ public final class HTTPClient: Sendable {
         curl_easy_reset(handle)
 
         let transfer = Transfer(
-            maxBodySize: configuration.maxResponseBodySize, cancelled: cancelled, logger: logger, label: label)
+            maxBodySize: configuration.maxResponseBodySize, cancelled: cancelled, logger: logger, label: label,
+            onChunk: onChunk)
         let context = Unmanaged.passRetained(transfer)
         defer { context.release() }
         let opaque = context.toOpaque()
@@ -304,12 +329,20 @@ final class Transfer {
     var body: [UInt8] = []
     var headers = HTTPHeaders()
     var tooLarge = false
+    /// The status of the response being received (from its status line), 0 before one arrives.
+    var status = 0
+    /// Set for `HTTPClient.stream`: 2xx bodies go here instead of into `body`.
+    let onChunk: (@Sendable ([UInt8]) -> Void)?
     let maxBodySize: Int
     let cancelled: CancellationFlag
     let logger: Logger
     let label: String
 
-    init(maxBodySize: Int, cancelled: CancellationFlag, logger: Logger, label: String) {
+    init(
+        maxBodySize: Int, cancelled: CancellationFlag, logger: Logger, label: String,
+        onChunk: (@Sendable ([UInt8]) -> Void)? = nil
+    ) {
+        self.onChunk = onChunk
         self.maxBodySize = maxBodySize
         self.cancelled = cancelled
         self.logger = logger
@@ -323,6 +356,10 @@ final class Transfer {
     static let onBody: patrol_curl_data_fn = { data, size, count, context in
         let transfer = Transfer.from(context)
         let length = size * count
+        if let onChunk = transfer.onChunk, (200..<300).contains(transfer.status) {
+            if let data, length > 0 { onChunk(Array(UnsafeRawBufferPointer(start: data, count: length))) }
+            return length
+        }
         guard transfer.body.count + length <= transfer.maxBodySize else {
             transfer.tooLarge = true
             return 0
@@ -342,6 +379,8 @@ final class Transfer {
         if line.hasPrefix("HTTP/") {
             // A new response head (after 100 Continue or a redirect): keep only the last one's headers.
             transfer.headers = HTTPHeaders()
+            let fields = line.split(separator: " ", maxSplits: 2)
+            transfer.status = fields.count > 1 ? Int(fields[1]) ?? 0 : 0
         } else if let colon = line.firstIndex(of: ":") {
             let name = String(line[..<colon])
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)

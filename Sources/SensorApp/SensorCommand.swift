@@ -3,6 +3,7 @@ import Basics
 import EventModel
 import Foundation
 import KernelEvents
+import KubernetesAPI
 import Logging
 import ServiceLifecycle
 import Telemetry
@@ -114,8 +115,13 @@ public struct SensorCommand: AsyncParsableCommand {
         name: .long, help: ArgumentHelp("CA (PEM) the Kubernetes API's certificate must chain to.", valueName: "file"))
     var kubeCAFile: String?
 
-    @Option(name: .long, help: ArgumentHelp("Seconds between lists of this node's pods (1-600).", valueName: "s"))
-    var kubeListInterval = 30
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Seconds between full re-lists of this node's pods, a safety net: changes arrive through a watch "
+                + "(1-3600).",
+            valueName: "s"))
+    var kubeListInterval = 600
 
     @Option(
         name: .long,

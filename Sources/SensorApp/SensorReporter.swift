@@ -90,7 +90,7 @@ struct SensorReporter: Sendable {
         if let kubernetes {
             let api = kubernetes.stats
             counters[SensorStatus.Counter.kubeAPILists] = UInt64(api.lists)
-            counters[SensorStatus.Counter.kubeAPIErrors] = UInt64(api.listFailures + api.ownerLookupFailures)
+            counters[SensorStatus.Counter.kubeAPIErrors] = UInt64(api.listFailures + api.watchFailures + api.ownerLookupFailures)
         }
         var scans: [ScanReport] = []
         var scannerReason = ""

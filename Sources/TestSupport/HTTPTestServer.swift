@@ -59,6 +59,11 @@ public final class HTTPTestServer: Sendable {
             case closeWithoutResponse
             /// Send the status line, headers and half of the body, then close (a torn response).
             case closeMidBody
+            /// Send the head with a chunked body that the function writes, on the connection's thread, for as
+            /// long as it likes (a Kubernetes watch, a log follow): each `write` goes out at once as one chunk.
+            /// When it returns the connection closes, after the last chunk (a complete body) if it returned true,
+            /// without (a torn stream) if false. `body` and `chunked` are ignored.
+            case stream(@Sendable (StreamWriter) -> Bool)
         }
 
         public var status: Int
@@ -102,6 +107,37 @@ public final class HTTPTestServer: Sendable {
     }
 
     public typealias Handler = @Sendable (Request) -> Response
+
+    /// Writes a streamed (`Response.Action.stream`) body, one chunk per `write`.
+    public final class StreamWriter: Sendable {
+        private let fd: Int32
+        private let stopped: @Sendable () -> Bool
+        private let broken = Atomic<Bool>(false)
+
+        init(fd: Int32, stopped: @escaping @Sendable () -> Bool) {
+            self.fd = fd
+            self.stopped = stopped
+        }
+
+        /// Whether the client may still read: false once a write failed (the client went away) or the server was
+        /// stopped. A producer that waits for something to send checks this so it ends with the test.
+        public var isOpen: Bool { !broken.load(ordering: .relaxed) && !stopped() }
+
+        /// Sends `bytes` as one chunk now; false when the client is gone.
+        @discardableResult
+        public func write(_ bytes: [UInt8]) -> Bool {
+            guard !bytes.isEmpty else { return isOpen }
+            var framed = Array(String(bytes.count, radix: 16).utf8) + [13, 10]
+            framed += bytes
+            framed += [13, 10]
+            let ok = Connection(fd: fd).write(framed)
+            if !ok { broken.store(true, ordering: .relaxed) }
+            return ok
+        }
+
+        @discardableResult
+        public func write(_ text: String) -> Bool { write(Array(text.utf8)) }
+    }
 
     private struct State {
         var handler: Handler
@@ -251,6 +287,17 @@ public final class HTTPTestServer: Sendable {
                 let bytes = Self.render(torn, head: request.method == "HEAD", close: false)
                 let headerEnd = bytes.count - torn.body.count
                 connection.write(Array(bytes[..<(headerEnd + torn.body.count / 2)]))
+                return
+            case .stream(let producer):
+                var head = response
+                head.body = []
+                head.chunked = true
+                let bytes = Self.render(head, head: true, close: true)
+                guard connection.write(bytes) else { return }
+                let writer = StreamWriter(fd: connection.fd) { [self] in self.state.withLock { $0.stopped } }
+                // The producer says how the stream ends: true sends the last chunk (a complete body), false just
+                // closes (a broken one).
+                if producer(writer) { connection.write(Array("0\r\n\r\n".utf8)) }
                 return
             case .respond:
                 if !connection.write(Self.render(response, head: request.method == "HEAD", close: close)) { return }

@@ -2,6 +2,7 @@ import EventModel
 import Foundation
 import Logging
 import TestSupport
+import KubernetesAPI
 import Testing
 
 @testable import SensorApp
@@ -39,7 +40,8 @@ import Testing
         let watcher = KubernetesPodWatcher(
             configuration: KubernetesAPIConfiguration(
                 baseURL: api.baseURL, tokenFile: directory.file("token"), nodeName: node, listInterval: .seconds(1),
-                minimumListInterval: .seconds(1), requestTimeout: .seconds(5)),
+                requestTimeout: .seconds(5),
+                retryDelay: .milliseconds(100), maxRetryDelay: .seconds(1)),
             index: PodIndex(), logger: Logger(label: "test.kube"))
         let resolver = ContainerResolver(pods: watcher.index)
         let capture = try await offPool {
@@ -75,12 +77,13 @@ import Testing
             // 2. The API fails (503) while a new pod starts: its events keep flowing with the identity the
             //    annotations give, and the failures are counted.
             api.failure = .status(503)
-            let failuresBefore = watcher.stats.listFailures
+            let failuresBefore = watcher.stats.errors["http_5xx", default: 0]
             api.addPod(
                 .init(
                     uid: lateUID, name: "late-pod", namespace: "shop", node: node, labels: ["app": "late"],
                     owner: .init(kind: "StatefulSet", name: "late")))
-            try await waitUntil("a failed list") { watcher.stats.listFailures > failuresBefore }
+            // The open watch is cut too: the pod cannot arrive until the API answers again.
+            try await waitUntil("a failed request") { watcher.stats.errors["http_5xx", default: 0] > failuresBefore }
             try await RuncContainer.with(late) { container in
                 try await waitUntilNamed(container, resolver)
                 _ = try await container.exec(["/bin/busybox", "echo", "kube-marker-outage"])
@@ -94,7 +97,7 @@ import Testing
                 #expect(watcher.stats.errors["http_5xx", default: 0] >= 1)
                 #expect(watcher.stats.lastError?.contains("HTTP 503") == true)
 
-                // 3. The API is back: the next list brings the pod, and later events carry its labels.
+                // 3. The API is back: the reopened watch brings the pod, and later events carry its labels.
                 api.failure = nil
                 try await waitUntil("the pod to be listed after the outage") {
                     watcher.index.pod(uid: lateUID) != nil

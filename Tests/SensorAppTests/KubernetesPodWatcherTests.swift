@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import TestSupport
+import KubernetesAPI
 import Testing
 
 @testable import SensorApp
@@ -43,7 +44,8 @@ import Testing
         KubernetesPodWatcher(
             configuration: KubernetesAPIConfiguration(
                 baseURL: api.baseURL, tokenFile: tokenFile, nodeName: node, listInterval: listInterval,
-                minimumListInterval: .seconds(1), requestTimeout: .seconds(5)),
+                requestTimeout: .seconds(5),
+                retryDelay: .milliseconds(100), maxRetryDelay: .seconds(1)),
             index: PodIndex(), logger: Logger(label: "test.kube"))
     }
 
@@ -179,38 +181,140 @@ import Testing
         #expect(pod.ownerKind == "Deployment" && pod.ownerName == "api")
     }
 
-    @Test("as a service it lists at once, and a pod events name but the index lacks brings the next list forward")
-    func serviceListsEarlyForUnknownPods() async throws {
+    /// Issue 8, acceptance 3: list, then watch; adds, updates and deletes arrive through the watch; a watch that
+    /// expires with 410 Gone (an ERROR event on the open watch, then an HTTP 410 on reopening) is followed by a
+    /// list, and later changes still arrive. Other nodes' pods never appear.
+    @Test("lists then watches: adds, updates, deletes, 410 Gone → relist, other nodes never")
+    func listsAndWatches() async throws {
+        let api = try Self.cluster()
+        defer { api.stop() }
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        // Short watches and frequent bookmarks, so the test sees watches end and reopen from the last version.
+        api.maxWatchDuration = .seconds(1)
+        api.bookmarkInterval = .milliseconds(100)
+        // A safety-net period far longer than the test: every list seen here is the first or follows a 410.
+        let tokenFile = try Self.tokenFile(directory, "s3cret")
+        let watcher = Self.watcher(api, tokenFile: tokenFile, listInterval: .seconds(3600))
+        let index = watcher.index
+        let pods = "/api/v1/pods"
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await watcher.run() }
+            defer { group.cancelAll() }
+            try await waitUntil("the first list") { index.generation >= 1 }
+            #expect(index.count == 5)
+
+            // Added: labels, the Deployment behind the ReplicaSet, and the running image's digest.
+            let digest = "sha256:" + String(repeating: "ab", count: 32)
+            api.addPod(
+                .init(
+                    uid: "uid-new", name: "web-7d4b9-q8r", namespace: "shop", node: Self.node,
+                    labels: ["app": "web", "tier": "frontend"], owner: .init(kind: "ReplicaSet", name: "web-7d4b9"),
+                    containers: [
+                        .init(name: "nginx", image: "nginx:1.27", containerID: "c0ffee01", imageDigest: digest)
+                    ]))
+            api.addPod(
+                .init(uid: "uid-other-node", name: "web-7d4b9-zzz", namespace: "shop", node: "node-b",
+                      labels: ["app": "web"]))
+            try await waitUntil("the added pod") { index.pod(uid: "uid-new") != nil }
+            let added = try #require(index.pod(uid: "uid-new"))
+            #expect(added.labels == ["app": "web", "tier": "frontend"])
+            #expect(added.ownerKind == "Deployment" && added.ownerName == "web")
+            #expect(added.imageDigests == ["c0ffee01": digest])
+
+            // Modified: new labels replace the old ones.
+            api.setLabels(["app": "web", "tier": "frontend", "canary": "true"], ofPod: "uid-new")
+            try await waitUntil("the relabelled pod") { index.pod(uid: "uid-new")?.labels["canary"] == "true" }
+
+            // Deleted: gone from the index.
+            api.removePod(uid: "uid-db")
+            try await waitUntil("the deleted pod to go") { index.pod(uid: "uid-db") == nil }
+
+            // Watches the server ends are reopened from the last version seen, without listing again.
+            try await waitUntil("watches to be reopened") { api.watchCount(path: pods) >= 3 }
+            #expect(api.listCount(path: pods) == 1)
+            #expect(watcher.stats.events >= 3)
+            let reopened = try #require(api.requests.last { $0.path == pods && $0.queryItem("watch") == "1" })
+            #expect(reopened.queryItem("fieldSelector") == "spec.nodeName=\(Self.node)")
+            #expect(reopened.queryItem("allowWatchBookmarks") == "true")
+            #expect(Int(reopened.queryItem("resourceVersion") ?? "") ?? 0 > 100)
+
+            // The open watch expires (ERROR event with a 410 Status): the watcher lists again.
+            api.expireWatches()
+            try await waitUntil("a list after the ERROR 410") { api.listCount(path: pods) >= 2 }
+            api.addPod(.init(uid: "uid-after-410", name: "after", namespace: "shop", node: Self.node))
+            try await waitUntil("a pod added after the relist") { index.pod(uid: "uid-after-410") != nil }
+
+            // The watch breaks, the history expires meanwhile, and reopening it is refused with HTTP 410.
+            let listsBefore = api.listCount(path: pods)
+            let watchesBefore = api.watchCount(path: pods)
+            api.failure = .drop
+            try await waitUntil("a failed watch") { api.watchCount(path: pods) > watchesBefore + 1 }
+            api.expireWatches()
+            api.failure = nil
+            try await waitUntil("a list after the HTTP 410") { api.listCount(path: pods) > listsBefore }
+            #expect(watcher.stats.expired >= 2)
+            api.setLabels(["app": "db"], ofPod: "uid-after-410")
+            try await waitUntil("a change after the second relist") {
+                index.pod(uid: "uid-after-410")?.labels == ["app": "db"]
+            }
+            #expect(index.pod(uid: "uid-new")?.labels["canary"] == "true")
+            #expect(index.pod(uid: "uid-db") == nil)
+        }
+        // Only this node's pods, ever: every request carried the field selector, and no other node's pod came in.
+        #expect(index.pod(uid: "uid-elsewhere") == nil && index.pod(uid: "uid-other-node") == nil)
+        #expect(
+            api.requests.filter { $0.path == pods }.allSatisfy {
+                $0.queryItem("fieldSelector") == "spec.nodeName=\(Self.node)"
+            })
+    }
+
+    @Test("watch errors are counted by reason and retried from the last version; the index keeps what it had")
+    func watchFailuresAreRetried() async throws {
         let api = try Self.cluster(token: nil)
         defer { api.stop() }
-        // A period far longer than the test: only the early list can bring the new pod.
-        let watcher = Self.watcher(api, tokenFile: nil, listInterval: .seconds(600))
+        let watcher = Self.watcher(api, tokenFile: nil, listInterval: .seconds(3600))
         let index = watcher.index
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await watcher.run() }
             defer { group.cancelAll() }
             try await waitUntil("the first list") { index.generation >= 1 }
-            api.addPod(
-                .init(uid: "uid-new", name: "new-pod", namespace: "shop", node: Self.node, labels: ["app": "new"]))
-            #expect(index.pod(uid: "uid-new") == nil)
-            try await waitUntil("the new pod to be listed") { index.pod(uid: "uid-new")?.labels["app"] == "new" }
+            try await waitUntil("the watch") { api.watchCount(path: "/api/v1/pods") >= 1 }
+            api.failure = .status(503)
+            // The open watch is cut (a transport error), then reopening it fails with 503, again and again.
+            try await waitUntil("refused watches") { watcher.stats.errors["http_5xx", default: 0] >= 2 }
+            #expect(watcher.stats.watchFailures >= 3)
+            #expect(watcher.stats.lastError?.contains("HTTP 503") == true)
+            #expect(index.pod(uid: "uid-web")?.ownerName == "web")
+            api.addPod(.init(uid: "uid-late", name: "late", namespace: "shop", node: Self.node, labels: ["a": "b"]))
+            api.failure = nil
+            // Reopened from the version it had: the pod added during the outage arrives as an event, no list.
+            try await waitUntil("the pod added during the outage") { index.pod(uid: "uid-late") != nil }
+            #expect(api.listCount(path: "/api/v1/pods") == 1)
+            try await waitUntil("the error to clear") { watcher.stats.lastError == nil }
         }
     }
 
-    @Test("a UID still missing after a list does not bring lists forward again")
-    func absentPodsDoNotCauseListStorms() {
-        let index = PodIndex()
-        index.replace(with: [PodMetadata(uid: "a", namespace: "n", name: "a")])
-        #expect(index.pod(uid: "static-pod-uid") == nil)
-        #expect(index.takeMiss())
-        #expect(index.pod(uid: "static-pod-uid") == nil)
-        #expect(index.takeMiss() == false)
-        index.replace(with: [PodMetadata(uid: "a", namespace: "n", name: "a")])
-        #expect(index.pod(uid: "static-pod-uid") == nil)
-        #expect(index.takeMiss() == false)
-        // A different unknown pod still does.
-        #expect(index.pod(uid: "brand-new") == nil)
-        #expect(index.takeMiss())
+    @Test("an ERROR event other than 410 is a failure: retried from the last version after a back-off, no list")
+    func watchErrorEventsAreRetried() async throws {
+        let api = try Self.cluster(token: nil)
+        defer { api.stop() }
+        let watcher = Self.watcher(api, tokenFile: nil, listInterval: .seconds(3600))
+        let index = watcher.index
+        let pods = "/api/v1/pods"
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await watcher.run() }
+            defer { group.cancelAll() }
+            try await waitUntil("the watch") { api.watchCount(path: pods) >= 1 }
+            api.watchErrorCode = 500
+            try await waitUntil("failed watches") { watcher.stats.errors["http_5xx", default: 0] >= 2 }
+            #expect(watcher.stats.lastError?.contains("ERROR event 500") == true, "\(watcher.stats.lastError ?? "")")
+            #expect(watcher.stats.expired == 0)
+            api.addPod(.init(uid: "uid-late", name: "late", namespace: "shop", node: Self.node))
+            api.watchErrorCode = nil
+            try await waitUntil("the pod added meanwhile") { index.pod(uid: "uid-late") != nil }
+            #expect(api.listCount(path: pods) == 1)
+        }
     }
 
     @Test("configuration: explicit flags, in-cluster defaults, or off")

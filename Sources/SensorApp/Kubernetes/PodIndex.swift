@@ -10,10 +10,13 @@ public struct PodMetadata: Sendable, Hashable {
     /// pod.
     public var ownerKind: String
     public var ownerName: String
+    /// Running containers' IDs (without the `containerd://` prefix) → the image's digest (`sha256:…`), from
+    /// `status.containerStatuses`: the image actually running, which a tag such as `nginx:1.27` does not pin.
+    public var imageDigests: [String: String]
 
     public init(
         uid: String, namespace: String, name: String, labels: [String: String] = [:], ownerKind: String = "",
-        ownerName: String = ""
+        ownerName: String = "", imageDigests: [String: String] = [:]
     ) {
         self.uid = uid
         self.namespace = namespace
@@ -21,40 +24,27 @@ public struct PodMetadata: Sendable, Hashable {
         self.labels = labels
         self.ownerKind = ownerKind
         self.ownerName = ownerName
+        self.imageDigests = imageDigests
     }
 }
 
-/// Pod UID → `PodMetadata` for the pods on this node, replaced whole by each successful list.
+/// Pod UID → `PodMetadata` for the pods on this node: filled by a list, then kept current by the watch's events.
 ///
-/// Read once per event by the container resolver (a lock and a dictionary lookup), written every few seconds by
-/// the `KubernetesPodWatcher`. A failed list leaves the previous contents: labels a little stale beat none, and a
-/// deleted pod's UID never comes back, so an entry kept too long cannot be lent to another pod.
+/// Read once per event by the container resolver (a lock and a dictionary lookup), written by the
+/// `KubernetesPodWatcher` as the API reports changes. A failed list or watch leaves the contents as they were:
+/// labels a little stale beat none, and a deleted pod's UID never comes back, so an entry kept too long cannot be
+/// lent to another pod.
 public final class PodIndex: Sendable {
     private struct State {
         var pods: [String: PodMetadata] = [:]
-        /// Set when a lookup missed a UID not missed before; the watcher then lists early.
-        var missed = false
-        /// UIDs missed since the last list.
-        var pending: Set<String> = []
-        /// UIDs still missing after a list (static pods, whose mirror pod has another UID; containers not made by
-        /// a kubelet). They do not bring lists forward again, or one such container would cause a list every
-        /// couple of seconds forever.
-        var absent: Set<String> = []
         var lists = 0
     }
     private let state = Mutex(State())
-    private static let maxAbsent = 4096
 
     public init() {}
 
-    /// The pod with this UID, or nil (the watcher is then asked to list again soon, once per UID).
-    public func pod(uid: String) -> PodMetadata? {
-        state.withLock { state in
-            if let pod = state.pods[uid] { return pod }
-            if !state.absent.contains(uid), state.pending.insert(uid).inserted { state.missed = true }
-            return nil
-        }
-    }
+    /// The pod with this UID, or nil.
+    public func pod(uid: String) -> PodMetadata? { state.withLock { $0.pods[uid] } }
 
     /// Replaces the contents with a fresh list.
     public func replace(with pods: [PodMetadata]) {
@@ -62,26 +52,22 @@ public final class PodIndex: Sendable {
         map.reserveCapacity(pods.count)
         for pod in pods where !pod.uid.isEmpty { map[pod.uid] = pod }
         state.withLock { state in
-            state.absent.formUnion(state.pending)
-            state.absent = state.absent.filter { map[$0] == nil }
-            if state.absent.count > Self.maxAbsent { state.absent.removeAll() }
-            state.pending.removeAll()
             state.pods = map
             state.lists += 1
         }
     }
 
-    /// Whether a lookup missed a new UID since the last call; clears the mark.
-    func takeMiss() -> Bool {
-        state.withLock { state in
-            defer { state.missed = false }
-            return state.missed
-        }
+    /// Adds or replaces one pod (a watch's ADDED or MODIFIED).
+    public func upsert(_ pod: PodMetadata) {
+        guard !pod.uid.isEmpty else { return }
+        state.withLock { $0.pods[pod.uid] = pod }
     }
+
+    /// Removes one pod (a watch's DELETED).
+    public func remove(uid: String) { state.withLock { _ = $0.pods.removeValue(forKey: uid) } }
 
     public var count: Int { state.withLock { $0.pods.count } }
 
     /// Successful lists applied so far (0: nothing known yet).
     public var generation: Int { state.withLock { $0.lists } }
 }
-

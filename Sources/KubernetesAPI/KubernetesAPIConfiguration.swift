@@ -1,36 +1,44 @@
 import Foundation
 
-/// Where the sensor finds the Kubernetes API, and how often it re-lists the pods on its node.
+/// Where a Patrol component finds the Kubernetes API, and how it keeps its lists and watches.
 ///
 /// Either explicit (`--kube-api`, `--kube-token-file`, `--kube-ca-file`) or the in-cluster defaults a pod gets:
 /// `KUBERNETES_SERVICE_HOST`/`KUBERNETES_SERVICE_PORT` and the service account's token and CA. Without either the
-/// sensor runs without the API: identity then comes from the runtime's annotations only (no labels, no owner).
+/// component runs without the API (the sensor: identity from the runtime's annotations only; the collector:
+/// bindings from patrolctl and files only).
 public struct KubernetesAPIConfiguration: Sendable, Equatable {
     /// `https://host:port` (or `http://` for tests and local proxies such as `kubectl proxy`), no trailing slash.
     public var baseURL: String
-    /// A bearer token file, read again before every list because kubelets rotate projected tokens (about hourly).
+    /// A bearer token file, read again before every request because kubelets rotate projected tokens (about
+    /// hourly).
     public var tokenFile: String?
     /// The CA bundle the API server's certificate must chain to; nil uses the system store.
     public var caFile: String?
-    /// The node whose pods are listed (`spec.nodeName`).
+    /// The node whose pods the sensor watches (`spec.nodeName`); empty for the collector.
     public var nodeName: String
-    /// Time between full re-lists. A pod the resolver asks for but the index lacks brings the next list forward to
-    /// `minimumListInterval` after the previous one.
+    /// Time between full re-lists even while the watch is healthy: a safety net against a watch that silently
+    /// missed something (an API server bug, a proxy dropping a message). Changes arrive through the watch within
+    /// moments; this only bounds how long a missed one could stay wrong.
     public var listInterval: Duration
-    /// Lists never run closer together than this, however many unknown pods events name.
-    public var minimumListInterval: Duration
-    /// Per request (a list or an owner GET).
+    /// How long the API server keeps one watch open (`timeoutSeconds`) before the client re-watches from the last
+    /// resource version it saw. Kubernetes' own clients use five to ten minutes.
+    public var watchTimeout: Duration
+    /// Per request (a list or a GET); a watch gets `watchTimeout` plus this.
     public var requestTimeout: Duration
+    /// First wait after a failed list or watch, doubled on each further failure up to `maxRetryDelay`.
+    public var retryDelay: Duration
+    public var maxRetryDelay: Duration
 
     /// The service account directory every pod gets.
     public static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
-    /// Bounds on `listInterval`, so a typo cannot hammer the API server or leave labels stale for hours.
-    public static let listIntervalBounds: ClosedRange<Duration> = .seconds(1)...Duration.seconds(600)
+    /// Bounds on `listInterval`, so a typo can neither hammer the API server nor turn the safety net off.
+    public static let listIntervalBounds: ClosedRange<Duration> = .seconds(1)...Duration.seconds(3600)
 
     public init(
-        baseURL: String, tokenFile: String? = nil, caFile: String? = nil, nodeName: String,
-        listInterval: Duration = .seconds(30), minimumListInterval: Duration = .seconds(2),
-        requestTimeout: Duration = .seconds(10)
+        baseURL: String, tokenFile: String? = nil, caFile: String? = nil, nodeName: String = "",
+        listInterval: Duration = .seconds(600), watchTimeout: Duration = .seconds(300),
+        requestTimeout: Duration = .seconds(10), retryDelay: Duration = .seconds(1),
+        maxRetryDelay: Duration = .seconds(30)
     ) {
         var url = baseURL
         while url.hasSuffix("/") { url.removeLast() }
@@ -40,8 +48,10 @@ public struct KubernetesAPIConfiguration: Sendable, Equatable {
         self.nodeName = nodeName
         self.listInterval = min(
             max(listInterval, Self.listIntervalBounds.lowerBound), Self.listIntervalBounds.upperBound)
-        self.minimumListInterval = min(minimumListInterval, self.listInterval)
+        self.watchTimeout = max(watchTimeout, .seconds(1))
         self.requestTimeout = requestTimeout
+        self.retryDelay = max(retryDelay, .milliseconds(10))
+        self.maxRetryDelay = max(maxRetryDelay, self.retryDelay)
     }
 
     /// The configuration from explicit flags, else from the in-cluster environment; nil when neither applies.
@@ -50,7 +60,7 @@ public struct KubernetesAPIConfiguration: Sendable, Equatable {
     /// it, `KUBERNETES_SERVICE_HOST` (and `_PORT`, default 443) must be set; the service account's token and CA
     /// are used when the files exist, and `tokenFile`/`caFile` override them.
     public static func resolve(
-        apiURL: String?, tokenFile: String?, caFile: String?, nodeName: String,
+        apiURL: String?, tokenFile: String?, caFile: String?, nodeName: String = "",
         environment: [String: String] = Foundation.ProcessInfo.processInfo.environment,
         serviceAccountDirectory: String = serviceAccountDirectory
     ) -> KubernetesAPIConfiguration? {
