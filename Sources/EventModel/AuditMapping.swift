@@ -452,8 +452,10 @@ struct AuditTopLevel: Sendable {
     }
 
     /// Member `name` of the audit object at `root`: from the table when it is a key, else by a scan.
+    /// (By bytes: `Key(rawValue:)` compares the name with every case as Strings, which cost more than the scan.)
     func token(named name: String, _ index: JSONIndex, root: Int) -> Int? {
-        if let key = Key(rawValue: name) { return self[key] }
+        var name = name
+        if let key = name.withUTF8({ Self.key($0) }) { return self[key] }
         return index.member(root, name)
     }
 }
