@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Basics
 
 /// Why a document could not be turned into an audit event. The message names the field.
@@ -99,9 +104,9 @@ public struct AuditMapping: Sendable, Hashable {
     }
 
     // Constants, not literals in the function: an array literal is allocated on every call.
-    static let stringFields = ["auditID", "verb", "requestURI"]
-    static let objectFields = ["user", "objectRef", "responseStatus", "impersonatedUser"]
-    static let payloadFields = ["requestObject", "responseObject"]
+    static let stringKeys: [AuditTopLevel.Key] = [.auditID, .verb, .requestURI]
+    static let objectKeys: [AuditTopLevel.Key] = [.user, .objectRef, .responseStatus, .impersonatedUser]
+    static let payloadKeys: [AuditTopLevel.Key] = [.requestObject, .responseObject]
 
     /// `event(from:)` over an index: the same checks in the same order, reading tokens instead of a tree.
     func event(fromIndex index: JSONIndex, sourceID: String) throws(AuditMappingError) -> Event {
@@ -121,46 +126,49 @@ public struct AuditMapping: Sendable, Hashable {
         guard index.kind(root) == .object else {
             throw AuditMappingError(.missingField, field: fieldPrefix, "missing field '\(fieldPrefix)' (the audit event)")
         }
-        func member(_ key: String) -> Int? { index.member(root, key) }
+        // One pass over the audit object's members finds every member the checks below (and the common rule
+        // fields) read, instead of one scan of the members per lookup.
+        let top = AuditTopLevel(index, root)
+        func member(_ key: AuditTopLevel.Key) -> Int? { top[key] }
         func isObjectOrNull(_ token: Int) -> Bool { index.kind(token) == .object || index.kind(token) == .null }
-        for key in Self.stringFields {
+        for key in Self.stringKeys {
             if let token = member(key), index.kind(token) != .null, index.kind(token) != .string {
-                throw AuditMappingError(.wrongType, field: name(key), "field '\(name(key))' must be a string")
+                throw AuditMappingError(.wrongType, field: name(key.rawValue), "field '\(name(key.rawValue))' must be a string")
             }
         }
-        if member("verb").map({ index.kind($0) != .string }) ?? true,
-            member("requestURI").map({ index.kind($0) != .string }) ?? true, member("objectRef") == nil, member("user") == nil
+        if member(.verb).map({ index.kind($0) != .string }) ?? true,
+            member(.requestURI).map({ index.kind($0) != .string }) ?? true, member(.objectRef) == nil, member(.user) == nil
         {
             throw AuditMappingError(
                 .missingField, field: name("verb"),
                 "missing field '\(name("verb"))' (the event names no request: no verb, requestURI, objectRef or user)")
         }
-        for key in Self.objectFields {
+        for key in Self.objectKeys {
             if let token = member(key), !isObjectOrNull(token) {
-                throw AuditMappingError(.wrongType, field: name(key), "field '\(name(key))' must be an object")
+                throw AuditMappingError(.wrongType, field: name(key.rawValue), "field '\(name(key.rawValue))' must be an object")
             }
         }
-        if let status = member("responseStatus"), let code = index.member(status, "code"), index.kind(code) != .number,
+        if let status = member(.responseStatus), let code = index.member(status, "code"), index.kind(code) != .number,
             index.kind(code) != .null
         {
             throw AuditMappingError(.wrongType, field: name("responseStatus.code"), "field '\(name("responseStatus.code"))' must be a number")
         }
         var replaced: [String: JSONValue] = [:]
-        for key in Self.payloadFields {
+        for key in Self.payloadKeys {
             guard let token = member(key) else { continue }
             if parseStringifiedObjects, let text = index.string(token) {
                 do {
-                    replaced[key] = try JSONText.parse(text)
+                    replaced[key.rawValue] = try JSONText.parse(text)
                 } catch {
                     throw AuditMappingError(
-                        .notJSON, field: name(key), "field '\(name(key))' is a string but not JSON: \(error.reason)",
-                        cause: .error(error))
+                        .notJSON, field: name(key.rawValue),
+                        "field '\(name(key.rawValue))' is a string but not JSON: \(error.reason)", cause: .error(error))
                 }
             } else if !isObjectOrNull(token) {
-                throw AuditMappingError(.wrongType, field: name(key), "field '\(name(key))' must be an object")
+                throw AuditMappingError(.wrongType, field: name(key.rawValue), "field '\(name(key.rawValue))' must be an object")
             }
         }
-        let annotations = member("annotations")
+        let annotations = member(.annotations)
         let dedotted = dedottedAnnotations && annotations.map { index.kind($0) == .object } ?? false
         if !dedotted, let annotations, !isObjectOrNull(annotations) {
             throw AuditMappingError(.wrongType, field: name("annotations"), "field '\(name("annotations"))' must be an object")
@@ -168,16 +176,19 @@ public struct AuditMapping: Sendable, Hashable {
         var time: EpochNanoseconds?
         for key in timestampFields {
             // `@timestamp` belongs to the shipper's document, not the audit object.
-            let token = key.hasPrefix("@") ? index.member(JSONIndex.root, key) : member(key)
+            let token = key.hasPrefix("@") ? index.member(JSONIndex.root, key) : top.token(named: key, index, root: root)
             guard let token else { continue }
             let label = key.hasPrefix("@") ? key : name(key)
-            guard let text = index.string(token), let nanos = Self.parseRFC3339(text) else {
+            // Times hold no escapes: parsed from the document's bytes, with no String in between.
+            let parsed: EpochNanoseconds?? = index.withPlainString(token) { Self.parseRFC3339(bytes: $0) }
+            guard let nanos = parsed ?? index.string(token).flatMap({ Self.parseRFC3339($0) }) else {
                 throw AuditMappingError(.wrongType, field: label, "field '\(label)' must be an RFC 3339 time")
             }
             time = nanos
             break
         }
-        let document = IndexedAuditDocument(index: index, root: root, replaced: replaced, dedottedAnnotations: dedotted)
+        let document = IndexedAuditDocument(
+            index: index, root: root, top: top, replaced: replaced, dedottedAnnotations: dedotted)
         let record = AuditRecord(indexed: document, sourceID: sourceID)
         // No time at all (trimmed or hand-written events): the time it was read is the best there is.
         return Event(time: time ?? WallClock.now(), node: "", process: ProcessInfo(), payload: .audit(record))
@@ -327,7 +338,11 @@ public struct AuditMapping: Sendable, Hashable {
 
     /// `2019-02-01T10:20:30.123456Z` or with a `+hh:mm` offset → nanoseconds since the epoch.
     public static func parseRFC3339(_ text: String) -> EpochNanoseconds? {
-        let b = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { parseRFC3339(bytes: $0) }
+    }
+
+    static func parseRFC3339(bytes b: UnsafeBufferPointer<UInt8>) -> EpochNanoseconds? {
         func num(_ from: Int, _ count: Int) -> Int? {
             guard from + count <= b.count else { return nil }
             var value = 0
@@ -386,5 +401,84 @@ public struct AuditMapping: Sendable, Hashable {
 extension String {
     fileprivate var replacingUnderscores: String {
         String(map { $0 == "_" ? "." : $0 })
+    }
+}
+
+/// The members of an audit object that the field mapping and the common rule fields read, found in one pass over
+/// its members (the last one wins when a name repeats, as `JSONIndex.member` and the tree keep it).
+struct AuditTopLevel: Sendable {
+    enum Key: String, CaseIterable {
+        case auditID, verb, requestURI, user, objectRef, responseStatus, impersonatedUser, requestObject
+        case responseObject, annotations, stageTimestamp, requestReceivedTimestamp, userAgent, sourceIPs, stage, level
+    }
+
+    /// The value token of each key (by `Key.lane`), -1 when absent: sixteen lanes, no allocation per event.
+    private var tokens = SIMD16<Int32>(repeating: -1)
+
+    init(_ index: JSONIndex, _ root: Int) {
+        var found = SIMD16<Int32>(repeating: -1)
+        index.forEachMember(root) { name, value in
+            let plain: Key?? = index.withPlainString(name) { Self.key($0) }
+            if let key = plain ?? index.string(name).flatMap(Key.init(rawValue:)) { found[key.lane] = Int32(value) }
+        }
+        tokens = found
+    }
+
+    /// The key whose name these bytes spell, by length first (most members are not keys).
+    private static func key(_ bytes: UnsafeBufferPointer<UInt8>) -> Key? {
+        func equals(_ name: StaticString) -> Bool {
+            name.utf8CodeUnitCount == bytes.count && memcmp(name.utf8Start, bytes.baseAddress!, bytes.count) == 0
+        }
+        switch bytes.count {
+        case 4: return equals("verb") ? .verb : equals("user") ? .user : nil
+        case 5: return equals("stage") ? .stage : equals("level") ? .level : nil
+        case 7: return equals("auditID") ? .auditID : nil
+        case 9: return equals("objectRef") ? .objectRef : equals("userAgent") ? .userAgent : equals("sourceIPs") ? .sourceIPs : nil
+        case 10: return equals("requestURI") ? .requestURI : nil
+        case 11: return equals("annotations") ? .annotations : nil
+        case 13: return equals("requestObject") ? .requestObject : nil
+        case 14:
+            return equals("responseStatus") ? .responseStatus : equals("responseObject") ? .responseObject
+                : equals("stageTimestamp") ? .stageTimestamp : nil
+        case 16: return equals("impersonatedUser") ? .impersonatedUser : nil
+        case 24: return equals("requestReceivedTimestamp") ? .requestReceivedTimestamp : nil
+        default: return nil
+        }
+    }
+
+    subscript(key: Key) -> Int? {
+        let token = tokens[key.lane]
+        return token < 0 ? nil : Int(token)
+    }
+
+    /// Member `name` of the audit object at `root`: from the table when it is a key, else by a scan.
+    /// (By bytes: `Key(rawValue:)` compares the name with every case as Strings, which cost more than the scan.)
+    func token(named name: String, _ index: JSONIndex, root: Int) -> Int? {
+        var name = name
+        if let key = name.withUTF8({ Self.key($0) }) { return self[key] }
+        return index.member(root, name)
+    }
+}
+
+extension AuditTopLevel.Key {
+    var lane: Int {
+        switch self {
+        case .auditID: return 0
+        case .verb: return 1
+        case .requestURI: return 2
+        case .user: return 3
+        case .objectRef: return 4
+        case .responseStatus: return 5
+        case .impersonatedUser: return 6
+        case .requestObject: return 7
+        case .responseObject: return 8
+        case .annotations: return 9
+        case .stageTimestamp: return 10
+        case .requestReceivedTimestamp: return 11
+        case .userAgent: return 12
+        case .sourceIPs: return 13
+        case .stage: return 14
+        case .level: return 15
+        }
     }
 }

@@ -34,6 +34,36 @@ public enum JSONValue: Sendable, Hashable {
         if case .array(let items) = self { return items }
         return nil
     }
+
+    /// The value as a scalar string, as rules compare it: strings as they are, integral numbers without a
+    /// fraction, other numbers as Swift prints them, bools as `true`/`false`; nil for null, arrays and objects.
+    public var scalarText: String? {
+        switch self {
+        case .string(let text): return text
+        case .bool(let flag): return flag ? "true" : "false"
+        case .number(let number): return Self.text(number: number)
+        default: return nil
+        }
+    }
+
+    /// An integral number (below 9e15 in magnitude, so exact), or a string holding a decimal integer.
+    public var integerValue: Int64? {
+        switch self {
+        case .number(let number): return Self.integer(number: number)
+        case .string(let text): return Int64(text)
+        default: return nil
+        }
+    }
+
+    static func text(number: Double) -> String {
+        if number.rounded() == number, abs(number) < 9.0e15 { return String(Int64(number)) }
+        return String(number)
+    }
+
+    static func integer(number: Double) -> Int64? {
+        guard number.rounded() == number, abs(number) < 9.0e15 else { return nil }
+        return Int64(number)
+    }
 }
 
 extension JSONValue: Codable {
@@ -128,6 +158,22 @@ public struct AuditRecord: Sendable, Hashable, Codable {
         }
     }
 
+    /// `value(at:)?.scalarText`, without building the value for indexed records.
+    public func scalarText(at path: [String]) -> String? {
+        switch storage {
+        case .tree(let root): return Self.walk(root, path[...])?.scalarText
+        case .indexed(let indexed): return indexed.scalarText(at: path)
+        }
+    }
+
+    /// `value(at:)?.integerValue`, without building the value for indexed records.
+    public func integer(at path: [String]) -> Int64? {
+        switch storage {
+        case .tree(let root): return Self.walk(root, path[...])?.integerValue
+        case .indexed(let indexed): return indexed.integer(at: path)
+        }
+    }
+
     static func walk(_ root: JSONValue, _ path: ArraySlice<String>) -> JSONValue? {
         var current = root
         for key in path {
@@ -179,14 +225,17 @@ final class IndexedAuditDocument: Sendable {
     let index: JSONIndex
     /// The token of the audit object (the root for raw and Fluentd layouts).
     let root: Int
+    /// The audit object's common members, found once by the mapping, so paths start without a scan.
+    let top: AuditTopLevel
     /// Members whose value the mapping replaced (a stringified `requestObject` parsed into an object).
     let replaced: [String: JSONValue]
     /// Annotation names had their dots replaced by `_` before the `/`; rules see them restored.
     let dedottedAnnotations: Bool
 
-    init(index: JSONIndex, root: Int, replaced: [String: JSONValue], dedottedAnnotations: Bool) {
+    init(index: JSONIndex, root: Int, top: AuditTopLevel, replaced: [String: JSONValue], dedottedAnnotations: Bool) {
         self.index = index
         self.root = root
+        self.top = top
         self.replaced = replaced
         self.dedottedAnnotations = dedottedAnnotations
     }
@@ -215,7 +264,7 @@ final class IndexedAuditDocument: Sendable {
         if !replaced.isEmpty, let value = replaced[first] {
             return (nil, AuditRecord.walk(value, path.dropFirst()))
         }
-        guard var token = index.member(root, first) else { return (nil, nil) }
+        guard var token = top.token(named: first, index, root: root) else { return (nil, nil) }
         var rest = path.dropFirst()
         if dedottedAnnotations, first == "annotations", let key = rest.first, index.kind(token) == .object {
             var found: Int?
@@ -251,5 +300,27 @@ final class IndexedAuditDocument: Sendable {
         let (token, tree) = locate(path)
         if let token { return index.string(token) }
         return tree?.stringValue
+    }
+
+    func scalarText(at path: [String]) -> String? {
+        let (token, tree) = locate(path)
+        guard let token else { return tree?.scalarText }
+        switch index.kind(token) {
+        case .string: return index.string(token)
+        case .true: return "true"
+        case .false: return "false"
+        case .number: return index.number(token).map(JSONValue.text(number:))
+        case .null, .array, .object: return nil
+        }
+    }
+
+    func integer(at path: [String]) -> Int64? {
+        let (token, tree) = locate(path)
+        guard let token else { return tree?.integerValue }
+        switch index.kind(token) {
+        case .number: return index.number(token).flatMap(JSONValue.integer(number:))
+        case .string: return index.string(token).flatMap { Int64($0) }
+        default: return nil
+        }
     }
 }

@@ -26,6 +26,9 @@ public struct RuleEvaluator: Sendable {
     }
 
     private var states: [SequenceKey: SequenceState] = [:]
+    /// `Scratch`'s audit slot arrays, kept between events.
+    private var spareAuditStrings: [String?] = []
+    private var spareAuditInts: [Int64?] = []
     private let compiled: CompiledRules
 
     public init(ruleSet: RuleSet, maxSequenceStates: Int = 65_536) {
@@ -50,9 +53,22 @@ public struct RuleEvaluator: Sendable {
         var scratch = Scratch()
         scratch.profile = profile
         var alerts: [Alert] = []
-        var rules = compiled.plain[ordinal]
-        if let verb = compiled.verb, ordinal == kindOrdinal(.audit) {
-            rules = verb(event, &scratch).flatMap { compiled.auditByVerb[$0] } ?? compiled.auditOtherVerbs
+        var rules: ContiguousArray<RuleSlot>
+        let isAudit = ordinal == kindOrdinal(.audit)
+        if isAudit {
+            // The slot arrays of the last audit event are reused (their bits say nothing is resolved yet):
+            // allocating two arrays per event was a visible share of the audit path.
+            swap(&scratch.auditStrings, &spareAuditStrings)
+            swap(&scratch.auditInts, &spareAuditInts)
+            rules = compiled.auditRules(event, &scratch)
+        } else {
+            rules = compiled.plain[ordinal]
+        }
+        defer {
+            if isAudit {
+                swap(&scratch.auditStrings, &spareAuditStrings)
+                swap(&scratch.auditInts, &spareAuditInts)
+            }
         }
         rules.withUnsafeBufferPointer { slots in
             for index in slots.indices where slots[index].condition(event, &scratch) {

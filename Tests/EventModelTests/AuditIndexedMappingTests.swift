@@ -64,6 +64,8 @@ private func outcome(_ body: () throws(AuditMappingError) -> Event) -> Result<Ev
             for path in Self.paths {
                 #expect(fast.value(at: path) == slow.value(at: path), "\(path) in \(text.prefix(40))")
                 #expect(fast.string(at: path) == slow.string(at: path))
+                #expect(fast.scalarText(at: path) == slow.scalarText(at: path), "\(path)")
+                #expect(fast.integer(at: path) == slow.integer(at: path), "\(path)")
             }
         }
         // The raw layout keeps the text; a value read from it is decoded (\u0079 is y).
@@ -73,6 +75,38 @@ private func outcome(_ body: () throws(AuditMappingError) -> Event) -> Result<Ev
         let agent = try #require(record(try AuditMapping.elasticAgent.event(fromJSON: Self.elasticAgent)))
         #expect(agent.string(at: ["annotations", "authorization.k8s.io/decision"]) == "forbid")
         #expect(agent.string(at: ["annotations", "authorization_k8s_io/decision"]) == nil)
+    }
+
+    // Scalars are read from their tokens (rules compare numbers and bools as text) and the audit object's common
+    // members are found in one pass: repeated names (the last wins), escaped names and times, odd numbers.
+    static let awkward = #"""
+        {"verb":"get","v\u0065rb":"list","requestURI":"/a","requestURI":"/api/v1/pods?limit=5","user":{"username":"u"},
+         "objectRef":{"resource":"pods","namespace":"n"},"responseStatus":{"code":403.0,"reason":true,"x":1.5,
+         "big":1e20,"neg":-7,"text":"12","no":null,"list":[1],"obj":{}},
+         "stageTimestamp":"2019-02-01T10:20:30.5\u005a","annotations":{"a":false}}
+        """#
+
+    @Test func scalarsAndRepeatedOrEscapedMembersReadAsTheTreeDoes() throws {
+        let indexed = try #require(record(try AuditMapping.raw.event(fromJSON: Self.awkward, sourceID: "f:3")))
+        let tree = try #require(record(try AuditMapping.raw.event(from: try JSONText.parse(Self.awkward), sourceID: "f:3")))
+        #expect(indexed == tree)
+        #expect(try AuditMapping.raw.event(fromJSON: Self.awkward).time
+            == AuditMapping.parseRFC3339("2019-02-01T10:20:30.5Z"))
+        #expect(indexed.string(at: ["verb"]) == "list")
+        #expect(indexed.string(at: ["requestURI"]) == "/api/v1/pods?limit=5")
+        #expect(indexed.scalarText(at: ["responseStatus", "code"]) == "403")
+        #expect(indexed.integer(at: ["responseStatus", "code"]) == 403)
+        #expect(indexed.scalarText(at: ["responseStatus", "reason"]) == "true")
+        #expect(indexed.scalarText(at: ["annotations", "a"]) == "false")
+        for key in ["code", "reason", "x", "big", "neg", "text", "no", "list", "obj", "missing"] {
+            let path = ["responseStatus", key]
+            #expect(indexed.scalarText(at: path) == tree.value(at: path)?.scalarText, "\(key)")
+            #expect(indexed.integer(at: path) == tree.value(at: path)?.integerValue, "\(key)")
+            #expect(indexed.scalarText(at: path) == tree.scalarText(at: path), "\(key)")
+        }
+        #expect(indexed.scalarText(at: ["responseStatus", "x"]) == "1.5")
+        #expect(indexed.integer(at: ["responseStatus", "text"]) == 12)
+        #expect(indexed.integer(at: ["responseStatus", "big"]) == nil)
     }
 
     static let refused: [(AuditMapping, String)] = [

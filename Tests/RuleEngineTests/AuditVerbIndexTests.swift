@@ -2,8 +2,8 @@ import EventModel
 import RuleEngine
 import Testing
 
-// Audit rules are indexed by the verbs their conditions require, so an event only visits rules that can match
-// its verb. The index must never hide an alert: each rule below fires exactly when its condition says so.
+// Audit rules are indexed by the verbs and resources their conditions require, so an event only visits rules
+// that can match its verb and resource. The index must never hide an alert: each rule below fires exactly when its condition says so.
 
 @Suite struct AuditVerbIndexTests {
     static let rules = """
@@ -46,9 +46,9 @@ import Testing
             output: "a1 %ka.verb"
         """
 
-    func fired(_ verb: String?, _ resource: String) throws -> [String] {
+    func fired(_ verb: String?, _ resource: String?) throws -> [String] {
         var evaluator = RuleEvaluator(ruleSet: try RuleSet.load(yaml: Self.rules))
-        var document: [String: JSONValue] = ["objectRef": .object(["resource": .string(resource)])]
+        var document: [String: JSONValue] = ["objectRef": .object(resource.map { ["resource": .string($0)] } ?? [:])]
         if let verb { document["verb"] = .string(verb) }
         let tree = evaluator.evaluate(auditEvent(document))
         // The same document read from text (indexed) must raise the same alerts.
@@ -67,5 +67,17 @@ import Testing
         // A verb no rule names still reaches the rules that do not require one, in rule order.
         #expect(try fired("impersonate", "secrets") == ["N1", "O1", "A1"])
         #expect(try fired(nil, "secrets") == ["N1", "O1", "A1"])  // absent verb: "not ka.verb in" holds
+    }
+
+    // The index also splits by `ka.target.resource` (W1 needs pods, A1 secrets; O1's `or` needs neither).
+    @Test func rulesFireForTheirResourcesOnly() throws {
+        #expect(try fired("create", "secrets") == ["N1", "O1", "A1"])
+        #expect(try fired("create", "configmaps") == ["N1"])
+        #expect(try fired("delete", "secrets") == ["D1", "N1", "O1", "A1"])
+        // No resource at all, or one no rule names: only the rules that require none.
+        #expect(try fired("create", nil) == ["N1"])
+        #expect(try fired("delete", nil) == ["D1", "N1", "O1"])
+        #expect(try fired("get", "Secrets") == [])
+        #expect(try fired(nil, nil) == ["N1"])
     }
 }
