@@ -39,7 +39,9 @@ struct ArenaDecodingTests {
         )
     }
 
-    @Test("a batch of every event kind decodes to the same values with the arena as with malloc", arguments: [1, 7, 2000])
+    @Test(
+        "a batch of every event kind decodes to the same values with the arena as with malloc",
+        arguments: [1, 7, 2000])
     func everyKindBatch(count: Int) {
         var fixtures = EventFixtures(seed: 0xA7E4A + UInt64(count), containerCount: 5)
         let batch = fixtures.batch(sequence: 3, count: count, kinds: EventKind.allCases)
@@ -93,7 +95,8 @@ struct ArenaDecodingTests {
             } else {
                 bytes = valid
                 for _ in 0..<Int.random(in: 1...4, using: &generator) {
-                    bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                    let position = Int.random(in: 0..<bytes.count, using: &generator)
+                    bytes[position] = UInt8.random(in: 0...255, using: &generator)
                 }
             }
             let (arena, system) = Self.batchBothWays(bytes)
