@@ -89,6 +89,45 @@ public enum WireCodec {
         try withRaw(bytes) { raw throws(WireFormatError) in try decodeEventBatch(raw) }
     }
 
+    /// Decodes with protobuf-c's default (malloc) allocator and `free_unpacked`, as before `UnpackArena`. Not used
+    /// on any real path: the tests decode every input both ways to show the arena changes nothing but the cost.
+    static func decodeEventBatchWithSystemAllocator(_ bytes: [UInt8]) throws(WireFormatError) -> EventBatch {
+        try withRaw(bytes) { raw throws(WireFormatError) in
+            try checkSize(raw, "EventBatch")
+            guard let message = patrol__v1__event_batch__unpack(nil, raw.count, baseAddress(raw)) else {
+                throw malformed("EventBatch", raw.count)
+            }
+            defer { patrol__v1__event_batch__free_unpacked(message, nil) }
+            return try readBatch(message)
+        }
+    }
+
+    /// `decodeEvent` with protobuf-c's default allocator; see `decodeEventBatchWithSystemAllocator`.
+    static func decodeEventWithSystemAllocator(_ bytes: [UInt8]) throws(WireFormatError) -> Event {
+        try withRaw(bytes) { raw throws(WireFormatError) in
+            try checkSize(raw, "Event")
+            guard let message = patrol__v1__event__unpack(nil, raw.count, baseAddress(raw)) else {
+                throw malformed("Event", raw.count)
+            }
+            defer { patrol__v1__event__free_unpacked(message, nil) }
+            return try EventReader(index: -1).event(message)
+        }
+    }
+
+    /// Only the protobuf-c half of `decodeEventBatch` (unpack into the arena, no Swift values): the bench uses it
+    /// to show how much of decoding is protobuf-c's own parse. Returns the number of events, or -1 when malformed.
+    @_spi(Benchmarks)
+    public static func unpackEventBatchOnly(_ bytes: [UInt8]) -> Int {
+        bytes.withUnsafeBytes { raw in
+            UnpackArena.with(inputBytes: raw.count) { allocator in
+                guard let message = patrol__v1__event_batch__unpack(allocator, raw.count, baseAddress(raw)) else {
+                    return -1
+                }
+                return message.pointee.n_events
+            }
+        }
+    }
+
     // MARK: Single events
 
     public static func encode(_ value: Event) -> [UInt8] {

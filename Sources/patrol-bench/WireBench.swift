@@ -2,7 +2,7 @@ import ArgumentParser
 import Basics
 import EventModel
 import TestSupport
-import WireFormat
+@_spi(Benchmarks) import WireFormat
 
 #if canImport(Glibc)
 import Glibc
@@ -29,7 +29,11 @@ struct WireBench: ParsableCommand {
     @Option(help: "Fixture seed.")
     var seed: UInt64 = 42
 
-    @Option(help: "Only profile one side: 'encode' or 'decode' loops over it alone (for perf), then exits.")
+    @Option(
+        help: """
+            Only profile one side: 'encode' or 'decode' loops over it alone (for perf), then exits; 'unpack' runs \
+            only protobuf-c's part of decoding (no Swift values).
+            """)
     var only: String?
 
     mutating func run() throws {
@@ -55,6 +59,8 @@ struct WireBench: ParsableCommand {
             for index in 0..<batchCount {
                 if only == "encode" {
                     sink &+= WireCodec.encode(batches[index % distinctBatches]).count
+                } else if only == "unpack" {
+                    sink &+= WireCodec.unpackEventBatchOnly(encodedSamples[index % distinctBatches])
                 } else {
                     sink &+= try WireCodec.decodeEventBatch(encodedSamples[index % distinctBatches]).events.count
                 }
