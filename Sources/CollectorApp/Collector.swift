@@ -76,7 +76,7 @@ public struct Collector: Sendable {
             store: store, logger: logger)
         let kube = configuration.kubernetes
         var kubeAPI: KubernetesAPIConfiguration?
-        if kube.bindings || kube.owners {
+        if kube.bindings || kube.resolvesOwners {
             guard
                 let api = KubernetesAPIConfiguration.resolve(
                     apiURL: kube.api, tokenFile: kube.tokenFile, caFile: kube.caFile)
@@ -88,7 +88,7 @@ public struct Collector: Sendable {
             }
             kubeAPI = api
         }
-        let owners = kube.owners ? kubeAPI.map { KubernetesOwners(configuration: $0, logger: logger) } : nil
+        let owners = kube.resolvesOwners ? kubeAPI.map { KubernetesOwners(configuration: $0, logger: logger) } : nil
         let ingest = IngestService(
             store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, profiles: profiles,
             bindings: bindings, owners: owners, logger: logger)

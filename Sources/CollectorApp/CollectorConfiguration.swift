@@ -283,8 +283,11 @@ public struct CollectorConfiguration: Sendable, Equatable {
     public struct KubernetesSettings: Sendable, Equatable {
         /// `bindings`: watch the `RuntimeRuleAlertBinding` custom resources and apply them with patrolctl's.
         public var bindings = false
-        /// `owners`: events whose owner is a ReplicaSet or Job get its Deployment or CronJob from the API.
-        public var owners = false
+        /// `owners`: events whose owner is a ReplicaSet or Job get its Deployment or CronJob from the API. nil:
+        /// as `bindings`, since a collector given the API for bindings has the RBAC for this too (deploy/).
+        public var owners: Bool?
+        /// Whether owners are resolved.
+        public var resolvesOwners: Bool { owners ?? bindings }
         /// `api`: the API's URL; nil: in-cluster (`KUBERNETES_SERVICE_HOST` and the service account).
         public var api: String?
         /// `tokenFile`, `caFile`: override the service account's.

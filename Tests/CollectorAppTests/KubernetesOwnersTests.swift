@@ -97,12 +97,17 @@ import Testing
         await collector.stop()
     }
 
-    @Test("the kubernetes.owners key")
+    @Test("the kubernetes.owners key: off by default, on with bindings unless turned off")
     func configuration() throws {
-        let parsed = try CollectorConfiguration.parse(
-            yaml: "kubernetes: {owners: true, api: 'http://127.0.0.1:8001'}", source: "test.yaml")
-        #expect(parsed.kubernetes.owners && !parsed.kubernetes.bindings)
-        #expect(CollectorConfiguration().kubernetes.owners == false)
+        func parse(_ yaml: String) throws -> CollectorConfiguration.KubernetesSettings {
+            try CollectorConfiguration.parse(yaml: yaml, source: "test.yaml").kubernetes
+        }
+        #expect(CollectorConfiguration().kubernetes.resolvesOwners == false)
+        let alone = try parse("kubernetes: {owners: true, api: 'http://127.0.0.1:8001'}")
+        #expect(alone.resolvesOwners && !alone.bindings)
+        #expect(try parse("kubernetes: {bindings: true}").resolvesOwners)
+        #expect(try parse("kubernetes: {bindings: true, owners: false}").resolvesOwners == false)
+        #expect(throws: (any Error).self) { _ = try parse("kubernetes: {owners: yes please}") }
     }
 }
 
