@@ -54,13 +54,12 @@ public final class KubernetesOwners: Service, Sendable {
         logger.info("resolving events' ReplicaSet and Job owners from the Kubernetes API")
         await cancelWhenGracefulShutdown {
             await self.resolver.runRequests { _, result in
+                let outcome: String
                 switch result {
-                case .success:
-                    Counter(label: "patrol_kubernetes_owner_lookups_total", dimensions: [("result", "ok")]).increment()
-                case .failure(let error):
-                    Counter(label: "patrol_kubernetes_owner_lookups_total", dimensions: [("result", error.code.rawValue)])
-                        .increment()
+                case .success: outcome = "ok"
+                case .failure(let error): outcome = error.code.rawValue
                 }
+                Counter(label: "patrol_kubernetes_owner_lookups_total", dimensions: [("result", outcome)]).increment()
             }
         }
         resolver.client.shutdown()

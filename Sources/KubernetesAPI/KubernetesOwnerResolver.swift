@@ -191,9 +191,9 @@ public final class KubernetesOwnerResolver: Sendable {
 
     /// Fetches requested keys one at a time until the task is cancelled; `onResult` sees each outcome (for
     /// metrics and logs).
-    public func runRequests(onResult: @Sendable (Key, Result<KubernetesOwner, KubernetesAPIError>) -> Void = { _, _ in })
-        async
-    {
+    public func runRequests(
+        onResult: @Sendable (Key, Result<KubernetesOwner, KubernetesAPIError>) -> Void = { _, _ in }
+    ) async {
         await withTaskCancellationHandler {
             for await key in requests {
                 if Task.isCancelled { break }
