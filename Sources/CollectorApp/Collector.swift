@@ -74,23 +74,30 @@ public struct Collector: Sendable {
         let bindings = try await BindingsController.load(
             ruleSet: ruleSet, seedPaths: configuration.bindingSeedPaths, rulePaths: configuration.rulePaths,
             store: store, logger: logger)
-        let ingest = IngestService(
-            store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, profiles: profiles,
-            bindings: bindings, logger: logger)
-        services.append(ingest)
-        if configuration.kubernetes.bindings {
-            let kube = configuration.kubernetes
+        let kube = configuration.kubernetes
+        var kubeAPI: KubernetesAPIConfiguration?
+        if kube.bindings || kube.resolvesOwners {
             guard
                 let api = KubernetesAPIConfiguration.resolve(
                     apiURL: kube.api, tokenFile: kube.tokenFile, caFile: kube.caFile)
             else {
                 throw BasicsError(
                     .invalidConfiguration,
-                    "kubernetes.bindings is on but there is no Kubernetes API: not in a cluster "
-                        + "(KUBERNETES_SERVICE_HOST unset) and no kubernetes.api")
+                    "kubernetes.\(kube.bindings ? "bindings" : "owners") is on but there is no Kubernetes API: not in "
+                        + "a cluster (KUBERNETES_SERVICE_HOST unset) and no kubernetes.api")
             }
+            kubeAPI = api
+        }
+        let owners = kube.resolvesOwners ? kubeAPI.map { KubernetesOwners(configuration: $0, logger: logger) } : nil
+        let ingest = IngestService(
+            store: store, ruleSet: ruleSet, signal: signal, cooldownDefault: configuration.dedup, profiles: profiles,
+            bindings: bindings, owners: owners, logger: logger)
+        services.append(ingest)
+        if kube.bindings, let api = kubeAPI {
             services.append(KubernetesBindingsWatcher(configuration: api, bindings: bindings, logger: logger))
         }
+        // After ingest in the list, so it stops first; the last batches only read the cache, which needs no service.
+        if let owners { services.append(owners) }
         // After ingest in the list, so graceful shutdown (in reverse order) stops reading before ingest ends.
         if let stream = try auditStream(ingest: ingest, store: store) { services.append(stream) }
         services += try auditFileAndWebhook(ingest: ingest, store: store)

@@ -283,6 +283,11 @@ public struct CollectorConfiguration: Sendable, Equatable {
     public struct KubernetesSettings: Sendable, Equatable {
         /// `bindings`: watch the `RuntimeRuleAlertBinding` custom resources and apply them with patrolctl's.
         public var bindings = false
+        /// `owners`: events whose owner is a ReplicaSet or Job get its Deployment or CronJob from the API. nil:
+        /// as `bindings`, since a collector given the API for bindings has the RBAC for this too (deploy/).
+        public var owners: Bool?
+        /// Whether owners are resolved.
+        public var resolvesOwners: Bool { owners ?? bindings }
         /// `api`: the API's URL; nil: in-cluster (`KUBERNETES_SERVICE_HOST` and the service account).
         public var api: String?
         /// `tokenFile`, `caFile`: override the service account's.
@@ -334,8 +339,9 @@ extension CollectorConfiguration {
             ])
         if let node = top["kubernetes"] {
             let kubernetes = try reader.mapping(
-                node, path: "kubernetes", allowed: ["bindings", "api", "tokenFile", "caFile"])
+                node, path: "kubernetes", allowed: ["bindings", "owners", "api", "tokenFile", "caFile"])
             if let n = kubernetes["bindings"] { config.kubernetes.bindings = try reader.bool(n, path: "kubernetes.bindings") }
+            if let n = kubernetes["owners"] { config.kubernetes.owners = try reader.bool(n, path: "kubernetes.owners") }
             if let n = kubernetes["api"] { config.kubernetes.api = try reader.string(n, path: "kubernetes.api") }
             if let n = kubernetes["tokenFile"] {
                 config.kubernetes.tokenFile = try reader.string(n, path: "kubernetes.tokenFile")

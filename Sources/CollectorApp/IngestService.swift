@@ -41,13 +41,16 @@ public final class IngestService: Service, Sendable {
     private let profiles: ProfileRegistry?
     /// Which rules apply to which pods; without it every rule applies to every event.
     private let bindings: BindingsController?
+    /// ReplicaSet → Deployment and Job → CronJob for events whose sensor could not follow them (cache only).
+    private let owners: KubernetesOwners?
 
     /// - Parameter cooldownDefault: the collector-wide alert de-duplication; a rule's own `dedup:` wins.
     public init(
         store: Store, ruleSet: RuleSet, signal: OutboxSignal, queueCapacity: Int = 64,
         cooldownDefault: AlertCooldown.Policy = .off, profiles: ProfileRegistry? = nil,
-        bindings: BindingsController? = nil, logger: Logger
+        bindings: BindingsController? = nil, owners: KubernetesOwners? = nil, logger: Logger
     ) {
+        self.owners = owners
         self.profiles = profiles
         self.bindings = bindings
         self.store = store
@@ -159,7 +162,10 @@ public final class IngestService: Service, Sendable {
                 continue
             }
             accepted.append(pending)
-            for event in batch.events {
+            for original in batch.events {
+                // The workload as profiles and rules must see it: resolved before either looks at the event.
+                var event = original
+                owners?.resolve(&event)
                 kindCounts[IngestMetrics.Series(sensor: batch.sensorID, kind: event.kind), default: 0] += UInt64(event.count)
                 // A container the sensor found already running starts a `partial` profile (its start-up is missing).
                 if let profiles,

@@ -2,8 +2,9 @@ import EventModel
 
 /// The workload a profile belongs to: pods of one Deployment, StatefulSet, DaemonSet or CronJob share it.
 ///
-/// The sensor already follows ReplicaSet to Deployment and Job to CronJob (`ContainerRef.ownerKind`), so a
-/// rolling update or the next scheduled run keeps the profile. A pod without an owner (or whose owner is not
+/// The sensor already follows ReplicaSet to Deployment and Job to CronJob (`ContainerRef.ownerKind`), and the
+/// collector does it for events whose sensor could not (`kubernetes.owners`), so a rolling update or the next
+/// scheduled run keeps the profile. A pod without an owner (or whose owner is not
 /// known because no Kubernetes API is configured) is its own workload, of kind `Pod`.
 public struct WorkloadKey: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
     public var namespace: String

@@ -34,7 +34,7 @@ import Testing
         let bootID = UUID().uuidString
         let sequence = Mutex<UInt64>(0)
 
-        init(storePath: String, seed: [String]? = nil) async throws {
+        init(storePath: String, seed: [String]? = nil, owners: KubernetesOwners? = nil) async throws {
             store = try await Store.open(path: storePath)
             let ruleSet = try CollectorBindingsTests.shippedRules.get()
             let logger = Logger(label: "bindings-test")
@@ -42,7 +42,8 @@ import Testing
                 ruleSet: ruleSet, seedPaths: seed, rulePaths: [CollectorBindingsTests.repository + "/rules"],
                 store: store, logger: logger)
             let ingest = IngestService(
-                store: store, ruleSet: ruleSet, signal: OutboxSignal(), bindings: bindings, logger: logger)
+                store: store, ruleSet: ruleSet, signal: OutboxSignal(), bindings: bindings, owners: owners,
+                logger: logger)
             self.ingest = ingest
             task = Task { try await ingest.run() }
         }

@@ -104,43 +104,44 @@ public final class KubernetesPodWatcher: Service, Sendable {
 
 /// Turns listed and watched pods into `PodMetadata`, resolving owners; the list-watch calls it one at a time.
 private final class PodApplier: Sendable {
-    private struct Owner: Sendable, Hashable {
-        var kind: String
-        var name: String
-    }
     private struct State {
-        var stats = KubernetesAPIStats()
-        /// `namespace/Kind/name` of a ReplicaSet or Job → its controller (or itself when it has none).
-        var owners: [String: Owner] = [:]
         var firstList = true
     }
     private let state = Mutex(State())
     private let client: KubernetesAPIClient
     private let index: PodIndex
     private let logger: Logger
-    /// Owner lookups fail once per ReplicaSet or Job per list (for example without RBAC for them): a few lines a
-    /// minute say so, the rest are counted.
-    private let ownerLogThrottle = LogThrottle(limit: 3, per: .seconds(60))
+    /// ReplicaSet → Deployment and Job → CronJob, with its cache; shared with the collector (`KubernetesAPI`).
+    private let owners: KubernetesOwnerResolver
 
     init(client: KubernetesAPIClient, index: PodIndex, logger: Logger) {
         self.client = client
         self.index = index
         self.logger = logger
+        owners = KubernetesOwnerResolver(client: client, logger: logger)
     }
 
-    var stats: KubernetesAPIStats { state.withLock { $0.stats } }
+    var stats: KubernetesAPIStats {
+        let resolver = owners.stats
+        var stats = KubernetesAPIStats()
+        stats.ownerLookups = resolver.lookups
+        stats.ownerLookupFailures = resolver.lookupFailures
+        stats.errors = resolver.errors
+        stats.lastError = resolver.lastError
+        return stats
+    }
 
     func replace(_ items: [PodJSON]) async {
         var pods: [PodMetadata] = []
         pods.reserveCapacity(items.count)
-        var used = Set<String>()
+        var used = Set<KubernetesOwnerResolver.Key>()
         for item in items {
             if let pod = await metadata(item, used: &used) { pods.append(pod) }
         }
         index.replace(with: pods)
+        // Forget ReplicaSets and Jobs no listed pod refers to any more (rolled out, finished).
+        owners.prune(keeping: used)
         let first = state.withLock { state -> Bool in
-            // Forget ReplicaSets and Jobs no listed pod refers to any more (rolled out, finished).
-            state.owners = state.owners.filter { used.contains($0.key) }
             defer { state.firstList = false }
             return state.firstList
         }
@@ -158,12 +159,12 @@ private final class PodApplier: Sendable {
         case .deleted:
             if let uid = item.metadata.uid { index.remove(uid: uid) }
         case .added, .modified:
-            var used = Set<String>()
+            var used = Set<KubernetesOwnerResolver.Key>()
             if let pod = await metadata(item, used: &used) { index.upsert(pod) }
         }
     }
 
-    private func metadata(_ item: PodJSON, used: inout Set<String>) async -> PodMetadata? {
+    private func metadata(_ item: PodJSON, used: inout Set<KubernetesOwnerResolver.Key>) async -> PodMetadata? {
         let meta = item.metadata
         guard let uid = meta.uid, !uid.isEmpty else { return nil }
         let namespace = meta.namespace ?? ""
@@ -182,44 +183,17 @@ private final class PodApplier: Sendable {
     }
 
     /// The pod's workload: its controller, with a ReplicaSet replaced by its Deployment and a Job by its CronJob.
-    private func controller(of meta: ObjectMetaJSON, namespace: String, used: inout Set<String>) async -> Owner {
-        guard let reference = meta.controllerReference else { return Owner(kind: "", name: "") }
-        let direct = Owner(kind: reference.kind, name: reference.name)
-        let path: String
-        switch (reference.kind, reference.group) {
-        case ("ReplicaSet", "apps"): path = "/apis/apps/v1/namespaces/\(namespace)/replicasets/\(reference.name)"
-        case ("Job", "batch"): path = "/apis/batch/v1/namespaces/\(namespace)/jobs/\(reference.name)"
-        default: return direct
-        }
-        let key = "\(namespace)/\(reference.kind)/\(reference.name)"
+    /// A failed lookup names the ReplicaSet or Job itself, and is asked again at the pod's next event or list.
+    private func controller(
+        of meta: ObjectMetaJSON, namespace: String, used: inout Set<KubernetesOwnerResolver.Key>
+    ) async -> KubernetesOwner {
+        guard let reference = meta.controllerReference else { return KubernetesOwner(kind: "", name: "") }
+        guard
+            let key = KubernetesOwnerResolver.key(
+                namespace: namespace, kind: reference.kind, name: reference.name, group: reference.group)
+        else { return KubernetesOwner(kind: reference.kind, name: reference.name) }
         used.insert(key)
-        if let cached = state.withLock({ $0.owners[key] }) { return cached }
-        state.withLock { $0.stats.ownerLookups += 1 }
-        let what = "get \(reference.kind) \(namespace)/\(reference.name)"
-        switch await client.get(ObjectJSON.self, path: path, what: what) {
-        case .success(let object):
-            // A ReplicaSet made by hand (or a Job run by hand) has no controller: it is the workload itself.
-            let owner = object.metadata.controllerReference.map { Owner(kind: $0.kind, name: $0.name) } ?? direct
-            state.withLock { $0.owners[key] = owner }
-            return owner
-        case .failure(let failure):
-            // Not cached: asked again at the pod's next event or list. The pod names the ReplicaSet or Job
-            // meanwhile.
-            state.withLock {
-                $0.stats.ownerLookupFailures += 1
-                $0.stats.errors[failure.code.rawValue, default: 0] += 1
-                $0.stats.lastError = failure.message
-            }
-            if let suppressed = ownerLogThrottle.admit() {
-                logger.warning(
-                    "could not look up a pod's owner; using the \(reference.kind) itself",
-                    metadata: [
-                        "what": "\(failure.what)", "url": "\(failure.url)", "error": "\(failure.message)",
-                        "suppressed": "\(suppressed)",
-                    ])
-            }
-            return direct
-        }
+        return await owners.resolve(key)
     }
 }
 
@@ -247,10 +221,6 @@ struct ObjectMetaJSON: Decodable {
 
     /// The managing controller (`controller: true`); at most one per object.
     var controllerReference: OwnerReferenceJSON? { ownerReferences?.first { $0.controller == true } }
-}
-
-struct ObjectJSON: Decodable {
-    var metadata: ObjectMetaJSON
 }
 
 struct ContainerStatusJSON: Decodable, Sendable {
