@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "OutboundHTTP", dependencies: ["Basics", "CCurl", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
-        .target(name: "KubernetesAPI", dependencies: ["Basics", "OutboundHTTP", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
+        .target(name: "KubernetesAPI", dependencies: ["Basics", "EventModel", "OutboundHTTP", .product(name: "Logging", package: "swift-log")], swiftSettings: swiftSettings),
         .target(name: "PatternMatching", dependencies: ["Basics", "CPCRE2"], swiftSettings: swiftSettings),
         .target(
             name: "MalwareScanning",

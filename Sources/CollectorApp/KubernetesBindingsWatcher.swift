@@ -1,4 +1,5 @@
 import Basics
+import EventModel
 import Foundation
 import KubernetesAPI
 import Logging
@@ -75,9 +76,9 @@ public final class KubernetesBindingsWatcher: Service, Sendable {
     /// same binding with a namespace. Server-filled metadata (uid, resourceVersion, managedFields) is ignored by
     /// the reader; `status` is dropped.
     static func bindingDocument(_ object: KubernetesObject) -> String {
-        var json = object.json
-        if object.kind == "NamespacedRuntimeRuleAlertBinding" { json["kind"] = .string("RuntimeRuleAlertBinding") }
-        json["status"] = nil
-        return json.text
+        guard var members = object.json.objectValue else { return object.json.jsonText }
+        if object.kind == "NamespacedRuntimeRuleAlertBinding" { members["kind"] = .string("RuntimeRuleAlertBinding") }
+        members["status"] = nil
+        return JSONValue.object(members).jsonText
     }
 }
