@@ -183,11 +183,11 @@ struct AdminRPCHandler: Sendable {
     // MARK: Bindings
 
     private func listBindings(_ request: AdminListRequest) async -> AdminListReply {
-        var table = AdminTable(columns: ["NAME", "NAMESPACE", "RULES", "SELECTOR", "APPLIED"])
+        var table = AdminTable(columns: ["NAME", "NAMESPACE", "RULES", "SELECTOR", "APPLIED", "SOURCE"])
         for binding in await bindings.list(namespace: request.namespace.isEmpty ? nil : request.namespace) {
             table.rows.append([
                 binding.name, binding.namespace, binding.rules.joined(separator: ","), binding.selector,
-                Self.rfc3339(binding.appliedAt),
+                Self.rfc3339(binding.appliedAt), binding.source,
             ])
         }
         return AdminListReply(table: table)

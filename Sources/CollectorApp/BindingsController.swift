@@ -41,14 +41,24 @@ public struct BindingSummary: Sendable, Hashable {
     public var selector: String
     /// When it was applied, epoch nanoseconds.
     public var appliedAt: UInt64
+    /// Where it came from: `patrolctl` (applied and stored by the collector) or `kubernetes` (a custom resource the
+    /// collector follows; deleted by deleting the resource, not by patrolctl).
+    public var source: String
 
-    public init(name: String, namespace: String, rules: [String], selector: String, appliedAt: UInt64) {
+    public init(
+        name: String, namespace: String, rules: [String], selector: String, appliedAt: UInt64,
+        source: String = BindingSummary.appliedSource
+    ) {
         self.name = name
         self.namespace = namespace
         self.rules = rules
         self.selector = selector
         self.appliedAt = appliedAt
+        self.source = source
     }
+
+    public static let appliedSource = "patrolctl"
+    public static let clusterSource = "kubernetes"
 }
 
 /// Owns the collector's applied rule bindings: validates applies against the loaded rule set, keeps them in the
@@ -126,18 +136,28 @@ public final class BindingsController: Sendable {
     }
 
     /// The applied bindings, by namespace then name; `namespace` filters ("" for the cluster-scoped ones).
+    /// patrolctl's bindings and those from the Kubernetes API, each marked with its source, by namespace and name.
     public func list(namespace: String?) async -> [BindingSummary] {
-        let entries = state.withLock { Array($0.entries.values) }
+        let (applied, cluster) = state.withLock { state in
+            (Array(state.entries.values), state.cluster.values.flatMap(\.values))
+        }
+        let summaries =
+            applied.map { Self.summary($0, source: BindingSummary.appliedSource) }
+            + cluster.map { Self.summary($0, source: BindingSummary.clusterSource) }
         return
-            entries
-            .filter { namespace == nil || ($0.binding.namespace ?? "") == namespace }
-            .sorted { ($0.binding.namespace ?? "", $0.binding.name) < ($1.binding.namespace ?? "", $1.binding.name) }
-            .map(Self.summary)
+            summaries
+            .filter { namespace == nil || $0.namespace == namespace }
+            .sorted { ($0.namespace, $0.name, $0.source) < ($1.namespace, $1.name, $1.source) }
     }
 
-    /// The YAML document an applied binding came from, as written; nil when there is no such binding.
+    /// The YAML document a binding came from, as written (patrolctl's) or as the custom resource's spec; nil when
+    /// there is no such binding. patrolctl's wins when both have the name.
     public func get(name: String, namespace: String) async -> String? {
-        state.withLock { $0.entries[Self.key(name: name, namespace: namespace)]?.yaml }
+        let key = Self.key(name: name, namespace: namespace)
+        return state.withLock { state in
+            if let applied = state.entries[key] { return applied.yaml }
+            return state.cluster.keys.sorted().compactMap { state.cluster[$0]?[key]?.yaml }.first
+        }
     }
 
     /// Removes an applied binding; false when there is none. When the last one goes, the default bindings apply
@@ -392,7 +412,7 @@ public final class BindingsController: Sendable {
 
     static func key(name: String, namespace: String) -> String { namespace.isEmpty ? name : "\(namespace)/\(name)" }
 
-    static func summary(_ entry: Entry) -> BindingSummary {
+    static func summary(_ entry: Entry, source: String) -> BindingSummary {
         let binding = entry.binding
         let rules = binding.rules.map { rule in
             switch rule.reference {
@@ -404,7 +424,7 @@ public final class BindingsController: Sendable {
         return BindingSummary(
             name: binding.name, namespace: binding.namespace ?? "", rules: rules,
             selector: "namespaces: \(binding.namespaceSelector); pods: \(binding.podSelector)",
-            appliedAt: entry.appliedAt)
+            appliedAt: entry.appliedAt, source: source)
     }
 }
 

@@ -107,7 +107,11 @@ import Testing
             api.deleteCustomObject(resource: Self.cluster, name: "web-exec")
             try await waitFor("web-exec to go") { bindings.clusterBindingKeys.count == 1 }
             #expect(try await collector.send(Harness.shmExec(db)).isEmpty)
-            #expect(await bindings.list(namespace: nil).map(\.name) == ["miners-critical"])
+            // `patrolctl bindings list` shows both kinds, each with where it came from; `get` finds the API's too.
+            let listed = await bindings.list(namespace: nil).map { "\($0.namespace)/\($0.name) \($0.source)" }
+            #expect(listed == ["/miners-critical patrolctl", "shop/miners kubernetes"])
+            let spec = await bindings.get(name: "miners", namespace: "shop") ?? ""
+            #expect(spec.contains("Crypto miner"), "\(spec)")
 
             // The watch expires (410 Gone): the collector lists again, and later changes still arrive.
             let before = watcher.stats[KubernetesBindingsWatcher.namespacedResource]?.lists ?? 0
