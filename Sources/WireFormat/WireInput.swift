@@ -32,7 +32,8 @@ struct WireSpan {
 
 /// A cursor over protobuf wire-format bytes, with the reading rules of protobuf-c 1.4's `protobuf_c_message_unpack`
 /// (the reference the batch reader must agree with, shown by `EventReadingTests`):
-/// - a tag is at most 5 bytes; its field number is the 32 bits above the wire type;
+/// - a tag is at most 5 bytes; its field number is the 32 bits above the wire type; a one-byte tag of number 0
+///   is refused (a longer one is an unknown field);
 /// - a varint is at most 10 bytes; 32-bit fields keep its low 32 bits;
 /// - a length prefix is at most 5 bytes, read as 32 bits (higher bits dropped), and must fit in what is left;
 /// - wire types 3 and 4 (groups), 6 and 7 are errors; unknown fields of types 0, 1, 2 and 5 are skipped;
@@ -69,6 +70,8 @@ struct WireCursor {
     mutating func tag() throws(WireFormatError) -> (field: UInt32, wire: UInt8) {
         let first = at.pointee
         if first < 0x80 {
+            // protobuf-c 1.4 refuses number 0 in a one-byte tag only; a longer tag of number 0 is an unknown field.
+            guard first >= 8 else { throw Self.bad("a field tag has number 0") }
             at += 1
             return (UInt32(first >> 3), first & 7)
         }
