@@ -110,6 +110,29 @@ struct WireCursor {
     }
 
     private mutating func longVarint() throws(WireFormatError) -> UInt64 {
+        // Most multi-byte varints (times, pids, inode numbers) end within 8 bytes: find the end and gather the
+        // 7-bit groups of one 64-bit load at once instead of byte by byte.
+        // Nanosecond times take 9 bytes: the 8 loaded plus one or two more.
+        if remaining >= 8 {
+            let word = UnsafeRawPointer(at).loadUnaligned(as: UInt64.self).littleEndian
+            let stops = ~word & 0x8080_8080_8080_8080
+            if stops != 0 {
+                let length = (stops.trailingZeroBitCount + 1) >> 3
+                let kept = length == 8 ? word : word & ((1 &<< UInt64(8 * length)) &- 1)
+                at += length
+                return Self.gather(kept)
+            }
+            if remaining >= 9, at[8] < 0x80 {
+                let value = Self.gather(word) | UInt64(at[8]) << 56
+                at += 9
+                return value
+            }
+            if remaining >= 10, at[9] < 0x80 {
+                let value = Self.gather(word) | UInt64(at[8] & 0x7f) << 56 | UInt64(at[9]) << 63
+                at += 10
+                return value
+            }
+        }
         let limit = min(remaining, 10)
         var value: UInt64 = 0
         var index = 0
@@ -123,6 +146,15 @@ struct WireCursor {
             index += 1
         }
         throw Self.bad("a varint is longer than 10 bytes or cut off")
+    }
+
+    /// The 7-bit groups of up to 8 varint bytes (little-endian in `word`, bytes after the last one zeroed), joined.
+    @inline(__always)
+    static func gather(_ word: UInt64) -> UInt64 {
+        var value = word & 0x7f7f_7f7f_7f7f_7f7f
+        value = (value & 0x007f_007f_007f_007f) | ((value & 0x7f00_7f00_7f00_7f00) >> 1)
+        value = (value & 0x0000_3fff_0000_3fff) | ((value & 0x3fff_0000_3fff_0000) >> 2)
+        return (value & 0x0000_0000_0fff_ffff) | ((value & 0x0fff_ffff_0000_0000) >> 4)
     }
 
     /// A varint field (wire type 0 required).
