@@ -234,9 +234,8 @@ struct BatchReader: ~Copyable {
         } else if let inline {
             container = try inlineContainer(inline)
         }
-        return Event(
-            time: time, node: nodeText, process: info, container: container,
-            payload: try self.payload(payloadField, payload), count: count)
+        let value = try self.payload(payloadField, payload)
+        return Event(time: time, node: nodeText, process: info, container: container, payload: value, count: count)
     }
 
     private func inlineContainer(_ wire: ContainerWire) throws(WireFormatError) -> ContainerRef {

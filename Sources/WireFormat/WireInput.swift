@@ -222,8 +222,8 @@ struct WireCursor {
             length |= UInt32(byte & 0x7f) << UInt32(7 * index)
             if byte < 0x80 {
                 let header = UInt32(index + 1)
-                // protobuf-c adds header and length in 32 bits; a sum that wraps is refused here (protobuf-c's
-                // behaviour for it is undefined).
+                // protobuf-c adds header and length in 32 bits; a sum that wraps is refused, as protobuf-c 1.4.1
+                // refuses it (EventReadingTests).
                 let (total, wrapped) = header.addingReportingOverflow(length)
                 guard !wrapped, Int(total) <= remaining else { throw Self.bad("a length runs past the end") }
                 let start = at + Int(header)
