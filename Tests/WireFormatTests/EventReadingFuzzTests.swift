@@ -72,7 +72,9 @@ struct EventReadingFuzzTests {
         /// Write integers, lengths and tags in longer forms than needed.
         var padded = false
 
-        mutating func chance(_ probability: Double) -> Bool { Double.random(in: 0..<1, using: &generator) < probability }
+        mutating func chance(_ probability: Double) -> Bool {
+            Double.random(in: 0..<1, using: &generator) < probability
+        }
 
         mutating func varint(_ value: UInt64, into out: inout [UInt8], maxBytes: Int = 10) {
             var v = value
@@ -99,11 +101,16 @@ struct EventReadingFuzzTests {
             let wire = [UInt8(0), 1, 2, 5].randomElement(using: &generator)!
             varint(number << 3 | UInt64(wire), into: &out, maxBytes: 5)
             switch wire {
-            case 0: varint(UInt64.random(in: 0...UInt64.max, using: &generator) >> UInt64.random(in: 0...63, using: &generator), into: &out)
+            case 0:
+                varint(
+                    UInt64.random(in: 0...UInt64.max, using: &generator)
+                        >> UInt64.random(in: 0...63, using: &generator), into: &out)
             case 1: for _ in 0..<8 { out.append(UInt8.random(in: 0...255, using: &generator)) }
             case 5: for _ in 0..<4 { out.append(UInt8.random(in: 0...255, using: &generator)) }
             default:
-                let body = (0..<Int.random(in: 0...12, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                let body = (0..<Int.random(in: 0...12, using: &generator)).map { _ in
+                    UInt8.random(in: 0...255, using: &generator)
+                }
                 varint(UInt64(body.count), into: &out, maxBytes: 5)
                 out += body
             }
@@ -134,7 +141,9 @@ struct EventReadingFuzzTests {
                 } else if padded {
                     // Re-read the varint and write it padded.
                     var value: UInt64 = 0
-                    for (position, byte) in field.payload.enumerated() { value |= UInt64(byte & 0x7f) << UInt64(7 * position) }
+                    for (position, byte) in field.payload.enumerated() {
+                        value |= UInt64(byte & 0x7f) << UInt64(7 * position)
+                    }
                     varint(value, into: &out)
                 } else {
                     out += field.payload
@@ -214,7 +223,9 @@ struct EventReadingFuzzTests {
                 bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
             } else {
                 while bytes.count < length {
-                    bytes.append(UInt8(Int.random(in: 1...26, using: &generator) << 3 | Int.random(in: 0...7, using: &generator)))
+                    bytes.append(
+                        UInt8(Int.random(in: 1...26, using: &generator) << 3 | Int.random(in: 0...7, using: &generator))
+                    )
                     bytes.append(UInt8.random(in: 0...(round % 4 == 1 ? 20 : 255), using: &generator))
                 }
             }
@@ -254,7 +265,10 @@ struct EventReadingFuzzTests {
             case 1: bytes[position] &= 0x7f
             case 2: bytes.insert(0x80, at: position)
             case 3: bytes.remove(at: position)
-            case 4: bytes.insert(contentsOf: [UInt8](repeating: 0xFF, count: Int.random(in: 1...10, using: &generator)), at: position)
+            case 4:
+                bytes.insert(
+                    contentsOf: [UInt8](repeating: 0xFF, count: Int.random(in: 1...10, using: &generator)), at: position
+                )
             default: bytes.insert(UInt8.random(in: 0...255, using: &generator), at: position)
             }
             Self.compare(bytes, &tally)

@@ -71,7 +71,8 @@ struct EventReadingTests {
         }
     }
 
-    @Test("edge values of every payload case decode the same both ways", arguments: 0..<RoundTripTests.edgePayloads.count)
+    @Test(
+        "edge values of every payload case decode the same both ways", arguments: 0..<RoundTripTests.edgePayloads.count)
     func edgeValues(index: Int) {
         let payload = RoundTripTests.edgePayloads[index]
         let events = [
@@ -134,7 +135,10 @@ struct EventReadingTests {
                 Self.batch(events: [
                     Self.event { w in
                         w.message(12) { $0.string(1, "/etc/passwd") }
-                        w.message(3) { $0.varint(1, 7); $0.string(7, "/bin/cat") }
+                        w.message(3) {
+                            $0.varint(1, 7)
+                            $0.string(7, "/bin/cat")
+                        }
                         w.varint(5, 1)
                     }
                 ])
@@ -146,21 +150,39 @@ struct EventReadingTests {
                         Self.event { w in
                             w.varint(5, 1)
                             w.varint(99, 12345)
-                            w.rawVarint(UInt64(100 << 3 | 1)); w.bytes += [1, 2, 3, 4, 5, 6, 7, 8]
+                            w.rawVarint(UInt64(100 << 3 | 1))
+                            w.bytes += [1, 2, 3, 4, 5, 6, 7, 8]
                             w.string(7, "reserved")
-                            w.rawVarint(UInt64(101 << 3 | 5)); w.bytes += [1, 2, 3, 4]
-                            w.message(3) { $0.varint(40, 1); $0.string(6, "sh") }
-                            w.message(11) { $0.varint(9, 3); $0.varint(1, 2) }
+                            w.rawVarint(UInt64(101 << 3 | 5))
+                            w.bytes += [1, 2, 3, 4]
+                            w.message(3) {
+                                $0.varint(40, 1)
+                                $0.string(6, "sh")
+                            }
+                            w.message(11) {
+                                $0.varint(9, 3)
+                                $0.varint(1, 2)
+                            }
                         }
                     ],
-                    extra: { $0.varint(1000, 5); $0.string(8, "x") })
+                    extra: {
+                        $0.varint(1000, 5)
+                        $0.string(8, "x")
+                    })
             ),
             (
                 "a repeated scalar keeps the last value",
                 Self.batch(events: [
                     Self.event { w in
-                        w.varint(5, 9); w.process(); w.varint(5, 2); w.varint(1, 10); w.varint(1, 11)
-                        w.message(11) { $0.varint(1, 3); $0.varint(1, 4) }
+                        w.varint(5, 9)
+                        w.process()
+                        w.varint(5, 2)
+                        w.varint(1, 10)
+                        w.varint(1, 11)
+                        w.message(11) {
+                            $0.varint(1, 3)
+                            $0.varint(1, 4)
+                        }
                     }
                 ])
             ),
@@ -169,8 +191,17 @@ struct EventReadingTests {
                 Self.batch(events: [
                     Self.event { w in
                         w.varint(5, 1)
-                        w.message(3) { $0.varint(1, 5); $0.varint(2, 6); $0.string(6, "first"); $0.string(7, "/a") }
-                        w.message(3) { $0.varint(3, 8); $0.string(7, "/b"); $0.string(8, "") }
+                        w.message(3) {
+                            $0.varint(1, 5)
+                            $0.varint(2, 6)
+                            $0.string(6, "first")
+                            $0.string(7, "/a")
+                        }
+                        w.message(3) {
+                            $0.varint(3, 8)
+                            $0.string(7, "/b")
+                            $0.string(8, "")
+                        }
                         w.message(11) { _ in }
                     }
                 ])
@@ -182,13 +213,24 @@ struct EventReadingTests {
                         w.varint(5, 1)
                         w.process()
                         w.message(4) {
-                            $0.string(1, "containerd"); $0.string(2, "c1"); $0.varint(11, 1)
-                            $0.message(8) { $0.string(1, "app"); $0.string(2, "one") }
+                            $0.string(1, "containerd")
+                            $0.string(2, "c1")
+                            $0.varint(11, 1)
+                            $0.message(8) {
+                                $0.string(1, "app")
+                                $0.string(2, "one")
+                            }
                         }
                         w.message(4) {
                             $0.string(2, "c2")
-                            $0.message(8) { $0.string(1, "app"); $0.string(2, "two") }
-                            $0.message(8) { $0.string(1, "tier"); $0.string(2, "web") }
+                            $0.message(8) {
+                                $0.string(1, "app")
+                                $0.string(2, "two")
+                            }
+                            $0.message(8) {
+                                $0.string(1, "tier")
+                                $0.string(2, "web")
+                            }
                         }
                         w.message(11) { _ in }
                     }
@@ -200,9 +242,16 @@ struct EventReadingTests {
                     Self.event { w in
                         w.varint(5, 1)
                         w.process()
-                        w.message(10) { $0.string(1, "/bin/a"); $0.string(2, "a"); $0.varint(4, 1) }
+                        w.message(10) {
+                            $0.string(1, "/bin/a")
+                            $0.string(2, "a")
+                            $0.varint(4, 1)
+                        }
                         w.message(10) { $0.string(2, "b") }
-                        w.message(12) { $0.string(1, "/x"); $0.varint(2, 1) }
+                        w.message(12) {
+                            $0.string(1, "/x")
+                            $0.varint(2, 1)
+                        }
                         w.message(12) { $0.varint(3, 4) }
                     }
                 ])
@@ -227,7 +276,9 @@ struct EventReadingTests {
                         w.message(16) { m in
                             m.varint(1, 3)
                             var packed = ProtoWriter()
-                            packed.rawVarint(1); packed.rawVarint(300); packed.rawVarint(UInt64(UInt32.max) + 5)
+                            packed.rawVarint(1)
+                            packed.rawVarint(300)
+                            packed.rawVarint(UInt64(UInt32.max) + 5)
                             m.lengthDelimited(1, packed.bytes)
                             m.varint(1, 0)
                             m.lengthDelimited(1, [])
@@ -237,17 +288,27 @@ struct EventReadingTests {
             ),
             (
                 "bools of other wire types and varints wider than their field",
-                Self.batch(events: [
-                    Self.event { w in
-                        w.varint(5, (1 << 32) + 1)
-                        w.process { $0.varint(1, UInt64.max); $0.varint(4, 1 << 40) }
-                        w.message(10) { m in
-                            m.string(4, "\u{0}")
-                            m.rawVarint(6 << 3 | 5); m.bytes += [0, 0, 0x80, 0]
-                            m.rawVarint(7 << 3 | 1); m.bytes += [0, 0, 0, 0, 0, 0, 0, 2]
+                Self.batch(
+                    events: [
+                        Self.event { w in
+                            w.varint(5, (1 << 32) + 1)
+                            w.process {
+                                $0.varint(1, UInt64.max)
+                                $0.varint(4, 1 << 40)
+                            }
+                            w.message(10) { m in
+                                m.string(4, "\u{0}")
+                                m.rawVarint(6 << 3 | 5)
+                                m.bytes += [0, 0, 0x80, 0]
+                                m.rawVarint(7 << 3 | 1)
+                                m.bytes += [0, 0, 0, 0, 0, 0, 0, 2]
+                            }
                         }
-                    }
-                ], extra: { w in w.rawVarint(4 << 3); w.bytes += [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02] })
+                    ],
+                    extra: { w in
+                        w.rawVarint(4 << 3)
+                        w.bytes += [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02]
+                    })
             ),
             (
                 "strings end at their first NUL",
@@ -256,15 +317,29 @@ struct EventReadingTests {
                         Self.event { w in
                             w.varint(5, 1)
                             w.string(2, "node\u{0}hidden")
-                            w.process { $0.string(6, "\u{0}x"); $0.varint(11, 1) }
-                            w.message(10) { $0.string(1, "/bin/sh\u{0}"); $0.string(2, "a\u{0}b"); $0.string(2, "\u{0}") }
+                            w.process {
+                                $0.string(6, "\u{0}x")
+                                $0.varint(11, 1)
+                            }
+                            w.message(10) {
+                                $0.string(1, "/bin/sh\u{0}")
+                                $0.string(2, "a\u{0}b")
+                                $0.string(2, "\u{0}")
+                            }
                         }
                     ], strings: ["exe\u{0}tail"])
             ),
             (
                 // protobuf-c refuses number 0 only in a one-byte tag (see `errors`); in a longer tag it is unknown.
                 "a two-byte tag of field number 0 is an unknown field",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.bytes += [0x80, 0x00, 0x01]; w.message(11) { _ in } }])
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.bytes += [0x80, 0x00, 0x01]
+                        w.message(11) { _ in }
+                    }
+                ])
             ),
             (
                 "a long tag and a five-byte length prefix",
@@ -289,16 +364,24 @@ struct EventReadingTests {
 
     @Test("malformed and refused input gives the same error code and message both ways")
     func errors() {
-        let valid = Self.event { w in w.varint(5, 1); w.process(); w.message(11) { _ in } }
+        let valid = Self.event { w in
+            w.varint(5, 1)
+            w.process()
+            w.message(11) { _ in }
+        }
         let cases: [(String, [UInt8], WireFormatError.Code)] = [
             ("empty input", [], .missingField),
             ("truncated varint", [0x18, 0x80], .malformed),
             ("varint of 11 bytes", [0x18] + [UInt8](repeating: 0x80, count: 10) + [0x01], .malformed),
             ("length past the end", [0x0A, 0x05, 0x41], .malformed),
-            ("length whose sum with its prefix wraps 32 bits",
-                [0x0A, 0xFC, 0xFF, 0xFF, 0xFF, 0x0F] + [UInt8](repeating: 0x41, count: 34), .malformed),
-            ("length of an unknown field that wraps 32 bits",
-                [0x4A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F] + [UInt8](repeating: 0x41, count: 34), .malformed),
+            (
+                "length whose sum with its prefix wraps 32 bits",
+                [0x0A, 0xFC, 0xFF, 0xFF, 0xFF, 0x0F] + [UInt8](repeating: 0x41, count: 34), .malformed
+            ),
+            (
+                "length of an unknown field that wraps 32 bits",
+                [0x4A, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F] + [UInt8](repeating: 0x41, count: 34), .malformed
+            ),
             ("length prefix of 6 bytes", [0x0A, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00], .malformed),
             ("tag of 6 bytes", [0x80, 0x80, 0x80, 0x80, 0x80, 0x00], .malformed),
             ("start group", Self.batch(events: [valid]) + [0x0B], .malformed),
@@ -311,55 +394,208 @@ struct EventReadingTests {
 
             ("sequence with length wire type", [0x0A, 0x01, 0x73, 0x1A, 0x01, 0x01], .malformed),
             ("events with varint wire type", Self.batch(events: []) + [0x28, 0x01], .malformed),
-            ("packed syscalls with a cut varint",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.lengthDelimited(16, [0x0A, 0x01, 0x80]) }]),
-                .malformed),
-            ("syscalls as fixed32",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.lengthDelimited(16, [0x0D, 1, 2, 3, 4]) }]),
-                .malformed),
+            (
+                "packed syscalls with a cut varint",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.lengthDelimited(16, [0x0A, 0x01, 0x80])
+                    }
+                ]),
+                .malformed
+            ),
+            (
+                "syscalls as fixed32",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.lengthDelimited(16, [0x0D, 1, 2, 3, 4])
+                    }
+                ]),
+                .malformed
+            ),
             ("no sensor id", [0x18, 0x01], .missingField),
             ("sequence 0", [0x0A, 0x01, 0x73], .invalidValue),
-            ("count 0", Self.batch(events: [Self.event { w in w.process(); w.message(11) { _ in } }]), .invalidValue),
-            ("no process", Self.batch(events: [Self.event { w in w.varint(5, 1); w.message(11) { _ in } }]), .missingField),
-            ("no payload", Self.batch(events: [Self.event { w in w.varint(5, 1); w.process() }]), .invalidValue),
-            ("string ref beyond the table",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process { $0.varint(11, 3) }; w.message(11) { _ in } }],
-                    strings: ["a"]), .invalidValue),
-            ("string ref and inline string",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process { $0.varint(11, 1); $0.string(7, "x") }; w.message(11) { _ in } }],
-                    strings: ["a"]), .invalidValue),
-            ("container index beyond the table",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.varint(6, 2); w.message(11) { _ in } }]),
-                .invalidValue),
-            ("container index and inline container",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.varint(6, 1); w.message(4) { $0.string(2, "c") }; w.message(11) { _ in } }],
-                    containers: [Self.event { $0.string(2, "c") }]), .invalidValue),
-            ("unknown address family",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.message(13) { $0.varint(1, 9) } }]),
-                .invalidValue),
-            ("port out of range",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.message(14) { $0.varint(6, 70_000) } }]),
-                .invalidValue),
-            ("dns query type out of range",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.message(15) { $0.varint(2, 1 << 16) } }]),
-                .invalidValue),
-            ("invalid UTF-8 in a table string", Self.batch(events: [valid], strings: []) + [0x3A, 0x02, 0xC3, 0x28], .invalidValue),
-            ("invalid UTF-8 in argv after a bad path ref",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.message(10) { $0.lengthDelimited(2, [0xFF]); $0.varint(5, 9) } }]),
-                .invalidValue),
-            ("invalid UTF-8 in an inline label",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.message(4) { $0.message(8) { $0.lengthDelimited(1, [0xED, 0xA0, 0x80]) } }; w.message(11) { _ in } }]),
-                .invalidValue),
-            ("empty audit document",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.message(25) { $0.string(2, "src") } }]),
-                .missingField),
-            ("audit document that is not JSON",
-                Self.batch(events: [Self.event { w in w.varint(5, 1); w.process(); w.message(25) { $0.string(1, "{\"a\":") } }]),
-                .invalidValue),
-            ("a value error before a malformed event is reported as malformed",
-                Self.batch(events: [Self.event { w in w.process(); w.message(11) { _ in } }, [0x08]]), .malformed),
-            ("a value error before a malformed table is reported as malformed",
-                [0x0A, 0x01, 0x73] + [0x3A, 0x05, 0x41], .malformed),
+            (
+                "count 0",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.process()
+                        w.message(11) { _ in }
+                    }
+                ]), .invalidValue
+            ),
+            (
+                "no process",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.message(11) { _ in }
+                    }
+                ]), .missingField
+            ),
+            (
+                "no payload",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                    }
+                ]), .invalidValue
+            ),
+            (
+                "string ref beyond the table",
+                Self.batch(
+                    events: [
+                        Self.event { w in
+                            w.varint(5, 1)
+                            w.process { $0.varint(11, 3) }
+                            w.message(11) { _ in }
+                        }
+                    ],
+                    strings: ["a"]), .invalidValue
+            ),
+            (
+                "string ref and inline string",
+                Self.batch(
+                    events: [
+                        Self.event { w in
+                            w.varint(5, 1)
+                            w.process {
+                                $0.varint(11, 1)
+                                $0.string(7, "x")
+                            }
+                            w.message(11) { _ in }
+                        }
+                    ],
+                    strings: ["a"]), .invalidValue
+            ),
+            (
+                "container index beyond the table",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.varint(6, 2)
+                        w.message(11) { _ in }
+                    }
+                ]),
+                .invalidValue
+            ),
+            (
+                "container index and inline container",
+                Self.batch(
+                    events: [
+                        Self.event { w in
+                            w.varint(5, 1)
+                            w.process()
+                            w.varint(6, 1)
+                            w.message(4) { $0.string(2, "c") }
+                            w.message(11) { _ in }
+                        }
+                    ],
+                    containers: [Self.event { $0.string(2, "c") }]), .invalidValue
+            ),
+            (
+                "unknown address family",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.message(13) { $0.varint(1, 9) }
+                    }
+                ]),
+                .invalidValue
+            ),
+            (
+                "port out of range",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.message(14) { $0.varint(6, 70_000) }
+                    }
+                ]),
+                .invalidValue
+            ),
+            (
+                "dns query type out of range",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.message(15) { $0.varint(2, 1 << 16) }
+                    }
+                ]),
+                .invalidValue
+            ),
+            (
+                "invalid UTF-8 in a table string", Self.batch(events: [valid], strings: []) + [0x3A, 0x02, 0xC3, 0x28],
+                .invalidValue
+            ),
+            (
+                "invalid UTF-8 in argv after a bad path ref",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.message(10) {
+                            $0.lengthDelimited(2, [0xFF])
+                            $0.varint(5, 9)
+                        }
+                    }
+                ]),
+                .invalidValue
+            ),
+            (
+                "invalid UTF-8 in an inline label",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.message(4) { $0.message(8) { $0.lengthDelimited(1, [0xED, 0xA0, 0x80]) } }
+                        w.message(11) { _ in }
+                    }
+                ]),
+                .invalidValue
+            ),
+            (
+                "empty audit document",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.message(25) { $0.string(2, "src") }
+                    }
+                ]),
+                .missingField
+            ),
+            (
+                "audit document that is not JSON",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.varint(5, 1)
+                        w.process()
+                        w.message(25) { $0.string(1, "{\"a\":") }
+                    }
+                ]),
+                .invalidValue
+            ),
+            (
+                "a value error before a malformed event is reported as malformed",
+                Self.batch(events: [
+                    Self.event { w in
+                        w.process()
+                        w.message(11) { _ in }
+                    }, [0x08],
+                ]), .malformed
+            ),
+            (
+                "a value error before a malformed table is reported as malformed",
+                [0x0A, 0x01, 0x73] + [0x3A, 0x05, 0x41], .malformed
+            ),
         ]
         for (what, bytes, code) in cases {
             let outcome = Self.expectAgreement(bytes, what)
