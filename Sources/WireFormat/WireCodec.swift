@@ -12,10 +12,11 @@ import Darwin
 
 /// Converts the `EventModel` values to and from their protobuf encoding (proto/patrol/v1).
 ///
-/// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer (a batch packs
-/// event by event and writes its envelope itself: `BatchEncoding.swift`). Decoding checks
-/// the size limit, unpacks with a bump allocator (`UnpackArena`), converts and validates every value, and frees the
-/// C message before returning. Bad input never traps: it throws `WireFormatError` naming what and where.
+/// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer; an `EventBatch` is
+/// written by WireFormat itself (`BatchEncoding.swift`, `EventWriting.swift`). Decoding checks the size limit; an
+/// `EventBatch` is then read straight from the bytes (`EventReading.swift`), every other message is unpacked by
+/// protobuf-c with a bump allocator (`UnpackArena`), converted and validated, and freed before returning. Bad input
+/// never traps: it throws `WireFormatError` naming what and where.
 public enum WireCodec {
     private static let limit = Atomic<Int>(16 << 20)
 
