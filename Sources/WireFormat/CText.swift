@@ -20,6 +20,14 @@ enum CText {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// The string of a span's bytes (the batch reader's strings, read straight from the input), or nil when they
+    /// are not valid UTF-8.
+    @inline(__always)
+    static func string(_ span: WireSpan) -> String? {
+        guard span.count > 0, let base = span.base else { return "" }
+        return string(UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self), length: span.count)
+    }
+
     /// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
     static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         var index = 0

@@ -12,10 +12,11 @@ import Darwin
 
 /// Converts the `EventModel` values to and from their protobuf encoding (proto/patrol/v1).
 ///
-/// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer (a batch packs
-/// event by event and writes its envelope itself: `BatchEncoding.swift`). Decoding checks
-/// the size limit, unpacks with a bump allocator (`UnpackArena`), converts and validates every value, and frees the
-/// C message before returning. Bad input never traps: it throws `WireFormatError` naming what and where.
+/// Encoding builds the protoc-c structs in an arena and packs them into one exactly sized buffer; an `EventBatch` is
+/// written by WireFormat itself (`BatchEncoding.swift`, `EventWriting.swift`). Decoding checks the size limit; an
+/// `EventBatch` is then read straight from the bytes (`EventReading.swift`), every other message is unpacked by
+/// protobuf-c with a bump allocator (`UnpackArena`), converted and validated, and freed before returning. Bad input
+/// never traps: it throws `WireFormatError` naming what and where.
 public enum WireCodec {
     private static let limit = Atomic<Int>(16 << 20)
 
@@ -30,7 +31,28 @@ public enum WireCodec {
 
     // MARK: Event batches
 
+    /// Decodes a batch with WireFormat's own reader (`EventReading.swift`), straight from the bytes into values;
+    /// protobuf-c is not involved. The outcome is the one `decodeEventBatchViaProtobufC` gives (tests compare them).
     public static func decodeEventBatch(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError) -> EventBatch {
+        try checkSize(bytes, "EventBatch")
+        let input = WireSpan(
+            base: bytes.count == 0 ? nil : bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+        // Table strings and short strings (most argv entries, addresses) skip the intern table: size it smaller.
+        var reader = BatchReader(input: input, expectedStrings: bytes.count / 256)
+        do {
+            return try reader.batch()
+        } catch {
+            throw reader.settle(error)
+        }
+    }
+
+    /// Decodes a batch the way `decodeEventBatch` did before WireFormat had its own reader:
+    /// `protobuf_c_message_unpack` into a bump arena, then `EventReader` over the C structs. Kept as the reference
+    /// the reader is tested against (`EventReadingTests`) and for the bench's comparison.
+    @_spi(Benchmarks)
+    public static func decodeEventBatchViaProtobufC(_ bytes: UnsafeRawBufferPointer) throws(WireFormatError)
+        -> EventBatch
+    {
         try checkSize(bytes, "EventBatch")
         return try UnpackArena.with(inputBytes: bytes.count) { allocator throws(WireFormatError) in
             guard let message = patrol__v1__event_batch__unpack(allocator, bytes.count, baseAddress(bytes)) else {
@@ -87,6 +109,12 @@ public enum WireCodec {
 
     public static func decodeEventBatch(_ bytes: [UInt8]) throws(WireFormatError) -> EventBatch {
         try withRaw(bytes) { raw throws(WireFormatError) in try decodeEventBatch(raw) }
+    }
+
+    /// `decodeEventBatchViaProtobufC` of an array.
+    @_spi(Benchmarks)
+    public static func decodeEventBatchViaProtobufC(_ bytes: [UInt8]) throws(WireFormatError) -> EventBatch {
+        try withRaw(bytes) { raw throws(WireFormatError) in try decodeEventBatchViaProtobufC(raw) }
     }
 
     /// Decodes with protobuf-c's default (malloc) allocator and `free_unpacked`, as before `UnpackArena`. Not used

@@ -32,7 +32,8 @@ struct WireBench: ParsableCommand {
     @Option(
         help: """
             Only profile one side: 'encode' or 'decode' loops over it alone (for perf), then exits; 'unpack' runs \
-            only protobuf-c's part of decoding (no Swift values).
+            only protobuf-c's unpack of each batch (no Swift values); 'decode-protobuf-c' the decode path through \
+            protobuf-c that tests keep as the reference.
             """)
     var only: String?
 
@@ -61,6 +62,9 @@ struct WireBench: ParsableCommand {
                     sink &+= WireCodec.encode(batches[index % distinctBatches]).count
                 } else if only == "unpack" {
                     sink &+= WireCodec.unpackEventBatchOnly(encodedSamples[index % distinctBatches])
+                } else if only == "decode-protobuf-c" {
+                    sink &+= try WireCodec.decodeEventBatchViaProtobufC(encodedSamples[index % distinctBatches])
+                        .events.count
                 } else {
                     sink &+= try WireCodec.decodeEventBatch(encodedSamples[index % distinctBatches]).events.count
                 }

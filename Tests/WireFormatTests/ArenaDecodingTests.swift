@@ -2,9 +2,10 @@ import EventModel
 import TestSupport
 import Testing
 
-@testable import WireFormat
+@_spi(Benchmarks) @testable import WireFormat
 
-/// `decodeEventBatch`/`decodeEvent` unpack into a bump arena (`UnpackArena`). These tests decode the same input
+/// `decodeEventBatchViaProtobufC` (the reference for WireFormat's own batch reader) and `decodeEvent` unpack into a
+/// bump arena (`UnpackArena`). These tests decode the same input
 /// both with the arena and with protobuf-c's default allocator plus `free_unpacked` (how decoding worked before)
 /// and expect the same outcome: equal values, or the same error code and message. Valid input decoded between
 /// malformed input also checks that a failed unpack leaves nothing behind that the next decode could trip over.
@@ -22,7 +23,7 @@ struct ArenaDecodingTests {
             }
         }
         return (
-            outcome { () throws(WireFormatError) in try WireCodec.decodeEventBatch(bytes) },
+            outcome { () throws(WireFormatError) in try WireCodec.decodeEventBatchViaProtobufC(bytes) },
             outcome { () throws(WireFormatError) in try WireCodec.decodeEventBatchWithSystemAllocator(bytes) }
         )
     }
