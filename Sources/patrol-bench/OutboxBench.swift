@@ -51,8 +51,10 @@ struct OutboxBench: AsyncParsableCommand {
         cpuPerAlert.reserveCapacity(alerts / commitSize + 1)
         // The store's writer thread ("store-0") and checkpoint thread, found by name: their own CPU clocks split
         // the process CPU into the write path proper and the checkpointer beside it.
-        let writerClock = Self.threadCPUClock(named: "store-0")
-        let checkpointClock = Self.threadCPUClock(named: "store-checkpoin")
+        let writerThread = Self.threadID(named: "store-0")
+        let writerClock = writerThread.map(Self.cpuClock)
+        let checkpointClock = Self.threadID(named: "store-checkpoin").map(Self.cpuClock)
+        let writerSchedstat = writerThread.map { "/proc/self/task/\($0)/schedstat" } ?? ""
         var writerPerAlert: [Double] = []
         writerPerAlert.reserveCapacity(alerts / commitSize + 1)
         var pathPerAlert: [Double] = []
@@ -73,6 +75,7 @@ struct OutboxBench: AsyncParsableCommand {
                 batch.append(alert)
             }
             let walBefore = explain ? Self.fileSize(walPath) : 0
+            let waitBefore = explain ? Self.runQueueWait(writerSchedstat) : 0
             let checkpointStart = Self.cpuNanoseconds(checkpointClock)
             let writerStart = Self.cpuNanoseconds(writerClock)
             let cpuStart = Self.processCPUNanoseconds()
@@ -89,7 +92,9 @@ struct OutboxBench: AsyncParsableCommand {
             if explain {
                 samples.append(
                     CommitSample(
-                        wall: wall, writer: writer, checkpointing: checkpoint > 0, walBefore: walBefore,
+                        wall: wall, writer: writer,
+                        runQueue: Double(Self.runQueueWait(writerSchedstat) - waitBefore) / 1000 / Double(count),
+                        checkpointing: checkpoint > 0, walBefore: walBefore,
                         walAfter: Self.fileSize(walPath)))
             }
             written += count
@@ -118,7 +123,8 @@ struct OutboxBench: AsyncParsableCommand {
             "outbox write: write path CPU per alert (process CPU less the checkpoint thread's) "
                 + "p50 \(Self.format(Self.percentile(pathPerAlert, 0.5))) µs, "
                 + "p99 \(Self.format(Self.percentile(pathPerAlert, 0.99))) µs; "
-                + "store thread alone (insert and commit) p50 \(Self.format(Self.percentile(writerPerAlert, 0.5))) µs, "
+                + "store thread alone (insert and commit) "
+                + "p50 \(Self.format(Self.percentile(writerPerAlert, 0.5))) µs, "
                 + "p99 \(Self.format(Self.percentile(writerPerAlert, 0.99))) µs; "
                 + "checkpoint thread \(Self.format(Double(checkpointTotal) / 1e9)) CPU s in all "
                 + "(\(Self.format(Double(checkpointTotal) / 1000 / Double(alerts))) µs per alert)"
@@ -178,6 +184,8 @@ struct OutboxBench: AsyncParsableCommand {
     struct CommitSample {
         var wall: Double
         var writer: Double
+        /// Time the store thread was runnable but waiting for a core, per alert.
+        var runQueue: Double
         var checkpointing: Bool
         var walBefore: Int
         var walAfter: Int
@@ -192,9 +200,11 @@ struct OutboxBench: AsyncParsableCommand {
             let extending = Double(group.filter { $0.walAfter > $0.walBefore }.count) / count * 100
             let wall = group.map(\.wall).reduce(0, +) / count
             let writer = group.map(\.writer).reduce(0, +) / count
+            let runQueue = group.map(\.runQueue).reduce(0, +) / count
             let wal = Double(group.map(\.walAfter).reduce(0, +)) / count / 1e6
             return "\(label): \(group.count) commits, mean wall \(format(wall)) µs/alert, writer CPU "
-                + "\(format(writer)) µs/alert, checkpoint running \(format(checkpointing)) %, WAL file grew "
+                + "\(format(writer)) µs/alert, store thread waiting for a core \(format(runQueue)) µs/alert, "
+                + "checkpoint running \(format(checkpointing)) %, WAL file grew "
                 + "\(format(extending)) %, mean WAL file \(format(wal)) MB"
         }
         let tail = max(1, samples.count / 100)
@@ -212,16 +222,25 @@ struct OutboxBench: AsyncParsableCommand {
         return stat(path, &info) == 0 ? Int(info.st_size) : 0
     }
 
-    /// The CPU clock of this process's thread named `name` (its `comm`), or nil when there is none.
-    static func threadCPUClock(named name: String) -> clockid_t? {
+    /// Nanoseconds the thread has spent runnable but not running (the second field of its schedstat).
+    static func runQueueWait(_ path: String) -> Int64 {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        return fields.count > 1 ? Int64(fields[1]) ?? 0 : 0
+    }
+
+    /// Linux's per-thread CPU clock id (what pthread_getcpuclockid returns): ~tid << 3 | CPUCLOCK_PERTHREAD |
+    /// CPUCLOCK_SCHED. Any thread of the same process may read it.
+    static func cpuClock(_ tid: Int32) -> clockid_t { (~tid) << 3 | 6 }
+
+    /// The id of this process's thread named `name` (its `comm`), or nil when there is none.
+    static func threadID(named name: String) -> Int32? {
         guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return nil }
         for task in tasks {
             guard let comm = try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8),
                 comm.trimmingCharacters(in: .whitespacesAndNewlines) == name, let tid = Int32(task)
             else { continue }
-            // Linux's per-thread CPU clock id (what pthread_getcpuclockid returns): ~tid << 3 | CPUCLOCK_PERTHREAD
-            // | CPUCLOCK_SCHED. Any thread of the same process may read it.
-            return (~tid) << 3 | 6
+            return tid
         }
         return nil
     }
