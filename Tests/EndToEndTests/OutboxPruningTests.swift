@@ -90,8 +90,8 @@ import Testing
         // 1. Both sinks up: 20 alerts reach both, and all but the newest 5 are pruned.
         let first = try replayFile(harness, name: "first", count: 20)
         let sensorA = try harness.sensor(replay: first, id: "sensor-a")
-        #expect(
-            await sensorA.waitForExit(timeout: .seconds(120)) == 0, "sensor log:\n\(sensorA.standardError.suffix(2000))")
+        let sensorAStatus = await sensorA.waitForExit(timeout: .seconds(120))
+        #expect(sensorAStatus == 0, "sensor log:\n\(sensorA.standardError.suffix(2000))")
         #expect(
             await scrapeUntil {
                 value("patrol_sink_alerts_sent_total", ["sink": "csv"]) == 20
@@ -108,8 +108,8 @@ import Testing
         webhook.stop()
         let second = try replayFile(harness, name: "second", count: 20)
         let sensorB = try harness.sensor(replay: second, id: "sensor-b")
-        #expect(
-            await sensorB.waitForExit(timeout: .seconds(120)) == 0, "sensor log:\n\(sensorB.standardError.suffix(2000))")
+        let sensorBStatus = await sensorB.waitForExit(timeout: .seconds(120))
+        #expect(sensorBStatus == 0, "sensor log:\n\(sensorB.standardError.suffix(2000))")
         #expect(
             await scrapeUntil {
                 value("patrol_sink_alerts_sent_total", ["sink": "csv"]) == 40
