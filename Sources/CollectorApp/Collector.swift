@@ -62,7 +62,7 @@ public struct Collector: Sendable {
                 retention: .init(
                     maxAge: retention.maxAgeNanoseconds.map { .nanoseconds(Int64(clamping: $0)) },
                     maxAlerts: retention.maxAlerts),
-                logger: logger))
+                interval: .nanoseconds(Int64(clamping: retention.pruneIntervalNanoseconds)), logger: logger))
         // Profiles are restored before events flow, so none falls back to learning after a restart.
         let profiles = ProfileRegistry(configuration: configuration.profiles)
         let restored = try await profiles.restore(from: store)

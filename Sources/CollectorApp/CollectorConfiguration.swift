@@ -34,6 +34,9 @@ public struct CollectorConfiguration: Sendable, Equatable {
         public var maxAgeNanoseconds: UInt64? = 7 * 24 * 3600 * 1_000_000_000
         /// At most this many alerts are kept (the newest); nil: no count limit.
         public var maxAlerts: Int?
+        /// How often the pruner looks (`store.pruneInterval`); short only in tests and small setups, since a
+        /// pass that finds nothing is a few reads.
+        public var pruneIntervalNanoseconds: UInt64 = 30 * 1_000_000_000
 
         public init() {}
     }
@@ -392,7 +395,7 @@ extension CollectorConfiguration {
             if case .scalar = node {
                 config.storePath = try reader.string(node, path: "store")
             } else {
-                let store = try reader.mapping(node, path: "store", allowed: ["path", "alertRetention", "maxAlerts"])
+                let store = try reader.mapping(node, path: "store", allowed: ["path", "alertRetention", "maxAlerts", "pruneInterval"])
                 if let n = store["path"] { config.storePath = try reader.string(n, path: "store.path") }
                 if let n = store["alertRetention"] {
                     let age = try reader.duration(n, path: "store.alertRetention")
@@ -401,6 +404,11 @@ extension CollectorConfiguration {
                 if let n = store["maxAlerts"] {
                     let count = try reader.int(n, path: "store.maxAlerts")
                     config.alertRetention.maxAlerts = count == 0 ? nil : count
+                }
+                if let n = store["pruneInterval"] {
+                    let interval = try reader.duration(n, path: "store.pruneInterval")
+                    guard interval > 0 else { throw reader.fail(n, "store.pruneInterval", "expected more than 0") }
+                    config.alertRetention.pruneIntervalNanoseconds = interval
                 }
             }
         }

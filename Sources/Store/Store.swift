@@ -63,15 +63,25 @@ public final class Store: @unchecked Sendable {
     /// WAL bytes after which a checkpoint is started: SQLite's own default threshold (1000 frames of 4 KiB pages),
     /// kept in bytes so the WAL on disk stays the same size whatever the page size.
     static let checkpointBytes = 1000 * 4096
-    /// `checkpointBytes` in frames of this database's page size.
+    /// WAL length past which the store thread finishes a checkpoint itself, between two commits. Under steady
+    /// commits the background checkpoint never finds every frame copied at a moment no commit follows, so the WAL
+    /// never starts over and grows by every commit (234 MB for 100k alerts in `patrol-bench outbox`); a checkpoint
+    /// on the writer's own thread copies the rest with no commit in between, and the next commit starts the WAL
+    /// over, writing over the old frames instead of extending the file. One longer commit per this many bytes.
+    static let walLimitBytes = 64 << 20
+    /// `checkpointBytes` and `walLimitBytes` in frames of this database's page size.
     private let checkpointFrames: Int
+    private let walLimitFrames: Int
+    /// The WAL's length in frames at the last catch-up checkpoint; store thread only.
+    private var caughtUpFrames = 0
 
     private init(
         connection: SQLiteConnection, executor: BlockingExecutor, reader: SQLiteConnection?,
         readExecutor: BlockingExecutor?, checkpointer: SQLiteConnection?, checkpointExecutor: BlockingExecutor?,
-        pageSize: Int
+        pageSize: Int, walLimitBytes: Int
     ) {
         self.checkpointFrames = max(1, Self.checkpointBytes / max(512, pageSize))
+        self.walLimitFrames = max(1, walLimitBytes / max(512, pageSize))
         self.connection = connection
         self.executor = executor
         self.reader = reader ?? connection
@@ -83,6 +93,11 @@ public final class Store: @unchecked Sendable {
 
     /// Opens (creating if needed) the store at `path`; `:memory:` gives a private in-memory store.
     public static func open(path: String) async throws(StoreError) -> Store {
+        try await open(path: path, walLimitBytes: walLimitBytes)
+    }
+
+    /// `walLimitBytes` other than the default only for tests, which cannot write 64 MB of WAL quickly.
+    static func open(path: String, walLimitBytes: Int) async throws(StoreError) -> Store {
         let executor = BlockingExecutor(name: "store")
         let inMemory = path == ":memory:" || path.isEmpty
         let readExecutor = inMemory ? nil : BlockingExecutor(name: "store-read")
@@ -121,7 +136,8 @@ public final class Store: @unchecked Sendable {
             }
             return Store(
                 connection: connection, executor: executor, reader: reader, readExecutor: readExecutor,
-                checkpointer: checkpointer, checkpointExecutor: checkpointExecutor, pageSize: pageSize)
+                checkpointer: checkpointer, checkpointExecutor: checkpointExecutor, pageSize: pageSize,
+                walLimitBytes: walLimitBytes)
         } catch let error as StoreError {
             shutdownAll()
             throw error
@@ -156,11 +172,25 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Called on the store thread after a commit: once the WAL is long enough, a passive checkpoint runs on
-    /// the checkpoint thread (at most one at a time) while commits go on.
+    /// Called on the store thread after a commit: once the WAL is long enough, a passive checkpoint runs on the
+    /// checkpoint thread (at most one at a time) while commits go on; past `walLimitBytes` the store thread
+    /// finishes one itself, after which the WAL starts over.
     private func checkpointIfDue() {
-        guard let checkpointExecutor, connection.walFrames >= checkpointFrames,
-            !checkpointRunning.exchange(true, ordering: .acquiringAndReleasing)
+        guard let checkpointExecutor else { return }
+        let frames = connection.walFrames
+        // A shorter WAL than at the last catch-up means it started over.
+        if frames < caughtUpFrames { caughtUpFrames = 0 }
+        if frames >= walLimitFrames, frames - caughtUpFrames >= checkpointFrames {
+            guard !checkpointRunning.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            // No commit can run meanwhile (this is the store thread), so the checkpoint copies every frame (unless
+            // a sink's read still holds an older snapshot: then this is tried again after `checkpointBytes` more)
+            // and the next write transaction starts the WAL over.
+            caughtUpFrames = frames
+            try? connection.checkpointPassive()
+            checkpointRunning.store(false, ordering: .releasing)
+            return
+        }
+        guard frames >= checkpointFrames, !checkpointRunning.exchange(true, ordering: .acquiringAndReleasing)
         else { return }
         Task {
             _ = try? await checkpointExecutor.run { try self.checkpointer?.checkpointPassive() }

@@ -157,8 +157,11 @@ public final class HTTPTestServer: Sendable {
     /// Requests with bodies larger than this get 413.
     public let maxBodySize: Int
 
-    /// Starts listening at once. `handler` answers every request; change it later with `setHandler`.
-    public init(maxBodySize: Int = 64 << 20, handler: @escaping Handler = { _ in Response(status: 404) }) throws {
+    /// Starts listening at once. `handler` answers every request; change it later with `setHandler`. `port` 0
+    /// takes an ephemeral port; a given one lets a test bring a server back where a stopped one was.
+    public init(
+        port: Int = 0, maxBodySize: Int = 64 << 20, handler: @escaping Handler = { _ in Response(status: 404) }
+    ) throws {
         self.maxBodySize = maxBodySize
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw POSIXError(errnoCode) }
@@ -166,7 +169,7 @@ public final class HTTPTestServer: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

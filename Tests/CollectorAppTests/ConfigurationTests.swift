@@ -33,17 +33,19 @@ import Testing
     @Test func storeAsAMappingCarriesTheAlertRetention() throws {
         let config = try CollectorConfiguration.parse(
             yaml: """
-                store: {path: /data/patrol.db, alertRetention: 2d, maxAlerts: 500000}
+                store: {path: /data/patrol.db, alertRetention: 2d, maxAlerts: 500000, pruneInterval: 2s}
                 sinks:
                   syslog: {address: "127.0.0.1:514", protocol: tcp, confirmAfterMs: 5000}
                 """, source: "collector.yaml")
         #expect(config.storePath == "/data/patrol.db")
         #expect(config.alertRetention.maxAgeNanoseconds == 2 * 86_400 * 1_000_000_000)
         #expect(config.alertRetention.maxAlerts == 500_000)
+        #expect(config.alertRetention.pruneIntervalNanoseconds == 2_000_000_000)
         #expect(config.sinks.syslog?.confirmAfterMs == 5000)
         let unlimited = try CollectorConfiguration.parse(
             yaml: "store: {alertRetention: 0}", source: "collector.yaml")
         #expect(unlimited.alertRetention.maxAgeNanoseconds == nil)
+        #expect(unlimited.alertRetention.pruneIntervalNanoseconds == 30_000_000_000)
         #expect(unlimited.storePath == "patrol.db")
         #expect {
             _ = try CollectorConfiguration.parse(yaml: "store: {retention: 7d}", source: "collector.yaml")
