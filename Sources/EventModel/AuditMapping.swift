@@ -425,7 +425,7 @@ struct AuditTopLevel: Sendable {
     }
 
     /// The key whose name these bytes spell, by length first (most members are not keys).
-    private static func key(_ bytes: UnsafeBufferPointer<UInt8>) -> Key? {
+    static func key(_ bytes: UnsafeBufferPointer<UInt8>) -> Key? {
         func equals(_ name: StaticString) -> Bool {
             name.utf8CodeUnitCount == bytes.count && memcmp(name.utf8Start, bytes.baseAddress!, bytes.count) == 0
         }

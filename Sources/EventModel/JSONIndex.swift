@@ -181,6 +181,28 @@ public struct JSONIndex: Sendable {
         }
     }
 
+    /// The number token's value when it is a plain integer of at most 15 digits (`-?[0-9]+`, what JSON allows):
+    /// exactly what converting it through `Double` gives, read straight from the digits; nil for anything else.
+    func smallInteger(_ token: Int) -> Int64? {
+        let item = tokens[token]
+        guard item.kind == .number else { return nil }
+        return bytes.withUnsafeBufferPointer { bytes -> Int64? in
+            var index = Int(item.start)
+            let end = Int(item.end)
+            let negative = index < end && bytes[index] == UInt8(ascii: "-")
+            if negative { index += 1 }
+            guard index < end, end - index <= 15 else { return nil }
+            var value: Int64 = 0
+            while index < end {
+                let digit = bytes[index] &- UInt8(ascii: "0")
+                guard digit < 10 else { return nil }
+                value = value * 10 + Int64(digit)
+                index += 1
+            }
+            return negative ? -value : value
+        }
+    }
+
     /// The value at `token` as a tree (only this subtree is built).
     public func materialize(_ token: Int = JSONIndex.root) -> JSONValue {
         let item = tokens[token]
