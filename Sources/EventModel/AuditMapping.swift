@@ -91,16 +91,27 @@ public struct AuditMapping: Sendable, Hashable {
     }
 
     public func event(fromJSON text: String, sourceID: String = "") throws(AuditMappingError) -> Event {
-        try event(fromIndex: try Self.index(Array(text.utf8)), sourceID: sourceID)
+        // The index keeps the line itself rather than a copy of its bytes.
+        let index: JSONIndex
+        do {
+            index = try JSONIndex(text)
+        } catch {
+            throw Self.notJSON(error)
+        }
+        return try event(fromIndex: index, sourceID: sourceID)
     }
 
     static func index(_ bytes: [UInt8]) throws(AuditMappingError) -> JSONIndex {
         do {
             return try JSONIndex(bytes: bytes)
         } catch {
-            throw AuditMappingError(
-                .notJSON, field: "", "document is not JSON: \(error.reason) at byte \(error.offset)", cause: .error(error))
+            throw notJSON(error)
         }
+    }
+
+    static func notJSON(_ error: JSONText.ParseError) -> AuditMappingError {
+        AuditMappingError(
+            .notJSON, field: "", "document is not JSON: \(error.reason) at byte \(error.offset)", cause: .error(error))
     }
 
     // Constants, not literals in the function: an array literal is allocated on every call.
