@@ -10,14 +10,28 @@ public struct AuditFieldPath: Sendable {
     public let components: [String]
     /// The first component's key among the audit object's common members, when it is one.
     let topKey: AuditTopLevel.Key?
-    /// Every component after the first, as UTF-8 bytes (member names) and as an array position when it is one.
-    let rest: [(bytes: [UInt8], position: Int?)]
+    /// The components after the first, as UTF-8 bytes back to back (one array, not one per component, so a read
+    /// retains nothing per step): component `i + 1` is `restBytes[restStarts[i] ..< restStarts[i + 1]]`.
+    let restBytes: [UInt8]
+    let restStarts: [Int]
+    /// Component `i + 1` as an array position, -1 when it is not one.
+    let restPositions: [Int]
 
     public init(_ components: [String]) {
         self.components = components
         var first = components.first ?? ""
         topKey = first.withUTF8 { AuditTopLevel.key($0) }
-        rest = components.dropFirst().map { (Array($0.utf8), Int($0)) }
+        var bytes: [UInt8] = []
+        var starts = [0]
+        var positions: [Int] = []
+        for component in components.dropFirst() {
+            bytes.append(contentsOf: component.utf8)
+            starts.append(bytes.count)
+            positions.append(Int(component).map { $0 >= 0 ? $0 : -1 } ?? -1)
+        }
+        restBytes = bytes
+        restStarts = starts
+        restPositions = positions
     }
 }
 
@@ -50,31 +64,40 @@ extension AuditRecord {
 extension IndexedAuditDocument {
     /// `locate(path.components)`, starting from the top-level key and comparing inner names as bytes.
     private func locate(_ path: AuditFieldPath) -> (token: Int?, tree: JSONValue?) {
-        guard let first = path.components.first else { return (root, nil) }
-        if !replaced.isEmpty, let value = replaced[first] {
+        if path.components.isEmpty { return (root, nil) }
+        if !replaced.isEmpty, let value = replaced[path.components[0]] {
             return (nil, AuditRecord.walk(value, path.components.dropFirst()))
         }
-        let start = path.topKey.map { top[$0] } ?? index.member(root, first)
-        guard var token = start else { return (nil, nil) }
-        var rest = path.rest[...]
-        if dedottedAnnotations, first == "annotations", index.kind(token) == .object, path.components.count > 1 {
-            // Rare (Elastic Agent layout): the general reader restores the dots.
-            return locateSlow(path.components)
-        }
-        while let (bytes, position) = rest.popFirst() {
-            switch index.kind(token) {
-            case .object:
-                let next = bytes.withUnsafeBufferPointer { index.member(token, key: $0) }
-                guard let next else { return (nil, nil) }
-                token = next
-            case .array:
-                guard let position, let next = index.element(token, position) else { return (nil, nil) }
-                token = next
-            default:
-                return (nil, nil)
+        let start: Int?
+        if let key = path.topKey {
+            start = top[key]
+            if dedottedAnnotations, key == .annotations, path.components.count > 1 {
+                // Rare (Elastic Agent layout): the general reader restores the dots.
+                return locateSlow(path.components)
             }
+        } else {
+            start = index.member(root, path.components[0])
         }
-        return (token, nil)
+        guard var token = start else { return (nil, nil) }
+        let found: Int? = path.restBytes.withUnsafeBufferPointer { bytes in
+            for step in path.restPositions.indices {
+                switch index.kind(token) {
+                case .object:
+                    let name = UnsafeBufferPointer(
+                        rebasing: bytes[path.restStarts[step]..<path.restStarts[step + 1]])
+                    guard let next = index.member(token, key: name) else { return nil }
+                    token = next
+                case .array:
+                    let position = path.restPositions[step]
+                    guard position >= 0, let next = index.element(token, position) else { return nil }
+                    token = next
+                default:
+                    return nil
+                }
+            }
+            return token
+        }
+        return (found, nil)
     }
 
     func string(at path: AuditFieldPath) -> String? {

@@ -428,9 +428,18 @@ struct AuditTopLevel: Sendable {
 
     init(_ index: JSONIndex, _ root: Int) {
         var found = SIMD16<Int32>(repeating: -1)
-        index.forEachMember(root) { name, value in
-            let plain: Key?? = index.withPlainString(name) { Self.key($0) }
-            if let key = plain ?? index.string(name).flatMap(Key.init(rawValue:)) { found[key.lane] = Int32(value) }
+        // One pass with the bytes in hand (taking them per member was a visible cost).
+        index.withBytes { bytes in
+            index.forEachMember(root) { name, value in
+                let token = index.tokens[name]
+                let key: Key?
+                if token.escaped {
+                    key = index.string(name).flatMap(Key.init(rawValue:))
+                } else {
+                    key = Self.key(UnsafeBufferPointer(rebasing: bytes[Int(token.start)..<Int(token.end)]))
+                }
+                if let key { found[key.lane] = Int32(value) }
+            }
         }
         tokens = found
     }
