@@ -91,16 +91,27 @@ public struct AuditMapping: Sendable, Hashable {
     }
 
     public func event(fromJSON text: String, sourceID: String = "") throws(AuditMappingError) -> Event {
-        try event(fromIndex: try Self.index(Array(text.utf8)), sourceID: sourceID)
+        // The index keeps the line itself rather than a copy of its bytes.
+        let index: JSONIndex
+        do {
+            index = try JSONIndex(text)
+        } catch {
+            throw Self.notJSON(error)
+        }
+        return try event(fromIndex: index, sourceID: sourceID)
     }
 
     static func index(_ bytes: [UInt8]) throws(AuditMappingError) -> JSONIndex {
         do {
             return try JSONIndex(bytes: bytes)
         } catch {
-            throw AuditMappingError(
-                .notJSON, field: "", "document is not JSON: \(error.reason) at byte \(error.offset)", cause: .error(error))
+            throw notJSON(error)
         }
+    }
+
+    static func notJSON(_ error: JSONText.ParseError) -> AuditMappingError {
+        AuditMappingError(
+            .notJSON, field: "", "document is not JSON: \(error.reason) at byte \(error.offset)", cause: .error(error))
     }
 
     // Constants, not literals in the function: an array literal is allocated on every call.
@@ -417,15 +428,24 @@ struct AuditTopLevel: Sendable {
 
     init(_ index: JSONIndex, _ root: Int) {
         var found = SIMD16<Int32>(repeating: -1)
-        index.forEachMember(root) { name, value in
-            let plain: Key?? = index.withPlainString(name) { Self.key($0) }
-            if let key = plain ?? index.string(name).flatMap(Key.init(rawValue:)) { found[key.lane] = Int32(value) }
+        // One pass with the bytes in hand (taking them per member was a visible cost).
+        index.withBytes { bytes in
+            index.forEachMember(root) { name, value in
+                let token = index.tokens[name]
+                let key: Key?
+                if token.escaped {
+                    key = index.string(name).flatMap(Key.init(rawValue:))
+                } else {
+                    key = Self.key(UnsafeBufferPointer(rebasing: bytes[Int(token.start)..<Int(token.end)]))
+                }
+                if let key { found[key.lane] = Int32(value) }
+            }
         }
         tokens = found
     }
 
     /// The key whose name these bytes spell, by length first (most members are not keys).
-    private static func key(_ bytes: UnsafeBufferPointer<UInt8>) -> Key? {
+    static func key(_ bytes: UnsafeBufferPointer<UInt8>) -> Key? {
         func equals(_ name: StaticString) -> Bool {
             name.utf8CodeUnitCount == bytes.count && memcmp(name.utf8Start, bytes.baseAddress!, bytes.count) == 0
         }

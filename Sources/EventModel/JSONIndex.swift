@@ -25,35 +25,68 @@ public struct JSONIndex: Sendable {
         var next: UInt32
     }
 
-    public let bytes: [UInt8]
+    /// Where the bytes live: a document read as a `String` (a log line) keeps that string instead of a copy of its
+    /// bytes (copying every line into an array was a malloc and a memmove per event on the audit path).
+    enum Storage: Sendable {
+        case array([UInt8])
+        /// Native and contiguous (made so at init), so its UTF-8 can be read in place.
+        case text(String)
+    }
+
+    let storage: Storage
     let tokens: [Token]
+
+    /// The document's UTF-8 bytes (a copy when it was read from a `String`).
+    public var bytes: [UInt8] {
+        switch storage {
+        case .array(let bytes): return bytes
+        case .text(let text): return Array(text.utf8)
+        }
+    }
+
+    /// The document's bytes, in place.
+    @inline(__always)
+    func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        switch storage {
+        case .array(let bytes): return bytes.withUnsafeBufferPointer(body)
+        case .text(let text):
+            if let result = text.utf8.withContiguousStorageIfAvailable(body) { return result }
+            return Array(text.utf8).withUnsafeBufferPointer(body)  // not reached: the text was made contiguous
+        }
+    }
 
     /// The root value's token.
     public static let root = 0
 
     public init(_ text: String) throws(JSONText.ParseError) {
-        try self.init(bytes: Array(text.utf8))
+        var text = text
+        text.makeContiguousUTF8()
+        let tokens = text.withUTF8 { Self.scan($0) }
+        self.storage = .text(text)
+        self.tokens = try tokens.get()
     }
 
     public init(bytes: [UInt8]) throws(JSONText.ParseError) {
+        let tokens = bytes.withUnsafeBufferPointer { Self.scan($0) }
+        self.storage = .array(bytes)
+        self.tokens = try tokens.get()
+    }
+
+    private static func scan(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<[Token], JSONText.ParseError> {
         // Documents above 4 GiB cannot be indexed with 32-bit offsets; nothing the pipeline reads is near that.
-        guard bytes.count < Int(UInt32.max) else {
-            throw JSONText.ParseError(offset: 0, reason: "document larger than 4 GiB")
+        guard buffer.count < Int(UInt32.max) else {
+            return .failure(JSONText.ParseError(offset: 0, reason: "document larger than 4 GiB"))
         }
-        let result = bytes.withUnsafeBufferPointer { buffer -> Result<[Token], JSONText.ParseError> in
-            var scanner = Scanner(bytes: buffer)
-            do throws(JSONText.ParseError) {
-                scanner.skipSpace()
-                try scanner.value(depth: 0)
-                scanner.skipSpace()
-                if scanner.position != buffer.count { throw scanner.fail("trailing characters after the document") }
-                return .success(scanner.tokens)
-            } catch {
-                return .failure(error)
-            }
+        var scanner = Scanner(bytes: buffer)
+        do throws(JSONText.ParseError) {
+            scanner.skipSpace()
+            try scanner.value(depth: 0)
+            scanner.skipSpace()
+            if scanner.position != buffer.count { throw scanner.fail("trailing characters after the document") }
+            return .success(scanner.tokens)
+        } catch {
+            return .failure(error)
         }
-        self.bytes = bytes
-        self.tokens = try result.get()
     }
 
     // MARK: Reading
@@ -73,7 +106,7 @@ public struct JSONIndex: Sendable {
         var found: Int?
         var child = token + 1
         let end = Int(container.next)
-        bytes.withUnsafeBufferPointer { bytes in
+        withBytes { bytes in
             while child < end {
                 let name = tokens[child]
                 let value = child + 1
@@ -107,7 +140,7 @@ public struct JSONIndex: Sendable {
     func withPlainString<R>(_ token: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R? {
         let item = tokens[token]
         guard item.kind == .string, !item.escaped else { return nil }
-        return bytes.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[Int(item.start)..<Int(item.end)])) }
+        return withBytes { body(UnsafeBufferPointer(rebasing: $0[Int(item.start)..<Int(item.end)])) }
     }
 
     /// Every member of the object at `token` as (name token, value token), in document order.
@@ -151,7 +184,7 @@ public struct JSONIndex: Sendable {
     public func string(_ token: Int) -> String? {
         let item = tokens[token]
         guard item.kind == .string else { return nil }
-        return bytes.withUnsafeBufferPointer { bytes in
+        return withBytes { bytes in
             if !item.escaped {
                 return String(decoding: UnsafeBufferPointer(rebasing: bytes[Int(item.start)..<Int(item.end)]), as: UTF8.self)
             }
@@ -169,15 +202,37 @@ public struct JSONIndex: Sendable {
         var text = text
         return text.withUTF8 { wanted in
             guard wanted.count == Int(item.end - item.start) else { return false }
-            return bytes.withUnsafeBufferPointer { sameBytes($0.baseAddress! + Int(item.start), wanted.baseAddress, wanted.count) }
+            return withBytes { sameBytes($0.baseAddress! + Int(item.start), wanted.baseAddress, wanted.count) }
         }
     }
 
     public func number(_ token: Int) -> Double? {
         let item = tokens[token]
         guard item.kind == .number else { return nil }
-        return bytes.withUnsafeBufferPointer { bytes in
+        return withBytes { bytes in
             Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[Int(item.start)..<Int(item.end)]), as: UTF8.self))
+        }
+    }
+
+    /// The number token's value when it is a plain integer of at most 15 digits (`-?[0-9]+`, what JSON allows):
+    /// exactly what converting it through `Double` gives, read straight from the digits; nil for anything else.
+    func smallInteger(_ token: Int) -> Int64? {
+        let item = tokens[token]
+        guard item.kind == .number else { return nil }
+        return withBytes { bytes -> Int64? in
+            var index = Int(item.start)
+            let end = Int(item.end)
+            let negative = index < end && bytes[index] == UInt8(ascii: "-")
+            if negative { index += 1 }
+            guard index < end, end - index <= 15 else { return nil }
+            var value: Int64 = 0
+            while index < end {
+                let digit = bytes[index] &- UInt8(ascii: "0")
+                guard digit < 10 else { return nil }
+                value = value * 10 + Int64(digit)
+                index += 1
+            }
+            return negative ? -value : value
         }
     }
 

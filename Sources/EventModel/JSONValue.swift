@@ -259,7 +259,7 @@ final class IndexedAuditDocument: Sendable {
     }
 
     /// The token at `path`, or, when the path enters a replaced member, the tree value there.
-    private func locate(_ path: [String]) -> (token: Int?, tree: JSONValue?) {
+    func locateSlow(_ path: [String]) -> (token: Int?, tree: JSONValue?) {
         guard let first = path.first else { return (root, nil) }
         if !replaced.isEmpty, let value = replaced[first] {
             return (nil, AuditRecord.walk(value, path.dropFirst()))
@@ -291,34 +291,49 @@ final class IndexedAuditDocument: Sendable {
     }
 
     func value(at path: [String]) -> JSONValue? {
-        let (token, tree) = locate(path)
+        let (token, tree) = locateSlow(path)
         if let token { return index.materialize(token) }
         return tree
     }
 
     func string(at path: [String]) -> String? {
-        let (token, tree) = locate(path)
+        let (token, tree) = locateSlow(path)
         if let token { return index.string(token) }
         return tree?.stringValue
     }
 
     func scalarText(at path: [String]) -> String? {
-        let (token, tree) = locate(path)
+        let (token, tree) = locateSlow(path)
         guard let token else { return tree?.scalarText }
+        return scalarText(token: token)
+    }
+
+    func integer(at path: [String]) -> Int64? {
+        let (token, tree) = locateSlow(path)
+        guard let token else { return tree?.integerValue }
+        return integer(token: token)
+    }
+
+    /// `JSONValue.scalarText` of the value at `token`, without building the value.
+    func scalarText(token: Int) -> String? {
         switch index.kind(token) {
         case .string: return index.string(token)
         case .true: return "true"
         case .false: return "false"
-        case .number: return index.number(token).map(JSONValue.text(number:))
+        case .number:
+            if let small = index.smallInteger(token) { return String(small) }
+            return index.number(token).map(JSONValue.text(number:))
         case .null, .array, .object: return nil
         }
     }
 
-    func integer(at path: [String]) -> Int64? {
-        let (token, tree) = locate(path)
-        guard let token else { return tree?.integerValue }
+    /// `JSONValue.integerValue` of the value at `token`, without building the value.
+    func integer(token: Int) -> Int64? {
         switch index.kind(token) {
-        case .number: return index.number(token).flatMap(JSONValue.integer(number:))
+        case .number:
+            // Response codes and the like: digits read directly, no String and no strtod in between.
+            if let small = index.smallInteger(token) { return small }
+            return index.number(token).flatMap(JSONValue.integer(number:))
         case .string: return index.string(token).flatMap { Int64($0) }
         default: return nil
         }

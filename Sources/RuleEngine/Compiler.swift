@@ -204,12 +204,131 @@ struct GlobLiterals: Sendable {
 /// Only simple shapes are analysed; anything else (character classes, inline options such as `(?i)`, `\Q`,
 /// a branch that does not start with a literal) gives nil and the pattern is always run. Being wrong here
 /// would hide matches, so the analysis gives up rather than guess.
+///
+/// A pattern that is one sequence of atoms (no groups, no alternation), such as K8sCop's
+/// `^/api/v1/namespaces/[a-z0-9][a-z0-9.-]*/secrets$`, gets its literal runs instead: the anchored start and
+/// every later run (`/secrets`) must all occur, character classes and `.` only separating the runs.
 struct RegexLiterals: Sendable {
     /// One of these must occur (at the start when `anchored`).
     let literals: [[UInt8]]
     let anchored: Bool
+    /// Every one of these must also occur somewhere.
+    let required: [[UInt8]]
 
     init?(_ pattern: String) {
+        if let branches = Self.branchLiterals(pattern) {
+            self = branches
+        } else if let sequence = Self.sequenceLiterals(Array(pattern.unicodeScalars)) {
+            self = sequence
+        } else {
+            return nil
+        }
+    }
+
+    private init(literals: [[UInt8]], anchored: Bool, required: [[UInt8]]) {
+        self.literals = literals
+        self.anchored = anchored
+        self.required = required
+    }
+
+    /// The literal runs of a pattern that is a plain sequence: literal characters, escaped punctuation, character
+    /// classes, `.`, the shorthand classes `\d \s \w` (and capitals), each possibly quantified, between an
+    /// optional `^` and an optional final `$`. Anything else gives nil.
+    static func sequenceLiterals(_ pattern: [Unicode.Scalar]) -> RegexLiterals? {
+        var chars = pattern[...]
+        if chars.contains("#") { return nil }
+        var anchored = false
+        if chars.first == "^" {
+            anchored = true
+            chars = chars.dropFirst()
+        }
+        if chars.last == "$", chars.count >= 2, chars[chars.index(before: chars.endIndex) - 1] != "\\" {
+            chars = chars.dropLast()
+        }
+        var runs: [[UInt8]] = []
+        var run: [UInt8] = []
+        /// True while `run` is the pattern's start (so, when anchored, a required prefix).
+        var runIsPrefix = true
+        var prefix: [UInt8]?
+        func endRun() {
+            if runIsPrefix && anchored {
+                prefix = run
+            } else if !run.isEmpty {
+                runs.append(run)
+            }
+            run = []
+            runIsPrefix = false
+        }
+        var index = chars.startIndex
+        while index < chars.endIndex {
+            let char = chars[index]
+            // One atom: a literal character (its bytes), or something that matches other text (nil).
+            var literal: [UInt8]?
+            switch char {
+            case "(", ")", "|", "^", "$", "*", "+", "?", "{", "}":
+                return nil
+            case "[":
+                // A class: skip to its closing bracket (a `]` right after `[` or `[^` is a member).
+                var end = index + 1
+                if end < chars.endIndex, chars[end] == "^" { end += 1 }
+                if end < chars.endIndex, chars[end] == "]" { end += 1 }
+                while end < chars.endIndex, chars[end] != "]" {
+                    if chars[end] == "[" { return nil }  // POSIX classes `[:alpha:]`: left to PCRE2
+                    if chars[end] == "\\" {
+                        end += 1
+                        guard end < chars.endIndex else { return nil }
+                    }
+                    end += 1
+                }
+                guard end < chars.endIndex else { return nil }
+                index = end
+            case ".":
+                break
+            case "\\":
+                guard index + 1 < chars.endIndex else { return nil }
+                let next = chars[index + 1]
+                index += 1
+                if next.isASCII, next.properties.isAlphabetic || ("0"..."9").contains(next) {
+                    // Shorthand classes only; `\Q`, `\x{..}`, `\p{..}`, back references and the rest give up.
+                    guard "dDsSwW".unicodeScalars.contains(next) else { return nil }
+                } else if next.isASCII {
+                    literal = Array(String(next).utf8)
+                } else {
+                    return nil
+                }
+            default:
+                literal = Array(String(char).utf8)
+            }
+            index += 1
+            // Its quantifier, if any (with a lazy `?` or possessive `+` after it).
+            var quantifier: Unicode.Scalar?
+            if index < chars.endIndex, "*+?{".unicodeScalars.contains(chars[index]) {
+                quantifier = chars[index]
+                if chars[index] == "{" {
+                    guard let close = chars[index...].firstIndex(of: "}") else { return nil }
+                    index = close
+                }
+                index += 1
+                if index < chars.endIndex, chars[index] == "?" || chars[index] == "+" { index += 1 }
+            }
+            if let literal, quantifier == nil {
+                run.append(contentsOf: literal)
+            } else if let literal, quantifier == "+" {
+                // Required once, but what follows is not adjacent to it.
+                run.append(contentsOf: literal)
+                endRun()
+            } else {
+                endRun()
+            }
+        }
+        endRun()
+        let start = prefix.flatMap { $0.isEmpty ? nil : $0 }
+        guard start != nil || !runs.isEmpty else { return nil }
+        return RegexLiterals(literals: start.map { [$0] } ?? [], anchored: start != nil, required: runs)
+    }
+
+    /// The leading literals of the branches of a pattern's first alternation (see the type's comment).
+    private static func branchLiterals(_ pattern: String) -> RegexLiterals? {
         var chars = Array(pattern.unicodeScalars)
         if chars.contains("[") || chars.contains("#") { return nil }
         for index in chars.indices.dropLast() where chars[index] == "\\" && chars[index + 1] == "Q" { return nil }
@@ -234,15 +353,21 @@ struct RegexLiterals: Sendable {
             literals.append(run)
         }
         guard !literals.isEmpty else { return nil }
-        self.literals = literals
-        self.anchored = anchored
+        return RegexLiterals(literals: literals, anchored: anchored, required: [])
     }
 
     /// False when the text cannot match.
     @inline(__always)
     func mayMatch(_ text: String) -> Bool {
-        if anchored { return literals.contains { bytesHavePrefix(text, $0) } }
-        return literals.contains { bytesContain(text, $0) }
+        if !literals.isEmpty {
+            if anchored {
+                guard literals.contains(where: { bytesHavePrefix(text, $0) }) else { return false }
+            } else {
+                guard literals.contains(where: { bytesContain(text, $0) }) else { return false }
+            }
+        }
+        for literal in required where !bytesContain(text, literal) { return false }
+        return true
     }
 
     private static func matchingParen(_ chars: [Unicode.Scalar], _ open: Int) -> Int? {

@@ -336,7 +336,7 @@ struct AuditPath: Sendable {
 }
 
 let requestSpecPath = ["requestObject", "spec"]
-let requestURIPath = ["requestURI"]
+let requestURIPath = AuditFieldPath(["requestURI"])
 
 /// The pod specs a request creates: a Pod's own spec, a workload's pod template, a CronJob's job template.
 func podSpecs(_ record: AuditRecord) -> [JSONValue] {
@@ -364,13 +364,22 @@ func podFlag(_ record: AuditRecord, _ key: String) -> Bool? {
     return specs.contains { $0[key] == .bool(true) }
 }
 
+/// The paths `kubectlCommand` reads, prepared once.
+enum KubectlPaths {
+    static let verb = AuditFieldPath(["verb"])
+    static let resource = AuditFieldPath(["objectRef", "resource"])
+    static let namespace = AuditFieldPath(["objectRef", "namespace"])
+    static let name = AuditFieldPath(["objectRef", "name"])
+    static let subresource = AuditFieldPath(["objectRef", "subresource"])
+}
+
 /// The kubectl command that makes this request, as K8sCop reported it for its categories.
 func kubectlCommand(_ record: AuditRecord) -> String? {
-    guard let verb = record.string(at: ["verb"]), let resource = record.string(at: ["objectRef", "resource"])
+    guard let verb = record.string(at: KubectlPaths.verb), let resource = record.string(at: KubectlPaths.resource)
     else { return nil }
-    let namespace = record.string(at: ["objectRef", "namespace"])
-    let name = record.string(at: ["objectRef", "name"])
-    let subresource = record.string(at: ["objectRef", "subresource"])
+    let namespace = record.string(at: KubectlPaths.namespace)
+    let name = record.string(at: KubectlPaths.name)
+    let subresource = record.string(at: KubectlPaths.subresource)
     var scope = namespace.map { " -n \($0)" } ?? ""
     if subresource == "exec" || subresource == "attach", let name {
         let uri = record.string(at: requestURIPath) ?? ""
@@ -430,6 +439,7 @@ enum FieldRegistry {
     /// An audit field read from a fixed path of the audit document.
     static func audit(_ name: String, _ path: [String], _ type: FieldType = .string, _ doc: String) -> FieldSpec {
         let wildcard = AuditPath(path)
+        let path = AuditFieldPath(path)
         let slot = AuditSlot.byField[name]
         return FieldSpec(name: name, type: type, kinds: [.audit], argument: .none, doc: doc) { _ in
             switch type {
@@ -852,7 +862,7 @@ enum FieldRegistry {
             name: "ka.annotation", type: .string, kinds: [.audit], argument: .required("annotation key"),
             doc: "`ka.annotation[KEY]`: an audit annotation."
         ) { argument in
-            let path = ["annotations", argument ?? ""]
+            let path = AuditFieldPath(["annotations", argument ?? ""])
             return .success(.string { e, _ in e.pointee.auditRecord.flatMap { $0.scalarText(at: path) } })
         },
         FieldSpec(
@@ -862,7 +872,7 @@ enum FieldRegistry {
             guard let path = JSONPath(pointer: argument ?? ""), !path.hasWildcard else {
                 return .failure(FieldArgumentError(reason: "jevt.value needs a JSON pointer like /objectRef/name (no *)"))
             }
-            let components = path.components
+            let components = AuditFieldPath(path.components)
             return .success(.string { e, _ in e.pointee.auditRecord.flatMap { $0.scalarText(at: components) } })
         },
         FieldSpec(
@@ -872,7 +882,7 @@ enum FieldRegistry {
             guard let path = JSONPath(pointer: argument ?? ""), !path.hasWildcard else {
                 return .failure(FieldArgumentError(reason: "jevt.int needs a JSON pointer like /responseStatus/code"))
             }
-            let components = path.components
+            let components = AuditFieldPath(path.components)
             return .success(.int { e, _ in e.pointee.auditRecord.flatMap { $0.integer(at: components) } })
         },
         FieldSpec(

@@ -1,6 +1,8 @@
 import Basics
 import EventModel
 
+private let auditIDPath = AuditFieldPath(["auditID"])
+
 /// Evaluates events against a rule set. Holds the state of sequence rules, so use one per ingest worker.
 ///
 /// Plain rules are stateless; only sequence rules keep state, in a table bounded by `maxSequenceStates`.
@@ -258,7 +260,7 @@ public struct RuleEvaluator: Sendable {
         case .bpf(let call): return "bpf:\(call.command)"
         case .scanResult(let scan): return "scan:\(scan.path):\(scan.sha256)"
         case .audit(let record):
-            return "audit:" + (record.string(at: ["auditID"]) ?? record.sourceID)
+            return "audit:" + (record.string(at: auditIDPath) ?? record.sourceID)
         }
     }
 }

@@ -66,6 +66,12 @@ private func outcome(_ body: () throws(AuditMappingError) -> Event) -> Result<Ev
                 #expect(fast.string(at: path) == slow.string(at: path))
                 #expect(fast.scalarText(at: path) == slow.scalarText(at: path), "\(path)")
                 #expect(fast.integer(at: path) == slow.integer(at: path), "\(path)")
+                // Paths prepared once (as rules hold them) read the same values.
+                let prepared = AuditFieldPath(path)
+                #expect(fast.string(at: prepared) == slow.string(at: path), "\(path)")
+                #expect(fast.scalarText(at: prepared) == slow.scalarText(at: path), "\(path)")
+                #expect(fast.integer(at: prepared) == slow.integer(at: path), "\(path)")
+                #expect(slow.scalarText(at: prepared) == slow.scalarText(at: path), "\(path)")
             }
         }
         // The raw layout keeps the text; a value read from it is decoded (\u0079 is y).
@@ -103,7 +109,19 @@ private func outcome(_ body: () throws(AuditMappingError) -> Event) -> Result<Ev
             #expect(indexed.scalarText(at: path) == tree.value(at: path)?.scalarText, "\(key)")
             #expect(indexed.integer(at: path) == tree.value(at: path)?.integerValue, "\(key)")
             #expect(indexed.scalarText(at: path) == tree.scalarText(at: path), "\(key)")
+            #expect(indexed.scalarText(at: AuditFieldPath(path)) == tree.value(at: path)?.scalarText, "\(key)")
+            #expect(indexed.integer(at: AuditFieldPath(path)) == tree.value(at: path)?.integerValue, "\(key)")
         }
+        // Integers read straight from their digits: signs, zero, the 15-digit limit and beyond it.
+        let numbers = #"{"verb":"get","responseStatus":{"a":0,"b":-0,"c":-12,"d":123456789012345,"e":1234567890123456,"f":-999999999999999,"g":12e1}}"#
+        let numbered = try #require(record(try AuditMapping.raw.event(fromJSON: numbers)))
+        let numberTree = try #require(record(try AuditMapping.raw.event(from: try JSONText.parse(numbers))))
+        for key in ["a", "b", "c", "d", "e", "f", "g"] {
+            let path = ["responseStatus", key]
+            #expect(numbered.integer(at: AuditFieldPath(path)) == numberTree.value(at: path)?.integerValue, "\(key)")
+            #expect(numbered.scalarText(at: AuditFieldPath(path)) == numberTree.value(at: path)?.scalarText, "\(key)")
+        }
+        #expect(numbered.integer(at: AuditFieldPath(["responseStatus", "c"])) == -12)
         #expect(indexed.scalarText(at: ["responseStatus", "x"]) == "1.5")
         #expect(indexed.integer(at: ["responseStatus", "text"]) == 12)
         #expect(indexed.integer(at: ["responseStatus", "big"]) == nil)

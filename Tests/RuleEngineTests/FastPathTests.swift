@@ -46,6 +46,29 @@ import Testing
             (#"\Qa.b\E"#, "a.b", true),
             ("x|", "anything", true),
             (".*", "anything", true),
+            // A plain sequence with classes (K8sCop's URI shapes): its anchored start and later literal runs are
+            // all required; quantified characters and classes only separate them.
+            ("^/api/v1/namespaces/[a-z0-9][a-z0-9.-]*/secrets$", "/api/v1/namespaces/kube-system/secrets", true),
+            ("^/api/v1/namespaces/[a-z0-9][a-z0-9.-]*/secrets$", "/api/v1/namespaces/kube-system/configmaps", false),
+            ("^/api/v1/namespaces/[a-z0-9][a-z0-9.-]*/secrets$", "/api/v1/namespaces/a/secrets/x", false),
+            ("^/api/v1/namespaces/[a-z0-9][a-z0-9.-]*/secrets$", "x/api/v1/namespaces/a/secrets", false),
+            ("^[a-z]+/secrets", "ab/secrets", true),
+            ("a[0-9]?b", "xab", true),
+            ("a[0-9]?b", "xa1b", true),
+            ("x[]]y", "x]y", true),
+            ("x[^]]y", "xay", true),
+            (#"\d+/pods"#, "12/pods", true),
+            (#"\d+/pods"#, "/pods", false),
+            (#"a\[b[c]"#, "a[bc", true),
+            ("[a-z]{2,3}-node", "ab-node", true),
+            ("ab+[0-9]c", "abbb7c", true),
+            ("ab+[0-9]c", "ab7", false),
+            ("^[.]env$", ".env", true),
+            ("^[.]env$", "xenv", false),
+            ("^a?[b]c", "bc", true),
+            ("^a*[b]c", "aaabc", true),
+            ("[[:digit:]]x", "1x", true),
+            ("q[a-z]{2}r", "qabr", true),
         ]
         for (pattern, line, expected) in cases {
             // A backslash in a quoted condition value escapes the next character, so it is doubled here.
