@@ -384,7 +384,8 @@ public struct JSONIndex: Sendable {
             let highs: UInt64 = 0x8080_8080_8080_8080
             let raw = UnsafeRawPointer(bytes.baseAddress!)
             while position + 8 <= bytes.count {
-                let word = raw.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+                // Byte 0 in the low bits on any host, so the lowest flag below is the first byte.
+                let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt64.self))
                 // A byte is zero in `x` exactly when it equals the byte tested for; `(x - ones) & ~x & highs` is
                 // non-zero when some byte of `x` is zero (exact for "is there one", which is all this asks).
                 let quote = word ^ (ones &* 0x22)
@@ -394,7 +395,14 @@ public struct JSONIndex: Sendable {
                 // Bytes below 0x20 borrow when 0x20 is subtracted (the same test, for "less than" instead of zero;
                 // bytes from 0x80 up are left out by `~word`).
                 let hasControl = (word &- (ones &* 0x20)) & ~word & highs
-                if hasQuote | hasBackslash | hasControl != 0 { return }
+                let found = hasQuote | hasBackslash | hasControl
+                if found != 0 {
+                    // Step straight to the byte that stopped the scan. Each test's lowest flag is exact (borrows
+                    // only run upwards, past a real hit), so the lowest of the three is too; returning at the
+                    // word's start made the caller re-scan the word once per plain byte before the quote.
+                    position += found.trailingZeroBitCount >> 3
+                    return
+                }
                 position += 8
             }
         }

@@ -226,6 +226,10 @@ public struct RuleEvaluator: Sendable {
         case .open(let open):
             hash.append("open:")
             hash.append(open.path)
+        case .audit(let record):
+            // Most alerts of an audit stream come from here; the joined string was an allocation per alert.
+            hash.append("audit:")
+            hash.append(record.string(at: auditIDPath) ?? record.sourceID)
         default:
             hash.append(eventKey(event.pointee))
         }
