@@ -118,33 +118,13 @@ struct EventReader: ~Copyable {
     /// The batch's string table (`*_ref` fields refer into it, 1-based); empty for a lone event.
     var strings: [String] = []
 
-    /// Strings repeat a lot within a batch (node, exe, paths, argv): a small table, keyed by the bytes, hands back
-    /// the Swift string made the first time, saving an allocation and a UTF-8 check. It points into the unpacked
-    /// C message, so it lives only as long as one decode call. Strings of up to 15 bytes are stored inline by
-    /// Swift, cost no allocation, and skip the table.
-    private let interned: UnsafeMutablePointer<Interned>
-    private let internMask: Int
+    /// Repeated strings of the unpacked C message (node, exe, paths, argv), made into Swift strings once.
+    private let cache: TextCache
 
-    private struct Interned {
-        var key: UInt64 = 0
-        var bytes: UnsafePointer<CChar>? = nil
-        var length = 0
-        var text = ""
-    }
-
-    /// `expectedStrings`: about how many long strings to expect (sizes the intern table).
+    /// `expectedStrings`: about how many long strings to expect (sizes the cache).
     init(index: Int, expectedStrings: Int = 8) {
         self.index = index
-        var capacity = 16
-        while capacity < expectedStrings * 2 && capacity < 8192 { capacity <<= 1 }
-        internMask = capacity - 1
-        interned = .allocate(capacity: capacity)
-        interned.initialize(repeating: Interned(), count: capacity)
-    }
-
-    deinit {
-        interned.deinitialize(count: internMask + 1)
-        interned.deallocate()
+        cache = TextCache(expectedStrings: expectedStrings)
     }
 
     func fail(_ code: WireFormatError.Code, _ text: String) -> WireFormatError {
@@ -159,31 +139,11 @@ struct EventReader: ~Copyable {
         guard let pointer else { return "" }
         let length = strlen(pointer)
         if length == 0 { return "" }
-        if length <= 15 { return try make(pointer, length, field, prefixed) }
-        let raw = UnsafeRawPointer(pointer)
-        let first = raw.loadUnaligned(as: UInt64.self)
-        let middle = raw.loadUnaligned(fromByteOffset: length / 2 - 4, as: UInt64.self)
-        let last = raw.loadUnaligned(fromByteOffset: length - 8, as: UInt64.self)
-        var key = (first &* 0x9E37_79B9_7F4A_7C15) ^ (middle &* 0xC2B2_AE3D_27D4_EB4F) ^ (last &* 0x1656_67B1_9E37_79F9)
-        key ^= UInt64(truncatingIfNeeded: length) ^ (key >> 29)
-        let home = Int(truncatingIfNeeded: key >> 7) & internMask
-        var target = home
-        var probe = home
-        for _ in 0..<4 {
-            let entry = interned + probe
-            guard entry.pointee.bytes != nil else {
-                target = probe
-                break
-            }
-            if entry.pointee.key == key, entry.pointee.length == length,
-                memcmp(entry.pointee.bytes!, pointer, length) == 0
-            {
-                return entry.pointee.text
-            }
-            probe = (probe + 1) & internMask
+        let bytes = UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self)
+        guard let value = cache.text(WireSpan(base: bytes, count: length)) else {
+            if prefixed { throw fail(.invalidValue, "\(field) is not valid UTF-8") }
+            throw WireFormatError(.invalidValue, "\(field) is not valid UTF-8")
         }
-        let value = try make(pointer, length, field, prefixed)
-        (interned + target).pointee = Interned(key: key, bytes: pointer, length: length, text: value)
         return value
     }
 
@@ -198,17 +158,6 @@ struct EventReader: ~Copyable {
         }
         if let pointer, pointer.pointee != 0 { throw fail(.invalidValue, "both \(field) and \(refField) are set") }
         return strings[Int(ref) - 1]
-    }
-
-    @inline(__always)
-    private func make(_ pointer: UnsafePointer<CChar>, _ length: Int, _ field: StaticString, _ prefixed: Bool)
-        throws(WireFormatError) -> String
-    {
-        guard let text = CText.string(pointer, length: length) else {
-            if prefixed { throw fail(.invalidValue, "\(field) is not valid UTF-8") }
-            throw WireFormatError(.invalidValue, "\(field) is not valid UTF-8")
-        }
-        return text
     }
 
     func texts(_ count: Int, _ pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?, _ field: StaticString)

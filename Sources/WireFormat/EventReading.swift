@@ -713,7 +713,8 @@ struct ContainerWire {
 
 /// Strings repeat within a batch (argv entries, addresses, container fields written inline): a small open-addressed
 /// table keyed by the bytes hands back the Swift string made the first time, saving an allocation and a UTF-8 check.
-/// It points into the input, so it lives only as long as one decode call. Strings of up to 15 bytes are stored
+/// Used by both readers (`BatchReader` over the input bytes, `EventReader` over protobuf-c's unpacked strings). It
+/// points into what it was given, so it lives only as long as one decode call. Strings of up to 15 bytes are stored
 /// inline by Swift, cost no allocation, and skip the table.
 struct TextCache: ~Copyable {
     private let entries: UnsafeMutablePointer<Entry>
