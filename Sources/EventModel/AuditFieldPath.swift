@@ -63,7 +63,7 @@ extension AuditRecord {
 
 extension IndexedAuditDocument {
     /// `locate(path.components)`, starting from the top-level key and comparing inner names as bytes.
-    private func locate(_ path: AuditFieldPath) -> (token: Int?, tree: JSONValue?) {
+    func locate(_ path: AuditFieldPath) -> (token: Int?, tree: JSONValue?) {
         if path.components.isEmpty { return (root, nil) }
         if !replaced.isEmpty, let value = replaced[path.components[0]] {
             return (nil, AuditRecord.walk(value, path.components.dropFirst()))

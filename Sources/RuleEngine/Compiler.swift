@@ -18,24 +18,62 @@ func withBytes<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> 
     return Array(text.utf8).withUnsafeBufferPointer(body)
 }
 
+// Each operation works on a byte buffer; the `String` forms pass the string's UTF-8 to the same code, so a value
+// compared in place in an audit document (`AuditPlainValue`) and the same value as a `String` get one answer.
+
+@inline(__always)
+func bytesHavePrefix(_ bytes: UnsafeBufferPointer<UInt8>, _ prefix: [UInt8]) -> Bool {
+    if prefix.isEmpty { return true }
+    guard bytes.count >= prefix.count else { return false }
+    return prefix.withUnsafeBufferPointer { memcmp(bytes.baseAddress!, $0.baseAddress!, prefix.count) == 0 }
+}
+
 @inline(__always)
 func bytesHavePrefix(_ text: String, _ prefix: [UInt8]) -> Bool {
     if prefix.isEmpty { return true }
     guard text.utf8.count >= prefix.count else { return false }
-    return withBytes(text) { bytes in
-        prefix.withUnsafeBufferPointer { memcmp(bytes.baseAddress!, $0.baseAddress!, prefix.count) == 0 }
+    return withBytes(text) { bytesHavePrefix($0, prefix) }
+}
+
+@inline(__always)
+func bytesHaveSuffix(_ bytes: UnsafeBufferPointer<UInt8>, _ suffix: [UInt8]) -> Bool {
+    if suffix.isEmpty { return true }
+    let count = bytes.count
+    guard count >= suffix.count else { return false }
+    return suffix.withUnsafeBufferPointer {
+        memcmp(bytes.baseAddress! + (count - suffix.count), $0.baseAddress!, suffix.count) == 0
     }
 }
 
 @inline(__always)
 func bytesHaveSuffix(_ text: String, _ suffix: [UInt8]) -> Bool {
     if suffix.isEmpty { return true }
-    let count = text.utf8.count
-    guard count >= suffix.count else { return false }
-    return withBytes(text) { bytes in
-        suffix.withUnsafeBufferPointer {
-            memcmp(bytes.baseAddress! + (count - suffix.count), $0.baseAddress!, suffix.count) == 0
+    guard text.utf8.count >= suffix.count else { return false }
+    return withBytes(text) { bytesHaveSuffix($0, suffix) }
+}
+
+@inline(__always)
+func bytesEqual(_ bytes: UnsafeBufferPointer<UInt8>, _ other: [UInt8]) -> Bool {
+    guard bytes.count == other.count else { return false }
+    if other.isEmpty { return true }
+    return other.withUnsafeBufferPointer { memcmp(bytes.baseAddress!, $0.baseAddress!, other.count) == 0 }
+}
+
+@inline(__always)
+func bytesContain(_ bytes: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
+    if needle.isEmpty { return true }
+    guard bytes.count >= needle.count else { return false }
+    return needle.withUnsafeBufferPointer { n in
+        let first = Int32(n[0])
+        var start = bytes.baseAddress!
+        let end = bytes.baseAddress! + (bytes.count - n.count + 1)
+        while start < end {
+            guard let hit = memchr(start, first, end - start) else { return false }
+            let candidate = hit.assumingMemoryBound(to: UInt8.self)
+            if memcmp(candidate, n.baseAddress!, n.count) == 0 { return true }
+            start = UnsafePointer(candidate) + 1
         }
+        return false
     }
 }
 
@@ -43,20 +81,7 @@ func bytesHaveSuffix(_ text: String, _ suffix: [UInt8]) -> Bool {
 func bytesContain(_ text: String, _ needle: [UInt8]) -> Bool {
     if needle.isEmpty { return true }
     guard text.utf8.count >= needle.count else { return false }
-    return withBytes(text) { bytes in
-        needle.withUnsafeBufferPointer { n in
-            let first = Int32(n[0])
-            var start = bytes.baseAddress!
-            let end = bytes.baseAddress! + (bytes.count - n.count + 1)
-            while start < end {
-                guard let hit = memchr(start, first, end - start) else { return false }
-                let candidate = hit.assumingMemoryBound(to: UInt8.self)
-                if memcmp(candidate, n.baseAddress!, n.count) == 0 { return true }
-                start = UnsafePointer(candidate) + 1
-            }
-            return false
-        }
-    }
+    return withBytes(text) { bytesContain($0, needle) }
 }
 
 @inline(__always)
@@ -68,23 +93,28 @@ func bytesContainIgnoringCase(_ text: String, _ needle: [UInt8]) -> Bool {
     guard text.utf8.count >= needle.count else { return false }
     let ascii = withBytes(text) { bytes in !bytes.contains(where: { $0 >= 0x80 }) }
     if !ascii { return bytesContain(text.lowercased(), needle) }
-    return withBytes(text) { bytes in
-        let first = needle[0]
-        var i = 0
-        let last = bytes.count - needle.count
-        outer: while i <= last {
-            if asciiLower(bytes[i]) == first {
-                var j = 1
-                while j < needle.count {
-                    if asciiLower(bytes[i + j]) != needle[j] { i += 1; continue outer }
-                    j += 1
-                }
-                return true
+    return withBytes(text) { asciiContainIgnoringCase($0, needle) }
+}
+
+/// `bytesContainIgnoringCase` for text known to be ASCII. `needle` is lowercase.
+func asciiContainIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
+    if needle.isEmpty { return true }
+    guard bytes.count >= needle.count else { return false }
+    let first = needle[0]
+    var i = 0
+    let last = bytes.count - needle.count
+    outer: while i <= last {
+        if asciiLower(bytes[i]) == first {
+            var j = 1
+            while j < needle.count {
+                if asciiLower(bytes[i + j]) != needle[j] { i += 1; continue outer }
+                j += 1
             }
-            i += 1
+            return true
         }
-        return false
+        i += 1
     }
+    return false
 }
 
 /// An exact-match set over UTF-8 bytes, cheaper than `Set<String>`'s hashing.
@@ -148,22 +178,27 @@ struct ByteStringSet: Sendable {
 
     func contains(_ text: String) -> Bool {
         guard lengthBits & (1 << UInt64(min(text.utf8.count, 63))) != 0 else { return false }
-        return withBytes(text) { value in
-            table.withUnsafeBufferPointer { table in
-                bytes.withUnsafeBufferPointer { stored in
-                    var slot = Int(truncatingIfNeeded: Self.hash(value)) & mask
-                    while true {
-                        let index = Int(table[slot])
-                        if index < 0 { return false }
-                        let length = lengths[index]
-                        if length == value.count
-                            && (length == 0
-                                || memcmp(stored.baseAddress! + starts[index], value.baseAddress!, length) == 0)
-                        {
-                            return true
-                        }
-                        slot = (slot + 1) & mask
+        return withBytes(text) { index(of: $0) != nil }
+    }
+
+    func contains(_ value: UnsafeBufferPointer<UInt8>) -> Bool { index(of: value) != nil }
+
+    /// The position of `value` among the distinct items, in the order they were first given.
+    func index(of value: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard lengthBits & (1 << UInt64(min(value.count, 63))) != 0 else { return nil }
+        return table.withUnsafeBufferPointer { table in
+            bytes.withUnsafeBufferPointer { stored in
+                var slot = Int(truncatingIfNeeded: Self.hash(value)) & mask
+                while true {
+                    let index = Int(table[slot])
+                    if index < 0 { return nil }
+                    let length = lengths[index]
+                    if length == value.count
+                        && (length == 0 || memcmp(stored.baseAddress! + starts[index], value.baseAddress!, length) == 0)
+                    {
+                        return index
                     }
+                    slot = (slot + 1) & mask
                 }
             }
         }
@@ -195,6 +230,11 @@ struct GlobLiterals: Sendable {
     @inline(__always)
     func mayMatch(_ text: String) -> Bool {
         bytesHavePrefix(text, prefix) && (bytesHaveSuffix(text, suffix) || bytesHaveSuffix(text, suffixWithNewline))
+    }
+
+    @inline(__always)
+    func mayMatch(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        bytesHavePrefix(bytes, prefix) && (bytesHaveSuffix(bytes, suffix) || bytesHaveSuffix(bytes, suffixWithNewline))
     }
 }
 
@@ -359,6 +399,11 @@ struct RegexLiterals: Sendable {
     /// False when the text cannot match.
     @inline(__always)
     func mayMatch(_ text: String) -> Bool {
+        withBytes(text) { mayMatch($0) }
+    }
+
+    @inline(__always)
+    func mayMatch(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
         if !literals.isEmpty {
             if anchored {
                 guard literals.contains(where: { bytesHavePrefix(text, $0) }) else { return false }
@@ -625,7 +670,10 @@ enum Compiler {
         let extractor = try field(name, offset: offset, context)
         if op == .exists {
             switch extractor {
-            case .string(let get): return { e, s in get(e, &s) != nil }
+            case .string(let get):
+                let fallback: Matcher = { e, s in get(e, &s) != nil }
+                guard let field = FieldRegistry.plainField(name) else { return fallback }
+                return { e, s in s.withPlain(field, e, fallback) { _ in true } }
             case .int(let get): return { e, s in get(e, &s) != nil }
             case .bool(let get): return { e, s in get(e, &s) != nil }
             case .strings(let get): return { e, s in !(get(e, &s)?.isEmpty ?? true) }
@@ -643,31 +691,13 @@ enum Compiler {
         }
         switch extractor {
         case .string(let get):
-            // Common cases call the byte helpers directly (one closure hop fewer per comparison).
-            switch op {
-            case .eq:
-                let v = values[0]
-                return { e, s in get(e, &s).map { $0 == v } ?? false }
-            case .in where values.count > 2:
-                let set = ByteStringSet(values)
-                return { e, s in get(e, &s).map { set.contains($0) } ?? false }
-            case .startswith where values.count == 1:
-                let prefix = Array(values[0].utf8)
-                return { e, s in get(e, &s).map { bytesHavePrefix($0, prefix) } ?? false }
-            case .endswith where values.count == 1:
-                let suffix = Array(values[0].utf8)
-                return { e, s in get(e, &s).map { bytesHaveSuffix($0, suffix) } ?? false }
-            case .contains where values.count == 1:
-                let needle = Array(values[0].utf8)
-                return { e, s in get(e, &s).map { bytesContain($0, needle) } ?? false }
-            default:
-                break
+            let matcher = try stringComparison(get, op, values, fieldType: type, mismatch: mismatch, context, offset: offset)
+            if let field = FieldRegistry.plainField(name),
+                let inPlace = plainComparison(field, op, values, fallback: matcher)
+            {
+                return inPlace
             }
-            let test = try stringTest(op, values, fieldType: type, mismatch: mismatch, context, offset: offset)
-            return { e, s in
-                guard let value = get(e, &s) else { return false }
-                return test(value)
-            }
+            return matcher
         case .strings(let get):
             switch op {
             case .ne:
@@ -730,6 +760,122 @@ enum Compiler {
             }
             let wanted = op == .eq ? flag : !flag
             return { e, s in get(e, &s).map { $0 == wanted } ?? false }
+        }
+    }
+
+    /// A comparison of a string field, on the `String` the getter returns.
+    static func stringComparison(
+        _ get: @escaping StringGetter, _ op: ComparisonOperator, _ values: [String], fieldType type: FieldType,
+        mismatch: (String) -> RuleEngineError, _ context: CompileContext, offset: Int
+    ) throws(RuleEngineError) -> Matcher {
+        // Common cases call the byte helpers directly (one closure hop fewer per comparison).
+        switch op {
+        case .eq:
+            let v = values[0]
+            return { e, s in get(e, &s).map { $0 == v } ?? false }
+        case .in where values.count > 2:
+            let set = ByteStringSet(values)
+            return { e, s in get(e, &s).map { set.contains($0) } ?? false }
+        case .startswith where values.count == 1:
+            let prefix = Array(values[0].utf8)
+            return { e, s in get(e, &s).map { bytesHavePrefix($0, prefix) } ?? false }
+        case .endswith where values.count == 1:
+            let suffix = Array(values[0].utf8)
+            return { e, s in get(e, &s).map { bytesHaveSuffix($0, suffix) } ?? false }
+        case .contains where values.count == 1:
+            let needle = Array(values[0].utf8)
+            return { e, s in get(e, &s).map { bytesContain($0, needle) } ?? false }
+        default:
+            break
+        }
+        let test = try stringTest(op, values, fieldType: type, mismatch: mismatch, context, offset: offset)
+        return { e, s in
+            guard let value = get(e, &s) else { return false }
+            return test(value)
+        }
+    }
+
+    /// The same comparison as `stringComparison` for a cached audit field (`PlainField`), on the value's bytes where
+    /// it lies in the document (no `String` copy, so nothing retained per comparison); `fallback`, the `String`
+    /// comparison, answers for values that are not plain ASCII strings. Nil when the operator has no byte form here.
+    ///
+    /// Equality (`=`, `!=`, a short `in`) compares `String`s by Unicode canonical equivalence; on ASCII subjects that
+    /// is byte equality only when the literal is ASCII too (U+212A KELVIN SIGN equals "K"), so non-ASCII literals
+    /// keep the `String` comparison. The other operators already compare UTF-8 bytes.
+    static func plainComparison(
+        _ field: PlainField, _ op: ComparisonOperator, _ values: [String], fallback: @escaping Matcher
+    ) -> Matcher? {
+        let literals = values.map { Array($0.utf8) }
+        let asciiLiterals = literals.allSatisfy { $0.allSatisfy { $0 < 0x80 } }
+        switch op {
+        case .eq:
+            guard asciiLiterals else { return nil }
+            let v = literals[0]
+            return { e, s in s.withPlain(field, e, fallback) { bytesEqual($0, v) } }
+        case .ne:
+            guard asciiLiterals else { return nil }
+            let v = literals[0]
+            return { e, s in s.withPlain(field, e, fallback) { !bytesEqual($0, v) } }
+        case .in where values.count > 2:
+            let set = ByteStringSet(values)
+            return { e, s in s.withPlain(field, e, fallback) { set.contains($0) } }
+        case .in:
+            guard asciiLiterals else { return nil }
+            return { e, s in s.withPlain(field, e, fallback) { value in literals.contains { bytesEqual(value, $0) } } }
+        case .startswith:
+            if literals.count == 1 {
+                let prefix = literals[0]
+                return { e, s in s.withPlain(field, e, fallback) { bytesHavePrefix($0, prefix) } }
+            }
+            return { e, s in s.withPlain(field, e, fallback) { value in literals.contains { bytesHavePrefix(value, $0) } } }
+        case .endswith:
+            if literals.count == 1 {
+                let suffix = literals[0]
+                return { e, s in s.withPlain(field, e, fallback) { bytesHaveSuffix($0, suffix) } }
+            }
+            return { e, s in s.withPlain(field, e, fallback) { value in literals.contains { bytesHaveSuffix(value, $0) } } }
+        case .contains:
+            if literals.count == 1 {
+                let needle = literals[0]
+                return { e, s in s.withPlain(field, e, fallback) { bytesContain($0, needle) } }
+            }
+            return { e, s in s.withPlain(field, e, fallback) { value in literals.contains { bytesContain(value, $0) } } }
+        case .icontains:
+            // The subject is ASCII, so the String form's ASCII branch is the one that would run.
+            let needles = values.map { Array($0.lowercased().utf8) }
+            return { e, s in
+                s.withPlain(field, e, fallback) { value in needles.contains { asciiContainIgnoringCase(value, $0) } }
+            }
+        case .glob:
+            var globs: [(literals: GlobLiterals, glob: GlobPattern)] = []
+            for value in values {
+                // `stringComparison` compiled the same globs and reported any error already.
+                guard let glob = try? GlobPattern(value) else { return nil }
+                globs.append((GlobLiterals(glob.glob), glob))
+            }
+            let allGlobs = globs
+            return { e, s in
+                s.withPlain(field, e, fallback) { value in
+                    allGlobs.contains { $0.literals.mayMatch(value) && $0.glob.regex.matches(bytes: value) }
+                }
+            }
+        case .regex:
+            var patterns: [CompiledPattern] = []
+            for value in values {
+                guard let pattern = try? CompiledPattern(value) else { return nil }
+                patterns.append(pattern)
+            }
+            let allPatterns = patterns
+            if allPatterns.count == 1 {
+                let pattern = allPatterns[0]
+                if let required = RegexLiterals(values[0]) {
+                    return { e, s in s.withPlain(field, e, fallback) { required.mayMatch($0) && pattern.matches(bytes: $0) } }
+                }
+                return { e, s in s.withPlain(field, e, fallback) { pattern.matches(bytes: $0) } }
+            }
+            return { e, s in s.withPlain(field, e, fallback) { value in allPatterns.contains { $0.matches(bytes: value) } } }
+        case .lt, .le, .gt, .ge, .exists:
+            return nil
         }
     }
 

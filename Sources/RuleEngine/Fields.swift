@@ -36,6 +36,56 @@ struct Scratch {
     var auditStrings: [String?] = []
     var auditInts: [Int64?] = []
     var auditResolved: UInt64 = 0
+    /// The indexed audit document being evaluated, read in place; set by the evaluator for the duration of one
+    /// `evaluate` call (nil for sensor events and for audit records held as trees).
+    var plainReader: AuditPlainReader?
+    /// Per `AuditSlot`: where the field's value lies in the document, once resolved (bit set in `auditPlainResolved`).
+    var auditPlain: [AuditPlainValue] = []
+    var auditPlainResolved: UInt64 = 0
+
+    /// Where `field`'s value lies in the document being evaluated; `.other` when there is no reader.
+    @inline(__always)
+    mutating func plainValue(_ field: PlainField) -> AuditPlainValue {
+        if auditPlainResolved & (1 << UInt64(field.slot.rawValue)) != 0 { return auditPlain[field.slot.rawValue] }
+        return resolvePlain(field)
+    }
+
+    mutating func resolvePlain(_ field: PlainField) -> AuditPlainValue {
+        guard let reader = plainReader else { return .other }
+        var value = reader.value(at: field.path)
+        if field.uriPath, case .plain(let start, let end) = value, end > start,
+            let hit = memchr(reader.bytes.baseAddress! + start, Int32(UInt8(ascii: "?")), end - start)
+        {
+            // `ka.uri.path`: the request URI up to its query string, as the String getter cuts it.
+            value = .plain(start: start, end: UnsafeRawPointer(hit) - UnsafeRawPointer(reader.bytes.baseAddress!))
+        }
+        if auditPlain.isEmpty { auditPlain = Array(repeating: .other, count: AuditSlot.allCases.count) }
+        auditPlain[field.slot.rawValue] = value
+        auditPlainResolved |= 1 << UInt64(field.slot.rawValue)
+        return value
+    }
+
+    /// The bytes of a `.plain` value of the document being evaluated.
+    @inline(__always)
+    func plainBytes(_ start: Int, _ end: Int) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: plainReader.unsafelyUnwrapped.bytes.baseAddress! + start, count: end - start)
+    }
+
+    /// `test` on the bytes of `field`'s value when they lie in the document; false when the field is absent; the
+    /// `String` comparison (`fallback`) for any other value, so both ways give one answer.
+    @inline(__always)
+    mutating func withPlain(
+        _ field: PlainField, _ event: EventPointer, _ fallback: Matcher, _ test: (UnsafeBufferPointer<UInt8>) -> Bool
+    ) -> Bool {
+        switch plainValue(field) {
+        case .plain(let start, let end):
+            return test(plainBytes(start, end))
+        case .absent:
+            return false
+        case .other:
+            return fallback(event, &self)
+        }
+    }
 
     /// The cached value of `slot`, resolving it from the event's audit record the first time.
     @inline(__always)
@@ -79,6 +129,16 @@ enum AuditSlot: Int, CaseIterable {
         "ka.auth.reason": .authReason, "ka.req.binding.role": .bindingRole, "ka.req.binding.role_kind": .bindingRoleKind,
         "ka.req.service.type": .serviceType,
     ]
+}
+
+/// A cached audit field whose comparisons may read the value's bytes in the document (`AuditPlainValue`) instead
+/// of a `String` copy of it.
+struct PlainField: Sendable {
+    let slot: AuditSlot
+    /// The path the field's `String` getter reads with `scalarText(at:)` (for `ka.uri.path`, the request URI).
+    let path: AuditFieldPath
+    /// `ka.uri.path`: the bytes of the request URI up to its `?`.
+    var uriPath = false
 }
 
 /// The request URI as a string (stringValue semantics, as the URI-derived fields always read it), cached.
@@ -142,6 +202,8 @@ struct FieldSpec: Sendable {
     /// Builds the extractor; receives the bracket argument for `name[arg]` fields. Returns nil when the
     /// argument is invalid (the string says why).
     let make: @Sendable (String?) -> Result<Extractor, FieldArgumentError>
+    /// Set for cached audit string fields: comparisons may read the value in place (`Compiler.plainComparison`).
+    var plain: PlainField? = nil
 }
 
 struct FieldArgumentError: Error { let reason: String }
@@ -436,12 +498,24 @@ enum FieldRegistry {
     static func auditBool(_ name: String, _ doc: String, _ get: @escaping @Sendable (AuditRecord) -> Bool?) -> FieldSpec {
         bool(name, [.audit], doc) { e, _ in e.pointee.auditRecord.flatMap(get) }
     }
+    /// `ka.uri.path`'s spec, marked so its comparisons may read the request URI's bytes up to the `?` in place.
+    static func uriPath(_ spec: FieldSpec) -> FieldSpec {
+        var spec = spec
+        spec.plain = PlainField(slot: .uriPath, path: requestURIPath, uriPath: true)
+        return spec
+    }
+
+    /// The in-place form of a field without an argument, when it has one.
+    static func plainField(_ reference: String) -> PlainField? { simple[reference]?.plain }
+
     /// An audit field read from a fixed path of the audit document.
     static func audit(_ name: String, _ path: [String], _ type: FieldType = .string, _ doc: String) -> FieldSpec {
         let wildcard = AuditPath(path)
         let path = AuditFieldPath(path)
         let slot = AuditSlot.byField[name]
-        return FieldSpec(name: name, type: type, kinds: [.audit], argument: .none, doc: doc) { _ in
+        var plain: PlainField?
+        if type == .string, let slot { plain = PlainField(slot: slot, path: path) }
+        return FieldSpec(name: name, type: type, kinds: [.audit], argument: .none, doc: doc, make: { _ in
             switch type {
             case .int:
                 // `integer(at:)`/`scalarText(at:)` read the token where it lies: building the JSONValue first
@@ -460,7 +534,7 @@ enum FieldRegistry {
                 }
                 return .success(.string { event, _ in event.pointee.auditRecord.flatMap { $0.scalarText(at: path) } })
             }
-        }
+        }, plain: plain)
     }
 
     static let table: [FieldSpec] = [
@@ -787,7 +861,7 @@ enum FieldRegistry {
                 })
         },
         audit("ka.impuser.groups", ["impersonatedUser", "groups"], .strings, "Impersonated user groups (multi-valued)."),
-        string("ka.uri.path", [.audit], "Request URI without the query string.") { e, s in
+        uriPath(string("ka.uri.path", [.audit], "Request URI without the query string.") { e, s in
             guard let uri = requestURI(e, &s) else { return nil }
             return s.auditString(.uriPath, e) { _ in
                 // memchr over the bytes: the generic `utf8.firstIndex(of:)` was a visible cost per event.
@@ -797,7 +871,7 @@ enum FieldRegistry {
                     return String(decoding: UnsafeBufferPointer(rebasing: bytes[..<count]), as: UTF8.self)
                 }
             }
-        },
+        }),
         FieldSpec(
             name: "ka.uri.params", type: .strings, kinds: [.audit], argument: .required("query parameter name"),
             doc: "`ka.uri.params[NAME]`: every decoded value of a repeated query parameter (multi-valued)."

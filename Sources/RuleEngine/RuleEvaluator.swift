@@ -31,6 +31,7 @@ public struct RuleEvaluator: Sendable {
     /// `Scratch`'s audit slot arrays, kept between events.
     private var spareAuditStrings: [String?] = []
     private var spareAuditInts: [Int64?] = []
+    private var spareAuditPlain: [AuditPlainValue] = []
     private let compiled: CompiledRules
 
     public init(ruleSet: RuleSet, maxSequenceStates: Int = 65_536) {
@@ -52,6 +53,19 @@ public struct RuleEvaluator: Sendable {
 
     private mutating func evaluate(pointer event: EventPointer, profile: ProfileJudgement?) -> [Alert] {
         let ordinal = kindOrdinal(event.pointee.kind)
+        if ordinal == kindOrdinal(.audit) {
+            // The document's bytes stay in hand for the whole evaluation, so the cached `ka.*` fields are compared
+            // where they lie (`Scratch.withPlain`) instead of as String copies.
+            return Event.withAuditPlainReader(event) { reader in
+                evaluate(pointer: event, ordinal: ordinal, profile: profile, reader: reader)
+            }
+        }
+        return evaluate(pointer: event, ordinal: ordinal, profile: profile, reader: nil)
+    }
+
+    private mutating func evaluate(
+        pointer event: EventPointer, ordinal: Int, profile: ProfileJudgement?, reader: AuditPlainReader?
+    ) -> [Alert] {
         var scratch = Scratch()
         scratch.profile = profile
         var alerts: [Alert] = []
@@ -59,9 +73,11 @@ public struct RuleEvaluator: Sendable {
         let isAudit = ordinal == kindOrdinal(.audit)
         if isAudit {
             // The slot arrays of the last audit event are reused (their bits say nothing is resolved yet):
-            // allocating two arrays per event was a visible share of the audit path.
+            // allocating them per event was a visible share of the audit path.
             swap(&scratch.auditStrings, &spareAuditStrings)
             swap(&scratch.auditInts, &spareAuditInts)
+            swap(&scratch.auditPlain, &spareAuditPlain)
+            scratch.plainReader = reader
             rules = compiled.auditRules(event, &scratch)
         } else {
             rules = compiled.plain[ordinal]
@@ -70,11 +86,12 @@ public struct RuleEvaluator: Sendable {
             if isAudit {
                 swap(&scratch.auditStrings, &spareAuditStrings)
                 swap(&scratch.auditInts, &spareAuditInts)
+                swap(&scratch.auditPlain, &spareAuditPlain)
             }
         }
         rules.withUnsafeBufferPointer { slots in
-            for index in slots.indices where slots[index].condition(event, &scratch) {
-                if slots[index].hasException && slots[index].exception(event, &scratch) { continue }
+            for index in slots.indices where slots[index].matches(event, &scratch) {
+                if slots[index].hasException && slots[index].excepted(event, &scratch) { continue }
                 alerts.append(Self.makeAlert(slots[index].rule, event, &scratch))
             }
         }
