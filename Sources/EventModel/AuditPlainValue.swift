@@ -28,6 +28,16 @@ public struct AuditPlainReader {
     public func value(at path: AuditFieldPath) -> AuditPlainValue {
         document._withUnsafeGuaranteedRef { $0.plainValue(at: path, bytes) }
     }
+
+    /// `AuditRecord.scalarText(at:)` of the record being read.
+    public func scalarText(at path: AuditFieldPath) -> String? {
+        document._withUnsafeGuaranteedRef { $0.scalarText(at: path) }
+    }
+
+    /// `AuditRecord.integer(at:)` of the record being read.
+    public func integer(at path: AuditFieldPath) -> Int64? {
+        document._withUnsafeGuaranteedRef { $0.integer(at: path) }
+    }
 }
 
 extension Event {

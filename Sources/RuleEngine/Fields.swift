@@ -100,12 +100,42 @@ struct Scratch {
         return value
     }
 
+    /// The cached value of the string field at `path` in `slot`: read through `plainReader` when there is one (no
+    /// copy of the record out of the event), else from the record.
     @inline(__always)
-    mutating func auditInt(_ slot: AuditSlot, _ event: EventPointer, _ resolve: (AuditRecord) -> Int64?) -> Int64? {
+    mutating func auditString(_ slot: AuditSlot, _ event: EventPointer, path: AuditFieldPath) -> String? {
+        let bit: UInt64 = 1 << UInt64(slot.rawValue)
+        if auditResolved & bit != 0 { return auditStrings[slot.rawValue] }
+        let value: String?
+        if let reader = plainReader {
+            if auditPlainResolved & bit != 0, case .plain(let start, let end) = auditPlain[slot.rawValue] {
+                // Already located by a comparison: its bytes are its text.
+                value = String(decoding: plainBytes(start, end), as: UTF8.self)
+            } else {
+                value = reader.scalarText(at: path)
+            }
+        } else {
+            guard case .audit(let record) = event.pointee.payload else { return nil }
+            value = record.scalarText(at: path)
+        }
+        if auditStrings.isEmpty { auditStrings = Array(repeating: nil, count: AuditSlot.allCases.count) }
+        auditStrings[slot.rawValue] = value
+        auditResolved |= bit
+        return value
+    }
+
+    /// The cached value of the integer field at `path` in `slot`, read like `auditString(_:_:path:)`.
+    @inline(__always)
+    mutating func auditInt(_ slot: AuditSlot, _ event: EventPointer, path: AuditFieldPath) -> Int64? {
         let bit: UInt64 = 1 << UInt64(slot.rawValue)
         if auditResolved & bit != 0 { return auditInts[slot.rawValue] }
-        guard case .audit(let record) = event.pointee.payload else { return nil }
-        let value = resolve(record)
+        let value: Int64?
+        if let reader = plainReader {
+            value = reader.integer(at: path)
+        } else {
+            guard case .audit(let record) = event.pointee.payload else { return nil }
+            value = record.integer(at: path)
+        }
         if auditInts.isEmpty { auditInts = Array(repeating: nil, count: AuditSlot.allCases.count) }
         auditInts[slot.rawValue] = value
         auditResolved |= bit
@@ -520,7 +550,7 @@ enum FieldRegistry {
             case .int:
                 // `integer(at:)`/`scalarText(at:)` read the token where it lies: building the JSONValue first
                 // (then converting it) cost more than the lookup.
-                if let slot { return .success(.int { e, s in s.auditInt(slot, e) { $0.integer(at: path) } }) }
+                if let slot { return .success(.int { e, s in s.auditInt(slot, e, path: path) }) }
                 return .success(.int { event, _ in event.pointee.auditRecord.flatMap { $0.integer(at: path) } })
             case .strings:
                 return .success(
@@ -530,7 +560,7 @@ enum FieldRegistry {
                     })
             default:
                 if let slot {
-                    return .success(.string { e, s in s.auditString(slot, e) { $0.scalarText(at: path) } })
+                    return .success(.string { e, s in s.auditString(slot, e, path: path) })
                 }
                 return .success(.string { event, _ in event.pointee.auditRecord.flatMap { $0.scalarText(at: path) } })
             }
