@@ -48,7 +48,9 @@ extension Event {
         guard case .audit(let record) = event.pointee.payload, case .indexed(let document) = record.storage else {
             return body(nil)
         }
-        return document.index.withBytes { bytes in body(AuditPlainReader(document: .passUnretained(document), bytes: bytes)) }
+        return document.index.withBytes { bytes in
+            body(AuditPlainReader(document: .passUnretained(document), bytes: bytes))
+        }
     }
 }
 

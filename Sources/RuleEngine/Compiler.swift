@@ -691,7 +691,8 @@ enum Compiler {
         }
         switch extractor {
         case .string(let get):
-            let matcher = try stringComparison(get, op, values, fieldType: type, mismatch: mismatch, context, offset: offset)
+            let matcher = try stringComparison(
+                get, op, values, fieldType: type, mismatch: mismatch, context, offset: offset)
             if let field = FieldRegistry.plainField(name),
                 let inPlace = plainComparison(field, op, values, fallback: matcher)
             {
@@ -827,19 +828,25 @@ enum Compiler {
                 let prefix = literals[0]
                 return { e, s in s.withPlain(field, e, fallback) { bytesHavePrefix($0, prefix) } }
             }
-            return { e, s in s.withPlain(field, e, fallback) { value in literals.contains { bytesHavePrefix(value, $0) } } }
+            return { e, s in
+                s.withPlain(field, e, fallback) { value in literals.contains { bytesHavePrefix(value, $0) } }
+            }
         case .endswith:
             if literals.count == 1 {
                 let suffix = literals[0]
                 return { e, s in s.withPlain(field, e, fallback) { bytesHaveSuffix($0, suffix) } }
             }
-            return { e, s in s.withPlain(field, e, fallback) { value in literals.contains { bytesHaveSuffix(value, $0) } } }
+            return { e, s in
+                s.withPlain(field, e, fallback) { value in literals.contains { bytesHaveSuffix(value, $0) } }
+            }
         case .contains:
             if literals.count == 1 {
                 let needle = literals[0]
                 return { e, s in s.withPlain(field, e, fallback) { bytesContain($0, needle) } }
             }
-            return { e, s in s.withPlain(field, e, fallback) { value in literals.contains { bytesContain(value, $0) } } }
+            return { e, s in
+                s.withPlain(field, e, fallback) { value in literals.contains { bytesContain(value, $0) } }
+            }
         case .icontains:
             // The subject is ASCII, so the String form's ASCII branch is the one that would run.
             let needles = values.map { Array($0.lowercased().utf8) }
@@ -869,11 +876,15 @@ enum Compiler {
             if allPatterns.count == 1 {
                 let pattern = allPatterns[0]
                 if let required = RegexLiterals(values[0]) {
-                    return { e, s in s.withPlain(field, e, fallback) { required.mayMatch($0) && pattern.matches(bytes: $0) } }
+                    return { e, s in
+                        s.withPlain(field, e, fallback) { required.mayMatch($0) && pattern.matches(bytes: $0) }
+                    }
                 }
                 return { e, s in s.withPlain(field, e, fallback) { pattern.matches(bytes: $0) } }
             }
-            return { e, s in s.withPlain(field, e, fallback) { value in allPatterns.contains { $0.matches(bytes: value) } } }
+            return { e, s in
+                s.withPlain(field, e, fallback) { value in allPatterns.contains { $0.matches(bytes: value) } }
+            }
         case .lt, .le, .gt, .ge, .exists:
             return nil
         }

@@ -54,7 +54,8 @@ import Testing
         #expect(try fires(#"ka.user.name contains "\"b/""#, quoted))
         // The verb index reads the verb too: an escaped `get` still reaches the rules that require `get`.
         #expect(try fires("ka.verb = get and ka.target.resource = pods", line(verb: #""g\u0065t""#)))
-        #expect(try fires("ka.verb in (get, list) and ka.target.resource in (pods, secrets)", line(verb: #""g\u0065t""#)))
+        #expect(try fires(
+            "ka.verb in (get, list) and ka.target.resource in (pods, secrets)", line(verb: #""g\u0065t""#)))
         // `ka.uri.path` of an escaped URI is cut at the decoded `?` (`\u003f`).
         let escapedURI = line(uri: #""/api/v1/pods\u003fwatch=true""#)
         #expect(try fires(#"ka.uri.path = "/api/v1/pods""#, escapedURI))
