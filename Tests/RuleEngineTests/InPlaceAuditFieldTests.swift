@@ -9,7 +9,7 @@ import Testing
 @Suite struct InPlaceAuditFieldTests {
     /// True when a single audit rule with `condition` fires for the JSON `line`; checks the indexed and tree events
     /// agree first.
-    func fires(_ condition: String, _ line: String, lists: String = "") throws -> Bool {
+    func fires(_ condition: String, _ line: String, mapping: AuditMapping = .raw, lists: String = "") throws -> Bool {
         let yaml = lists + "\n" + """
             - rule:
                 id: T1
@@ -20,9 +20,9 @@ import Testing
                 output: "hit %ka.user.name %ka.uri.path"
             """
         var evaluator = RuleEvaluator(ruleSet: try RuleSet.load(yaml: yaml, fileName: "test.yaml"))
-        let indexed = evaluator.evaluate(try AuditMapping.raw.event(fromJSON: line, sourceID: "file:1"))
-        var treeEvent = try AuditMapping.raw.event(from: try JSONText.parse(line), sourceID: "file:1")
-        treeEvent.time = try AuditMapping.raw.event(fromJSON: line, sourceID: "file:1").time
+        let indexed = evaluator.evaluate(try mapping.event(fromJSON: line, sourceID: "file:1"))
+        var treeEvent = try mapping.event(from: try JSONText.parse(line), sourceID: "file:1")
+        treeEvent.time = try mapping.event(fromJSON: line, sourceID: "file:1").time
         let tree = evaluator.evaluate(treeEvent)
         #expect(indexed == tree, "bytes and Strings disagree on \(condition) for \(line)")
         return !indexed.isEmpty
@@ -138,6 +138,26 @@ import Testing
                            line(uri: #""/api/v1/namespaces/kube-system/secrets/x?limit=500""#)))
         #expect(try !fires("ka.uri.path exists", line(uri: "null")))
         #expect(try !fires(#"ka.uri.path != "/""#, line(uri: "null")))
+    }
+
+    @Test("shipper layouts: a field prefix, dedotted annotations and stringified objects read the same values")
+    func shipperLayouts() throws {
+        let agent = #"{"@timestamp":"2024-01-01T00:00:00Z","kubernetes":{"audit":{"auditID":"a1","verb":"get","#
+            + #""requestURI":"/api/v1/pods?x=1","user":{"username":"system:anonymous"},"#
+            + #""objectRef":{"resource":"pods","namespace":"default"},"#
+            + #""annotations":{"authorization_k8s_io/decision":"allow"}}}}"#
+        #expect(try fires("ka.auth.decision = allow", agent, mapping: .elasticAgent))
+        #expect(try !fires("ka.auth.decision != allow", agent, mapping: .elasticAgent))
+        #expect(try fires(#"ka.user.name = "system:anonymous" and ka.uri.path = "/api/v1/pods""#, agent,
+                          mapping: .elasticAgent))
+        #expect(try fires("ka.verb = get and ka.target.resource = pods", agent, mapping: .elasticAgent))
+        let fluentd = #"{"verb":"create","requestURI":"/api/v1/namespaces/default/services","#
+            + #""user":{"username":"bob"},"objectRef":{"resource":"services","namespace":"default"},"#
+            + #""requestObject":"{\"spec\":{\"type\":\"NodePort\"}}","stageTimestamp":"2024-01-01T00:00:00Z"}"#
+        #expect(try fires("ka.req.service.type = NodePort", fluentd, mapping: .fluentd))
+        #expect(try fires("ka.req.service.type in (NodePort, LoadBalancer, x)", fluentd, mapping: .fluentd))
+        #expect(try !fires("ka.req.service.type startswith Cluster", fluentd, mapping: .fluentd))
+        #expect(try fires("ka.verb = create and ka.target.resource = services", fluentd, mapping: .fluentd))
     }
 
     @Test("alert output renders the same text from bytes and from Strings")
