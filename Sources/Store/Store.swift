@@ -74,12 +74,15 @@ public final class Store: @unchecked Sendable {
     private let walLimitFrames: Int
     /// The WAL's length in frames at the last catch-up checkpoint; store thread only.
     private var caughtUpFrames = 0
+    /// The last outbox position handed out (committed), as in `outbox_head`; store thread only.
+    private var committedHead: Int64
 
     private init(
         connection: SQLiteConnection, executor: BlockingExecutor, reader: SQLiteConnection?,
         readExecutor: BlockingExecutor?, checkpointer: SQLiteConnection?, checkpointExecutor: BlockingExecutor?,
-        pageSize: Int, walLimitBytes: Int
+        pageSize: Int, walLimitBytes: Int, outboxHead: Int64
     ) {
+        self.committedHead = outboxHead
         self.checkpointFrames = max(1, Self.checkpointBytes / max(512, pageSize))
         self.walLimitFrames = max(1, walLimitBytes / max(512, pageSize))
         self.connection = connection
@@ -108,7 +111,7 @@ public final class Store: @unchecked Sendable {
             checkpointExecutor?.shutdown()
         }
         do {
-            let (connection, pageSize) = try await executor.run { () throws -> (SQLiteConnection, Int) in
+            let (connection, pageSize, head) = try await executor.run { () throws -> (SQLiteConnection, Int, Int64) in
                 let connection = try SQLiteConnection(path: path)
                 // 16 KiB pages: a commit of a batch's alerts appends fewer, larger WAL frames (fewer pwrites and
                 // frame headers, fewer B-tree splits). Takes effect only when the file is created; an existing
@@ -122,7 +125,7 @@ public final class Store: @unchecked Sendable {
                 if !inMemory { try connection.takeOverCheckpoints() }
                 var pageSize = 4096
                 try connection.run("PRAGMA page_size") { row in pageSize = Int(row.integer(0)) }
-                return (connection, pageSize)
+                return (connection, pageSize, try Self.readOutboxHead(connection))
             }
             var reader: SQLiteConnection?
             var checkpointer: SQLiteConnection?
@@ -137,7 +140,7 @@ public final class Store: @unchecked Sendable {
             return Store(
                 connection: connection, executor: executor, reader: reader, readExecutor: readExecutor,
                 checkpointer: checkpointer, checkpointExecutor: checkpointExecutor, pageSize: pageSize,
-                walLimitBytes: walLimitBytes)
+                walLimitBytes: walLimitBytes, outboxHead: head)
         } catch let error as StoreError {
             shutdownAll()
             throw error
@@ -244,19 +247,22 @@ public final class Store: @unchecked Sendable {
                         "INSERT INTO counters(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                         [.text(name), .integer(Int64(delta))])
                 }
+                var head = self.committedHead
                 if !ingest.alerts.isEmpty {
-                    let insert = try db.prepared(
-                        "INSERT INTO outbox(alert_id, rule_id, namespace, time_ns, body) VALUES(?, ?, ?, ?, ?)")
+                    // Positions are handed out here (not by AUTOINCREMENT) and the head written once per commit.
+                    let insert = try db.prepared("INSERT INTO outbox(position, time_ns, body) VALUES(?, ?, ?)")
                     for (alert, body) in zip(ingest.alerts, encodedAlerts) {
-                        insert.bind(1, alert.id)
-                        insert.bind(2, alert.ruleID)
-                        insert.bind(3, alert.container?.namespace ?? "")
-                        insert.bind(4, Int64(bitPattern: alert.time))
-                        insert.bind(5, body)
-                        try insert.execute()
+                        head += 1
+                        insert.bind(1, head)
+                        insert.bind(2, Int64(bitPattern: alert.time))
+                        try insert.execute(binding: 3, body)
                     }
+                    let saveHead = try db.prepared("UPDATE outbox_head SET position = ?")
+                    saveHead.bind(1, head)
+                    try saveHead.execute()
                 }
                 try db.execute("COMMIT")
+                self.committedHead = head
                 self.checkpointIfDue()
             } catch {
                 try? db.execute("ROLLBACK")
@@ -292,13 +298,7 @@ public final class Store: @unchecked Sendable {
     /// The newest outbox position, 0 when empty.
     public func outboxHead() async throws(StoreError) -> Int64 {
         try await onReadThread { db in
-            var head: Int64 = 0
-            // AUTOINCREMENT's counter rather than MAX(position): pruning may have emptied the table, and the
-            // head must still be the last position ever handed out.
-            try db.run("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)") { row in
-                head = row.integer(0)
-            }
-            return head
+            try Self.readOutboxHead(db)
         }
     }
 
@@ -377,6 +377,13 @@ public final class Store: @unchecked Sendable {
                 "INSERT INTO sink_cursors(sink, position) VALUES(?, ?) ON CONFLICT(sink) DO UPDATE SET position = excluded.position",
                 [.text(sink), .integer(position)])
         }
+    }
+
+    /// The last position ever handed out, not MAX(position): pruning may have emptied the table.
+    private static func readOutboxHead(_ db: SQLiteConnection) throws(StoreError) -> Int64 {
+        var head: Int64 = 0
+        try db.run("SELECT position FROM outbox_head") { row in head = row.integer(0) }
+        return head
     }
 
     // MARK: Alert encoding

@@ -72,6 +72,7 @@ struct OutboxBench: AsyncParsableCommand {
             for offset in 0..<count {
                 var alert = sample[(written + offset) % sample.count]
                 alert.id = "alert-\(written + offset)"
+                alert.time = 1_700_000_000_000_000_000 + UInt64(written + offset) * 1_000_000
                 batch.append(alert)
             }
             let walBefore = explain ? Self.fileSize(walPath) : 0
@@ -129,6 +130,11 @@ struct OutboxBench: AsyncParsableCommand {
                 + "checkpoint thread \(Self.format(Double(checkpointTotal) / 1e9)) CPU s in all "
                 + "(\(Self.format(Double(checkpointTotal) / 1000 / Double(alerts))) µs per alert)"
                 + (writerClock == nil || checkpointClock == nil ? " [store threads not found by name]" : ""))
+        // The tail past p99: a commit that runs the WAL catch-up (one per `Store.walLimitBytes` of WAL) lands here.
+        print(
+            "outbox write: tail per alert p99.9 \(Self.format(Self.percentile(perAlert, 0.999))) µs, "
+                + "max \(Self.format(perAlert.max() ?? 0)) µs "
+                + "(slowest commit \(Self.format((perAlert.max() ?? 0) * Double(commitSize) / 1000)) ms)")
         if explain { Self.explain(samples) }
         if singleCommits > 0 {
             print(
