@@ -33,6 +33,9 @@ struct OutboxBench: AsyncParsableCommand {
     @Flag(help: "Also print what the slowest 1 % of commits had in common (WAL growth, a checkpoint running).")
     var explain = false
 
+    @Flag(help: "Alert times cycle through 1000 values instead of increasing (the fixture before 2026-11-26 16:30).")
+    var cycledTimes = false
+
     mutating func run() async throws {
         precondition(alerts > 0 && commitSize > 0)
         let directory = try TemporaryDirectory(prefix: "patrol-bench-outbox")
@@ -72,7 +75,9 @@ struct OutboxBench: AsyncParsableCommand {
             for offset in 0..<count {
                 var alert = sample[(written + offset) % sample.count]
                 alert.id = "alert-\(written + offset)"
-                alert.time = 1_700_000_000_000_000_000 + UInt64(written + offset) * 1_000_000
+                // Increasing, as a live collector's alerts are (event time, one every millisecond), so the time
+                // index grows at its end; cycled times insert into its middle, as a replay of old audit logs can.
+                if !cycledTimes { alert.time = 1_700_000_000_000_000_000 + UInt64(written + offset) * 1_000_000 }
                 batch.append(alert)
             }
             let walBefore = explain ? Self.fileSize(walPath) : 0
