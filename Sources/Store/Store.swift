@@ -122,7 +122,10 @@ public final class Store: @unchecked Sendable {
                 // power loss can lose the last ones, which is the usual trade for WAL.
                 try connection.execute("PRAGMA synchronous=NORMAL")
                 try Schema.migrate(connection)
-                if !inMemory { try connection.takeOverCheckpoints() }
+                if !inMemory {
+                    try connection.takeOverCheckpoints()
+                    Self.zeroFillWAL(path: path + "-wal", through: walLimitBytes + Self.checkpointBytes)
+                }
                 var pageSize = 4096
                 try connection.run("PRAGMA page_size") { row in pageSize = Int(row.integer(0)) }
                 return (connection, pageSize, try Self.readOutboxHead(connection))
@@ -376,6 +379,28 @@ public final class Store: @unchecked Sendable {
             try db.run(
                 "INSERT INTO sink_cursors(sink, position) VALUES(?, ?) ON CONFLICT(sink) DO UPDATE SET position = excluded.position",
                 [.text(sink), .integer(position)])
+        }
+    }
+
+    /// Appends zeros to the WAL file out to `size` bytes, past whatever it holds, so that commits overwrite the
+    /// file in place instead of extending it. Extending the file is what made the slowest commits block: each
+    /// extension allocates blocks and updates the inode through the file system's journal, and so waits behind
+    /// the checkpoint's `fdatasync` (PostgreSQL zero-fills its WAL segments for the same reason). Safe because
+    /// only bytes past the end are written, and SQLite reads a WAL only up to its last valid frame. Best effort: a
+    /// failure only means the first lap of the WAL extends the file as before.
+    private static func zeroFillWAL(path: String, through size: Int) {
+        let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { Glibc.close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return }
+        let zeros = [UInt8](repeating: 0, count: 1 << 20)
+        var offset = Int(status.st_size)
+        while offset < size {
+            let count = min(zeros.count, size - offset)
+            let written = zeros.withUnsafeBytes { pwrite(fd, $0.baseAddress, count, off_t(offset)) }
+            guard written > 0 else { return }
+            offset += written
         }
     }
 
