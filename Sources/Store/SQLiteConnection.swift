@@ -121,10 +121,16 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     /// A passive checkpoint: copies what it can from the WAL into the database without waiting for anyone.
+    /// Stopped early by `interrupt()` (what it copied stays copied).
     func checkpointPassive() throws(StoreError) {
         guard let handle else { throw StoreError(.closed, "store \(path) is closed") }
         let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
-        guard rc == SQLITE_OK || rc == SQLITE_BUSY else { throw failure("checkpoint", rc) }
+        guard rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_INTERRUPT else { throw failure("checkpoint", rc) }
+    }
+
+    /// Asks the connection's running operation to stop; the one call that is safe from another thread.
+    func interrupt() {
+        if let handle { sqlite3_interrupt(handle) }
     }
 
     fileprivate func stepFailure(_ sql: OpaquePointer, _ rc: Int32) -> StoreError {

@@ -104,7 +104,9 @@ public final class Store: @unchecked Sendable {
         let executor = BlockingExecutor(name: "store")
         let inMemory = path == ":memory:" || path.isEmpty
         let readExecutor = inMemory ? nil : BlockingExecutor(name: "store-read")
-        let checkpointExecutor = inMemory ? nil : BlockingExecutor(name: "store-checkpoint")
+        // The lowest CPU priority: a checkpoint beside the commits took a core from the ingest path's threads
+        // (the store thread, and the task awaiting its commit), which set the slowest commits' latency.
+        let checkpointExecutor = inMemory ? nil : BlockingExecutor(name: "store-checkpoint", niceness: 19)
         func shutdownAll() {
             executor.shutdown()
             readExecutor?.shutdown()
@@ -187,7 +189,13 @@ public final class Store: @unchecked Sendable {
         // A shorter WAL than at the last catch-up means it started over.
         if frames < caughtUpFrames { caughtUpFrames = 0 }
         if frames >= walLimitFrames, frames - caughtUpFrames >= checkpointFrames {
-            guard !checkpointRunning.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            // The background checkpoint runs at the lowest priority, so on busy cores it may hold SQLite's
+            // checkpoint lock for a long time: stop it (it stops at the next frame it would copy) rather than find
+            // the lock taken and let the WAL grow on.
+            if checkpointRunning.exchange(true, ordering: .acquiringAndReleasing) {
+                checkpointer?.interrupt()
+                while checkpointRunning.exchange(true, ordering: .acquiringAndReleasing) { usleep(100) }
+            }
             // No commit can run meanwhile (this is the store thread), so the checkpoint copies every frame (unless
             // a sink's read still holds an older snapshot: then this is tried again after `checkpointBytes` more)
             // and the next write transaction starts the WAL over.
@@ -198,9 +206,9 @@ public final class Store: @unchecked Sendable {
         }
         guard frames >= checkpointFrames, !checkpointRunning.exchange(true, ordering: .acquiringAndReleasing)
         else { return }
-        Task {
-            _ = try? await checkpointExecutor.run { try self.checkpointer?.checkpointPassive() }
-            self.checkpointRunning.store(false, ordering: .releasing)
+        checkpointExecutor.submit {
+            defer { self.checkpointRunning.store(false, ordering: .releasing) }
+            try? self.checkpointer?.checkpointPassive()
         }
     }
 
