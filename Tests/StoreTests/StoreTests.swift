@@ -146,7 +146,7 @@ import TestSupport
         }
         // Without the catch-up the file passed 380 MB. The file starts zero-filled to the limit plus 4 MB. A
         // background checkpoint still running at the limit (at nice 19 it may be starved on busy cores) is
-        // interrupted: without that, with two busy loops beside this test, the file passed 2.5 times the limit.
+        // interrupted: without that, with three busy shell loops beside this test, the file passed 2.5 times the limit.
         #expect(largest > limit / 2 && largest < limit * 5 / 2, "largest WAL file \(largest) bytes")
         #expect(try await store.outboxRowCount() == written)
         #expect(try await store.outbox(after: Int64(written - 1), limit: 10).map(\.alert.id) == ["alert-599-99"])
