@@ -15,12 +15,15 @@ public final class BlockingExecutor: @unchecked Sendable {
     private var head = 0
     private var shuttingDown = false
 
-    public init(name: String, threadCount: Int = 1) {
+    /// `niceness` above 0 lowers the CPU priority of these threads only (Linux applies `setpriority` per thread),
+    /// for background work that must not take a core from the rest of the process, such as the store's checkpoints.
+    public init(name: String, threadCount: Int = 1, niceness: Int32 = 0) {
         precondition(threadCount > 0, "a BlockingExecutor needs at least one thread")
         for index in 0..<threadCount {
             let threadName = "\(name)-\(index)"
             let thread = Thread { [self] in
                 Self.nameOSThread(threadName)
+                if niceness != 0 { Self.setOSThreadNiceness(niceness) }
                 self.serve()
             }
             thread.name = threadName
@@ -66,6 +69,21 @@ public final class BlockingExecutor: @unchecked Sendable {
         let bytes = Array(name.utf8.prefix(15))
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         close(fd)
+        #endif
+    }
+
+    /// Sets the calling thread's nice value. Best effort: lowering priority needs no privilege, and a failure
+    /// only leaves the thread at the process's priority.
+    private static func setOSThreadNiceness(_ niceness: Int32) {
+        #if os(Linux)
+        // The kernel thread id without C glue (glibc declares `gettid` only with _GNU_SOURCE): /proc/thread-self
+        // links to "PID/task/TID".
+        var buffer = [CChar](repeating: 0, count: 64)
+        let count = readlink("/proc/thread-self", &buffer, buffer.count - 1)
+        guard count > 0 else { return }
+        let link = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let last = link.split(separator: "/").last, let tid = id_t(last) else { return }
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), tid, niceness)
         #endif
     }
 

@@ -121,10 +121,16 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     /// A passive checkpoint: copies what it can from the WAL into the database without waiting for anyone.
+    /// Stopped early by `interrupt()` (what it copied stays copied).
     func checkpointPassive() throws(StoreError) {
         guard let handle else { throw StoreError(.closed, "store \(path) is closed") }
         let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
-        guard rc == SQLITE_OK || rc == SQLITE_BUSY else { throw failure("checkpoint", rc) }
+        guard rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_INTERRUPT else { throw failure("checkpoint", rc) }
+    }
+
+    /// Asks the connection's running operation to stop; the one call that is safe from another thread.
+    func interrupt() {
+        if let handle { sqlite3_interrupt(handle) }
     }
 
     fileprivate func stepFailure(_ sql: OpaquePointer, _ rc: Int32) -> StoreError {
@@ -141,30 +147,22 @@ struct SQLStatement {
         sqlite3_bind_int64(statement, index, value)
     }
 
-    func bind(_ index: Int32, _ text: String) {
-        var text = text
-        text.withUTF8 { bytes in
-            guard let base = bytes.baseAddress, bytes.count > 0 else {
-                _ = sqlite3_bind_text(statement, index, "", 0, nil)
-                return
-            }
-            // SQLITE_TRANSIENT: SQLite copies the bytes; the length avoids a strlen.
-            _ = base.withMemoryRebound(to: CChar.self, capacity: bytes.count) {
-                sqlite3_bind_text(
-                    statement, index, $0, Int32(bytes.count), unsafeBitCast(-1, to: sqlite3_destructor_type.self))
-            }
-        }
-    }
-
-    func bind(_ index: Int32, _ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { raw in
+    /// Binds `bytes` as the blob at `index` and runs the statement, while `bytes` is borrowed: SQLite reads the
+    /// blob in place (SQLITE_STATIC) instead of copying it, and the binding is cleared before the borrow ends.
+    func execute(binding index: Int32, _ bytes: [UInt8]) throws(StoreError) {
+        let rc = bytes.withUnsafeBytes { raw -> Int32 in
             // An empty blob still binds a (zero-length) blob, not NULL: the column is NOT NULL.
-            _ = sqlite3_bind_zeroblob(statement, index, 0)
             if let base = raw.baseAddress, raw.count > 0 {
-                _ = sqlite3_bind_blob(
-                    statement, index, base, Int32(raw.count), unsafeBitCast(-1, to: sqlite3_destructor_type.self))
+                _ = sqlite3_bind_blob(statement, index, base, Int32(raw.count), nil)
+            } else {
+                _ = sqlite3_bind_zeroblob(statement, index, 0)
             }
+            let rc = sqlite3_step(statement)
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+            return rc
         }
+        guard rc == SQLITE_DONE else { throw connection.stepFailure(statement, rc) }
     }
 
     /// Runs a statement that returns no rows, then resets it for the next binding.

@@ -1,6 +1,6 @@
 /// The store's tables, created or upgraded on open. `user_version` records the schema version.
 enum Schema {
-    static let version = 4
+    static let version = 5
 
     static func migrate(_ db: SQLiteConnection) throws(StoreError) {
         var current: Int64 = 0
@@ -9,6 +9,7 @@ enum Schema {
         if current < 2 { try version2(db) }
         if current < 3 { try version3(db) }
         if current < 4 { try version4(db) }
+        if current < 5 { try version5(db) }
     }
 
     static func version1(_ db: SQLiteConnection) throws(StoreError) {
@@ -68,6 +69,29 @@ enum Schema {
                 namespace TEXT NOT NULL, name TEXT NOT NULL, yaml TEXT NOT NULL, applied_ns INTEGER NOT NULL,
                 PRIMARY KEY(namespace, name));
             PRAGMA user_version = 4;
+            COMMIT;
+            """)
+    }
+
+    /// The outbox without AUTOINCREMENT and without the `alert_id`, `rule_id` and `namespace` columns, which
+    /// nothing read (the body holds the whole alert). AUTOINCREMENT rewrote its `sqlite_sequence` row after every
+    /// insert; now the store hands out positions itself and records the last one in `outbox_head`, once per
+    /// commit, which keeps positions from being reused once pruning has emptied the table. The head starts at the
+    /// last position ever handed out (the old sequence, which may be past every remaining row).
+    private static func version5(_ db: SQLiteConnection) throws(StoreError) {
+        try db.execute(
+            """
+            BEGIN;
+            CREATE TABLE outbox_v5(position INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, body BLOB NOT NULL);
+            INSERT INTO outbox_v5(position, time_ns, body) SELECT position, time_ns, body FROM outbox;
+            CREATE TABLE outbox_head(position INTEGER NOT NULL);
+            INSERT INTO outbox_head(position) SELECT MAX(
+                COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
+                COALESCE((SELECT MAX(position) FROM outbox), 0));
+            DROP TABLE outbox;
+            ALTER TABLE outbox_v5 RENAME TO outbox;
+            CREATE INDEX outbox_time ON outbox(time_ns);
+            PRAGMA user_version = 5;
             COMMIT;
             """)
     }

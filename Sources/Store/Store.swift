@@ -74,12 +74,15 @@ public final class Store: @unchecked Sendable {
     private let walLimitFrames: Int
     /// The WAL's length in frames at the last catch-up checkpoint; store thread only.
     private var caughtUpFrames = 0
+    /// The last outbox position handed out (committed), as in `outbox_head`; store thread only.
+    private var committedHead: Int64
 
     private init(
         connection: SQLiteConnection, executor: BlockingExecutor, reader: SQLiteConnection?,
         readExecutor: BlockingExecutor?, checkpointer: SQLiteConnection?, checkpointExecutor: BlockingExecutor?,
-        pageSize: Int, walLimitBytes: Int
+        pageSize: Int, walLimitBytes: Int, outboxHead: Int64
     ) {
+        self.committedHead = outboxHead
         self.checkpointFrames = max(1, Self.checkpointBytes / max(512, pageSize))
         self.walLimitFrames = max(1, walLimitBytes / max(512, pageSize))
         self.connection = connection
@@ -101,14 +104,16 @@ public final class Store: @unchecked Sendable {
         let executor = BlockingExecutor(name: "store")
         let inMemory = path == ":memory:" || path.isEmpty
         let readExecutor = inMemory ? nil : BlockingExecutor(name: "store-read")
-        let checkpointExecutor = inMemory ? nil : BlockingExecutor(name: "store-checkpoint")
+        // The lowest CPU priority: a checkpoint beside the commits took a core from the ingest path's threads
+        // (the store thread, and the task awaiting its commit), which set the slowest commits' latency.
+        let checkpointExecutor = inMemory ? nil : BlockingExecutor(name: "store-checkpoint", niceness: 19)
         func shutdownAll() {
             executor.shutdown()
             readExecutor?.shutdown()
             checkpointExecutor?.shutdown()
         }
         do {
-            let (connection, pageSize) = try await executor.run { () throws -> (SQLiteConnection, Int) in
+            let (connection, pageSize, head) = try await executor.run { () throws -> (SQLiteConnection, Int, Int64) in
                 let connection = try SQLiteConnection(path: path)
                 // 16 KiB pages: a commit of a batch's alerts appends fewer, larger WAL frames (fewer pwrites and
                 // frame headers, fewer B-tree splits). Takes effect only when the file is created; an existing
@@ -119,10 +124,13 @@ public final class Store: @unchecked Sendable {
                 // power loss can lose the last ones, which is the usual trade for WAL.
                 try connection.execute("PRAGMA synchronous=NORMAL")
                 try Schema.migrate(connection)
-                if !inMemory { try connection.takeOverCheckpoints() }
+                if !inMemory {
+                    try connection.takeOverCheckpoints()
+                    Self.zeroFillWAL(path: path + "-wal", through: walLimitBytes + Self.checkpointBytes)
+                }
                 var pageSize = 4096
                 try connection.run("PRAGMA page_size") { row in pageSize = Int(row.integer(0)) }
-                return (connection, pageSize)
+                return (connection, pageSize, try Self.readOutboxHead(connection))
             }
             var reader: SQLiteConnection?
             var checkpointer: SQLiteConnection?
@@ -137,7 +145,7 @@ public final class Store: @unchecked Sendable {
             return Store(
                 connection: connection, executor: executor, reader: reader, readExecutor: readExecutor,
                 checkpointer: checkpointer, checkpointExecutor: checkpointExecutor, pageSize: pageSize,
-                walLimitBytes: walLimitBytes)
+                walLimitBytes: walLimitBytes, outboxHead: head)
         } catch let error as StoreError {
             shutdownAll()
             throw error
@@ -181,7 +189,13 @@ public final class Store: @unchecked Sendable {
         // A shorter WAL than at the last catch-up means it started over.
         if frames < caughtUpFrames { caughtUpFrames = 0 }
         if frames >= walLimitFrames, frames - caughtUpFrames >= checkpointFrames {
-            guard !checkpointRunning.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            // The background checkpoint runs at the lowest priority, so on busy cores it may hold SQLite's
+            // checkpoint lock for a long time: stop it (it stops at the next frame it would copy) rather than find
+            // the lock taken and let the WAL grow on.
+            if checkpointRunning.exchange(true, ordering: .acquiringAndReleasing) {
+                checkpointer?.interrupt()
+                while checkpointRunning.exchange(true, ordering: .acquiringAndReleasing) { usleep(100) }
+            }
             // No commit can run meanwhile (this is the store thread), so the checkpoint copies every frame (unless
             // a sink's read still holds an older snapshot: then this is tried again after `checkpointBytes` more)
             // and the next write transaction starts the WAL over.
@@ -192,9 +206,9 @@ public final class Store: @unchecked Sendable {
         }
         guard frames >= checkpointFrames, !checkpointRunning.exchange(true, ordering: .acquiringAndReleasing)
         else { return }
-        Task {
-            _ = try? await checkpointExecutor.run { try self.checkpointer?.checkpointPassive() }
-            self.checkpointRunning.store(false, ordering: .releasing)
+        checkpointExecutor.submit {
+            defer { self.checkpointRunning.store(false, ordering: .releasing) }
+            try? self.checkpointer?.checkpointPassive()
         }
     }
 
@@ -244,19 +258,22 @@ public final class Store: @unchecked Sendable {
                         "INSERT INTO counters(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                         [.text(name), .integer(Int64(delta))])
                 }
+                var head = self.committedHead
                 if !ingest.alerts.isEmpty {
-                    let insert = try db.prepared(
-                        "INSERT INTO outbox(alert_id, rule_id, namespace, time_ns, body) VALUES(?, ?, ?, ?, ?)")
+                    // Positions are handed out here (not by AUTOINCREMENT) and the head written once per commit.
+                    let insert = try db.prepared("INSERT INTO outbox(position, time_ns, body) VALUES(?, ?, ?)")
                     for (alert, body) in zip(ingest.alerts, encodedAlerts) {
-                        insert.bind(1, alert.id)
-                        insert.bind(2, alert.ruleID)
-                        insert.bind(3, alert.container?.namespace ?? "")
-                        insert.bind(4, Int64(bitPattern: alert.time))
-                        insert.bind(5, body)
-                        try insert.execute()
+                        head += 1
+                        insert.bind(1, head)
+                        insert.bind(2, Int64(bitPattern: alert.time))
+                        try insert.execute(binding: 3, body)
                     }
+                    let saveHead = try db.prepared("UPDATE outbox_head SET position = ?")
+                    saveHead.bind(1, head)
+                    try saveHead.execute()
                 }
                 try db.execute("COMMIT")
+                self.committedHead = head
                 self.checkpointIfDue()
             } catch {
                 try? db.execute("ROLLBACK")
@@ -292,13 +309,7 @@ public final class Store: @unchecked Sendable {
     /// The newest outbox position, 0 when empty.
     public func outboxHead() async throws(StoreError) -> Int64 {
         try await onReadThread { db in
-            var head: Int64 = 0
-            // AUTOINCREMENT's counter rather than MAX(position): pruning may have emptied the table, and the
-            // head must still be the last position ever handed out.
-            try db.run("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0)") { row in
-                head = row.integer(0)
-            }
-            return head
+            try Self.readOutboxHead(db)
         }
     }
 
@@ -377,6 +388,35 @@ public final class Store: @unchecked Sendable {
                 "INSERT INTO sink_cursors(sink, position) VALUES(?, ?) ON CONFLICT(sink) DO UPDATE SET position = excluded.position",
                 [.text(sink), .integer(position)])
         }
+    }
+
+    /// Appends zeros to the WAL file out to `size` bytes, past whatever it holds, so that commits overwrite the
+    /// file in place instead of extending it. Extending the file is what made the slowest commits block: each
+    /// extension allocates blocks and updates the inode through the file system's journal, and so waits behind
+    /// the checkpoint's `fdatasync` (PostgreSQL zero-fills its WAL segments for the same reason). Safe because
+    /// only bytes past the end are written, and SQLite reads a WAL only up to its last valid frame. Best effort: a
+    /// failure only means the first lap of the WAL extends the file as before.
+    private static func zeroFillWAL(path: String, through size: Int) {
+        let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { Glibc.close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return }
+        let zeros = [UInt8](repeating: 0, count: 1 << 20)
+        var offset = Int(status.st_size)
+        while offset < size {
+            let count = min(zeros.count, size - offset)
+            let written = zeros.withUnsafeBytes { pwrite(fd, $0.baseAddress, count, off_t(offset)) }
+            guard written > 0 else { return }
+            offset += written
+        }
+    }
+
+    /// The last position ever handed out, not MAX(position): pruning may have emptied the table.
+    private static func readOutboxHead(_ db: SQLiteConnection) throws(StoreError) -> Int64 {
+        var head: Int64 = 0
+        try db.run("SELECT position FROM outbox_head") { row in head = row.integer(0) }
+        return head
     }
 
     // MARK: Alert encoding

@@ -33,6 +33,9 @@ struct OutboxBench: AsyncParsableCommand {
     @Flag(help: "Also print what the slowest 1 % of commits had in common (WAL growth, a checkpoint running).")
     var explain = false
 
+    @Flag(help: "Alert times cycle through 1000 values instead of increasing (the fixture before 2026-11-26 16:30).")
+    var cycledTimes = false
+
     mutating func run() async throws {
         precondition(alerts > 0 && commitSize > 0)
         let directory = try TemporaryDirectory(prefix: "patrol-bench-outbox")
@@ -72,6 +75,9 @@ struct OutboxBench: AsyncParsableCommand {
             for offset in 0..<count {
                 var alert = sample[(written + offset) % sample.count]
                 alert.id = "alert-\(written + offset)"
+                // Increasing, as a live collector's alerts are (event time, one every millisecond), so the time
+                // index grows at its end; cycled times insert into its middle, as a replay of old audit logs can.
+                if !cycledTimes { alert.time = 1_700_000_000_000_000_000 + UInt64(written + offset) * 1_000_000 }
                 batch.append(alert)
             }
             let walBefore = explain ? Self.fileSize(walPath) : 0
@@ -129,6 +135,11 @@ struct OutboxBench: AsyncParsableCommand {
                 + "checkpoint thread \(Self.format(Double(checkpointTotal) / 1e9)) CPU s in all "
                 + "(\(Self.format(Double(checkpointTotal) / 1000 / Double(alerts))) µs per alert)"
                 + (writerClock == nil || checkpointClock == nil ? " [store threads not found by name]" : ""))
+        // The tail past p99: a commit that runs the WAL catch-up (one per `Store.walLimitBytes` of WAL) lands here.
+        print(
+            "outbox write: tail per alert p99.9 \(Self.format(Self.percentile(perAlert, 0.999))) µs, "
+                + "max \(Self.format(perAlert.max() ?? 0)) µs "
+                + "(slowest commit \(Self.format((perAlert.max() ?? 0) * Double(commitSize) / 1000)) ms)")
         if explain { Self.explain(samples) }
         if singleCommits > 0 {
             print(

@@ -1,4 +1,7 @@
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import Basics
 
 @Suite struct BoundedBufferTests {
@@ -55,6 +58,20 @@ import Testing
         }
         executor.shutdown()
     }
+
+    #if os(Linux)
+    /// The store's checkpoint thread runs at nice 19; the lowered priority must stay on the executor's own threads,
+    /// not spread to the thread that created the executor (on Linux, PRIO_PROCESS with 0 means the calling thread).
+    @Test func blockingExecutorNicenessAppliesToItsThreadsOnly() async throws {
+        errno = 0
+        let before = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        let executor = BlockingExecutor(name: "lowprio", niceness: 19)
+        let inside = try await executor.run { getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) }
+        #expect(inside == 19)
+        #expect(getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) == before)
+        executor.shutdown()
+    }
+    #endif
 
     @Test func iso8601RendersUTCWithMicroseconds() {
         let time: EpochNanoseconds = 1_700_000_000_123_456_789
