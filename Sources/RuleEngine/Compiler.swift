@@ -59,6 +59,15 @@ func bytesEqual(_ bytes: UnsafeBufferPointer<UInt8>, _ other: [UInt8]) -> Bool {
     return other.withUnsafeBufferPointer { memcmp(bytes.baseAddress!, $0.baseAddress!, other.count) == 0 }
 }
 
+/// Equality of UTF-8 bytes, for `=`, `!=` and `in`: Swift's `==` on `String`s would also equate canonically
+/// equivalent spellings (U+212A KELVIN SIGN and "K", "é" and "e" + U+0301), which paths, names and the other
+/// operators do not.
+@inline(__always)
+func bytesEqual(_ text: String, _ other: [UInt8]) -> Bool {
+    guard text.utf8.count == other.count else { return false }
+    return withBytes(text) { bytesEqual($0, other) }
+}
+
 @inline(__always)
 func bytesContain(_ bytes: UnsafeBufferPointer<UInt8>, _ needle: [UInt8]) -> Bool {
     if needle.isEmpty { return true }
@@ -702,15 +711,15 @@ enum Compiler {
         case .strings(let get):
             switch op {
             case .ne:
-                let v = values[0]
+                let v = Array(values[0].utf8)
                 return { e, s in
                     guard let list = get(e, &s) else { return false }
-                    return !list.contains(v)
+                    return !list.contains { bytesEqual($0, v) }
                 }
             case .eq, .contains, .in:
                 if values.count == 1 {
-                    let v = values[0]
-                    return { e, s in get(e, &s)?.contains(v) ?? false }
+                    let v = Array(values[0].utf8)
+                    return { e, s in get(e, &s)?.contains { bytesEqual($0, v) } ?? false }
                 }
                 let set = ByteStringSet(values)
                 return { e, s in get(e, &s)?.contains(where: { set.contains($0) }) ?? false }
@@ -772,8 +781,8 @@ enum Compiler {
         // Common cases call the byte helpers directly (one closure hop fewer per comparison).
         switch op {
         case .eq:
-            let v = values[0]
-            return { e, s in get(e, &s).map { $0 == v } ?? false }
+            let v = Array(values[0].utf8)
+            return { e, s in get(e, &s).map { bytesEqual($0, v) } ?? false }
         case .in where values.count > 2:
             let set = ByteStringSet(values)
             return { e, s in get(e, &s).map { set.contains($0) } ?? false }
@@ -800,28 +809,22 @@ enum Compiler {
     /// it lies in the document (no `String` copy, so nothing retained per comparison); `fallback`, the `String`
     /// comparison, answers for values that are not plain ASCII strings. Nil when the operator has no byte form here.
     ///
-    /// Equality (`=`, `!=`, a short `in`) compares `String`s by Unicode canonical equivalence; on ASCII subjects that
-    /// is byte equality only when the literal is ASCII too (U+212A KELVIN SIGN equals "K"), so non-ASCII literals
-    /// keep the `String` comparison. The other operators already compare UTF-8 bytes.
+    /// Every operator compares UTF-8 bytes, on `String`s as here, so the answers are the same.
     static func plainComparison(
         _ field: PlainField, _ op: ComparisonOperator, _ values: [String], fallback: @escaping Matcher
     ) -> Matcher? {
         let literals = values.map { Array($0.utf8) }
-        let asciiLiterals = literals.allSatisfy { $0.allSatisfy { $0 < 0x80 } }
         switch op {
         case .eq:
-            guard asciiLiterals else { return nil }
             let v = literals[0]
             return { e, s in s.withPlain(field, e, fallback) { bytesEqual($0, v) } }
         case .ne:
-            guard asciiLiterals else { return nil }
             let v = literals[0]
             return { e, s in s.withPlain(field, e, fallback) { !bytesEqual($0, v) } }
         case .in where values.count > 2:
             let set = ByteStringSet(values)
             return { e, s in s.withPlain(field, e, fallback) { set.contains($0) } }
         case .in:
-            guard asciiLiterals else { return nil }
             return { e, s in s.withPlain(field, e, fallback) { value in literals.contains { bytesEqual(value, $0) } } }
         case .startswith:
             if literals.count == 1 {
@@ -925,15 +928,18 @@ enum Compiler {
     ) throws(RuleEngineError) -> StringTest {
         switch op {
         case .eq:
-            let v = values[0]
-            return { $0 == v }
+            let v = Array(values[0].utf8)
+            return { bytesEqual($0, v) }
         case .ne:
-            let v = values[0]
-            return { $0 != v }
+            let v = Array(values[0].utf8)
+            return { !bytesEqual($0, v) }
         case .lt, .le, .gt, .ge:
             throw mismatch("ordering operators need an int field, this one is \(fieldType.rawValue)")
         case .in:
-            if values.count <= 2 { return { values.contains($0) } }
+            if values.count <= 2 {
+                let literals = values.map { Array($0.utf8) }
+                return { value in literals.contains { bytesEqual(value, $0) } }
+            }
             let set = ByteStringSet(values)
             return { set.contains($0) }
         case .contains:

@@ -17,6 +17,28 @@ import Testing
         #expect(try fires("proc.exe=\"/usr/bin/curl\"", curl))
     }
 
+    /// `=`, `!=` and `in` (short or long list) compare UTF-8 bytes, as `startswith` and the rest do: a path or name
+    /// spelled with a canonically equivalent but different byte sequence is another path or name.
+    @Test func equalityIsByteWiseForEveryListLength() throws {
+        let precomposed = execEvent("/tmp/caf\u{E9}")
+        let decomposed = "/tmp/cafe\u{301}"
+        for condition in [
+            "evt.target = \"\(decomposed)\"", "evt.target in (\"\(decomposed)\")",
+            "evt.target in (\"\(decomposed)\", /a)", "evt.target in (\"\(decomposed)\", /a, /b)",
+            "evt.target startswith \"\(decomposed)\"",
+        ] {
+            #expect(try !fires(condition, precomposed), "\(condition)")
+        }
+        #expect(try fires("evt.target != \"\(decomposed)\"", precomposed))
+        #expect(try fires("evt.target = \"/tmp/caf\u{E9}\"", precomposed))
+        #expect(try fires("evt.target in (/a, \"/tmp/caf\u{E9}\")", precomposed))
+        // A multi-valued field: one of the arguments.
+        let kelvin = execEvent("/bin/echo", argv: ["echo", "\u{212A}"])
+        #expect(try !fires("proc.args = K", kelvin))
+        #expect(try fires("proc.args != K", kelvin))
+        #expect(try fires("proc.args = \"\u{212A}\"", kelvin))
+    }
+
     @Test func ordering() throws {
         #expect(try fires("proc.pid < 101", curl))
         #expect(try !fires("proc.pid < 100", curl))
